@@ -1,0 +1,11 @@
+"""The wheelhouse build-and-deploy pipeline of a Python microservice monorepo.
+
+tasks.py is the command layer; the logic lives here, one module per concern:
+model (the repository), target, locks, wheelhouse (with firstparty and thirdparty),
+and errors.
+"""
+
+from .errors import PipelineError
+from .model import Repository, load_repository
+
+__all__ = ["PipelineError", "Repository", "load_repository"]

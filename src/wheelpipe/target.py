@@ -1,0 +1,101 @@
+"""The target interpreter and platform, read from the root pyproject.toml."""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+from dataclasses import dataclass
+
+from .errors import RepositoryError, TargetError
+
+_MANYLINUX = re.compile(r"^manylinux_(?P<major>\d+)_(?P<minor>\d+)_(?P<arch>\w+)$")
+
+
+@dataclass(frozen=True)
+class Target:
+    python_version: str  # "3.11"
+    implementation: str  # "cp"
+    abi: str  # "cp311"
+    platform: str  # "manylinux_2_36_x86_64"
+
+    @classmethod
+    def from_table(cls, table: dict, source: str) -> Target:
+        expected = ("python-version", "implementation", "abi", "platform")
+        missing = [key for key in expected if not isinstance(table.get(key), str)]
+        if missing:
+            msg = f"{source}: [tool.wheelpipe.target] needs string keys {', '.join(missing)}"
+            raise RepositoryError(msg)
+        target = cls(*(table[key] for key in expected))
+        if not re.fullmatch(r"3\.\d+", target.python_version):
+            msg = f"{source}: target python-version must look like '3.11', found {target.python_version!r}"
+            raise RepositoryError(msg)
+        if not _MANYLINUX.match(target.platform):
+            msg = f"{source}: target platform must be a manylinux_X_Y_ARCH tag, found {target.platform!r}"
+            raise RepositoryError(msg)
+        return target
+
+    @property
+    def glibc(self) -> tuple[int, int]:
+        match = _MANYLINUX.match(self.platform)
+        return int(match["major"]), int(match["minor"])
+
+    @property
+    def machine(self) -> str:
+        return _MANYLINUX.match(self.platform)["arch"]
+
+    def describe(self) -> str:
+        return f"CPython {self.python_version} on {self.platform}"
+
+    def manylinux_platforms(self) -> list[str]:
+        """Every manylinux tag that runs on the target's glibc, newest first.
+
+        pip does not expand `--platform manylinux_2_36_x86_64` to older glibc versions
+        by itself, so each is listed.
+        """
+        major, minor = self.glibc
+        tags = [f"manylinux_{major}_{m}_{self.machine}" for m in range(minor, 4, -1)]
+        legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+        tags += [f"{alias}_{self.machine}" for glibc, alias in legacy.items() if glibc <= self.glibc]
+        return tags
+
+    def pip_download_args(self) -> list[str]:
+        """pip arguments that select wheels for the target instead of the host."""
+        return [
+            "--only-binary=:all:",
+            *(f"--platform={tag}" for tag in self.manylinux_platforms()),
+            f"--python-version={self.python_version}",
+            f"--implementation={self.implementation}",
+            f"--abi={self.abi}",
+            "--abi=none",
+        ]
+
+    def check_runs_like(self, python_version: str, machine: str, glibc: tuple[int, int] | None, where: str) -> None:
+        """Fail unless an interpreter at `where` can resolve and build for this target."""
+        problems = []
+        if python_version != self.python_version:
+            problems.append(f"Python {python_version} (target wants {self.python_version})")
+        if machine != self.machine:
+            problems.append(f"{machine} (target wants {self.machine})")
+        if glibc is None:
+            problems.append(f"no glibc (target wants glibc {self.glibc[0]}.{self.glibc[1]})")
+        elif glibc > self.glibc:
+            # Anything built against a newer glibc than the target's may not load there.
+            problems.append(f"glibc {glibc[0]}.{glibc[1]} (target has {self.glibc[0]}.{self.glibc[1]})")
+        if problems:
+            msg = f"{where} does not match the target {self.describe()}: {'; '.join(problems)}"
+            raise TargetError(msg)
+
+
+def host_glibc() -> tuple[int, int] | None:
+    name, version = platform.libc_ver()
+    if name != "glibc" or not version:
+        return None
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def check_host(target: Target, purpose: str) -> None:
+    """Locks are resolved, and sdists built, by the host's interpreter: it must match."""
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    target.check_runs_like(host, platform.machine(), host_glibc(), f"this interpreter ({sys.executable}), used to {purpose},")

@@ -1,0 +1,82 @@
+"""The monorepo's commands. Each task is a thin layer over the wheelpipe package (src/)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from wheelpipe import PipelineError, load_repository  # noqa: E402
+from wheelpipe import locks, wheelhouse  # noqa: E402
+from wheelpipe.console import Reporter  # noqa: E402
+
+
+def reported(body):
+    """The one boundary where pipeline errors become a one-line message and exit 1."""
+
+    @functools.wraps(body)
+    def wrapper(c, *args, **kwargs):
+        try:
+            return body(c, *args, **kwargs)
+        except PipelineError as error:
+            raise Exit(f"error: {error}", code=1) from None
+
+    return wrapper
+
+
+def _reporter(verbose: bool) -> Reporter:
+    return Reporter(verbose=verbose)
+
+
+@task(
+    help={
+        "service": "Lock only this service (its directory name under services/); default: all.",
+        "upgrade": "Re-resolve every package to its newest allowed version.",
+        "upgrade-package": "Re-resolve only this package (repeatable).",
+        "check": "Change nothing; exit 1 naming each stale lock and its difference.",
+        "verbose": "Show the underlying pip-compile commands and output.",
+    },
+    iterable=["upgrade_package"],
+)
+@reported
+def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, verbose=False):
+    """Compile requirements/<service>.txt and requirements/dev.txt with hashes."""
+    repo = load_repository(ROOT)
+    locks.lock(
+        repo,
+        service=service,
+        upgrade=upgrade,
+        upgrade_packages=tuple(upgrade_package or ()),
+        check=check,
+        reporter=_reporter(verbose),
+    )
+
+
+@task(
+    help={
+        "service": "Build only this service's closure; default: every service.",
+        "clean": "Ignore the current wheelhouse and build every wheel again.",
+        "verbose": "Show the underlying build and pip commands and output.",
+    }
+)
+@reported
+def build_wheels(c, service=None, clean=False, verbose=False):
+    """Build wheelhouse/: every wheel, install/<service>.txt, manifest.json, SHA256SUMS."""
+    repo = load_repository(ROOT)
+    wheelhouse.build_wheels(repo, service=service, clean=clean, reporter=_reporter(verbose))
+
+
+@task
+@reported
+def verify_wheelhouse(c):
+    """Check every wheel in wheelhouse/ against manifest.json and the install manifests."""
+    found = wheelhouse.open_wheelhouse(ROOT)
+    print(f"{wheelhouse.WHEELHOUSE}/: {len(found.entries)} wheels match their recorded sha256")
+
+
+ns = Collection(lock, build_wheels, verify_wheelhouse)
