@@ -34,9 +34,6 @@ class Reporter:
             print(f"    $ {shlex.join(str(a) for a in argv)}{where}", file=self.stream, flush=True)
 
 
-QUIET = Reporter(stream=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
-
-
 def run(
     argv: Sequence[str],
     *,

@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -75,5 +76,11 @@ def build_wheel(package: Package, epoch: int, outdir: Path, reporter: Reporter) 
     wheels = list(outdir.glob("*.whl"))
     if len(wheels) != 1:
         msg = f"building {package.label}: expected one wheel in the build output, found {len(wheels)}"
+        raise ToolError(msg)
+    with zipfile.ZipFile(wheels[0]) as archive:
+        modules = [n for n in archive.namelist() if n.endswith(".py") and ".dist-info/" not in n]
+    if not modules:
+        # Backends happily package nothing when the package path is wrong.
+        msg = f"building {package.label}: {wheels[0].name} holds no Python module; check the wheel target's package paths in {package.directory}/pyproject.toml"
         raise ToolError(msg)
     return wheels[0]

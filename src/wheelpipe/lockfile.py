@@ -53,7 +53,11 @@ def parse_pins(path: Path, label: str | None = None) -> dict[str, Pin]:
     label = label or str(path)
     pins: dict[str, Pin] = {}
     for number, entry in _logical_lines(path.read_text()):
-        requirement_text, *options = entry.split()
+        # The requirement runs up to the first option: pip-compile writes the marker of a
+        # requirement declared with one (`six==1.17.0 ; python_version >= "3.8"`).
+        tokens = entry.split()
+        first_option = next((i for i, token in enumerate(tokens) if token.startswith("-")), len(tokens))
+        requirement_text, options = " ".join(tokens[: first_option or 1]), tokens[first_option or 1 :]
         where = f"{label}:{number}"
         expected = "expected `name==version --hash=sha256:<64 hex>`"
         if requirement_text.startswith("-"):

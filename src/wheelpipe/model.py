@@ -134,12 +134,20 @@ def _load_package(root: Path, directory: Path, kind: str) -> tuple[Package, dict
     except InvalidVersion:
         msg = f"{where}: version {version!r} is not a valid PEP 440 version"
         raise RepositoryError(msg) from None
+    dependencies = project.get("dependencies", [])
+    if not isinstance(dependencies, list) or not all(isinstance(line, str) for line in dependencies):
+        # A bare string would otherwise be read one character per requirement.
+        msg = f"{where}: [project] dependencies must be a list of requirement strings, found {dependencies!r}"
+        raise RepositoryError(msg)
     requirements = []
-    for line in project.get("dependencies", []):
+    for line in dependencies:
         try:
             requirements.append(Requirement(line))
         except InvalidRequirement as error:
-            msg = f"{where}: malformed requirement {line!r} in [project] dependencies: {error}"
+            number = _line_of(pyproject, line)
+            # packaging's message draws a caret under the fault on further lines: keep the first.
+            reason = str(error).splitlines()[0]
+            msg = f"{where}:{number}: malformed requirement {line!r} in [project] dependencies: {reason}"
             raise RepositoryError(msg) from None
     service = None
     if kind == "service":
@@ -154,6 +162,14 @@ def _load_package(root: Path, directory: Path, kind: str) -> tuple[Package, dict
         service=service,
     )
     return package, data.get("tool", {}).get("wheelpipe", {}).get("sources", {})
+
+
+def _line_of(path: Path, text: str) -> int:
+    """Where a string from the parsed TOML stands in the file, for error messages."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if text in line:
+            return number
+    return 0
 
 
 def _service_settings(data: dict, where: str) -> ServiceSettings:

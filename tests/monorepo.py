@@ -1,0 +1,128 @@
+"""Helpers for the pipeline's tests: throwaway copies of this monorepo, its invoke tasks run
+in them exactly as a user would, offline installs and served services."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# A fixed commit time makes wheels built from different copies comparable.
+COMMIT_ENV = {
+    "GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z",
+    "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z",
+    "GIT_AUTHOR_NAME": "tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+    "GIT_COMMITTER_NAME": "tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.invalid",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **COMMIT_ENV}, capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+def project_files(root: Path) -> list[str]:
+    """What a clone would hold, plus work not committed yet: tracked and unignored files."""
+    listed = git(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    return sorted({name for name in listed.split("\0") if name and (root / name).is_file()})
+
+
+def copy_repository(destination: Path, source: Path = ROOT) -> Path:
+    """A committed copy of the monorepo at `destination` (its own git repository)."""
+    for name in project_files(source):
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, target)
+    git(destination, "init", "-q", "-b", "main")
+    commit_all(destination, "copy of the monorepo")
+    return destination
+
+
+def commit_all(repository: Path, message: str) -> None:
+    git(repository, "add", "-A")
+    git(repository, "commit", "-q", "--allow-empty", "-m", message)
+
+
+def invoke(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `invoke ARGS` in cwd with the test interpreter, as a user would from that directory."""
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"invoke {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def network_cut_prefix() -> list[str]:
+    """`unshare -n` where this user may create a network namespace (root in CI)."""
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
+    return ["unshare", "-n"] if probe.returncode == 0 else []
+
+
+def install_offline(repository: Path, service: str, venv: Path) -> subprocess.CompletedProcess[str]:
+    """The install command of the wheelhouse, verbatim, into a fresh venv with no network.
+
+    --isolated keeps this machine's pip configuration (local mirrors, find-links) out,
+    so the wheelhouse is the only source.
+    """
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    command = f"pip install --no-index --find-links wheelhouse --require-hashes --only-binary :all: -r wheelhouse/install/{service}.txt"
+    argv = [*network_cut_prefix(), str(venv / "bin" / "python"), "-m", *command.split(), "--isolated"]
+    return subprocess.run(argv, cwd=repository, env=clean_env, capture_output=True, text=True, check=False)
+
+
+class Served:
+    """A service's console script serving on a loopback port, stopped on exit."""
+
+    def __init__(self, command: Path, env: dict[str, str], port: int) -> None:
+        self.port = port
+        self.process = subprocess.Popen([str(command)], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def get(self, path: str, timeout: float = 20.0):
+        import json
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        while True:
+            try:
+                with opener.open(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                    return response.status, json.loads(response.read())
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    output = self.process.stdout.read() if self.process.poll() is not None else ""
+                    pytest.fail(f"{path} on port {self.port} never answered: {output}")
+                time.sleep(0.2)
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.process.stdout.close()

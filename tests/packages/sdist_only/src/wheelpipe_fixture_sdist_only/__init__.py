@@ -1,0 +1,1 @@
+ORIGIN = "built into a wheel by build-wheels from its sdist"

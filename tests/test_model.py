@@ -1,0 +1,274 @@
+"""The repository model: what load_repository discovers, and the one-line errors it reports."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from wheelpipe.errors import RepositoryError, UnknownServiceError
+from wheelpipe.model import load_repository
+from wheelpipe.target import Target
+
+from monorepo import ROOT
+
+TARGET_TABLE = """\
+[tool.wheelpipe.target]
+python-version = "3.11"
+implementation = "cp"
+abi = "cp311"
+platform = "manylinux_2_36_x86_64"
+"""
+
+
+# --- helpers that build tiny fake monorepos in tmp_path ----------------------------------
+
+
+def toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{item}"' for item in items) + "]"
+
+
+def write_root(root: Path, target: str | None = TARGET_TABLE) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(target or "")
+    return root
+
+
+def write_package(
+    root: Path,
+    kind: str,
+    directory: str,
+    name: str,
+    *,
+    dependencies: list[str] | None = None,
+    workspace: list[str] | None = None,
+    service: bool | None = None,
+    version: str = "0.1.0",
+    raw_dependencies: str | None = None,
+) -> Path:
+    """A PEP 621 project under shared/ or services/; services get a [tool.wheelpipe.service] table."""
+    path = root / kind / directory
+    path.mkdir(parents=True, exist_ok=True)
+    deps = raw_dependencies if raw_dependencies is not None else toml_list(dependencies or [])
+    text = f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = {deps}\n'
+    is_service = kind == "services" if service is None else service
+    if kind == "services":
+        text += f'\n[project.scripts]\n{name} = "{name.replace("-", "_")}.server:main"\n'
+    if is_service:
+        text += f'\n[tool.wheelpipe.service]\ncommand = "{name}"\nport-env = "{name.upper().replace("-", "_")}_PORT"\ndefault-port = 8080\n'
+    if workspace:
+        text += "\n[tool.wheelpipe.sources]\n" + "".join(f"{source} = {{ workspace = true }}\n" for source in workspace)
+    (path / "pyproject.toml").write_text(text)
+    return path
+
+
+@pytest.fixture
+def fake_root(tmp_path: Path) -> Path:
+    return write_root(tmp_path / "repo")
+
+
+# --- the real monorepo -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real():
+    return load_repository(ROOT)
+
+
+def test_discovers_the_services_and_shared_packages_of_the_monorepo(real) -> None:
+    assert list(real.services) == ["order", "user"]
+    assert real.services["order"].name == "order-manager"
+    assert real.services["user"].name == "user-manager"
+    shared = {p.name: p for p in real.packages.values() if p.kind == "shared"}
+    assert list(shared) == ["discount-calculator"]
+    assert shared["discount-calculator"].directory == "shared/discount_calculator"
+    assert real.service("order").directory == "services/order"
+
+
+def test_closure_of_order_lists_its_internal_dependency_first(real) -> None:
+    assert [p.name for p in real.closure("order")] == ["discount-calculator", "order-manager"]
+
+
+def test_user_does_not_use_discount_calculator(real) -> None:
+    assert [p.name for p in real.closure("user")] == ["user-manager"]
+    assert real.services_using("discount-calculator") == ["order"]
+
+
+def test_third_party_requirements_of_order_exclude_first_party_names(real) -> None:
+    requirements = real.third_party_requirements("order")
+    names = {canonicalize_name(Requirement(line).name) for line in requirements}
+    assert {"flask", "gunicorn"} <= names
+    assert not names & set(real.packages)
+
+
+def test_target_is_read_from_the_root_pyproject(real) -> None:
+    assert real.target == Target(python_version="3.11", implementation="cp", abi="cp311", platform="manylinux_2_36_x86_64")
+    assert real.target.describe() == "CPython 3.11 on manylinux_2_36_x86_64"
+
+
+def test_new_service_directory_is_discovered_without_any_other_edit(repo_copy: Path) -> None:
+    service = repo_copy / "services" / "inventory"
+    service.mkdir()
+    (service / "pyproject.toml").write_text(
+        "[project]\n"
+        'name = "inventory-manager"\n'
+        'version = "0.1.0"\n'
+        'dependencies = ["flask>=3.0"]\n'
+        "\n[project.scripts]\n"
+        'inventory-manager = "inventory_manager.server:main"\n'
+        "\n[tool.wheelpipe.service]\n"
+        'command = "inventory-manager"\n'
+        'port-env = "INVENTORY_MANAGER_PORT"\n'
+        "default-port = 8003\n"
+    )
+    repo = load_repository(repo_copy)
+    assert list(repo.services) == ["inventory", "order", "user"]
+    assert repo.service("inventory").name == "inventory-manager"
+    assert repo.select_services(None) == ["inventory", "order", "user"]
+    assert repo.third_party_requirements("inventory") == ["flask>=3.0"]
+
+
+def test_closure_follows_internal_dependencies_transitively(fake_root: Path) -> None:
+    write_package(fake_root, "shared", "b", "shared-b", dependencies=["attrs>=23"])
+    write_package(fake_root, "shared", "a", "shared-a", dependencies=["shared-b", "click>=8"], workspace=["shared-b"])
+    write_package(fake_root, "services", "api", "api-server", dependencies=["shared-a", "flask>=3"], workspace=["shared-a"])
+    repo = load_repository(fake_root)
+    assert [p.name for p in repo.closure("api")] == ["shared-b", "shared-a", "api-server"]
+    assert repo.third_party_requirements("api") == ["attrs>=23", "click>=8", "flask>=3"]
+    assert repo.services_using("shared-b") == ["api"]
+
+
+def test_internal_dependency_is_first_party_even_without_a_workspace_source(fake_root: Path) -> None:
+    write_package(fake_root, "shared", "lib", "lib")
+    write_package(fake_root, "services", "api", "api-server", dependencies=["lib>=0.1", "flask>=3"])
+    repo = load_repository(fake_root)
+    assert repo.service("api").internal == ("lib",)
+    assert repo.third_party_requirements("api") == ["flask>=3"]
+
+
+# --- errors: one line naming what is wrong ----------------------------------------------
+
+
+def assert_one_line(error: pytest.ExceptionInfo) -> None:
+    assert "\n" not in str(error.value)
+
+
+def test_directory_under_services_without_pyproject_is_an_error_naming_it(fake_root: Path) -> None:
+    write_package(fake_root, "services", "api", "api-server")
+    (fake_root / "services" / "leftover").mkdir()
+    with pytest.raises(RepositoryError, match=r"^services/leftover: no pyproject\.toml") as error:
+        load_repository(fake_root)
+    assert_one_line(error)
+
+
+def test_cycle_between_two_shared_packages_names_both(fake_root: Path) -> None:
+    write_package(fake_root, "shared", "a", "pkg-a", dependencies=["pkg-b"], workspace=["pkg-b"])
+    write_package(fake_root, "shared", "b", "pkg-b", dependencies=["pkg-a"], workspace=["pkg-a"])
+    with pytest.raises(RepositoryError, match=r"dependency cycle.*shared/a \(pkg-a\) -> shared/b \(pkg-b\) -> shared/a \(pkg-a\)") as error:
+        load_repository(fake_root)
+    assert_one_line(error)
+
+
+def test_package_depending_on_itself_is_an_error(fake_root: Path) -> None:
+    write_package(fake_root, "shared", "a", "pkg-a", dependencies=["pkg-a"])
+    with pytest.raises(RepositoryError, match=r"shared/a \(pkg-a\) depends on itself"):
+        load_repository(fake_root)
+
+
+def test_missing_workspace_dependency_names_the_depending_package_and_the_missing_name(fake_root: Path) -> None:
+    write_package(fake_root, "shared", "lib", "lib")
+    write_package(fake_root, "services", "api", "api-server", dependencies=["ghost-lib"], workspace=["ghost-lib"])
+    with pytest.raises(RepositoryError, match=r"services/api \(api-server\) depends on internal package 'ghost-lib', which does not exist") as error:
+        load_repository(fake_root)
+    assert_one_line(error)
+
+
+def test_workspace_source_not_in_dependencies_is_an_error(fake_root: Path) -> None:
+    write_package(fake_root, "shared", "lib", "lib")
+    write_package(fake_root, "services", "api", "api-server", dependencies=["flask"], workspace=["lib"])
+    with pytest.raises(RepositoryError, match=r"services/api/pyproject\.toml: .*'lib', which is not in \[project\] dependencies"):
+        load_repository(fake_root)
+
+
+@pytest.mark.parametrize("requirement", ["flask>=>3", "flask[", "not a requirement!"])
+def test_malformed_requirement_names_the_file_and_the_requirement(fake_root: Path, requirement: str) -> None:
+    write_package(fake_root, "services", "api", "api-server", dependencies=["gunicorn", requirement])
+    pattern = rf"^services/api/pyproject\.toml:4: malformed requirement {re.escape(repr(requirement))}"
+    with pytest.raises(RepositoryError, match=pattern) as error:
+        load_repository(fake_root)
+    assert_one_line(error)
+
+
+@pytest.mark.parametrize("dependencies", ['"flask"', "[3]", '["flask", {name = "x"}]'])
+def test_dependencies_that_are_not_a_list_of_strings_are_an_error(fake_root: Path, dependencies: str) -> None:
+    write_package(fake_root, "services", "api", "api-server", raw_dependencies=dependencies)
+    with pytest.raises(RepositoryError, match=r"^services/api/pyproject\.toml: \[project\] dependencies must be a list of requirement strings"):
+        load_repository(fake_root)
+
+
+def test_service_without_service_table_is_an_error_naming_its_file(fake_root: Path) -> None:
+    write_package(fake_root, "services", "api", "api-server", service=False)
+    with pytest.raises(RepositoryError, match=r"^services/api/pyproject\.toml: a service needs a \[tool\.wheelpipe\.service\] table") as error:
+        load_repository(fake_root)
+    assert_one_line(error)
+
+
+def test_service_command_must_be_one_of_its_scripts(fake_root: Path) -> None:
+    path = write_package(fake_root, "services", "api", "api-server")
+    text = (path / "pyproject.toml").read_text().replace('command = "api-server"', 'command = "serve"')
+    (path / "pyproject.toml").write_text(text)
+    with pytest.raises(RepositoryError, match=r"command must name one of \[project\.scripts\] \(api-server\), found 'serve'"):
+        load_repository(fake_root)
+
+
+@pytest.mark.parametrize(("first", "second"), [("lib", "lib"), ("Shared_Lib", "shared-lib")])
+def test_duplicate_distribution_names_name_both_directories(fake_root: Path, first: str, second: str) -> None:
+    write_package(fake_root, "shared", "one", first)
+    write_package(fake_root, "shared", "two", second)
+    expected = canonicalize_name(second)
+    with pytest.raises(RepositoryError, match=rf"^shared/two and shared/one both declare the distribution '{expected}'") as error:
+        load_repository(fake_root)
+    assert_one_line(error)
+
+
+def test_duplicate_name_between_a_shared_package_and_a_service_is_an_error(fake_root: Path) -> None:
+    write_package(fake_root, "shared", "api", "api-server")
+    write_package(fake_root, "services", "api", "api-server")
+    with pytest.raises(RepositoryError, match=r"services/api and shared/api both declare the distribution 'api-server'"):
+        load_repository(fake_root)
+
+
+def test_unknown_service_lists_the_valid_names(real) -> None:
+    with pytest.raises(UnknownServiceError, match=r"^unknown service 'nope': expected one of order, user$"):
+        real.service("nope")
+    with pytest.raises(UnknownServiceError, match=r"'nope'.*order, user"):
+        real.closure("nope")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("", r"expected a \[tool\.wheelpipe\.target\] table"),
+        ("[tool.wheelpipe]\ntarget = 3\n", r"expected a \[tool\.wheelpipe\.target\] table"),
+        (TARGET_TABLE.replace('abi = "cp311"\n', ""), r"needs string keys abi"),
+        (TARGET_TABLE.replace('"3.11"', "3.11"), r"needs string keys python-version"),
+        (TARGET_TABLE.replace('"3.11"', '"3.11.7"'), r"python-version must look like '3\.11', found '3\.11\.7'"),
+        (TARGET_TABLE.replace("manylinux_2_36_x86_64", "linux_x86_64"), r"platform must be a manylinux_X_Y_ARCH tag, found 'linux_x86_64'"),
+    ],
+    ids=["no-table", "not-a-table", "missing-key", "not-a-string", "bad-python-version", "bad-platform"],
+)
+def test_missing_or_invalid_target_is_an_error_naming_the_root_pyproject(tmp_path: Path, table: str, message: str) -> None:
+    root = write_root(tmp_path / "repo", table)
+    write_package(root, "services", "api", "api-server")
+    with pytest.raises(RepositoryError, match=rf"^pyproject\.toml: .*{message}") as error:
+        load_repository(root)
+    assert_one_line(error)
+
+
+def test_invalid_toml_names_the_file(fake_root: Path) -> None:
+    path = write_package(fake_root, "services", "api", "api-server")
+    (path / "pyproject.toml").write_text("[project\nname = ")
+    with pytest.raises(RepositoryError, match=r"services/api/pyproject\.toml: not valid TOML"):
+        load_repository(fake_root)
