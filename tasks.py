@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from wheelpipe import PipelineError, load_repository  # noqa: E402
+from wheelpipe import bench as benchmarks  # noqa: E402
 from wheelpipe import locks, wheelhouse  # noqa: E402
 from wheelpipe.console import Reporter  # noqa: E402
 
@@ -79,4 +81,26 @@ def verify_wheelhouse(c):
     print(f"{wheelhouse.WHEELHOUSE}/: {len(found.entries)} wheels match their recorded sha256")
 
 
-ns = Collection(lock, build_wheels, verify_wheelhouse)
+@task(help={"k": "Only tests matching this pytest -k expression.", "verbose": "Pass -v to pytest."})
+def test(c, k=None, verbose=False):
+    """Run the whole test suite: pipeline, packages and services (pytest)."""
+    args = [sys.executable, "-m", "pytest"]
+    if k:
+        args += ["-k", k]
+    if verbose:
+        args.append("-v")
+    c.run(" ".join(shlex.quote(a) for a in args), pty=False)
+
+
+@task(help={"verbose": "Show every command the benchmark runs."})
+@reported
+def bench(c, verbose=False):
+    """Time build-wheels (cold, no-op, one-line change) and lock --check against the naive way; print a table."""
+    repo = load_repository(ROOT)
+    rows = benchmarks.wheelhouse_rows(repo, _reporter(verbose))
+    print(benchmarks.table(rows))
+    for verdict in benchmarks.wheelhouse_verdicts(rows):
+        print(verdict)
+
+
+ns = Collection(lock, build_wheels, verify_wheelhouse, test, bench)
