@@ -22,10 +22,10 @@ from .console import Reporter, run
 from .errors import LockError, StaleLockError, ToolError
 from .fsutil import write_atomic
 from .lockfile import parse_pins
-from .model import REQUIREMENTS_DIR, Repository
+from .model import REQUIREMENTS_DIR, RESERVED_SERVICE_NAME, Repository
 from .target import check_host
 
-DEV = "dev"
+DEV = RESERVED_SERVICE_NAME  # the tooling lock: requirements/dev.in -> dev.txt
 
 # --isolated keeps the machine's pip configuration (local mirrors, find-links) out of
 # resolution, so the hashes are the index's and the lock is the same on every machine.

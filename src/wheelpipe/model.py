@@ -22,6 +22,8 @@ SHARED_DIR = "shared"
 SERVICES_DIR = "services"
 REQUIREMENTS_DIR = "requirements"
 DOCKERFILES_DIR = "dockerfiles"
+# requirements/dev.* hold the tooling lock, so no service may take that name.
+RESERVED_SERVICE_NAME = "dev"
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,18 @@ def _load_package(root: Path, directory: Path, kind: str) -> tuple[Package, dict
         requirements=tuple(requirements),
         service=service,
     )
-    return package, data.get("tool", {}).get("wheelpipe", {}).get("sources", {})
+    sources = _tool_table(data, where, "sources")
+    return package, sources
+
+
+def _tool_table(data: dict, where: str, name: str) -> dict:
+    """[tool.wheelpipe.<name>] of a pyproject.toml, or {} when absent."""
+    table = data.get("tool", {}).get("wheelpipe", {})
+    table = table.get(name, {}) if isinstance(table, dict) else table
+    if not isinstance(table, dict):
+        msg = f"{where}: [tool.wheelpipe.{name}] must be a table, found {table!r}"
+        raise RepositoryError(msg)
+    return table
 
 
 def _line_of(path: Path, text: str) -> int:
@@ -173,8 +186,8 @@ def _line_of(path: Path, text: str) -> int:
 
 
 def _service_settings(data: dict, where: str) -> ServiceSettings:
-    table = data.get("tool", {}).get("wheelpipe", {}).get("service")
-    if not isinstance(table, dict):
+    table = _tool_table(data, where, "service")
+    if not table:
         msg = f"{where}: a service needs a [tool.wheelpipe.service] table (command, port-env, default-port)"
         raise RepositoryError(msg)
     command, port_env, port = table.get("command"), table.get("port-env"), table.get("default-port")
@@ -214,6 +227,9 @@ def load_repository(root: Path) -> Repository:
             if package.name in repository.packages:
                 other = repository.packages[package.name]
                 msg = f"{package.directory} and {other.directory} both declare the distribution {package.name!r}"
+                raise RepositoryError(msg)
+            if kind == "service" and directory.name == RESERVED_SERVICE_NAME:
+                msg = f"{package.directory}: a service cannot be named {RESERVED_SERVICE_NAME!r}; requirements/{RESERVED_SERVICE_NAME}.txt is the tooling lock"
                 raise RepositoryError(msg)
             repository.packages[package.name] = package
             declared_sources[package.name] = sources
