@@ -14,7 +14,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from wheelpipe import PipelineError, load_repository  # noqa: E402
 from wheelpipe import bench as benchmarks  # noqa: E402
-from wheelpipe import locks, wheelhouse  # noqa: E402
+from wheelpipe import baseimage, images, locks, wheelhouse  # noqa: E402
+from wheelpipe.docker import Docker  # noqa: E402
 from wheelpipe.console import Reporter  # noqa: E402
 
 
@@ -103,4 +104,74 @@ def bench(c, verbose=False):
         print(verdict)
 
 
-ns = Collection(lock, build_wheels, verify_wheelhouse, test, bench)
+def _image_settings(c, prefix=None, base_image=None) -> images.ImageSettings:
+    config = c.config.image
+    return images.ImageSettings(
+        prefix=prefix if prefix is not None else config.prefix,
+        base=base_image or config.base,
+        docker=Docker(command=config.docker, buildkit=bool(config.buildkit)),
+    )
+
+
+IMAGE_HELP = {
+    "service": "The service (its directory name under services/).",
+    "prefix": "Registry prefix of the tag <prefix><service>:<version> (config image.prefix).",
+    "base-image": "Base image (config image.base; default python:3.11-slim-bookworm).",
+    "verbose": "Show the underlying docker and pip commands and output.",
+}
+
+
+@task(help={**IMAGE_HELP, "all": "Build every service's image."})
+@reported
+def image(c, service=None, all=False, prefix=None, base_image=None, verbose=False):  # noqa: A002 - the flag is --all
+    """Build, verify and tag <prefix><service>:<version> from the wheelhouse, offline."""
+    repo = load_repository(ROOT)
+    if bool(service) == bool(all):
+        raise Exit(f"error: give --service NAME or --all (services: {', '.join(repo.services)})")
+    settings = _image_settings(c, prefix, base_image)
+    for name in repo.select_services(service):
+        images.build_image(repo, settings, name, _reporter(verbose))
+
+
+@task(help=IMAGE_HELP)
+@reported
+def verify_image(c, service, prefix=None, base_image=None, verbose=False):
+    """Check that an existing image holds exactly the distributions its install manifest pins."""
+    repo = load_repository(ROOT)
+    settings = _image_settings(c, prefix, base_image)
+    reporter = _reporter(verbose)
+    settings.docker.require_engine(reporter)
+    tag = images.image_tag(repo, settings, service)
+    if not settings.docker.image_id(tag, reporter):
+        raise Exit(f"error: image {tag} does not exist; build it with `invoke image --service {service}`")
+    images.verify_image(repo, wheelhouse.open_wheelhouse(ROOT), settings.docker, tag, service, reporter)
+
+
+@task(
+    help={
+        "tag": f"Tag of the image (default {baseimage.DEFAULT_TAG}).",
+        "suite": "Debian suite to bootstrap (its python3 must be the target's).",
+        "force": "Bootstrap again even if the tag exists.",
+        "verbose": "Show the underlying commands and output.",
+    }
+)
+@reported
+def base_image(c, tag=baseimage.DEFAULT_TAG, suite="bookworm", force=False, verbose=False):
+    """Bootstrap a python:3.11-slim-bookworm equivalent from Debian packages (debootstrap + docker import)."""
+    repo = load_repository(ROOT)
+    settings = _image_settings(c)
+    baseimage.bootstrap(settings.docker, repo.target, tag, suite, force, _reporter(verbose))
+
+
+ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, test, bench)
+ns.configure(
+    {
+        "image": {
+            # Overridable per run with INVOKE_IMAGE_PREFIX, INVOKE_IMAGE_BASE, ... or invoke.yaml.
+            "prefix": "wheelpipe/",
+            "base": "python:3.11-slim-bookworm",
+            "docker": "docker",
+            "buildkit": False,
+        }
+    }
+)

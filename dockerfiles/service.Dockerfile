@@ -18,9 +18,11 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 
 # ---------------------------------------------------------------------------
-# builder: creates /opt/venv; everything else in this stage is thrown away.
+# deps: the venv with the third-party closure. It depends only on the base image
+# and the third-party wheels, so every service with the same locked closure, and
+# every rebuild after a code change, reuses it from the cache.
 # ---------------------------------------------------------------------------
-FROM ${BASE_IMAGE} AS builder
+FROM ${BASE_IMAGE} AS deps
 
 # Timestamp-independent (checked-hash) .pyc files: py_compile, which pip uses
 # to byte-compile at install time, switches to hash-based pycs whenever this is
@@ -28,73 +30,80 @@ FROM ${BASE_IMAGE} AS builder
 ENV SOURCE_DATE_EPOCH=315532800
 
 # A venv without pip/setuptools/wheel: the shipped environment holds only what
-# the requirements list. `python3` from PATH works on every base image. This
-# step never changes, so it stays cached across all builds.
+# the install manifest lists. `python3` from PATH works on every base image.
 RUN python3 -m venv --without-pip /opt/venv
 
-# pip is run straight from its wheel (a wheel is a zip, and a zip path is
-# importable), so pip itself never lands in any environment.
+# pip comes from the wheelhouse (pinned and hashed by the tooling lock), never
+# from the base image, and lives outside the venv so it never ships.
 COPY installer/ /opt/installer/
 
-# Give the wheel a fixed name so every later command is glob-free. Note that
-# `python3 installer/pip-*.whl/pip` cannot work as a shell glob (the pattern
-# would need pip-*.whl to be a directory), and COPY's own glob is not enough:
-# BuildKit, unlike the legacy builder, accepts several matches for a file
-# destination. So: expand the glob here and insist on exactly one wheel.
+# Unpack the one pip wheel and byte-compile it once, in a cached layer, so that
+# every later pip run starts fast. The glob is expanded by the shell and must
+# match exactly one wheel (BuildKit would accept several in a COPY).
 RUN set -- /opt/installer/pip-*-py3-none-any.whl \
     && if [ "$#" -ne 1 ] || [ ! -f "$1" ]; then \
         echo "installer/ must hold exactly one pip wheel, found: $*" >&2; exit 1; \
        fi \
-    && ln -s "$1" /opt/pip.whl
+    && python3 -m zipfile -e "$1" /opt/pip \
+    && python3 -m compileall -q /opt/pip
 
 # Third-party wheels first, in their own layers, so a change to our own code
 # does not invalidate (and re-run) the dependency install.
 COPY third-party/ /opt/wheels/third-party/
 
 # Install the dependency closure into the venv by running pip with the venv's
-# interpreter (so pip targets the venv without needing to be in it):
+# interpreter (so pip targets the venv without being in it):
 #   --isolated        ignore any pip config/env var present in the base image
 #   --no-index        never look at an index: everything is in the context
-#   --require-hashes  every wheel must match the sha256 in requirements.txt
+#   --require-hashes  every wheel must match the sha256 of the install manifest
 #   --only-binary     no sdist builds, hence no compiler and no build backends
-#   --no-deps         requirements.txt already is the full closure; `pip check`
+#   --no-deps         the manifest already is the full closure; `pip check`
 #                     below verifies nothing is missing
-#   --no-cache-dir    nothing to reuse in a one-shot build
 # pip byte-compiles by default, which we keep: the runtime filesystem may be
 # read-only, so bytecode cannot be written later.
-RUN /opt/venv/bin/python /opt/pip.whl/pip install \
+RUN /opt/venv/bin/python /opt/pip/pip install \
         --isolated --disable-pip-version-check --no-input --root-user-action=ignore \
         --no-index --no-cache-dir --require-hashes --only-binary :all: --no-deps \
         --find-links /opt/wheels/third-party \
         --requirement /opt/wheels/third-party/requirements.txt
 
+
+# ---------------------------------------------------------------------------
+# app: the service and its internal packages on top of deps. Its only product
+# is /opt/first-party: the files this install added, laid out from /, so the
+# runtime stage can add them as one small layer above the cached deps layer.
+# ---------------------------------------------------------------------------
+FROM deps AS app
+
 # Our own wheels change on every commit; copying them only now keeps the
 # layers above cached.
 COPY first-party/ /opt/wheels/first-party/
-
-# Same hardened install for the service and its internal shared packages.
-RUN /opt/venv/bin/python /opt/pip.whl/pip install \
-        --isolated --disable-pip-version-check --no-input --root-user-action=ignore \
-        --no-index --no-cache-dir --require-hashes --only-binary :all: --no-deps \
-        --find-links /opt/wheels/first-party \
-        --requirement /opt/wheels/first-party/requirements.txt
 
 # Declared this late so that switching services only affects the steps below.
 ARG SERVICE_COMMAND
 ARG DEFAULT_PORT
 
-# Fail the build on an inconsistent environment (missing or conflicting
-# dependencies) or on missing/wrong build args (EXPOSE would silently accept an
-# empty port), and give the service's console script a fixed name so the final
-# stage can use exec-form ENTRYPOINT/HEALTHCHECK without build args.
-RUN /opt/venv/bin/python /opt/pip.whl/pip check --isolated --disable-pip-version-check \
+# Same hardened install for the service and its internal shared packages; then
+# fail on an inconsistent environment (`pip check`) or wrong build args, give
+# the console script a fixed name for the exec-form ENTRYPOINT/HEALTHCHECK, and
+# collect every file newer than the stamp: exactly what this step installed.
+RUN touch /opt/before-first-party \
+    && /opt/venv/bin/python /opt/pip/pip install \
+        --isolated --disable-pip-version-check --no-input --root-user-action=ignore \
+        --no-index --no-cache-dir --require-hashes --only-binary :all: --no-deps \
+        --find-links /opt/wheels/first-party \
+        --requirement /opt/wheels/first-party/requirements.txt \
+    && /opt/venv/bin/python /opt/pip/pip check --isolated --disable-pip-version-check \
     && case "${DEFAULT_PORT}" in \
         ''|*[!0-9]*) echo "DEFAULT_PORT='${DEFAULT_PORT}' must be a port number" >&2; exit 1;; \
        esac \
     && if [ -z "${SERVICE_COMMAND}" ] || [ ! -x "/opt/venv/bin/${SERVICE_COMMAND}" ]; then \
         echo "SERVICE_COMMAND='${SERVICE_COMMAND}' is not a console script in /opt/venv/bin" >&2; exit 1; \
        fi \
-    && ln -s "${SERVICE_COMMAND}" /opt/venv/bin/service
+    && ln -s "${SERVICE_COMMAND}" /opt/venv/bin/service \
+    && mkdir /opt/first-party \
+    && find /opt/venv -newer /opt/before-first-party \( -type f -o -type l \) \
+        -exec cp -a --parents {} /opt/first-party/ \;
 
 
 # ---------------------------------------------------------------------------
@@ -130,10 +139,6 @@ RUN if python3 -m pip --version >/dev/null 2>&1; then \
     fi \
     && find / -xdev -type f -name '*.whl' -delete
 
-# Only the finished venv crosses over. It stays owned by root so the service
-# user can read and execute its code but never modify it.
-COPY --from=builder --chown=0:0 /opt/venv /opt/venv
-
 # Everything from here on runs without root privileges.
 USER 10001:10001
 
@@ -157,6 +162,13 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
 # ENTRYPOINT also clears the base image's CMD (["python3"]), so by default the
 # service starts serving; extra `docker run` arguments go to the service.
 ENTRYPOINT ["service"]
+
+# The venv with the third-party closure: identical across code changes, so this
+# layer is reused. Owned by root: the service user can run it, never modify it.
+COPY --from=deps --chown=0:0 /opt/venv /opt/venv
+
+# Only the service's own files, the one layer a code change replaces.
+COPY --from=app --chown=0:0 /opt/first-party/ /
 
 # OCI metadata changes on every build (revision, timestamp), so it comes last
 # and only ever invalidates this final, layer-less instruction.

@@ -7,6 +7,7 @@ more than the other.
 
 from __future__ import annotations
 
+import io
 import sys
 import tempfile
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from .console import Reporter, run
 from .model import Repository, load_repository
+from .wheelhouse import build_wheels
 
 
 @dataclass
@@ -72,6 +74,9 @@ def wheelhouse_rows(repo: Repository, reporter: Reporter) -> list[Row]:
         cold = timed(lambda: invoke(ours, "build-wheels", reporter=reporter, env=ours_cache))
         warm = timed(lambda: invoke(ours, "build-wheels", "--clean", reporter=reporter, env=ours_cache))
         noop = timed(lambda: invoke(ours, "build-wheels", reporter=reporter, env=ours_cache))
+        # The same no-op without the interpreter's and invoke's start-up (~0.15 s of the above).
+        quiet = Reporter(stream=io.StringIO())
+        noop_work = timed(lambda: build_wheels(load_repository(ours.root), reporter=quiet))
         changed = one_line_change(ours)
         incremental = timed(lambda: invoke(ours, "build-wheels", reporter=reporter, env=ours_cache))
         check = timed(lambda: invoke(ours, "lock", "--check", reporter=reporter))
@@ -83,6 +88,7 @@ def wheelhouse_rows(repo: Repository, reporter: Reporter) -> list[Row]:
         Row("build-wheels, cold (no wheelhouse, empty pip cache)", cold, f"naive: {naive:.2f} s ({naive / cold:.1f}x slower)"),
         Row("build-wheels --clean, warm pip cache", warm, f"naive: {naive_warm:.2f} s ({naive_warm / warm:.1f}x slower)"),
         Row("build-wheels, nothing changed", noop, f"{noop / cold:.1%} of cold, {noop / warm:.1%} of warm"),
+        Row("build-wheels, nothing changed, in-process", noop_work, "the pipeline's own work, without start-up"),
         Row("build-wheels, one-line change", incremental, changed),
         Row("lock --check", check, "recompiles every lock with pip-compile"),
         Row("naive, cold: build per package + pip wheel -r per service", naive, "same clone, its own empty pip cache"),
@@ -92,10 +98,10 @@ def wheelhouse_rows(repo: Repository, reporter: Reporter) -> list[Row]:
 
 def wheelhouse_verdicts(rows: list[Row]) -> list[str]:
     """The issue's targets, judged on this run's figures."""
-    cold, warm, noop, _, _, naive, naive_warm = (row.seconds for row in rows)
+    cold, warm, noop, noop_work, _, _, naive, naive_warm = (row.seconds for row in rows)
     return [
         f"no-op <= 1 s: {'met' if noop <= 1 else 'MISSED'} ({noop:.2f} s)",
-        f"no-op <= 5% of cold: {'met' if noop <= 0.05 * cold else 'MISSED'} ({noop / cold:.1%}; {noop / warm:.1%} of a warm-cache rebuild)",
+        f"no-op <= 5% of cold: {'met' if noop <= 0.05 * cold else 'MISSED'} ({noop / cold:.1%}; in-process {noop_work / cold:.1%})",
         f"cold faster than naive: {'met' if cold < naive else 'MISSED'} ({cold:.2f} s vs {naive:.2f} s; warm {warm:.2f} s vs {naive_warm:.2f} s)",
     ]
 
