@@ -38,6 +38,7 @@ class ImageSettings:
     prefix: str
     base: str
     docker: Docker
+    dockerfile: Path | None = None  # default: dockerfiles/service.Dockerfile of the repository
 
 
 def image_tag(repo: Repository, settings: ImageSettings, service: str) -> str:
@@ -75,7 +76,7 @@ def _link_or_copy(source: Path, destination: Path) -> None:
         shutil.copy2(source, destination)
 
 
-def prepare_context(repo: Repository, house: Wheelhouse, service: str, context: Path) -> None:
+def prepare_context(repo: Repository, house: Wheelhouse, service: str, context: Path, dockerfile: Path | None = None) -> None:
     """installer/, third-party/ and first-party/: the only files the build can see."""
     first_party = {p.name for p in repo.closure(service)}
     manifest = house.install_manifest(service)
@@ -95,7 +96,7 @@ def prepare_context(repo: Repository, house: Wheelhouse, service: str, context: 
     installer = house.installer()
     (context / "installer").mkdir()
     _link_or_copy(house.path / installer.file, context / "installer" / installer.file)
-    shutil.copy2(repo.root / DOCKERFILES_DIR / DOCKERFILE, context / DOCKERFILE)
+    shutil.copy2(dockerfile or repo.root / DOCKERFILES_DIR / DOCKERFILE, context / DOCKERFILE)
 
 
 def installed_distributions(docker: Docker, image: str, reporter: Reporter) -> dict[str, str]:
@@ -143,7 +144,7 @@ def build_image(repo: Repository, settings: ImageSettings, service: str, reporte
     package = repo.service(service)
     with tempfile.TemporaryDirectory(prefix="wheelpipe-image-") as tmp:
         context = Path(tmp)
-        prepare_context(repo, house, service, context)
+        prepare_context(repo, house, service, context, settings.dockerfile)
         iidfile = context / "image.id"
         args = {
             "BASE_IMAGE": settings.base,
