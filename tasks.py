@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from wheelpipe import PipelineError, load_repository  # noqa: E402
 from wheelpipe import bench as benchmarks  # noqa: E402
-from wheelpipe import baseimage, images, locks, wheelhouse  # noqa: E402
+from wheelpipe import baseimage, compose, images, locks, wheelhouse  # noqa: E402
 from wheelpipe.docker import Docker  # noqa: E402
 from wheelpipe.console import Reporter  # noqa: E402
 
@@ -93,17 +94,6 @@ def test(c, k=None, verbose=False):
     c.run(" ".join(shlex.quote(a) for a in args), pty=False)
 
 
-@task(help={"verbose": "Show every command the benchmark runs."})
-@reported
-def bench(c, verbose=False):
-    """Time build-wheels (cold, no-op, one-line change) and lock --check against the naive way; print a table."""
-    repo = load_repository(ROOT)
-    rows = benchmarks.wheelhouse_rows(repo, _reporter(verbose))
-    print(benchmarks.table(rows))
-    for verdict in benchmarks.wheelhouse_verdicts(rows):
-        print(verdict)
-
-
 def _image_settings(c, prefix=None, base_image=None) -> images.ImageSettings:
     config = c.config.image
     return images.ImageSettings(
@@ -121,16 +111,16 @@ IMAGE_HELP = {
 }
 
 
-@task(help={**IMAGE_HELP, "all": "Build every service's image."})
+@task(help={**IMAGE_HELP, "all": "Build every service's image.", "no-cache": "Build without Docker's layer cache."})
 @reported
-def image(c, service=None, all=False, prefix=None, base_image=None, verbose=False):  # noqa: A002 - the flag is --all
+def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=False, verbose=False):  # noqa: A002 - the flag is --all
     """Build, verify and tag <prefix><service>:<version> from the wheelhouse, offline."""
     repo = load_repository(ROOT)
     if bool(service) == bool(all):
         raise Exit(f"error: give --service NAME or --all (services: {', '.join(repo.services)})")
     settings = _image_settings(c, prefix, base_image)
     for name in repo.select_services(service):
-        images.build_image(repo, settings, name, _reporter(verbose))
+        images.build_image(repo, settings, name, _reporter(verbose), no_cache=no_cache)
 
 
 @task(help=IMAGE_HELP)
@@ -163,7 +153,55 @@ def base_image(c, tag=baseimage.DEFAULT_TAG, suite="bookworm", force=False, verb
     baseimage.bootstrap(settings.docker, repo.target, tag, suite, force, _reporter(verbose))
 
 
-ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, test, bench)
+@task(
+    help={
+        "with-images": "Also time the images against a naive single-stage Dockerfile (needs Docker).",
+        "base-image": IMAGE_HELP["base-image"],
+        "verbose": "Show every command the benchmark runs.",
+    }
+)
+@reported
+def bench(c, with_images=False, base_image=None, verbose=False):
+    """Time build-wheels, lock --check (and with --with-images, the images) against the naive way; print a table."""
+    repo = load_repository(ROOT)
+    reporter = _reporter(verbose)
+    rows = benchmarks.wheelhouse_rows(repo, reporter)
+    verdicts = benchmarks.wheelhouse_verdicts(rows)
+    if with_images:
+        settings = _image_settings(c, base_image=base_image)
+        images.require_base(repo, settings, reporter)
+        image_rows, figures = benchmarks.image_rows(repo, settings, reporter)
+        rows += image_rows
+        verdicts += benchmarks.image_verdicts(figures)
+    print(benchmarks.table(rows))
+    for verdict in verdicts:
+        print(verdict)
+
+
+@task(help={k: v for k, v in IMAGE_HELP.items() if k != "service"})
+@reported
+def up(c, prefix=None, base_image=None, verbose=False):
+    """Build every image, write compose.yaml and start all services; wait until healthy."""
+    repo = load_repository(ROOT)
+    settings = _image_settings(c, prefix, base_image)
+    reporter = _reporter(verbose)
+    for name in repo.services:
+        images.build_image(repo, settings, name, reporter)
+    for name, package in repo.services.items():
+        port = os.environ.get(package.service.port_env, package.service.default_port)
+        print(f"{name}: http://127.0.0.1:{port}/healthz")
+    compose.up(repo, settings, reporter)
+
+
+@task(help={"prefix": IMAGE_HELP["prefix"], "verbose": IMAGE_HELP["verbose"]})
+@reported
+def down(c, prefix=None, verbose=False):
+    """Stop and remove the containers `invoke up` started."""
+    repo = load_repository(ROOT)
+    compose.down(repo, _image_settings(c, prefix), _reporter(verbose))
+
+
+ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, up, down, test, bench)
 ns.configure(
     {
         "image": {

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .console import Reporter, run
+from .docker import Docker
+from .images import ImageSettings, build_image
 from .model import Repository, load_repository
-from .wheelhouse import build_wheels
+from .wheelhouse import Wheelhouse, build_wheels
 
 
 @dataclass
@@ -111,3 +113,117 @@ def table(rows: list[Row]) -> str:
     lines = [f"{'measure':<{width}}  {'seconds':>8}  note", f"{'-' * width}  {'-' * 8}  {'-' * 4}"]
     lines += [f"{r.measure:<{width}}  {r.seconds:>8.2f}  {r.note}" for r in rows]
     return "\n".join(lines)
+
+
+# The naive way to containerize a service: one stage, the whole repository copied in,
+# pip resolving and building from the index inside the image.
+NAIVE_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+WORKDIR /src
+COPY . /src
+ARG SERVICE
+ARG PACKAGES
+RUN python3 -m venv /venv \\
+    && /venv/bin/pip install --no-cache-dir -r requirements/${SERVICE}.txt \\
+    && /venv/bin/pip install --no-cache-dir --no-deps ${PACKAGES}
+ENV PATH=/venv/bin:$PATH
+"""
+
+
+def _docker_size(docker: Docker, reference: str, reporter: Reporter) -> int:
+    return int(docker.run("image", "inspect", "-f", "{{.Size}}", reference, reporter=reporter, what="image size").stdout)
+
+
+def _installed_size(docker: Docker, reference: str, reporter: Reporter) -> int:
+    result = docker.run("run", "--rm", "--network", "none", "--entrypoint", "du", reference, "-sb", "/opt/venv", reporter=reporter, what="du of the venv")
+    return int(result.stdout.split()[0])
+
+
+def install_step_seconds(repo: Repository, house: Wheelhouse, service: str, workdir: Path, reporter: Reporter) -> tuple[float, float]:
+    """The image's install step (pip from its wheel, the Dockerfile's flags) next to `uv pip install`."""
+    manifest = house.install_manifest(service)
+    pip_wheel = house.path / house.installer().file
+    flags = ["--isolated", "--no-index", "--no-cache-dir", "--require-hashes", "--only-binary", ":all:", "--no-deps", "--find-links", house.path, "-r", manifest]
+    run([sys.executable, "-m", "venv", "--without-pip", workdir / "pip-env"], reporter=reporter, what="venv")
+    pip = timed(lambda: run([workdir / "pip-env/bin/python", f"{pip_wheel}/pip", "install", *flags], reporter=reporter, what="pip install"))
+    uv = [sys.executable, "-m", "uv"]
+    run([*uv, "venv", "-q", workdir / "uv-env"], reporter=reporter, what="uv venv")
+    uv_seconds = timed(
+        lambda: run(
+            [*uv, "pip", "install", "--python", workdir / "uv-env/bin/python", "--offline", "--no-cache", "--no-index",
+             "--require-hashes", "--no-deps", "--compile-bytecode", "--find-links", house.path, "-r", manifest],
+            reporter=reporter,
+            what="uv pip install",
+        )
+    )
+    return pip, uv_seconds
+
+
+def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) -> tuple[list[Row], dict[str, float]]:
+    service = next(iter(repo.services))
+    docker = settings.docker
+    quiet = Reporter(stream=io.StringIO(), verbose=reporter.verbose)
+    created: list[str] = []
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-image-") as tmp:
+        ours = clone(repo, Path(tmp, "ours"), reporter)
+        bench_settings = ImageSettings(prefix="wheelpipe-bench/", base=settings.base, docker=docker)
+        build_wheels(ours, reporter=quiet)
+        reporter.step(f"timing `invoke image --service {service}`: cold, nothing changed, after a one-line change")
+        figures["cold"] = timed(lambda: created.append(build_image(ours, bench_settings, service, quiet, no_cache=True)))
+        figures["noop"] = timed(lambda: build_image(ours, bench_settings, service, quiet))
+        one_line_change(ours)
+        figures["change"] = timed(lambda: build_image(ours, bench_settings, service, quiet))
+        tag = created[0]
+        base_size = _docker_size(docker, settings.base, reporter)
+        figures["added"] = _docker_size(docker, tag, reporter) - base_size
+        figures["installed"] = _installed_size(docker, tag, reporter)
+        figures["pip"], figures["uv"] = install_step_seconds(ours, build_wheels(ours, reporter=quiet).wheelhouse, service, Path(tmp), reporter)
+
+        reporter.step("timing the naive single-stage image: repository copied in, pip install from the index")
+        naive = clone(repo, Path(tmp, "naive"), reporter)
+        (naive.root / "Dockerfile.naive").write_text(NAIVE_DOCKERFILE)
+        packages = " ".join(f"./{p.directory}" for p in naive.closure(service))
+        naive_tag = f"wheelpipe-bench/naive-{service}:latest"
+
+        def naive_build(*extra: str) -> None:
+            docker.run("build", *extra, "-f", str(naive.root / "Dockerfile.naive"), "-t", naive_tag,
+                       "--build-arg", f"BASE_IMAGE={settings.base}", "--build-arg", f"SERVICE={service}",
+                       "--build-arg", f"PACKAGES={packages}", str(naive.root), reporter=reporter, what="naive docker build")
+
+        figures["naive_cold"] = timed(lambda: naive_build("--no-cache"))
+        one_line_change(naive)
+        figures["naive_change"] = timed(naive_build)
+        figures["naive_added"] = _docker_size(docker, naive_tag, reporter) - base_size
+        created.append(naive_tag)
+        for reference in created:
+            docker.run("rmi", reference, reporter=reporter, what=f"removing {reference}")
+    mb = 1e6
+    rows = [
+        Row(f"image {service}, cold (no layer cache)", figures["cold"], "wheelhouse already built"),
+        Row(f"image {service}, nothing changed", figures["noop"], ""),
+        Row(f"image {service}, one-line change", figures["change"], f"{figures['change'] / figures['cold']:.0%} of cold"),
+        Row("install step: pip (Dockerfile flags)", figures["pip"], "into a fresh venv, bytecode compiled"),
+        Row("install step floor: uv pip install", figures["uv"], "same wheels, --compile-bytecode, no cache"),
+        Row(f"naive image {service}, cold", figures["naive_cold"], "single stage, pip from the index"),
+        Row(f"naive image {service}, one-line change", figures["naive_change"], f"{figures['naive_change'] / figures['cold']:.0%} of our cold"),
+    ]
+    sizes = [
+        Row("image size minus base (MB)", figures["added"] / mb, f"{figures['added'] / figures['installed']:.2f}x the installed venv"),
+        Row("installed venv /opt/venv (MB)", figures["installed"] / mb, "du -sb in the image"),
+        Row("naive image size minus base (MB)", figures["naive_added"] / mb, f"{figures['naive_added'] / figures['added']:.1f}x ours"),
+    ]
+    return rows + sizes, figures
+
+
+def image_verdicts(figures: dict[str, float]) -> list[str]:
+    def judge(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    return [
+        f"rebuild after a code change <= 25% of cold: {judge(figures['change'] <= 0.25 * figures['cold'])} ({figures['change'] / figures['cold']:.0%})",
+        f"image size minus base <= 1.1x installed: {judge(figures['added'] <= 1.1 * figures['installed'])} ({figures['added'] / figures['installed']:.2f}x)",
+        f"smaller than naive: {judge(figures['added'] < figures['naive_added'])} ({figures['added'] / 1e6:.1f} MB vs {figures['naive_added'] / 1e6:.1f} MB)",
+        f"faster to rebuild than naive: {judge(figures['change'] < figures['naive_change'])} ({figures['change']:.2f} s vs {figures['naive_change']:.2f} s)",
+    ]

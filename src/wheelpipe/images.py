@@ -24,7 +24,7 @@ from .docker import Docker
 from .errors import DockerError, ToolError
 from .lockfile import format_pins, parse_pins
 from .model import DOCKERFILES_DIR, Repository
-from .wheelhouse import Wheelhouse, build_wheels, open_wheelhouse
+from .wheelhouse import Wheelhouse, build_wheels
 
 DOCKERFILE = "service.Dockerfile"
 _INSTALLED = (
@@ -134,11 +134,11 @@ def require_base(repo: Repository, settings: ImageSettings, reporter: Reporter) 
     baseimage.check_matches_target(docker, settings.base, repo.target, reporter)
 
 
-def build_image(repo: Repository, settings: ImageSettings, service: str, reporter: Reporter, refresh: bool = True) -> str:
+def build_image(repo: Repository, settings: ImageSettings, service: str, reporter: Reporter, *, no_cache: bool = False) -> str:
     """Build, verify, then tag; return the tag. A failure anywhere leaves every tag where it was."""
     repo.service(service)
     require_base(repo, settings, reporter)
-    house = build_wheels(repo, service=service, reporter=reporter).wheelhouse if refresh else open_wheelhouse(repo.root)
+    house = build_wheels(repo, service=service, reporter=reporter).wheelhouse
     tag = image_tag(repo, settings, service)
     reporter.step(f"building {tag} from {settings.base} (network off during the build)")
     package = repo.service(service)
@@ -153,6 +153,8 @@ def build_image(repo: Repository, settings: ImageSettings, service: str, reporte
             **oci_labels(repo, service),
         }
         argv = ["build", "--network=none", "--iidfile", str(iidfile), "-f", str(context / DOCKERFILE)]
+        if no_cache:
+            argv.append("--no-cache")
         argv += [arg for key, value in args.items() for arg in ("--build-arg", f"{key}={value}")]
         try:
             settings.docker.run(*argv, str(context), reporter=reporter, what=f"docker build of {service}")
