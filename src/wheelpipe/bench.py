@@ -8,6 +8,9 @@ more than the other.
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import ssl
 import sys
 import tempfile
 import time
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .console import Reporter, run
+from .errors import ToolError
 from .docker import Docker
 from .images import ImageSettings, build_image
 from .model import Repository, load_repository
@@ -124,11 +128,23 @@ WORKDIR /src
 COPY . /src
 ARG SERVICE
 ARG PACKAGES
+# The build host's CA bundle, so pip trusts whatever TLS proxy stands before the index.
+ENV PIP_CERT=/src/host-ca.pem
 RUN python3 -m venv /venv \\
     && /venv/bin/pip install --no-cache-dir -r requirements/${SERVICE}.txt \\
     && /venv/bin/pip install --no-cache-dir --no-deps ${PACKAGES}
 ENV PATH=/venv/bin:$PATH
 """
+
+
+def host_ca_bundle() -> Path:
+    """The CA bundle this host's pip trusts (PIP_CERT, else the system bundle)."""
+    configured = os.environ.get("PIP_CERT") or ssl.get_default_verify_paths().cafile
+    for candidate in (configured, "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    msg = "no CA bundle found for the naive image's pip (set PIP_CERT)"
+    raise ToolError(msg)
 
 
 def _docker_size(docker: Docker, reference: str, reporter: Reporter) -> int:
@@ -184,6 +200,7 @@ def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) ->
         reporter.step("timing the naive single-stage image: repository copied in, pip install from the index")
         naive = clone(repo, Path(tmp, "naive"), reporter)
         (naive.root / "Dockerfile.naive").write_text(NAIVE_DOCKERFILE)
+        shutil.copy(host_ca_bundle(), naive.root / "host-ca.pem")
         packages = " ".join(f"./{p.directory}" for p in naive.closure(service))
         naive_tag = f"wheelpipe-bench/naive-{service}:latest"
 
