@@ -15,6 +15,9 @@ from wheelpipe.target import Target
 from monorepo import ROOT
 
 TARGET_TABLE = """\
+[tool.wheelpipe.release]
+version = "1.0.0"
+
 [tool.wheelpipe.target]
 python-version = "3.11"
 implementation = "cp"
@@ -252,12 +255,13 @@ def test_unknown_service_lists_the_valid_names(real) -> None:
     [
         ("", r"expected a \[tool\.wheelpipe\.target\] table"),
         ("[tool.wheelpipe]\ntarget = 3\n", r"expected a \[tool\.wheelpipe\.target\] table"),
+        (TARGET_TABLE.replace('version = "1.0.0"', 'version = "one"'), r"\[tool\.wheelpipe\.release\] version must be a PEP 440 version, found 'one'"),
         (TARGET_TABLE.replace('abi = "cp311"\n', ""), r"needs string keys abi"),
         (TARGET_TABLE.replace('"3.11"', "3.11"), r"needs string keys python-version"),
         (TARGET_TABLE.replace('"3.11"', '"3.11.7"'), r"python-version must look like '3\.11', found '3\.11\.7'"),
         (TARGET_TABLE.replace("manylinux_2_36_x86_64", "linux_x86_64"), r"platform must be a manylinux_X_Y_ARCH tag, found 'linux_x86_64'"),
     ],
-    ids=["no-table", "not-a-table", "missing-key", "not-a-string", "bad-python-version", "bad-platform"],
+    ids=["no-table", "not-a-table", "bad-release-version", "missing-key", "not-a-string", "bad-python-version", "bad-platform"],
 )
 def test_missing_or_invalid_target_is_an_error_naming_the_root_pyproject(tmp_path: Path, table: str, message: str) -> None:
     root = write_root(tmp_path / "repo", table)

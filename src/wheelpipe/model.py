@@ -59,6 +59,7 @@ class Package:
 class Repository:
     root: Path
     target: Target
+    release_version: str
     packages: dict[str, Package] = field(default_factory=dict)  # by canonical distribution name
 
     @cached_property
@@ -214,11 +215,18 @@ def load_repository(root: Path) -> Repository:
     if not pyproject.is_file():
         msg = f"{root}: no pyproject.toml; run the pipeline from the monorepo's root"
         raise RepositoryError(msg)
-    table = _read_pyproject(pyproject).get("tool", {}).get("wheelpipe", {}).get("target")
+    data = _read_pyproject(pyproject)
+    table = data.get("tool", {}).get("wheelpipe", {}).get("target")
     if not isinstance(table, dict):
         msg = "pyproject.toml: expected a [tool.wheelpipe.target] table declaring the target interpreter and platform"
         raise RepositoryError(msg)
-    repository = Repository(root=root, target=Target.from_table(table, "pyproject.toml"))
+    release = _tool_table(data, "pyproject.toml", "release").get("version")
+    try:
+        Version(release)
+    except (InvalidVersion, TypeError):
+        msg = f"pyproject.toml: [tool.wheelpipe.release] version must be a PEP 440 version, found {release!r}"
+        raise RepositoryError(msg) from None
+    repository = Repository(root=root, target=Target.from_table(table, "pyproject.toml"), release_version=release)
 
     declared_sources: dict[str, dict] = {}
     for kind, container in (("shared", SHARED_DIR), ("service", SERVICES_DIR)):
