@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from wheelpipe import PipelineError, load_repository  # noqa: E402
 from wheelpipe import bench as benchmarks  # noqa: E402
-from wheelpipe import baseimage, compose, images, locks, wheelhouse  # noqa: E402
+from wheelpipe import baseimage, compose, images, locks, release as releases, wheelhouse  # noqa: E402
 from wheelpipe.docker import Docker  # noqa: E402
 from wheelpipe.console import Reporter  # noqa: E402
 
@@ -178,6 +178,20 @@ def bench(c, with_images=False, base_image=None, verbose=False):
         print(verdict)
 
 
+@task(
+    help={
+        "skip-gates": "Skip `lock --check` and the first-party tests (not for real releases).",
+        "allow-dirty": "Release uncommitted changes (the archive then matches no commit).",
+        "verbose": "Show every underlying command.",
+    }
+)
+@reported
+def release(c, skip_gates=False, allow_dirty=False, verbose=False):
+    """Gate, build and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS."""
+    repo = load_repository(ROOT)
+    releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose))
+
+
 @task(help={k: v for k, v in IMAGE_HELP.items() if k != "service"})
 @reported
 def up(c, prefix=None, base_image=None, verbose=False):
@@ -201,7 +215,7 @@ def down(c, prefix=None, verbose=False):
     compose.down(repo, _image_settings(c, prefix), _reporter(verbose))
 
 
-ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, up, down, test, bench)
+ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, up, down, release, test, bench)
 ns.configure(
     {
         "image": {
