@@ -17,6 +17,7 @@ from pathlib import Path
 from .console import Reporter, run
 from .docker import Docker
 from .errors import DockerError, TargetError
+from .fsutil import write_atomic
 from .target import Target
 
 DEFAULT_TAG = "local/python:3.11-slim-bookworm"
@@ -41,14 +42,25 @@ _PROBE = (
 )
 
 
-def probe(docker: Docker, image: str, reporter: Reporter) -> dict:
-    """The interpreter of an image: version, machine, glibc, path."""
-    return json.loads(docker.python(image, _PROBE, reporter).strip().splitlines()[-1])
+def probe(docker: Docker, image: str, reporter: Reporter, cache: Path | None = None) -> dict:
+    """The interpreter of an image: version, machine, glibc, path.
+
+    An image id names immutable content, so a probe cached under it never goes stale;
+    the cache spares every image build a container start.
+    """
+    image_id = docker.image_id(image, reporter) if cache else None
+    known = json.loads(cache.read_text()) if cache and cache.is_file() else {}
+    if image_id in known:
+        return known[image_id]
+    found = json.loads(docker.python(image, _PROBE, reporter).strip().splitlines()[-1])
+    if cache and image_id:
+        write_atomic(cache, json.dumps({**known, image_id: found}, indent=2, sort_keys=True) + "\n")
+    return found
 
 
-def check_matches_target(docker: Docker, image: str, target: Target, reporter: Reporter) -> dict:
+def check_matches_target(docker: Docker, image: str, target: Target, reporter: Reporter, cache: Path | None = None) -> dict:
     """Wheels for the target must run on the image: same Python, glibc at least the target's."""
-    found = probe(docker, image, reporter)
+    found = probe(docker, image, reporter, cache)
     problems = []
     if found["python"] != target.python_version:
         problems.append(f"Python {found['python']} (target wants {target.python_version})")

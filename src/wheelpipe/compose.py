@@ -8,6 +8,7 @@ come from each service's port variable (ORDER_MANAGER_PORT=9001 invoke up).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -20,7 +21,11 @@ from .images import ImageSettings, image_tag
 from .model import Repository
 
 COMPOSE_FILE = "compose.yaml"
-PROJECT = "wheelpipe"
+
+
+def project_name(repo: Repository) -> str:
+    """Compose's own default (the directory's name), so two checkouts never share containers."""
+    return re.sub(r"[^a-z0-9_-]", "", repo.root.name.lower()) or "wheelpipe"
 
 
 def compose_command(docker: Docker) -> list[str]:
@@ -57,7 +62,7 @@ def up(repo: Repository, settings: ImageSettings, reporter: Reporter, timeout: f
     """Start every service and wait until each is healthy; return service -> container id."""
     write_atomic(repo.root / COMPOSE_FILE, render(repo, settings))
     tool = compose_command(settings.docker)
-    command = [*tool, "-p", PROJECT, "-f", repo.root / COMPOSE_FILE]
+    command = [*tool, "-p", project_name(repo), "-f", repo.root / COMPOSE_FILE]
     reporter.step(f"starting {', '.join(repo.services)} with {' '.join(tool)}")
     try:
         run([*command, "up", "-d"], reporter=reporter, what="compose up", cwd=repo.root)
@@ -88,7 +93,7 @@ def up(repo: Repository, settings: ImageSettings, reporter: Reporter, timeout: f
 
 def down(repo: Repository, settings: ImageSettings, reporter: Reporter) -> None:
     write_atomic(repo.root / COMPOSE_FILE, render(repo, settings))
-    command = [*compose_command(settings.docker), "-p", PROJECT, "-f", repo.root / COMPOSE_FILE]
+    command = [*compose_command(settings.docker), "-p", project_name(repo), "-f", repo.root / COMPOSE_FILE]
     try:
         run([*command, "down"], reporter=reporter, what="compose down", cwd=repo.root)
     except ToolError as error:

@@ -1,0 +1,40 @@
+"""`invoke up` / `invoke down`: every service from its built image, healthy, on configurable ports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+import uuid
+
+import pytest
+from monorepo import free_port, invoke
+
+pytestmark = pytest.mark.docker
+
+
+def get(port: int, path: str) -> tuple[int, dict]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_up_runs_every_service_healthy_on_the_configured_ports_and_down_removes_them(built_repo, docker_base_image):
+    prefix = f"wheelpipe-test-{uuid.uuid4().hex[:8]}/"
+    ports = {"ORDER_MANAGER_PORT": str(free_port()), "USER_MANAGER_PORT": str(free_port())}
+    env = {**ports, "INVOKE_IMAGE_BASE": docker_base_image, "INVOKE_IMAGE_PREFIX": prefix}
+    try:
+        result = invoke(built_repo, "up", env=env)
+        assert "order is healthy" in result.stderr and "user is healthy" in result.stderr
+        compose = (built_repo / "compose.yaml").read_text()
+        assert f"{prefix}order:0.1.0" in compose and "ORDER_MANAGER_PORT" in compose
+        status, body = get(int(ports["ORDER_MANAGER_PORT"]), "/api/order")
+        assert status == 201 and 0 <= body["discount"] <= 20
+        status, body = get(int(ports["USER_MANAGER_PORT"]), "/api/user")
+        assert status == 201 and body["status"] == "created"
+    finally:
+        invoke(built_repo, "down", env=env)
+        for service in ("order", "user"):
+            subprocess.run(["docker", "rmi", f"{prefix}{service}:0.1.0"], capture_output=True, check=False)
+    running = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={built_repo.name}"], capture_output=True, text=True, check=True)
+    assert running.stdout.strip() == ""
