@@ -19,3 +19,53 @@ def built_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repository = copy_repository(tmp_path_factory.mktemp("built") / "monorepo")
     invoke(repository, "build-wheels")
     return repository
+
+
+# Base images an image build can start from, in order of preference: the official image,
+# else the one `invoke base-image` bootstraps where no registry is reachable.
+BASE_IMAGE_CANDIDATES = ("python:3.11-slim-bookworm", "local/python:3.11-slim-bookworm")
+
+
+def _docker_unavailable(reason: str) -> None:
+    """Under CI a Docker test must run: fail there; elsewhere skip, saying what to do."""
+    import os
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_base_image() -> str:
+    """The base image for image builds: $INVOKE_IMAGE_BASE, else the first candidate present.
+
+    Skips (fails under CI=true) when no engine is reachable or no base image exists.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    if not shutil.which("docker"):
+        _docker_unavailable("no docker client on PATH: install Docker (Debian: apt-get install docker.io)")
+    try:
+        engine = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        engine = None
+    if engine is None or engine.returncode != 0 or not engine.stdout.strip():
+        detail = engine.stderr.strip().splitlines()[-1] if engine is not None and engine.stderr.strip() else "docker info timed out"
+        _docker_unavailable(f"no Docker engine reachable ({detail}): start dockerd (CI runs .ci/docker-engine)")
+
+    def present(reference: str) -> bool:
+        found = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", reference], capture_output=True, text=True, check=False)
+        return found.returncode == 0
+
+    configured = os.environ.get("INVOKE_IMAGE_BASE")
+    if configured:
+        if not present(configured):
+            _docker_unavailable(f"no base image: INVOKE_IMAGE_BASE={configured} is not in the engine; pull it or run `invoke base-image`")
+        return configured
+    for candidate in BASE_IMAGE_CANDIDATES:
+        if present(candidate):
+            return candidate
+    _docker_unavailable(f"no base image: none of {', '.join(BASE_IMAGE_CANDIDATES)} is in the engine; pull one or run `invoke base-image`")
+    raise AssertionError("unreachable")

@@ -205,7 +205,7 @@ def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) ->
         naive_tag = f"wheelpipe-bench/naive-{service}:latest"
 
         def naive_build(*extra: str) -> None:
-            docker.run("build", *extra, "-f", str(naive.root / "Dockerfile.naive"), "-t", naive_tag,
+            docker.run("build", "--force-rm", *extra, "-f", str(naive.root / "Dockerfile.naive"), "-t", naive_tag,
                        "--build-arg", f"BASE_IMAGE={settings.base}", "--build-arg", f"SERVICE={service}",
                        "--build-arg", f"PACKAGES={packages}", str(naive.root), reporter=reporter, what="naive docker build")
 

@@ -1,0 +1,502 @@
+"""`invoke image` / `verify-image`: offline, verified, minimal runtime images of the services.
+
+Every image this module makes is tagged under a prefix unique to the run
+(`wheelpipe-test-<random>/`), and everything it creates in the engine (tags, images,
+containers) is removed at the end; nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from monorepo import commit_all, copy_repository, free_port, git, invoke
+
+from wheelpipe import baseimage, images, load_repository
+from wheelpipe.console import Reporter
+from wheelpipe.docker import Docker
+from wheelpipe.errors import DockerError, TargetError
+from wheelpipe.target import Target
+from wheelpipe.wheelhouse import open_wheelhouse
+
+pytestmark = pytest.mark.docker
+
+VERSION = "0.1.0"
+SERVICES = {
+    # service: (default port, endpoint)
+    "order": (8001, "/api/order"),
+    "user": (8002, "/api/user"),
+}
+HEALTHY_TIMEOUT = 40.0
+
+
+def docker(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        pytest.fail(f"docker {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def image_id(reference: str) -> str | None:
+    found = docker("image", "inspect", "--format", "{{.Id}}", reference, check=False)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def inspect_image(reference: str) -> dict:
+    return json.loads(docker("image", "inspect", reference).stdout)[0]
+
+
+_STEP = re.compile(r"^\s*Step \d+/\d+ : (\w+)")
+_RESULT = re.compile(r"^\s*---> ([0-9a-f]{12})\s*$")
+
+
+def created_images(build_output: str) -> list[str]:
+    """The images a build created, read from its (legacy builder) step output.
+
+    A step that was not `Using cache` (and is not a FROM) made the image it ends with. Reading
+    them from the output, rather than diffing the engine's image list, never claims an image
+    a concurrent build made.
+    """
+    created = []
+    instruction, cached, result = None, False, None
+    for line in [*build_output.splitlines(), "Step 0/0 : END"]:
+        step = _STEP.match(line)
+        if step:
+            if instruction and instruction.upper() != "FROM" and not cached and result:
+                created.append(result)
+            instruction, cached, result = step.group(1), False, None
+        elif "---> Using cache" in line:
+            cached = True
+        elif found := _RESULT.match(line):
+            result = found.group(1)
+    # BuildKit makes no intermediate images; it reports the one it writes.
+    created += re.findall(r"writing image (sha256:[0-9a-f]{64})", build_output)
+    return created
+
+
+class Ledger:
+    """Everything this module creates in the engine, so that exactly that is removed."""
+
+    def __init__(self) -> None:
+        self.session = secrets.token_hex(4)
+        self.prefix = f"wheelpipe-test-{self.session}/"
+        self.label = f"wheelpipe.test.session={self.session}"
+        self.images: list[str] = []
+
+    def tag(self, service: str, sub: str = "") -> str:
+        return f"{self.prefix}{sub}{service}:{VERSION}"
+
+    def prefixed(self, sub: str = "") -> list[str]:
+        listed = docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+        return sorted(ref for ref in listed if ref.startswith(self.prefix + sub))
+
+    def record(self, build_output: str) -> None:
+        self.images += created_images(build_output)
+
+    def image(self, repository: Path, service: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`invoke image --verbose`, recording the images the build creates."""
+        result = invoke(repository, "image", "--service", service, "--verbose", *args, check=False)
+        self.record(result.stderr)
+        if check and result.returncode != 0:
+            pytest.fail(f"invoke image --service {service} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    @contextmanager
+    def reporter(self) -> Iterator[Reporter]:
+        """A verbose reporter for an API build; the images it creates are recorded."""
+        stream = io.StringIO()
+        try:
+            yield Reporter(verbose=True, stream=stream)
+        finally:
+            self.record(stream.getvalue())
+
+    def build_containers(self) -> list[str]:
+        """Containers left behind by a failed build step that carries this session's marker."""
+        listed = docker("ps", "-a", "--no-trunc", "--format", "{{.ID}}\t{{.Command}}").stdout.splitlines()
+        return [line.split("\t")[0] for line in listed if self.session in line]
+
+    def clean(self) -> None:
+        for container in docker("ps", "-aq", "--no-trunc", "--filter", f"label={self.label}").stdout.split():
+            docker("rm", "-f", container, check=False)
+        for container in self.build_containers():
+            docker("rm", "-f", container, check=False)
+        for tag in self.prefixed():
+            docker("rmi", tag, check=False)
+        pending = list(reversed(self.images))  # newest first: children before their parents
+        while pending:
+            left = []
+            for image in pending:
+                tags = docker("image", "inspect", "--format", "{{len .RepoTags}}", image, check=False)
+                if tags.returncode != 0:
+                    continue  # gone already (removed with its child)
+                if tags.stdout.strip() != "0":
+                    continue  # tagged by someone else meanwhile: not ours to remove any more
+                if docker("rmi", image, check=False).returncode != 0:
+                    left.append(image)
+            if len(left) == len(pending):
+                break  # the rest has children or containers we did not make
+            pending = left
+
+
+@pytest.fixture(scope="module")
+def ledger(docker_base_image: str) -> Iterator[Ledger]:
+    book = Ledger()
+    yield book
+    book.clean()
+
+
+@pytest.fixture(scope="module")
+def built_images(built_repo: Path, docker_base_image: str, ledger: Ledger) -> dict[str, str]:
+    """Both services' images, built once from the session's built copy: service -> image id."""
+    found = {}
+    for service in SERVICES:
+        ledger.image(built_repo, service, "--prefix", ledger.prefix, "--base-image", docker_base_image)
+        found[service] = image_id(ledger.tag(service))
+        assert found[service], f"{ledger.tag(service)} was not tagged"
+    return found
+
+
+def image_args(ledger: Ledger, base: str, sub: str = "") -> list[str]:
+    return ["--prefix", ledger.prefix + sub, "--base-image", base]
+
+
+def clone(built_repo: Path, destination: Path) -> Path:
+    """A copy of the built copy, wheelhouse and git history included (the symlink is relative)."""
+    shutil.copytree(built_repo, destination, symlinks=True)
+    assert (destination / "wheelhouse").resolve().is_relative_to(destination)
+    return destination
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+# ---------------------------------------------------------------------------
+# running the images
+
+
+def http_get(container: str, port: int, path: str, timeout: float = 30.0) -> tuple[int, dict]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with opener.open(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            error.close()
+            pytest.fail(f"{path} answered {error.code}")
+        except OSError:
+            running = docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip()
+            if running != "true" or time.monotonic() > deadline:
+                logs = docker("logs", container, check=False)
+                pytest.fail(f"{path} on port {port} never answered (running: {running}):\n{logs.stdout}{logs.stderr}")
+            time.sleep(0.2)
+
+
+def wait_healthy(container: str) -> float:
+    started = time.monotonic()
+    while True:
+        status = docker("inspect", "-f", "{{.State.Health.Status}}", container).stdout.strip()
+        if status == "healthy":
+            return time.monotonic() - started
+        if status == "unhealthy" or time.monotonic() - started > HEALTHY_TIMEOUT:
+            health = docker("inspect", "-f", "{{json .State.Health}}", container).stdout
+            pytest.fail(f"container never became healthy (status {status!r}): {health}")
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_image_serves_on_a_read_only_root_becomes_healthy_and_stops_cleanly_on_sigterm(built_images, ledger, service):
+    default_port, endpoint = SERVICES[service]
+    port = free_port()
+    started = docker(
+        "run", "-d", "--read-only", "--tmpfs", "/tmp", "--label", ledger.label,
+        "-p", f"127.0.0.1:{port}:{default_port}", ledger.tag(service),
+    )
+    container = started.stdout.strip()
+    try:
+        assert http_get(container, port, "/healthz") == (200, {"status": "ok"})
+        status, body = http_get(container, port, endpoint)
+        assert status == 201
+        assert body["status"] == "created"
+        if service == "order":
+            assert isinstance(body["discount"], int) and 0 <= body["discount"] <= 20
+        wait_healthy(container)
+        begin = time.monotonic()
+        docker("stop", container, timeout=60)
+        took = time.monotonic() - begin
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip() == "0"
+        assert took < 8, f"docker stop took {took:.1f}s: the service ignored SIGTERM and was killed"
+    finally:
+        docker("rm", "-f", container, check=False)
+
+
+# ---------------------------------------------------------------------------
+# what the images hold
+
+
+_AS_APP = """
+id -u | sed 's/^/uid: /'
+for name in gcc cc pip pip3; do
+    if command -v "$name" >/dev/null 2>&1; then echo "present: $name at $(command -v "$name")"; fi
+done
+if python3 -m pip --version >/dev/null 2>&1; then echo "present: python3 -m pip"; fi
+"""
+# As root, so that no directory is hidden from find.
+_AS_ROOT = """
+find / -xdev -name '*.whl' | sed 's/^/wheel: /'
+for path in /opt/wheels /opt/pip /opt/installer /opt/first-party /opt/before-first-party /services /shared /src /app; do
+    if [ -e "$path" ]; then echo "present: $path"; fi
+done
+find / -xdev \\( -name pyproject.toml -o -type d -name services -o -type d -name shared \\) \
+    -not -path '/opt/venv/lib/python3*/site-packages/*' | sed 's/^/source: /'
+ls /opt | sed 's/^/opt: /'
+"""
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_image_holds_no_compiler_no_pip_no_wheels_no_sources_and_runs_unprivileged(built_images, ledger, service):
+    tag = ledger.tag(service)
+    as_app = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c", _AS_APP).stdout.splitlines()
+    as_root = docker("run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh", tag, "-c", _AS_ROOT).stdout.splitlines()
+    uid = [line.removeprefix("uid: ") for line in as_app if line.startswith("uid: ")]
+    assert uid and uid != ["0"]
+    assert [line for line in as_app if line.startswith("present")] == []
+    assert [line for line in as_root if not line.startswith("opt: ")] == []
+    assert [line for line in as_root if line.startswith("opt: ")] == ["opt: venv"]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_image_config_has_healthcheck_unprivileged_user_and_oci_labels_of_the_commit(built_repo, built_images, ledger, service):
+    config = inspect_image(ledger.tag(service))["Config"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "service", "healthcheck"]
+    assert config["User"] == "10001:10001"
+    assert config["Entrypoint"] == ["service"]
+    labels = config["Labels"]
+    head = git(built_repo, "rev-parse", "HEAD").strip()
+    committed = datetime.fromisoformat(git(built_repo, "log", "-1", "--format=%cI").strip()).astimezone(timezone.utc)
+    assert labels["org.opencontainers.image.title"] == service
+    assert labels["org.opencontainers.image.version"] == VERSION
+    assert labels["org.opencontainers.image.revision"] == head
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels["org.opencontainers.image.created"])
+    assert labels["org.opencontainers.image.created"] == committed.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------
+# verification against the install manifest
+
+
+def test_verify_image_passes_on_the_built_image_and_names_every_difference_against_another_manifest(built_repo, built_images, ledger, docker_base_image):
+    checked = invoke(built_repo, "verify-image", "--service", "order", *image_args(ledger, docker_base_image))
+    assert "exactly those of wheelhouse/install/order.txt" in checked.stderr
+    repo = load_repository(built_repo)
+    with pytest.raises(DockerError) as raised:
+        images.verify_image(repo, open_wheelhouse(built_repo), Docker(), ledger.tag("order"), "user", Reporter(stream=io.StringIO()))
+    message = str(raised.value)
+    assert f"image {ledger.tag('order')} does not match wheelhouse/install/user.txt" in message
+    assert f"extra order-manager=={VERSION}" in message
+    assert "extra discount-calculator==" in message
+    assert f"missing user-manager=={VERSION}" in message
+    assert "flask" not in message and "gunicorn" not in message  # shared by both: no difference
+
+
+def modified_dockerfile(repository: Path, destination: Path, edit) -> Path:
+    text = (repository / "dockerfiles" / "service.Dockerfile").read_text()
+    destination.write_text(edit(text))
+    return destination
+
+
+def test_an_image_holding_more_than_the_lock_is_not_tagged(built_repo, built_images, ledger, docker_base_image, tmp_path):
+    rogue = r"""
+USER 0
+RUN site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && mkdir -p "$site/rogue-1.0.dist-info" \
+    && printf 'Metadata-Version: 2.1\nName: rogue\nVersion: 1.0\n' > "$site/rogue-1.0.dist-info/METADATA"
+"""
+    dockerfile = modified_dockerfile(built_repo, tmp_path / "rogue.Dockerfile", lambda text: text + rogue)
+    repo = load_repository(built_repo)
+    # A tag that does not exist yet stays absent; one that exists keeps its image.
+    for sub, before in (("rogue/", None), ("", built_images["order"])):
+        settings = images.ImageSettings(prefix=ledger.prefix + sub, base=docker_base_image, docker=Docker(), dockerfile=dockerfile)
+        tag = images.image_tag(repo, settings, "order")
+        assert image_id(tag) == before
+        with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
+            images.build_image(repo, settings, "order", reporter)
+        assert "extra rogue==1.0" in str(raised.value)
+        assert "does not match wheelhouse/install/order.txt" in str(raised.value)
+        assert image_id(tag) == before
+
+
+_THIRD_PARTY_INSTALL = """\
+        --no-index --no-cache-dir --require-hashes --only-binary :all: --no-deps \\
+        --find-links /opt/wheels/third-party \\
+        --requirement /opt/wheels/third-party/requirements.txt
+"""
+
+
+def test_the_build_has_no_network_an_install_that_needs_an_index_fails_and_tags_nothing(built_repo, built_images, ledger, docker_base_image, tmp_path):
+    def from_index(text: str) -> str:
+        assert text.count(_THIRD_PARTY_INSTALL) == 1
+        step = text.index(_THIRD_PARTY_INSTALL)
+        run = text.rindex("RUN /opt/venv/bin/python /opt/pip/pip install", 0, step)
+        # The session marker finds a container the failed step might leave behind.
+        marked = text[:run] + f"RUN WHEELPIPE_TEST={ledger.session} " + text[run + len("RUN ") : step]
+        index = "        --index-url https://pypi.org/simple --retries 1 --timeout 5 --no-cache-dir --only-binary :all: --no-deps \\\n"
+        return marked + index + "        --requirement /opt/wheels/third-party/requirements.txt\n" + text[step + len(_THIRD_PARTY_INSTALL) :]
+
+    dockerfile = modified_dockerfile(built_repo, tmp_path / "index.Dockerfile", from_index)
+    repo = load_repository(built_repo)
+    settings = images.ImageSettings(prefix=ledger.prefix, base=docker_base_image, docker=Docker(), dockerfile=dockerfile)
+    with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
+        images.build_image(repo, settings, "order", reporter)
+    assert "building the image of order failed" in str(raised.value)
+    assert "--index-url https://pypi.org/simple" in str(raised.value)
+    log = reporter.stream.getvalue()
+    # pip tried the index and could not even resolve its name: the build has no network.
+    assert re.search(r"pypi\.org.*(name resolution|Failed to resolve|Network is unreachable|NewConnectionError)", log), log[-3000:]
+    assert image_id(ledger.tag("order")) == built_images["order"]
+    assert ledger.build_containers() == [], "the failed build left its container behind"
+
+
+# ---------------------------------------------------------------------------
+# a tampered wheelhouse never reaches an image
+
+
+def _third_party_wheel(repository: Path, service: str) -> str:
+    document = json.loads((repository / "wheelhouse" / "manifest.json").read_text())
+    return next(w["file"] for w in document["wheels"] if w["name"] == "flask" and service in w["services"])
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("damage", "says"), [("flipped", "sha256 mismatch"), ("deleted", "missing")])
+def test_a_tampered_or_missing_wheel_stops_invoke_image_and_the_tag_stays(built_repo, built_images, ledger, docker_base_image, tmp_path, damage, says):
+    repository = clone(built_repo, tmp_path / "monorepo")
+    sub = f"tamper-{damage}/"
+    docker("tag", built_images["order"], ledger.tag("order", sub))
+    wheel = repository / "wheelhouse" / _third_party_wheel(repository, "order")
+    if damage == "flipped":
+        _flip_a_byte(wheel)
+    else:
+        wheel.unlink()
+    result = ledger.image(repository, "order", *image_args(ledger, docker_base_image, sub), check=False)
+    assert result.returncode != 0
+    error = last_line(result.stderr)
+    assert error.startswith(f"error: wheelhouse/{wheel.name}: {says}"), result.stderr
+    assert "building order" not in result.stderr and "docker build" not in result.stderr
+    assert image_id(ledger.tag("order", sub)) == built_images["order"]
+
+
+# ---------------------------------------------------------------------------
+# caching
+
+
+def test_a_code_change_replaces_only_the_first_party_layer_and_an_unchanged_rebuild_is_identical(built_repo, built_images, ledger, docker_base_image, tmp_path):
+    repository = clone(built_repo, tmp_path / "monorepo")
+    sub = "layers/"
+    tag = ledger.tag("order", sub)
+
+    def build() -> dict:
+        ledger.image(repository, "order", *image_args(ledger, docker_base_image, sub))
+        return inspect_image(tag)
+
+    # Same commit, another checkout: the very same image.
+    first = build()
+    assert first["Id"] == built_images["order"]
+
+    orders = repository / "services/order/src/order_manager/orders.py"
+    text = orders.read_text()
+    assert "import uuid\n" in text
+    orders.write_text(text.replace("import uuid\n", f"import uuid  # changed by test_images ({ledger.session})\n", 1))
+    commit_all(repository, "change one line of the order service")
+    second = build()
+    assert second["Id"] != first["Id"]
+    before, after = first["RootFS"]["Layers"], second["RootFS"]["Layers"]
+    assert len(after) == len(before)
+    # Base, account, venv with the third-party closure: all reused; only the overlay differs.
+    assert after[:-1] == before[:-1]
+    assert after[-1] != before[-1]
+    assert second["Config"]["Labels"]["org.opencontainers.image.revision"] == git(repository, "rev-parse", "HEAD").strip()
+
+    # Nothing changed: the same image id.
+    assert build()["Id"] == second["Id"]
+
+
+# ---------------------------------------------------------------------------
+# bad input
+
+
+def test_an_unknown_service_is_refused_listing_the_services(built_repo):
+    result = invoke(built_repo, "image", "--service", "nope", check=False)
+    assert result.returncode != 0
+    assert last_line(result.stderr) == "error: unknown service 'nope': expected one of order, user"
+
+
+def test_an_unreachable_engine_is_named_with_how_to_start_it(built_repo, ledger, docker_base_image):
+    result = invoke(
+        built_repo, "image", "--service", "order", *image_args(ledger, docker_base_image, "no-engine/"),
+        check=False, env={"DOCKER_HOST": "unix:///nonexistent.sock"},
+    )
+    assert result.returncode != 0
+    error = last_line(result.stderr)
+    assert error.startswith("error: cannot reach the Docker engine"), result.stderr
+    assert "start it" in error and "dockerd" in error
+
+
+def test_a_missing_base_image_says_to_pull_it_or_bootstrap_one(built_repo, ledger):
+    missing = "wheelpipe-test/nonexistent:1"
+    result = ledger.image(built_repo, "order", "--prefix", ledger.prefix + "no-base/", "--base-image", missing, check=False)
+    assert result.returncode != 0
+    error = last_line(result.stderr)
+    assert error.startswith(f"error: base image {missing} is not present"), result.stderr
+    assert f"docker pull {missing}" in error and "invoke base-image" in error
+    assert ledger.prefixed("no-base/") == []
+
+
+# ---------------------------------------------------------------------------
+# the base image and the target
+
+
+def test_the_base_image_matches_the_target_and_another_python_is_refused(built_repo, docker_base_image):
+    repo = load_repository(built_repo)
+    found = baseimage.check_matches_target(Docker(), docker_base_image, repo.target, Reporter(stream=io.StringIO()))
+    assert found["python"] == repo.target.python_version == "3.11"
+    other = Target("3.12", "cp", "cp312", "manylinux_2_36_x86_64")
+    with pytest.raises(TargetError) as raised:
+        baseimage.check_matches_target(Docker(), docker_base_image, other, Reporter(stream=io.StringIO()))
+    assert docker_base_image in str(raised.value)
+    assert "3.12" in str(raised.value)
+
+
+def test_invoke_image_refuses_a_base_image_that_does_not_match_the_target_before_building(tmp_path, ledger, docker_base_image):
+    repository = copy_repository(tmp_path / "monorepo")
+    pyproject = repository / "pyproject.toml"
+    text = pyproject.read_text()
+    assert 'python-version = "3.11"' in text and 'abi = "cp311"' in text
+    pyproject.write_text(text.replace('python-version = "3.11"', 'python-version = "3.12"').replace('abi = "cp311"', 'abi = "cp312"'))
+    commit_all(repository, "target CPython 3.12")
+    result = ledger.image(repository, "order", *image_args(ledger, docker_base_image, "py312/"), check=False)
+    assert result.returncode != 0
+    error = last_line(result.stderr)
+    assert error.startswith(f"error: base image {docker_base_image} does not match the target CPython 3.12"), result.stderr
+    assert "Python 3.11 (target wants 3.12)" in error
+    assert "building the wheelhouse" not in result.stderr and "docker build" not in result.stderr
+    assert not (repository / "wheelhouse").exists()
+    assert ledger.prefixed("py312/") == []
