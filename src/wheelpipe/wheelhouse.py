@@ -78,10 +78,6 @@ class Result:
     downloaded: list[str]
 
 
-def _label(path: Path, root: Path) -> str:
-    return f"{WHEELHOUSE}/{path.relative_to(root).as_posix()}"
-
-
 def open_wheelhouse(root: Path) -> Wheelhouse:
     """The current wheelhouse, every wheel checked against its recorded sha256."""
     link = root / WHEELHOUSE
@@ -141,7 +137,47 @@ class _Plan:
     reuse: dict[str, Entry] = field(default_factory=dict)  # new entries taken as they are
     build: list[tuple[Package, dict]] = field(default_factory=list)
     fetch: list[Pin] = field(default_factory=list)
-    fetch_purpose: dict[str, str] = field(default_factory=dict)
+    # service -> wheel files, or "build:NAME" / "fetch:NAME==VERSION" for wheels still to make
+    installs: dict[str, set[str]] = field(default_factory=dict)
+    installer_key: str = ""
+
+
+def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]], installer: Pin, old_entries: list[Entry]) -> _Plan:
+    """What to reuse from the current wheelhouse, build and download, and who needs what."""
+    plan = _Plan()
+    backend = firstparty.backend_version()
+    first_party_keys = {}
+    for package in {p.name: p for name in selected for p in repo.closure(name)}.values():
+        origin = _first_party_origin(repo, package, backend)
+        found = next((e for e in old_entries if e.origin == origin and e.name == package.name and e.version == package.version), None)
+        if found:
+            plan.reuse[found.file] = found
+            first_party_keys[package.name] = found.file
+        else:
+            plan.build.append((package, origin))
+            first_party_keys[package.name] = f"build:{package.name}"
+    pins = {(pin.name, pin.version): pin for lock in locks.values() for pin in lock.values()}
+    pins[(installer.name, installer.version)] = installer
+    third_party_keys = {}
+    for key, pin in pins.items():
+        found = next((e for e in old_entries if _third_party_matches(e, pin)), None)
+        if found:
+            plan.reuse[found.file] = found
+            third_party_keys[key] = found.file
+        else:
+            plan.fetch.append(pin)
+            third_party_keys[key] = f"fetch:{pin.name}=={pin.version}"
+    for name in selected:
+        plan.installs[name] = {first_party_keys[p.name] for p in repo.closure(name)}
+        plan.installs[name] |= {third_party_keys[(p.name, p.version)] for p in locks[name].values()}
+    # Services not selected keep their part of the wheelhouse as it is.
+    for entry in old_entries:
+        for name in entry.services:
+            if name in repo.services and name not in selected:
+                plan.installs.setdefault(name, set()).add(entry.file)
+                plan.reuse[entry.file] = entry
+    plan.installer_key = third_party_keys[(installer.name, installer.version)]
+    return plan
 
 
 def _first_party_origin(repo: Repository, package: Package, backend: str) -> dict:
@@ -188,42 +224,9 @@ def build_wheels(
             raise WheelhouseError(msg)
         old = verify(link.resolve()) if link.exists() and not clean else None
         old_entries = list(old.entries.values()) if old else []
-        backend = firstparty.backend_version()
 
-        plan = _Plan()
-        installs: dict[str, set[str]] = {}  # service -> keys (file names or pending keys)
-        packages = {p.name: p for name in selected for p in repo.closure(name)}
-        first_party_keys = {}
-        for package in packages.values():
-            origin = _first_party_origin(repo, package, backend)
-            found = next((e for e in old_entries if e.origin == origin and e.name == package.name and e.version == package.version), None)
-            if found:
-                plan.reuse[found.file] = found
-                first_party_keys[package.name] = found.file
-            else:
-                plan.build.append((package, origin))
-                first_party_keys[package.name] = f"build:{package.name}"
-        pins = {(pin.name, pin.version): pin for lock in locks.values() for pin in lock.values()}
-        pins[(installer.name, installer.version)] = installer
-        third_party_keys = {}
-        for key, pin in pins.items():
-            found = next((e for e in old_entries if _third_party_matches(e, pin)), None)
-            if found:
-                plan.reuse[found.file] = found
-                third_party_keys[key] = found.file
-            else:
-                plan.fetch.append(pin)
-                third_party_keys[key] = f"fetch:{pin.name}=={pin.version}"
-        for name in selected:
-            installs[name] = {first_party_keys[p.name] for p in repo.closure(name)}
-            installs[name] |= {third_party_keys[(p.name, p.version)] for p in locks[name].values()}
-        # Services not selected keep their part of the wheelhouse as it is.
-        for entry in old_entries:
-            for name in entry.services:
-                if name in repo.services and name not in selected:
-                    installs.setdefault(name, set()).add(entry.file)
-                    plan.reuse[entry.file] = entry
-        installer_key = third_party_keys[(installer.name, installer.version)]
+        plan = _plan(repo, selected, locks, installer, old_entries)
+        installs, installer_key = plan.installs, plan.installer_key
 
         if old and not plan.build and not plan.fetch:
             entries = _compose(repo, plan.reuse, installs, installer_key)
