@@ -16,6 +16,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from wheelpipe import PipelineError, load_repository  # noqa: E402
 from wheelpipe import bench as benchmarks  # noqa: E402
 from wheelpipe import baseimage, compose, images, locks, release as releases, wheelhouse  # noqa: E402
+from wheelpipe import affected as affected_module  # noqa: E402
+from wheelpipe import publish as publishing  # noqa: E402
 from wheelpipe.docker import Docker  # noqa: E402
 from wheelpipe.console import Reporter  # noqa: E402
 
@@ -111,16 +113,41 @@ IMAGE_HELP = {
 }
 
 
-@task(help={**IMAGE_HELP, "all": "Build every service's image.", "no-cache": "Build without Docker's layer cache."})
+@task(
+    help={
+        **IMAGE_HELP,
+        "all": "Build every service's image.",
+        "no-cache": "Build without Docker's layer cache.",
+        "push": "Then push each tag to the registry its prefix names (e.g. --prefix registry.example.com/team/); prints repository@digest.",
+    }
+)
 @reported
-def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=False, verbose=False):  # noqa: A002 - the flag is --all
-    """Build, verify and tag <prefix><service>:<version> from the wheelhouse, offline."""
+def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=False, push=False, verbose=False):  # noqa: A002 - the flag is --all
+    """Build, verify and tag <prefix><service>:<version> from the wheelhouse, offline; with --push, push it."""
     repo = load_repository(ROOT)
     if bool(service) == bool(all):
         raise Exit(f"error: give --service NAME or --all (services: {', '.join(repo.services)})")
     settings = _image_settings(c, prefix, base_image)
-    for name in repo.select_services(service):
-        images.build_image(repo, settings, name, _reporter(verbose), no_cache=no_cache)
+    if push:
+        images.require_registry(settings.prefix)  # before any build
+    reporter = _reporter(verbose)
+    tags = [images.build_image(repo, settings, name, reporter, no_cache=no_cache) for name in repo.select_services(service)]
+    for tag in tags if push else ():
+        print(f"{images.repository_of(tag)}@{images.push_image(settings, tag, reporter)}")
+
+
+@task(
+    help={
+        "repository-url": "Upload URL of the index; overrides TWINE_REPOSITORY_URL (credentials: TWINE_USERNAME/TWINE_PASSWORD or ~/.pypirc).",
+        "skip-existing": "Skip (and report) a wheel whose file the index already has, instead of failing.",
+        "verbose": "Show the twine commands and their (redacted) output.",
+    }
+)
+@reported
+def publish(c, repository_url=None, skip_existing=False, verbose=False):
+    """Upload the wheelhouse's first-party wheels to a package index with twine (after twine check --strict)."""
+    house = wheelhouse.open_wheelhouse(ROOT)
+    print(publishing.publish(house, repository_url=repository_url, skip_existing=skip_existing, reporter=_reporter(verbose)).summary())
 
 
 @task(help=IMAGE_HELP)
@@ -192,6 +219,40 @@ def release(c, skip_gates=False, allow_dirty=False, verbose=False):
     releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose))
 
 
+AFFECTED_HELP = {
+    "json": "Print JSON for CI instead: {\"since\": REF, \"services\": [...], \"reasons\": {service: [paths]}}.",
+    "github-output": "Also append services=<JSON list> to the file $GITHUB_OUTPUT names (a GitHub Actions step output).",
+}
+
+
+@task(
+    help={
+        "since": "The git ref to compare the working tree with (from its merge base with HEAD).",
+        "all-if-unknown": "When REF is empty, all zeros (a new branch) or no commit here, list every service instead of failing.",
+        **AFFECTED_HELP,
+    }
+)
+@reported
+def affected(c, since, json=False, all_if_unknown=False, github_output=False):  # noqa: A002 - the flag is --json
+    """List the services whose image a change since REF can alter (closure, locks, Dockerfile, target)."""
+    found = affected_module.affected_services(load_repository(ROOT), since, all_if_unknown=all_if_unknown)
+    if github_output:
+        affected_module.write_github_output(list(found), affected=found)
+    text = affected_module.render(since, found, as_json=json)
+    if text:
+        print(text)
+
+
+@task(help=AFFECTED_HELP)
+@reported
+def services(c, json=False, github_output=False):  # noqa: A002 - the flag is --json
+    """List every service of the repository model, one per line (or a JSON list)."""
+    repo = load_repository(ROOT)
+    if github_output:
+        affected_module.write_github_output(list(repo.services))
+    print(affected_module.render_services(repo, as_json=json))
+
+
 @task(help={k: v for k, v in IMAGE_HELP.items() if k != "service"})
 @reported
 def up(c, prefix=None, base_image=None, verbose=False):
@@ -215,7 +276,7 @@ def down(c, prefix=None, verbose=False):
     compose.down(repo, _image_settings(c, prefix), _reporter(verbose))
 
 
-ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, up, down, release, test, bench)
+ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, up, down, release, test, bench, affected, services, publish)
 ns.configure(
     {
         "image": {

@@ -50,3 +50,11 @@ class ToolError(PipelineError):
 
 class DockerError(PipelineError):
     """The Docker engine is unreachable or an image does not match what was expected."""
+
+
+class GitError(PipelineError):
+    """A git reference the pipeline was given does not exist, or git itself failed."""
+
+
+class PublishError(PipelineError):
+    """Publishing wheels to a package index failed: no index configured, refused, or already there."""

@@ -17,7 +17,6 @@ import sys
 import tarfile
 from pathlib import Path
 
-from . import sbom
 from .console import Reporter, run
 from .errors import PipelineError, ToolError
 from .fsutil import sha256_file, write_atomic
@@ -79,6 +78,10 @@ def check_shippable(repo: Repository, house: Wheelhouse, reporter: Reporter) -> 
 
 def _members(repo: Repository, house: Wheelhouse, commit: str, stamp: int) -> dict[str, bytes]:
     """Archive path -> bytes, SHA256SUMS last, over everything else."""
+    # Imported here: cyclonedx and its schema validators take most of a second to import,
+    # which every other task would otherwise pay at start-up.
+    from . import sbom
+
     prefix = archive_name(repo)
     manifest = json.loads((house.path / MANIFEST).read_text())
     manifest["release"] = {"version": repo.release_version, "commit": commit, "commit_time": stamp}

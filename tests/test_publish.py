@@ -1,0 +1,238 @@
+"""`invoke publish`: the first-party wheels to a real package index (pypiserver on loopback),
+and a service installed back from it with every hash required.
+
+The index runs with htpasswd authentication on every action and no fallback to PyPI, from
+a process this module starts and stops. Credentials reach `invoke publish` only through
+twine's environment variables or ~/.pypirc (HOME is an empty directory per test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from monorepo import free_port
+from packaging.utils import canonicalize_name
+
+USER = "publisher"
+PASSWORD = "correct-horse-battery-7"
+# At least these; the set published is whatever the wheelhouse records as built here.
+FIRST_PARTY = {"discount-calculator", "order-manager", "user-manager"}
+
+
+class Index:
+    def __init__(self, port: int, packages: Path) -> None:
+        self.port = port
+        self.packages = packages
+        self.upload_url = f"http://127.0.0.1:{port}/"
+
+    def simple_url(self, auth: bool = True) -> str:
+        userinfo = f"{USER}:{PASSWORD}@" if auth else ""
+        return f"http://{userinfo}127.0.0.1:{self.port}/simple/"
+
+    def get(self, path: str) -> tuple[int, str]:
+        manager = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+        manager.add_password(None, f"http://127.0.0.1:{self.port}/", USER, PASSWORD)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPBasicAuthHandler(manager))
+        try:
+            with opener.open(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+    """pypiserver on a free loopback port: authentication on upload, download and list; no fallback."""
+    root = tmp_path_factory.mktemp("index")
+    packages = root / "packages"
+    packages.mkdir()
+    with warnings.catch_warnings():
+        # passlib imports the stdlib's crypt module, deprecated since Python 3.11.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from passlib.apache import HtpasswdFile
+
+        htpasswd = HtpasswdFile(str(root / "htpasswd"), new=True)
+        htpasswd.set_password(USER, PASSWORD)
+        htpasswd.save()
+    port = free_port()
+    log = (root / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1",
+         "-P", str(root / "htpasswd"), "-a", "update,download,list", "--disable-fallback", str(packages)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    found = Index(port, packages)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    pytest.fail(f"pypiserver did not start: {(root / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield found
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def publish(repository: Path, home: Path, *args: str, **twine_env: str) -> subprocess.CompletedProcess[str]:
+    """`invoke publish ARGS` with only the TWINE_* variables given, and HOME (for ~/.pypirc) at `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINE_", "PIP_"))}
+    env.update({"HOME": str(home), **twine_env})
+    return subprocess.run([sys.executable, "-m", "invoke", "publish", *args], cwd=repository, env=env, capture_output=True, text=True, check=False)
+
+
+def output(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in output(result).splitlines() if line.startswith("error:")]
+
+
+def manifest(repository: Path) -> dict[str, dict]:
+    return {w["file"]: w for w in json.loads((repository / "wheelhouse" / "manifest.json").read_text())["wheels"]}
+
+
+def test_publish_uploads_the_first_party_wheels_and_a_service_installs_from_the_index_with_hashes(built_repo, index, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    wheels = manifest(built_repo)
+    first_party = {f: w for f, w in wheels.items() if w["origin"]["kind"] == "built"}
+    assert FIRST_PARTY <= {w["name"] for w in first_party.values()}
+
+    result = publish(built_repo, home, TWINE_REPOSITORY_URL=index.upload_url, TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD)
+    assert result.returncode == 0, output(result)
+    assert "twine check --strict" in output(result)
+    assert f"published {len(first_party)} wheel(s) to {index.upload_url}" in result.stdout
+    assert PASSWORD not in output(result)
+    # Exactly the first-party wheels, byte for byte.
+    assert sorted(p.name for p in index.packages.iterdir()) == sorted(first_party)
+    status, page = index.get("/simple/order-manager/")
+    order = next(w for w in first_party.values() if w["name"] == "order-manager")
+    assert status == 200
+    assert f"{order['file']}#sha256={order['sha256']}" in page
+    assert index.get("/simple/flask/")[0] == 404
+
+    # Install the order service: third-party wheels from a directory holding only those, the
+    # first-party ones only from the index, every hash from the install manifest required.
+    third_party = tmp_path / "third-party"
+    third_party.mkdir()
+    for name, wheel in wheels.items():
+        if wheel["origin"]["kind"] != "built":
+            shutil.copy2(built_repo / "wheelhouse" / name, third_party / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    report = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1"
+    install = subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "install", "--isolated", "--disable-pip-version-check",
+         "--index-url", index.simple_url(), "--find-links", str(third_party),
+         "--require-hashes", "--only-binary", ":all:", "--report", str(report),
+         "-r", str(built_repo / "wheelhouse" / "install" / "order.txt")],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    sources = {canonicalize_name(item["metadata"]["name"]): item["download_info"]["url"] for item in json.loads(report.read_text())["install"]}
+    first_party_names = {w["name"] for w in first_party.values()}
+    assert {"order-manager", "discount-calculator"} <= set(sources)
+    for name, url in sources.items():
+        expected = f"http://127.0.0.1:{index.port}/packages/" if name in first_party_names else third_party.as_uri()
+        assert url.startswith(expected), sources
+    assert "user-manager" not in sources  # only what the install manifest pins
+    served = subprocess.run(
+        [venv / "bin" / "python", "-c", "import order_manager.server, importlib.metadata as m; print(m.version('order-manager'))"],
+        capture_output=True, text=True, check=True,
+    )
+    assert served.stdout.strip() == "0.1.0"
+
+    # Publishing the same versions again is refused, naming the file already there; the
+    # --repository-url option overrides TWINE_REPOSITORY_URL.
+    again = publish(
+        built_repo, home, "--repository-url", index.upload_url,
+        TWINE_REPOSITORY_URL="http://127.0.0.1:9/nowhere/", TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD,
+    )
+    assert again.returncode != 0
+    (line,) = error_lines(again)
+    assert min(first_party) in line and "already on" in line and index.upload_url in line  # the first one tried
+    assert "--skip-existing" in line
+    assert PASSWORD not in output(again)
+
+    # --skip-existing, configured through ~/.pypirc and TWINE_REPOSITORY this time: each file
+    # is reported as skipped, and nothing fails.
+    (home / ".pypirc").write_text(
+        f"[distutils]\nindex-servers = internal\n\n[internal]\nrepository = {index.upload_url}\nusername = {USER}\npassword = {PASSWORD}\n"
+    )
+    skipped = publish(built_repo, home, "--skip-existing", TWINE_REPOSITORY="internal")
+    assert skipped.returncode == 0, output(skipped)
+    for name in first_party:
+        assert f"skipped {name}" in output(skipped)
+    assert "published 0 wheel(s)" in skipped.stdout and f"skipped {len(first_party)} already there" in skipped.stdout
+    assert PASSWORD not in output(skipped)
+    assert sorted(p.name for p in index.packages.iterdir()) == sorted(first_party)
+
+
+def test_wrong_credentials_are_one_line_naming_the_index_and_never_show_the_password(built_repo, index, tmp_path):
+    wrong = "not-the-password-31337"
+    result = publish(built_repo, tmp_path, TWINE_REPOSITORY_URL=index.upload_url, TWINE_USERNAME=USER, TWINE_PASSWORD=wrong)
+    assert result.returncode != 0
+    (line,) = error_lines(result)
+    assert f"the index refused the credentials for {index.upload_url}" in line
+    assert wrong not in output(result) and PASSWORD not in output(result)
+    verbose = publish(built_repo, tmp_path, "--verbose", TWINE_REPOSITORY_URL=index.upload_url, TWINE_USERNAME=USER, TWINE_PASSWORD=wrong)
+    assert verbose.returncode != 0 and "twine" in verbose.stderr
+    assert wrong not in output(verbose)
+
+
+def test_credentials_in_the_url_never_show_either(built_repo, index, tmp_path):
+    wrong = "in-url-secret-4242"
+    url = f"http://{USER}:{wrong}@127.0.0.1:{index.port}/"
+    result = publish(built_repo, tmp_path, "--verbose", "--repository-url", url)
+    assert result.returncode != 0
+    (line,) = error_lines(result)
+    assert "the index refused the credentials for http://***@127.0.0.1" in line
+    assert wrong not in output(result)
+
+
+def test_no_index_configured_says_how_to_configure_one_before_uploading_anything(built_repo, index, tmp_path):
+    empty_home = tmp_path / "home"
+    empty_home.mkdir()
+    result = publish(built_repo, empty_home, TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD)
+    assert result.returncode != 0
+    (line,) = error_lines(result)
+    assert "no package index configured" in line
+    assert "TWINE_REPOSITORY_URL" in line and "--repository-url" in line and "~/.pypirc" in line
+    assert "twine check" not in output(result)  # stopped before doing anything
+    unknown = publish(built_repo, empty_home, TWINE_REPOSITORY="internal")
+    assert unknown.returncode != 0
+    (line,) = error_lines(unknown)
+    assert "TWINE_REPOSITORY=internal" in line and ".pypirc" in line
+
+
+def test_missing_wheelhouse_is_named(repo_copy, tmp_path):
+    result = publish(repo_copy, tmp_path, TWINE_REPOSITORY_URL="http://127.0.0.1:9/")
+    assert result.returncode != 0
+    (line,) = error_lines(result)
+    assert "wheelhouse/" in line and "invoke build-wheels" in line

@@ -1,0 +1,142 @@
+"""The GitHub workflows: valid against GitHub's schema (offline), and thin: every step calls an
+invoke task, so no pipeline logic lives in YAML and CI runs what the README tells a newcomer."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from monorepo import ROOT, network_cut_prefix
+from ruamel.yaml import YAML
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+FILES = ["ci.yml", "release.yml"]
+INVOKE = ".venv/bin/invoke "
+# Actions a workflow may use besides invoke tasks: getting the code, the interpreter, and
+# handing files from one job to the next.
+ALLOWED_ACTIONS = {"actions/checkout", "actions/setup-python", "actions/upload-artifact", "actions/download-artifact"}
+SHELL_LOGIC = re.compile(r"&&|\|\||;|\||`|\$\(|>|<")
+
+
+def quick_start() -> list[str]:
+    """The first fenced block under README.md's `## Quick start`: the setup line, then the test line."""
+    section = ROOT.joinpath("README.md").read_text().split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```", 2)[1]
+    return [line.strip() for line in block.splitlines()[1:] if line.strip()]
+
+
+def configured_base_image() -> str:
+    """The default base image of `invoke image` (tasks.py's image.base setting)."""
+    found = re.search(r'"base":\s*"([^"]+)"', ROOT.joinpath("tasks.py").read_text())
+    assert found, "tasks.py: no image.base default"
+    return found.group(1)
+
+
+def load(name: str) -> dict:
+    return YAML(typ="safe").load(WORKFLOWS.joinpath(name).read_text())
+
+
+def run_lines(job: dict) -> list[str]:
+    """Every command line of the job's `run:` steps, in order."""
+    return [line.strip() for step in job["steps"] if "run" in step for line in step["run"].splitlines() if line.strip()]
+
+
+def test_quick_start_has_the_setup_and_the_test_command() -> None:
+    setup, tests = quick_start()
+    assert setup.startswith("python3 -m venv .venv && ") and setup.endswith("invoke build-wheels")
+    assert tests == ".venv/bin/invoke test"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_workflow_is_valid_against_githubs_schema_offline(name: str) -> None:
+    # check-jsonschema's builtin schemas are vendored in the package: with the network cut
+    # (where this user may create a network namespace) it still validates.
+    command = [*network_cut_prefix(), sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(WORKFLOWS / name)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_step_calls_an_invoke_task(name: str) -> None:
+    setup = quick_start()[0]
+    for job_name, job in load(name)["jobs"].items():
+        for step in job["steps"]:
+            if "uses" in step:
+                assert step["uses"].split("@")[0] in ALLOWED_ACTIONS, f"{name}: {job_name}: {step['uses']}"
+                continue
+            for line in step["run"].splitlines():
+                line = line.strip()
+                if not line or line == setup:
+                    continue
+                where = f"{name}: {job_name}: {line!r}"
+                if line.startswith(INVOKE):
+                    assert not SHELL_LOGIC.search(line.split("#", 1)[0]), f"{where}: shell logic around a task"
+                elif line.startswith("docker pull "):
+                    # Provisioning, like setup-python: the base image `invoke image` builds on.
+                    assert line == f"docker pull {configured_base_image()}", where
+                elif "docker login" in line:
+                    assert re.fullmatch(r'echo "\$\w+" \| docker login "\$\w+" --username "\$\w+" --password-stdin', line), where
+                else:
+                    assert line.startswith("echo ") and not SHELL_LOGIC.search(line), f"{where}: not an invoke task"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_job_sets_up_as_the_readme_says_before_its_tasks(name: str) -> None:
+    setup = quick_start()[0]
+    for job_name, job in load(name)["jobs"].items():
+        lines = [line for line in run_lines(job) if not line.startswith("docker pull ")]
+        assert lines[0] == setup, f"{name}: {job_name} starts with {lines[0]!r}"
+        checkout = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@"))
+        # Wheels take SOURCE_DATE_EPOCH from history, and `affected` diffs against it.
+        assert checkout["with"]["fetch-depth"] == 0, f"{name}: {job_name}"
+        python = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python@"))
+        assert python["with"]["python-version"] == "3.11", f"{name}: {job_name}"
+
+
+def test_ci_check_job_runs_the_quick_start_and_the_lock_gate() -> None:
+    setup, tests = quick_start()
+    workflow = load("ci.yml")
+    assert set(workflow["on"]) == {"push", "pull_request"}
+    commands = [line for line in run_lines(workflow["jobs"]["check"]) if not line.startswith("docker pull ")]
+    assert commands == [setup, ".venv/bin/invoke lock --check", tests]  # what .ci/run runs
+
+
+def test_ci_builds_the_images_of_the_affected_services_only() -> None:
+    jobs = load("ci.yml")["jobs"]
+    step = next(step for step in jobs["affected"]["steps"] if step.get("id") == "affected")
+    assert step["run"].startswith(".venv/bin/invoke affected --since ")
+    assert "--github-output" in step["run"] and "--all-if-unknown" in step["run"]
+    assert jobs["affected"]["outputs"]["services"] == "${{ steps.affected.outputs.services }}"
+    images = jobs["images"]
+    assert images["needs"] == "affected"
+    assert images["if"] == "needs.affected.outputs.services != '[]'"
+    assert images["strategy"]["matrix"]["service"] == "${{ fromJSON(needs.affected.outputs.services) }}"
+    assert '.venv/bin/invoke image --service "$SERVICE"' in run_lines(images)
+
+
+def test_release_workflow_on_tags_with_guarded_push_and_publish() -> None:
+    workflow = load("release.yml")
+    assert workflow["on"] == {"push": {"tags": ["v*"]}}
+    jobs = workflow["jobs"]
+    assert ".venv/bin/invoke release" in [line.split("#")[0].strip() for line in run_lines(jobs["release"])]
+    assert any(step.get("uses", "").startswith("actions/upload-artifact@") and step["with"]["path"] == "dist/" for step in jobs["release"]["steps"])
+    assert jobs["release"]["outputs"]["services"] == "${{ steps.services.outputs.services }}"
+    assert jobs["images"]["needs"] == "release" and jobs["publish"]["needs"] == "release"
+    assert jobs["images"]["strategy"]["matrix"]["service"] == "${{ fromJSON(needs.release.outputs.services) }}"
+
+    # Secrets cannot appear in `if:`: each guarded step tests the env the job maps them to.
+    for job_name, guarded, secrets in (
+        ("images", "--push", ["REGISTRY_PREFIX", "REGISTRY_USERNAME", "REGISTRY_PASSWORD"]),
+        ("images", "docker login", ["REGISTRY_PREFIX", "REGISTRY_USERNAME", "REGISTRY_PASSWORD"]),
+        ("publish", ".venv/bin/invoke publish", ["TWINE_USERNAME", "TWINE_PASSWORD", "TWINE_REPOSITORY_URL"]),
+    ):
+        job = jobs[job_name]
+        step = next(step for step in job["steps"] if guarded in step.get("run", ""))
+        for secret in secrets:
+            assert job["env"][secret] == f"${{{{ secrets.{secret} }}}}"
+            assert f"env.{secret} != ''" in step["if"], f"{job_name}: {guarded}"
+    # The unguarded build of every image still runs without any secret.
+    assert any(step.get("run") == '.venv/bin/invoke image --service "$SERVICE"' and "if" not in step for step in jobs["images"]["steps"])
