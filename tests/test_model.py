@@ -85,17 +85,17 @@ def test_discovers_the_services_and_shared_packages_of_the_monorepo(real) -> Non
     assert real.services["order"].name == "order-manager"
     assert real.services["user"].name == "user-manager"
     shared = {p.name: p for p in real.packages.values() if p.kind == "shared"}
-    assert list(shared) == ["discount-calculator"]
+    assert list(shared) == ["discount-calculator", "service-runtime"]
     assert shared["discount-calculator"].directory == "shared/discount_calculator"
     assert real.service("order").directory == "services/order"
 
 
-def test_closure_of_order_lists_its_internal_dependency_first(real) -> None:
-    assert [p.name for p in real.closure("order")] == ["discount-calculator", "order-manager"]
+def test_closure_of_order_lists_its_internal_dependencies_first(real) -> None:
+    assert [p.name for p in real.closure("order")] == ["discount-calculator", "service-runtime", "order-manager"]
 
 
 def test_user_does_not_use_discount_calculator(real) -> None:
-    assert [p.name for p in real.closure("user")] == ["user-manager"]
+    assert [p.name for p in real.closure("user")] == ["service-runtime", "user-manager"]
     assert real.services_using("discount-calculator") == ["order"]
 
 

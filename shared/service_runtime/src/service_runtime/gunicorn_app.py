@@ -1,12 +1,18 @@
-"""Gunicorn serving create_app(), configured in code rather than by CLI or file."""
+"""Gunicorn serving a service's application, configured in code rather than by CLI or file.
+
+Imported only by serve(): gunicorn parses WEB_CONCURRENCY when imported.
+"""
+
+from collections.abc import Callable
 
 from gunicorn.app.base import BaseApplication
 
-from order_manager import create_app
+from service_runtime.spec import WSGIApp
 
 
 class GunicornApplication(BaseApplication):
-    def __init__(self, *, bind: str, workers: int) -> None:
+    def __init__(self, app_factory: Callable[[], WSGIApp], *, bind: str, workers: int) -> None:
+        self._app_factory = app_factory
         # Set before super().__init__(), which calls load_config().
         self._options = {
             "bind": bind,
@@ -25,5 +31,5 @@ class GunicornApplication(BaseApplication):
         if "control_socket_disable" in self.cfg.settings:
             self.cfg.set("control_socket_disable", True)
 
-    def load(self):
-        return create_app()
+    def load(self) -> WSGIApp:
+        return self._app_factory()

@@ -1,0 +1,30 @@
+"""Every service's console script serves exactly what its [tool.wheelpipe.service] table
+declares (the table drives images and compose; the script's ServiceSpec drives the
+process), so the two declarations cannot drift apart."""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+
+import pytest
+from monorepo import ROOT
+
+from service_runtime import ServiceSpec
+from wheelpipe import load_repository
+
+REPO = load_repository(ROOT)
+
+
+@pytest.mark.parametrize("service", sorted(REPO.services))
+def test_console_script_spec_matches_the_declared_service(service):
+    package = REPO.services[service]
+    scripts = tomllib.loads((package.path / "pyproject.toml").read_text())["project"]["scripts"]
+    module_name, _, function = scripts[package.service.command].partition(":")
+    module = importlib.import_module(module_name)
+    assert function == "main" and callable(module.main)
+    spec = module.SPEC
+    assert isinstance(spec, ServiceSpec)
+    assert (spec.prog, spec.port_env, spec.default_port) == (package.service.command, package.service.port_env, package.service.default_port)
+    assert spec.host_env == package.service.port_env.replace("_PORT", "_HOST")
+    assert spec.app_factory is importlib.import_module(module_name.rpartition(".")[0]).create_app
