@@ -161,7 +161,7 @@ def verify_image(c, service, prefix=None, base_image=None, verbose=False):
     tag = images.image_tag(repo, settings, service)
     if not settings.docker.image_id(tag, reporter):
         raise Exit(f"error: image {tag} does not exist; build it with `invoke image --service {service}`")
-    images.verify_image(repo, wheelhouse.open_wheelhouse(ROOT), settings.docker, tag, service, reporter)
+    images.verify_image(wheelhouse.open_wheelhouse(ROOT), settings.docker, tag, service, reporter)
 
 
 @task(

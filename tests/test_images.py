@@ -302,9 +302,8 @@ def test_image_config_has_healthcheck_unprivileged_user_and_oci_labels_of_the_co
 def test_verify_image_passes_on_the_built_image_and_names_every_difference_against_another_manifest(built_repo, built_images, ledger, docker_base_image):
     checked = invoke(built_repo, "verify-image", "--service", "order", *image_args(ledger, docker_base_image))
     assert "exactly those of wheelhouse/install/order.txt" in checked.stderr
-    repo = load_repository(built_repo)
     with pytest.raises(DockerError) as raised:
-        images.verify_image(repo, open_wheelhouse(built_repo), Docker(), ledger.tag("order"), "user", Reporter(stream=io.StringIO()))
+        images.verify_image(open_wheelhouse(built_repo), Docker(), ledger.tag("order"), "user", Reporter(stream=io.StringIO()))
     message = str(raised.value)
     assert f"image {ledger.tag('order')} does not match wheelhouse/install/user.txt" in message
     assert f"extra order-manager=={VERSION}" in message

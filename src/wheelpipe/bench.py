@@ -156,7 +156,7 @@ def _installed_size(docker: Docker, reference: str, reporter: Reporter) -> int:
     return int(result.stdout.split()[0])
 
 
-def install_step_seconds(repo: Repository, house: Wheelhouse, service: str, workdir: Path, reporter: Reporter) -> tuple[float, float]:
+def install_step_seconds(house: Wheelhouse, service: str, workdir: Path, reporter: Reporter) -> tuple[float, float]:
     """The image's install step (pip from its wheel, the Dockerfile's flags) next to `uv pip install`."""
     manifest = house.install_manifest(service)
     pip_wheel = house.path / house.installer().file
@@ -195,7 +195,7 @@ def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) ->
         base_size = _docker_size(docker, settings.base, reporter)
         figures["added"] = _docker_size(docker, tag, reporter) - base_size
         figures["installed"] = _installed_size(docker, tag, reporter)
-        figures["pip"], figures["uv"] = install_step_seconds(ours, build_wheels(ours, reporter=quiet).wheelhouse, service, Path(tmp), reporter)
+        figures["pip"], figures["uv"] = install_step_seconds(build_wheels(ours, reporter=quiet).wheelhouse, service, Path(tmp), reporter)
 
         reporter.step("timing the naive single-stage image: repository copied in, pip install from the index")
         naive = clone(repo, Path(tmp, "naive"), reporter)

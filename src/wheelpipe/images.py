@@ -105,7 +105,7 @@ def installed_distributions(docker: Docker, image: str, reporter: Reporter) -> d
     return {canonicalize_name(name): version for name, version in json.loads(output.strip().splitlines()[-1])}
 
 
-def verify_image(repo: Repository, house: Wheelhouse, docker: Docker, image: str, service: str, reporter: Reporter) -> None:
+def verify_image(house: Wheelhouse, docker: Docker, image: str, service: str, reporter: Reporter) -> None:
     """The image's venv holds exactly the install manifest's pins: nothing more, nothing less."""
     expected = {name: pin.version for name, pin in parse_pins(house.install_manifest(service)).items()}
     found = installed_distributions(docker, image, reporter)
@@ -162,7 +162,7 @@ def build_image(repo: Repository, settings: ImageSettings, service: str, reporte
         except ToolError as error:
             raise DockerError(f"building the image of {service} failed: {error}") from None
         image_id = iidfile.read_text().strip()
-    verify_image(repo, house, settings.docker, image_id, service, reporter)
+    verify_image(house, settings.docker, image_id, service, reporter)
     settings.docker.run("tag", image_id, tag, reporter=reporter, what=f"tagging {tag}")
     reporter.info(f"tagged {tag} ({image_id.removeprefix('sha256:')[:12]})")
     return tag

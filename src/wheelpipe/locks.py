@@ -51,7 +51,6 @@ def input_text(repo: Repository, service: str) -> str:
 
 
 def _compile(
-    repo: Repository,
     workdir: Path,
     output: str,
     sources: list[str],
@@ -149,7 +148,7 @@ def lock(
 
         options = {"upgrade": upgrade, "upgrade_packages": upgrade_packages, "pip_args": pip_args, "reporter": reporter}
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = [pool.submit(_compile, repo, work, rel(n, "txt"), [rel(n, "in")], [], **options) for n in selected]
+            futures = [pool.submit(_compile, work, rel(n, "txt"), [rel(n, "in")], [], **options) for n in selected]
             for future in futures:
                 future.result()
         missing = [n for n in everything if not (work / rel(n, "txt")).exists()]
@@ -157,7 +156,6 @@ def lock(
             msg = f"{', '.join(rel(n, 'txt') for n in missing)}: missing; run `invoke lock` for every service first"
             raise LockError(msg)
         _compile(
-            repo,
             work,
             rel(DEV, "txt"),
             [rel(DEV, "in"), *(rel(n, "in") for n in everything)],

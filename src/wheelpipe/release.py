@@ -62,7 +62,7 @@ def run_gates(repo: Repository, reporter: Reporter) -> None:
         raise ReleaseError(str(error)) from None
 
 
-def check_shippable(repo: Repository, house: Wheelhouse, reporter: Reporter) -> None:
+def check_shippable(house: Wheelhouse, reporter: Reporter) -> None:
     """Wheels only, every manifest entry present and matching (open_wheelhouse), metadata valid."""
     strays = sorted(p.name for p in house.path.iterdir() if p.is_file() and p.suffix != ".whl" and p.name not in (MANIFEST, CHECKSUMS))
     if strays:
@@ -123,7 +123,7 @@ def release(repo: Repository, *, gates: bool = True, allow_dirty: bool = False, 
         run_gates(repo, reporter)
     house = build_wheels(repo, reporter=reporter).wheelhouse
     reporter.step(f"verifying the wheelhouse for release {repo.release_version} ({commit[:12]})")
-    check_shippable(repo, house, reporter)
+    check_shippable(house, reporter)
     members = _members(repo, house, commit, stamp)
     target = repo.root / DIST / f"{archive_name(repo)}.tar.gz"
     write_atomic(target, write_archive(members, stamp))

@@ -229,7 +229,7 @@ def build_wheels(
         installs, installer_key = plan.installs, plan.installer_key
 
         if old and not plan.build and not plan.fetch:
-            entries = _compose(repo, plan.reuse, installs, installer_key)
+            entries = _compose(plan.reuse, installs, installer_key)
             if _manifest_json(repo, entries) == (old.path / MANIFEST).read_text():
                 reporter.info("wheelhouse is up to date: nothing to build, nothing to download")
                 return Result(old, [], [])
@@ -247,7 +247,7 @@ def build_wheels(
             new[entry.file] = entry
             resolved[key] = entry.file
         installs = {name: {resolved.get(k, k) for k in keys} for name, keys in installs.items()}
-        entries = _compose(repo, new, installs, resolved.get(installer_key, installer_key))
+        entries = _compose(new, installs, resolved.get(installer_key, installer_key))
         _write_metadata(repo, partial, entries, installs)
         fsync_tree(partial)
         generation = store / f"gen-{token}"
@@ -294,7 +294,7 @@ def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path, pip_arg
         return results
 
 
-def _compose(repo: Repository, entries: dict[str, Entry], installs: dict[str, set[str]], installer_file: str) -> list[Entry]:
+def _compose(entries: dict[str, Entry], installs: dict[str, set[str]], installer_file: str) -> list[Entry]:
     """Final entries: who uses each wheel and which lock pinned it, derived, never stored twice."""
     composed = []
     for file, entry in sorted(entries.items()):
