@@ -499,3 +499,11 @@ def test_invoke_image_refuses_a_base_image_that_does_not_match_the_target_before
     assert "building the wheelhouse" not in result.stderr and "docker build" not in result.stderr
     assert not (repository / "wheelhouse").exists()
     assert ledger.prefixed("py312/") == []
+
+
+def test_base_image_refuses_a_debian_suite_whose_python_is_not_the_target_before_bootstrapping(repo_copy):
+    result = invoke(repo_copy, "base-image", "--suite", "trixie", "--tag", "wheelpipe-test/never-built:1", check=False)
+    assert result.returncode != 0
+    error = result.stderr.strip().splitlines()[-1]
+    assert "trixie ships Python 3.13" in error and "3.11" in error
+    assert subprocess.run(["docker", "image", "inspect", "wheelpipe-test/never-built:1"], capture_output=True, check=False).returncode != 0

@@ -163,3 +163,28 @@ def test_unknown_service_fails_listing_the_valid_ones(repo_copy: Path) -> None:
     assert result.returncode != 0
     assert error_lines(result) == ["error: unknown service 'nope': expected one of order, user"]
     assert not changed_files(repo_copy)
+
+
+def test_existing_pins_hold_until_an_upgrade_moves_them(repo_copy: Path) -> None:
+    """pip-compile starts from the committed pins; --upgrade-package moves only that package."""
+    newest = parse_pins(repo_copy / "requirements/order.txt")["markupsafe"].version
+    before = parse_pins(repo_copy / "requirements/order.txt")
+    invoke(repo_copy, "lock", "--upgrade-package", "markupsafe==3.0.2")
+    pinned = {name: parse_pins(repo_copy / f"requirements/{name}.txt") for name in ("order", "user", "dev")}
+    assert {pins["markupsafe"].version for pins in pinned.values()} == {"3.0.2"}
+    assert {n: p.version for n, p in pinned["order"].items() if n != "markupsafe"} == {n: p.version for n, p in before.items() if n != "markupsafe"}
+    # Without an upgrade, the committed pin holds even though a newer release exists.
+    invoke(repo_copy, "lock", "--check")
+    invoke(repo_copy, "lock", "--upgrade-package", "markupsafe")
+    assert parse_pins(repo_copy / "requirements/user.txt")["markupsafe"].version == newest
+
+
+def test_a_service_pin_the_tooling_cannot_share_names_the_package_and_both_requirements(repo_copy: Path) -> None:
+    before = requirement_files(repo_copy)
+    result = invoke(repo_copy, "lock", "--upgrade-package", "click==8.1.8", check=False)
+    assert result.returncode != 0
+    (line,) = error_lines(result)
+    assert "requirements/dev.txt" in line and "click:" in line
+    assert "requirements/order.txt pins click==8.1.8" in line
+    assert re.search(r"check-jsonschema \S+ requires click", line)
+    assert requirement_files(repo_copy) == before

@@ -64,7 +64,7 @@ def run(
         for line in (result.stdout + result.stderr).splitlines():
             print(f"      {line}", file=reporter.stream)
     if result.returncode != 0:
-        raise ToolError(f"{what} failed (exit {result.returncode}): {_last_error_line(result)}")
+        raise ToolError(f"{what} failed (exit {result.returncode}): {_last_error_line(result)}", result.stdout + result.stderr)
     return result
 
 

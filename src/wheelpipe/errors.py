@@ -47,6 +47,10 @@ class WheelhouseError(PipelineError):
 class ToolError(PipelineError):
     """An underlying tool (pip, pip-compile, build, docker) failed."""
 
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output  # everything the tool printed, for callers that explain failures
+
 
 class DockerError(PipelineError):
     """The Docker engine is unreachable or an image does not match what was expected."""

@@ -18,6 +18,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from .console import Reporter, run
 from .errors import LockError, StaleLockError, ToolError
 from .fsutil import write_atomic
@@ -74,8 +76,32 @@ def _compile(
     try:
         run(argv, reporter=reporter, what=f"pip-compile of {output}", cwd=workdir, env={"CUSTOM_COMPILE_COMMAND": "invoke lock"})
     except ToolError as error:
-        # pip's resolver explains a conflict by naming the package and each requirement on it.
-        raise LockError(f"{output}: cannot resolve {' + '.join(sources)}: {error}") from None
+        conflict = _explain_conflict(error.output, [workdir / c for c in constraints])
+        raise LockError(f"{output}: cannot resolve {' + '.join(sources)}: {conflict or error}") from None
+
+
+_REQUIREMENT_INFO = re.compile(r"SpecifierRequirement\('(?P<spec>[^']+)'\), parent=(?:\w+Candidate\('(?P<link>[^' ]+)|None)")
+
+
+def _explain_conflict(output: str, constraints: list[Path]) -> str:
+    """Name the package, each requirement on it, and the service lock pinning it.
+
+    pip-compile --quiet hides pip's own explanation, but the ResolutionImpossible it
+    raises still lists every requirement in the conflict and who asked for it.
+    """
+    found = _REQUIREMENT_INFO.findall(output)
+    if not found:
+        return ""
+    wanted = []
+    for spec, link in found:
+        parent = "a direct requirement"
+        if link:
+            name, version = link.rsplit("/", 1)[-1].split("-")[:2]
+            parent = f"{canonicalize_name(name)} {version}"
+        wanted.append(f"{parent} requires {spec}")
+    package = canonicalize_name(re.split(r"[<>=!~;\[ ]", found[0][0], maxsplit=1)[0])
+    pinned = [f"{c.parent.name}/{c.name} pins {package}=={pins[package].version}" for c in constraints if package in (pins := parse_pins(c))]
+    return f"{package}: " + "; ".join([*pinned, *wanted])
 
 
 def _check_portable(path: Path, label: str) -> None:
