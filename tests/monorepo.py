@@ -3,10 +3,13 @@ in them exactly as a user would, offline installs and served services."""
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -126,3 +129,36 @@ class Served:
         self.process.terminate()
         self.process.wait(timeout=30)
         self.process.stdout.close()
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], log_path: Path, ready_url: str, name: str, timeout: float = 30.0) -> Iterator[subprocess.Popen]:
+    """A server process of the tests' own on loopback: started, awaited until `ready_url`
+    answers 200, and stopped (by its handle) however the test ends."""
+    import time
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with log_path.open("w") as log:
+        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with opener.open(ready_url, timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    pytest.fail(f"{name} did not start at {ready_url}: {log_path.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield server
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import warnings
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import free_port
+from monorepo import free_port, serving
 from packaging.utils import canonicalize_name
 
 USER = "publisher"
@@ -66,34 +65,10 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
         htpasswd.set_password(USER, PASSWORD)
         htpasswd.save()
     port = free_port()
-    log = (root / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1",
-         "-P", str(root / "htpasswd"), "-a", "update,download,list", "--disable-fallback", str(packages)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    found = Index(port, packages)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail(f"pypiserver did not start: {(root / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.2)
-        yield found
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+    argv = [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1",
+            "-P", str(root / "htpasswd"), "-a", "update,download,list", "--disable-fallback", str(packages)]
+    with serving(argv, root / "server.log", f"http://127.0.0.1:{port}/health", "pypiserver"):
+        yield Index(port, packages)
 
 
 def publish(repository: Path, home: Path, *args: str, **twine_env: str) -> subprocess.CompletedProcess[str]:

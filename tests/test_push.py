@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import free_port, invoke
+from monorepo import free_port, invoke, serving
 
 from wheelpipe import images
 
@@ -93,29 +93,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory, docker_base_image: str) -
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
-    log = (root / "registry.log").open("w")
-    server = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http_get(f"http://127.0.0.1:{port}/v2/", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"docker-registry did not start on 127.0.0.1:{port}: {(root / 'registry.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+    with serving([binary, "serve", str(config)], root / "registry.log", f"http://127.0.0.1:{port}/v2/", "docker-registry"):
         yield Registry(port)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 @pytest.mark.parametrize(
