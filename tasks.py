@@ -13,13 +13,14 @@ from invoke import Collection, Exit, task
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from wheelpipe import PipelineError, load_repository  # noqa: E402
-from wheelpipe import bench as benchmarks  # noqa: E402
-from wheelpipe import baseimage, compose, images, locks, release as releases, wheelhouse  # noqa: E402
+# Modules whose names a task also takes are imported under another name.
+from wheelpipe import PipelineError, baseimage, compose, images, load_repository, locks, wheelhouse  # noqa: E402
 from wheelpipe import affected as affected_module  # noqa: E402
+from wheelpipe import bench as benchmarks  # noqa: E402
 from wheelpipe import publish as publishing  # noqa: E402
-from wheelpipe.docker import Docker  # noqa: E402
+from wheelpipe import release as releases  # noqa: E402
 from wheelpipe.console import Reporter  # noqa: E402
+from wheelpipe.docker import Docker  # noqa: E402
 
 
 def reported(body):
