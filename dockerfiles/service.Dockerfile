@@ -29,27 +29,29 @@ FROM ${BASE_IMAGE} AS deps
 # set, so the compiled venv does not depend on when the build ran.
 ENV SOURCE_DATE_EPOCH=315532800
 
+# Paths: /srv/venv is what the image ships; /build holds what only the build
+# stages use and never reaches the runtime stage.
 # A venv without pip/setuptools/wheel: the shipped environment holds only what
 # the install manifest lists. `python3` from PATH works on every base image.
-RUN python3 -m venv --without-pip /opt/venv
+RUN python3 -m venv --without-pip /srv/venv
 
 # pip comes from the wheelhouse (pinned and hashed by the tooling lock), never
 # from the base image, and lives outside the venv so it never ships.
-COPY installer/ /opt/installer/
+COPY installer/ /build/installer/
 
 # Unpack the one pip wheel and byte-compile it once, in a cached layer, so that
 # every later pip run starts fast. The glob is expanded by the shell and must
 # match exactly one wheel (BuildKit would accept several in a COPY).
-RUN set -- /opt/installer/pip-*-py3-none-any.whl \
+RUN set -- /build/installer/pip-*-py3-none-any.whl \
     && if [ "$#" -ne 1 ] || [ ! -f "$1" ]; then \
         echo "installer/ must hold exactly one pip wheel, found: $*" >&2; exit 1; \
        fi \
-    && python3 -m zipfile -e "$1" /opt/pip \
-    && python3 -m compileall -q /opt/pip
+    && python3 -m zipfile -e "$1" /build/pip \
+    && python3 -m compileall -q /build/pip
 
 # Third-party wheels first, in their own layers, so a change to our own code
 # does not invalidate (and re-run) the dependency install.
-COPY third-party/ /opt/wheels/third-party/
+COPY third-party/ /build/wheels/third-party/
 
 # Install the dependency closure into the venv by running pip with the venv's
 # interpreter (so pip targets the venv without being in it):
@@ -61,23 +63,23 @@ COPY third-party/ /opt/wheels/third-party/
 #                     below verifies nothing is missing
 # pip byte-compiles by default, which we keep: the runtime filesystem may be
 # read-only, so bytecode cannot be written later.
-RUN /opt/venv/bin/python /opt/pip/pip install \
+RUN /srv/venv/bin/python /build/pip/pip install \
         --isolated --disable-pip-version-check --no-input --root-user-action=ignore \
         --no-index --no-cache-dir --require-hashes --only-binary :all: --no-deps \
-        --find-links /opt/wheels/third-party \
-        --requirement /opt/wheels/third-party/requirements.txt
+        --find-links /build/wheels/third-party \
+        --requirement /build/wheels/third-party/requirements.txt
 
 
 # ---------------------------------------------------------------------------
 # app: the service and its internal packages on top of deps. Its only product
-# is /opt/first-party: the files this install added, laid out from /, so the
+# is /build/first-party: the files this install added, laid out from /, so the
 # runtime stage can add them as one small layer above the cached deps layer.
 # ---------------------------------------------------------------------------
 FROM deps AS app
 
 # Our own wheels change on every commit; copying them only now keeps the
 # layers above cached.
-COPY first-party/ /opt/wheels/first-party/
+COPY first-party/ /build/wheels/first-party/
 
 # Declared this late so that switching services only affects the steps below.
 ARG SERVICE_COMMAND
@@ -87,23 +89,23 @@ ARG DEFAULT_PORT
 # fail on an inconsistent environment (`pip check`) or wrong build args, give
 # the console script a fixed name for the exec-form ENTRYPOINT/HEALTHCHECK, and
 # collect every file newer than the stamp: exactly what this step installed.
-RUN touch /opt/before-first-party \
-    && /opt/venv/bin/python /opt/pip/pip install \
+RUN touch /build/before-first-party \
+    && /srv/venv/bin/python /build/pip/pip install \
         --isolated --disable-pip-version-check --no-input --root-user-action=ignore \
         --no-index --no-cache-dir --require-hashes --only-binary :all: --no-deps \
-        --find-links /opt/wheels/first-party \
-        --requirement /opt/wheels/first-party/requirements.txt \
-    && /opt/venv/bin/python /opt/pip/pip check --isolated --disable-pip-version-check \
+        --find-links /build/wheels/first-party \
+        --requirement /build/wheels/first-party/requirements.txt \
+    && /srv/venv/bin/python /build/pip/pip check --isolated --disable-pip-version-check \
     && case "${DEFAULT_PORT}" in \
         ''|*[!0-9]*) echo "DEFAULT_PORT='${DEFAULT_PORT}' must be a port number" >&2; exit 1;; \
        esac \
-    && if [ -z "${SERVICE_COMMAND}" ] || [ ! -x "/opt/venv/bin/${SERVICE_COMMAND}" ]; then \
-        echo "SERVICE_COMMAND='${SERVICE_COMMAND}' is not a console script in /opt/venv/bin" >&2; exit 1; \
+    && if [ -z "${SERVICE_COMMAND}" ] || [ ! -x "/srv/venv/bin/${SERVICE_COMMAND}" ]; then \
+        echo "SERVICE_COMMAND='${SERVICE_COMMAND}' is not a console script in /srv/venv/bin" >&2; exit 1; \
        fi \
-    && ln -s "${SERVICE_COMMAND}" /opt/venv/bin/service \
-    && mkdir /opt/first-party \
-    && find /opt/venv -newer /opt/before-first-party \( -type f -o -type l \) \
-        -exec cp -a --parents {} /opt/first-party/ \;
+    && ln -s "${SERVICE_COMMAND}" /srv/venv/bin/service \
+    && mkdir /build/first-party \
+    && find /srv/venv -newer /build/before-first-party \( -type f -o -type l \) \
+        -exec cp -a --parents {} /build/first-party/ \;
 
 
 # ---------------------------------------------------------------------------
@@ -122,7 +124,7 @@ RUN groupadd --gid 10001 app \
 # Venv first on PATH so `service` (and `python3`) resolve to it; never write
 # .pyc at run time (they were compiled at build time and the root filesystem
 # may be read-only); unbuffered output so logs reach `docker logs` immediately.
-ENV PATH="/opt/venv/bin:${PATH}" \
+ENV PATH="/srv/venv/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
@@ -165,10 +167,10 @@ ENTRYPOINT ["service"]
 
 # The venv with the third-party closure: identical across code changes, so this
 # layer is reused. Owned by root: the service user can run it, never modify it.
-COPY --from=deps --chown=0:0 /opt/venv /opt/venv
+COPY --from=deps --chown=0:0 /srv/venv /srv/venv
 
 # Only the service's own files, the one layer a code change replaces.
-COPY --from=app --chown=0:0 /opt/first-party/ /
+COPY --from=app --chown=0:0 /build/first-party/ /
 
 # OCI metadata changes on every build (revision, timestamp), so it comes last
 # and only ever invalidates this final, layer-less instruction.

@@ -258,12 +258,12 @@ if python3 -m pip --version >/dev/null 2>&1; then echo "present: python3 -m pip"
 # As root, so that no directory is hidden from find.
 _AS_ROOT = """
 find / -xdev -name '*.whl' | sed 's/^/wheel: /'
-for path in /opt/wheels /opt/pip /opt/installer /opt/first-party /opt/before-first-party /services /shared /src /app; do
+for path in /build/wheels /build/pip /build/installer /build/first-party /build/before-first-party /services /shared /src /app; do
     if [ -e "$path" ]; then echo "present: $path"; fi
 done
 find / -xdev \\( -name pyproject.toml -o -type d -name services -o -type d -name shared \\) \
-    -not -path '/opt/venv/lib/python3*/site-packages/*' | sed 's/^/source: /'
-ls /opt | sed 's/^/opt: /'
+    -not -path '/srv/venv/lib/python3*/site-packages/*' | sed 's/^/source: /'
+ls /srv | sed 's/^/srv: /'
 """
 
 
@@ -275,8 +275,8 @@ def test_image_holds_no_compiler_no_pip_no_wheels_no_sources_and_runs_unprivileg
     uid = [line.removeprefix("uid: ") for line in as_app if line.startswith("uid: ")]
     assert uid and uid != ["0"]
     assert [line for line in as_app if line.startswith("present")] == []
-    assert [line for line in as_root if not line.startswith("opt: ")] == []
-    assert [line for line in as_root if line.startswith("opt: ")] == ["opt: venv"]
+    assert [line for line in as_root if not line.startswith("srv: ")] == []
+    assert [line for line in as_root if line.startswith("srv: ")] == ["srv: venv"]
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -321,7 +321,7 @@ def modified_dockerfile(repository: Path, destination: Path, edit) -> Path:
 def test_an_image_holding_more_than_the_lock_is_not_tagged(built_repo, built_images, ledger, docker_base_image, tmp_path):
     rogue = r"""
 USER 0
-RUN site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+RUN site="$(/srv/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     && mkdir -p "$site/rogue-1.0.dist-info" \
     && printf 'Metadata-Version: 2.1\nName: rogue\nVersion: 1.0\n' > "$site/rogue-1.0.dist-info/METADATA"
 """
@@ -341,8 +341,8 @@ RUN site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths
 
 _THIRD_PARTY_INSTALL = """\
         --no-index --no-cache-dir --require-hashes --only-binary :all: --no-deps \\
-        --find-links /opt/wheels/third-party \\
-        --requirement /opt/wheels/third-party/requirements.txt
+        --find-links /build/wheels/third-party \\
+        --requirement /build/wheels/third-party/requirements.txt
 """
 
 
@@ -350,11 +350,11 @@ def test_the_build_has_no_network_an_install_that_needs_an_index_fails_and_tags_
     def from_index(text: str) -> str:
         assert text.count(_THIRD_PARTY_INSTALL) == 1
         step = text.index(_THIRD_PARTY_INSTALL)
-        run = text.rindex("RUN /opt/venv/bin/python /opt/pip/pip install", 0, step)
+        run = text.rindex("RUN /srv/venv/bin/python /build/pip/pip install", 0, step)
         # The session marker finds a container the failed step might leave behind.
         marked = text[:run] + f"RUN WHEELPIPE_TEST={ledger.session} " + text[run + len("RUN ") : step]
         index = "        --index-url https://pypi.org/simple --retries 1 --timeout 5 --no-cache-dir --only-binary :all: --no-deps \\\n"
-        return marked + index + "        --requirement /opt/wheels/third-party/requirements.txt\n" + text[step + len(_THIRD_PARTY_INSTALL) :]
+        return marked + index + "        --requirement /build/wheels/third-party/requirements.txt\n" + text[step + len(_THIRD_PARTY_INSTALL) :]
 
     dockerfile = modified_dockerfile(built_repo, tmp_path / "index.Dockerfile", from_index)
     repo = load_repository(built_repo)

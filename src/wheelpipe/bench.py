@@ -152,7 +152,7 @@ def _docker_size(docker: Docker, reference: str, reporter: Reporter) -> int:
 
 
 def _installed_size(docker: Docker, reference: str, reporter: Reporter) -> int:
-    result = docker.run("run", "--rm", "--network", "none", "--entrypoint", "du", reference, "-sb", "/opt/venv", reporter=reporter, what="du of the venv")
+    result = docker.run("run", "--rm", "--network", "none", "--entrypoint", "du", reference, "-sb", "/srv/venv", reporter=reporter, what="du of the venv")
     return int(result.stdout.split()[0])
 
 
@@ -228,7 +228,7 @@ def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) ->
     ]
     sizes = [
         Row("image size minus base (MB)", figures["added"] / mb, f"{figures['added'] / figures['installed']:.2f}x the installed venv"),
-        Row("installed venv /opt/venv (MB)", figures["installed"] / mb, "du -sb in the image"),
+        Row("installed venv /srv/venv (MB)", figures["installed"] / mb, "du -sb in the image"),
         Row("naive image size minus base (MB)", figures["naive_added"] / mb, f"{figures['naive_added'] / figures['added']:.1f}x ours"),
     ]
     return rows + sizes, figures

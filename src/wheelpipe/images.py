@@ -101,7 +101,7 @@ def prepare_context(repo: Repository, house: Wheelhouse, service: str, context: 
 
 def installed_distributions(docker: Docker, image: str, reporter: Reporter) -> dict[str, str]:
     """Name -> version of what the image's virtual environment holds, read from the image."""
-    output = docker.python(image, _INSTALLED, reporter, python="/opt/venv/bin/python")
+    output = docker.python(image, _INSTALLED, reporter, python="/srv/venv/bin/python")
     return {canonicalize_name(name): version for name, version in json.loads(output.strip().splitlines()[-1])}
 
 
