@@ -6,6 +6,7 @@ import functools
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from invoke import Collection, Exit, task
@@ -21,19 +22,57 @@ from wheelpipe import publish as publishing  # noqa: E402
 from wheelpipe import release as releases  # noqa: E402
 from wheelpipe.console import Reporter  # noqa: E402
 from wheelpipe.docker import Docker  # noqa: E402
+from wheelpipe.errors import describe_os_error  # noqa: E402
+
+# Called with a task's arguments before it runs; returns what to print should Ctrl-C stop it.
+InterruptWatch = Callable[[dict], Callable[[], str]]
 
 
-def reported(body):
-    """The one boundary where pipeline errors become a one-line message and exit 1."""
+def reported(body=None, *, interrupted: InterruptWatch | None = None):
+    """The one boundary where failures become one line and an exit code, never a traceback.
+
+    A pipeline error, or an OSError that escaped it (a read-only or full disk), is `error: ...`
+    and exit 1. Ctrl-C is exit 130 (128 + SIGINT, as a shell reports it) and one line; it
+    claims more than "interrupted" only where `interrupted` can tell what the task left.
+    """
+    if body is None:
+        return functools.partial(reported, interrupted=interrupted)
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
+        after_interrupt = interrupted(kwargs) if interrupted else lambda: "interrupted"
         try:
             return body(c, *args, **kwargs)
         except PipelineError as error:
             raise Exit(f"error: {error}", code=1) from None
+        except OSError as error:
+            raise Exit(f"error: {describe_os_error(error, ROOT)}", code=1) from None
+        except KeyboardInterrupt:
+            raise Exit(after_interrupt(), code=130) from None
 
     return wrapper
+
+
+def _wheelhouse_interrupted(kwargs: dict) -> Callable[[], str]:
+    """build-wheels switches generations in one rename: the wheelhouse is whole either way; say which."""
+
+    def generation() -> str | None:
+        link = ROOT / wheelhouse.WHEELHOUSE
+        return os.readlink(link) if link.is_symlink() else None
+
+    before = generation()
+
+    def line() -> str:
+        if generation() != before:
+            return "interrupted: the new wheelhouse was already complete and in place"
+        return "interrupted: the previous wheelhouse is intact" if before else "interrupted: no wheelhouse was made"
+
+    return line
+
+
+def _read_only_unless_github_output(kwargs: dict) -> Callable[[], str]:
+    """services and affected only read, except for the line --github-output appends."""
+    return lambda: "interrupted" if kwargs.get("github_output") else "interrupted: nothing was changed"
 
 
 def _reporter(verbose: bool) -> Reporter:
@@ -46,13 +85,14 @@ def _reporter(verbose: bool) -> Reporter:
         "upgrade": "Re-resolve every package to its newest allowed version.",
         "upgrade-package": "Re-resolve only this package (repeatable).",
         "check": "Change nothing; exit 1 naming each stale lock and its difference.",
-        "verbose": "Show the underlying pip-compile commands and output.",
+        "resolver": "uv (default) or pip-tools; overrides [tool.wheelpipe.lock] resolver.",
+        "verbose": "Show the underlying resolver commands and output.",
     },
     iterable=["upgrade_package"],
 )
 @reported
-def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, verbose=False):
-    """Compile requirements/<service>.txt and requirements/dev.txt with hashes."""
+def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, resolver=None, verbose=False):
+    """Resolve requirements/<service>.txt, dev.txt (and build.txt) with hashes, for the target."""
     repo = load_repository(ROOT)
     locks.lock(
         repo,
@@ -60,6 +100,7 @@ def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, verb
         upgrade=upgrade,
         upgrade_packages=tuple(upgrade_package or ()),
         check=check,
+        resolver=resolver,
         reporter=_reporter(verbose),
     )
 
@@ -71,7 +112,7 @@ def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, verb
         "verbose": "Show the underlying build and pip commands and output.",
     }
 )
-@reported
+@reported(interrupted=_wheelhouse_interrupted)
 def build_wheels(c, service=None, clean=False, verbose=False):
     """Build wheelhouse/: every wheel, install/<service>.txt, manifest.json, SHA256SUMS."""
     repo = load_repository(ROOT)
@@ -81,9 +122,9 @@ def build_wheels(c, service=None, clean=False, verbose=False):
 @task
 @reported
 def verify_wheelhouse(c):
-    """Check every wheel in wheelhouse/ against manifest.json and the install manifests."""
-    found = wheelhouse.open_wheelhouse(ROOT)
-    print(f"{wheelhouse.WHEELHOUSE}/: {len(found.entries)} wheels match their recorded sha256")
+    """Check wheelhouse/ is exactly what the locks, sources and target give: wheels, install manifests, manifest.json, SHA256SUMS."""
+    for line in wheelhouse.verify_against(load_repository(ROOT)).lines():
+        print(line)
 
 
 @task(help={"k": "Only tests matching this pytest -k expression.", "verbose": "Pass -v to pytest."})
@@ -110,29 +151,30 @@ IMAGE_HELP = {
     "service": "The service (its directory name under services/).",
     "prefix": "Registry prefix of the tag <prefix><service>:<version> (config image.prefix).",
     "base-image": "Base image (config image.base; default python:3.11-slim-bookworm).",
-    "verbose": "Show the underlying docker and pip commands and output.",
+    "verbose": "Show the underlying docker and uv commands and output.",
 }
 
 
 @task(
     help={
         **IMAGE_HELP,
-        "all": "Build every service's image.",
+        "all": "Build every service's image, several at once (their output lines start with the service's name).",
+        "jobs": "How many images --all builds at once (default: one per core).",
         "no-cache": "Build without Docker's layer cache.",
         "push": "Then push each tag to the registry its prefix names (e.g. --prefix registry.example.com/team/); prints repository@digest.",
     }
 )
 @reported
-def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=False, push=False, verbose=False):  # noqa: A002 - the flag is --all
+def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=False, push=False, jobs=0, verbose=False):  # noqa: A002 - the flag is --all
     """Build, verify and tag <prefix><service>:<version> from the wheelhouse, offline; with --push, push it."""
     repo = load_repository(ROOT)
-    if bool(service) == bool(all):
+    if (service is not None) == bool(all):  # `--service ""` is a name to look up, not "none given"
         raise Exit(f"error: give --service NAME or --all (services: {', '.join(repo.services)})")
     settings = _image_settings(c, prefix, base_image)
     if push:
         images.require_registry(settings.prefix)  # before any build
     reporter = _reporter(verbose)
-    tags = [images.build_image(repo, settings, name, reporter, no_cache=no_cache) for name in repo.select_services(service)]
+    tags = images.build_images(repo, settings, repo.select_services(service), reporter, no_cache=no_cache, jobs=jobs)
     for tag in tags if push else ():
         print(f"{images.repository_of(tag)}@{images.push_image(settings, tag, reporter)}")
 
@@ -167,41 +209,62 @@ def verify_image(c, service, prefix=None, base_image=None, verbose=False):
 
 @task(
     help={
-        "tag": f"Tag of the image (default {baseimage.DEFAULT_TAG}).",
+        "tag": f"Tag of the image (default {baseimage.BASE_REPOSITORY}:<python>-slim-<suite>, e.g. {baseimage.DEFAULT_TAG}; with --builder {baseimage.BUILDER_REPOSITORY}:<python>-slim-<suite>).",
         "suite": "Debian suite to bootstrap (its python3 must be the target's).",
-        "force": "Bootstrap again even if the tag exists.",
+        "builder": "Make the builder image instead: the suite's base image (bootstrapped first if missing) plus a compiler and python3-dev. build-wheels builds sdist-only dependencies in it when this host is not the target; never a runtime image.",
+        "force": "Bootstrap again even if the tag exists (with --builder: make the builder again, reusing its base).",
         "verbose": "Show the underlying commands and output.",
     }
 )
 @reported
-def base_image(c, tag=baseimage.DEFAULT_TAG, suite="bookworm", force=False, verbose=False):
-    """Bootstrap a python:3.11-slim-bookworm equivalent from Debian packages (debootstrap + docker import)."""
+def base_image(c, tag=None, suite="bookworm", builder=False, force=False, verbose=False):
+    """Bootstrap a python:3.11-slim-bookworm equivalent from Debian packages (debootstrap + docker import); --builder: the target's builder image."""
     repo = load_repository(ROOT)
     settings = _image_settings(c)
-    baseimage.bootstrap(settings.docker, repo.target, tag, suite, force, _reporter(verbose))
+    make = baseimage.bootstrap_builder if builder else baseimage.bootstrap
+    make(settings.docker, repo.target, tag, suite, force, _reporter(verbose))
 
 
 @task(
     help={
+        "heavy": "Also lock a copy with tests/packages/heavy_service as services/heavy, uv against pip-tools (pip-tools takes minutes).",
+        "scaling": "Also time lock, build-wheels (cold, no-op) and affected on generated monorepos of 3, 10 and 30 services.",
         "with-images": "Also time the images against a naive single-stage Dockerfile (needs Docker).",
         "base-image": IMAGE_HELP["base-image"],
         "verbose": "Show every command the benchmark runs.",
-    }
+    },
+    auto_shortflags=False,  # -h would be --heavy, not help
 )
 @reported
-def bench(c, with_images=False, base_image=None, verbose=False):
-    """Time build-wheels, lock --check (and with --with-images, the images) against the naive way; print a table."""
+def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, verbose=False):
+    """Time build-wheels and the naive way, lock with uv and pip-tools (and --heavy, --scaling, --with-images); print tables and targets."""
     repo = load_repository(ROOT)
     reporter = _reporter(verbose)
-    rows = benchmarks.wheelhouse_rows(repo, reporter)
-    verdicts = benchmarks.wheelhouse_verdicts(rows)
     if with_images:
         settings = _image_settings(c, base_image=base_image)
-        images.require_base(repo, settings, reporter)
+        images.require_base(repo, settings, reporter)  # before minutes of other timing
+    if heavy:
+        benchmarks.heavy_fixture(repo)
+    wheels = benchmarks.wheelhouse_figures(repo, reporter)
+    rows, verdicts = benchmarks.wheelhouse_rows(wheels), benchmarks.wheelhouse_verdicts(wheels)
+    lock_rows = benchmarks.repository_lock_comparison(repo, reporter).rows()
+    if heavy:
+        heavy_locks = benchmarks.heavy_lock_comparison(repo, reporter)
+        lock_rows += heavy_locks.rows()
+        verdicts += benchmarks.lock_verdicts(heavy_locks)
+    points = benchmarks.scaling_points(repo, reporter) if scaling else []
+    verdicts += benchmarks.scaling_verdicts(points)
+    if with_images:
         image_rows, figures = benchmarks.image_rows(repo, settings, reporter)
         rows += image_rows
         verdicts += benchmarks.image_verdicts(figures)
     print(benchmarks.table(rows))
+    print()
+    print(benchmarks.side_by_side(lock_rows))
+    if points:
+        print()
+        print(benchmarks.scaling_table(points))
+    print()
     for verdict in verdicts:
         print(verdict)
 
@@ -209,13 +272,13 @@ def bench(c, with_images=False, base_image=None, verbose=False):
 @task(
     help={
         "skip-gates": "Skip `lock --check` and the first-party tests (not for real releases).",
-        "allow-dirty": "Release uncommitted changes (the archive then matches no commit).",
+        "allow-dirty": "Release the working tree as it is, uncommitted changes and untracked files included; the archive is then dist/wheelhouse-<version>-dirty.tar.gz, its commit marked -dirty.",
         "verbose": "Show every underlying command.",
     }
 )
 @reported
 def release(c, skip_gates=False, allow_dirty=False, verbose=False):
-    """Gate, build and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS."""
+    """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS."""
     repo = load_repository(ROOT)
     releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose))
 
@@ -233,7 +296,7 @@ AFFECTED_HELP = {
         **AFFECTED_HELP,
     }
 )
-@reported
+@reported(interrupted=_read_only_unless_github_output)
 def affected(c, since, json=False, all_if_unknown=False, github_output=False):  # noqa: A002 - the flag is --json
     """List the services whose image a change since REF can alter (closure, locks, Dockerfile, target)."""
     found = affected_module.affected_services(load_repository(ROOT), since, all_if_unknown=all_if_unknown)
@@ -245,7 +308,7 @@ def affected(c, since, json=False, all_if_unknown=False, github_output=False):  
 
 
 @task(help=AFFECTED_HELP)
-@reported
+@reported(interrupted=_read_only_unless_github_output)
 def services(c, json=False, github_output=False):  # noqa: A002 - the flag is --json
     """List every service of the repository model, one per line (or a JSON list)."""
     repo = load_repository(ROOT)
@@ -261,8 +324,7 @@ def up(c, prefix=None, base_image=None, verbose=False):
     repo = load_repository(ROOT)
     settings = _image_settings(c, prefix, base_image)
     reporter = _reporter(verbose)
-    for name in repo.services:
-        images.build_image(repo, settings, name, reporter)
+    images.build_images(repo, settings, list(repo.services), reporter)
     for name, package in repo.services.items():
         port = os.environ.get(package.service.port_env, package.service.default_port)
         print(f"{name}: http://127.0.0.1:{port}/healthz")

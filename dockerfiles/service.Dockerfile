@@ -2,15 +2,26 @@
 # and uv's Docker guide: build a venv in a throw-away stage, ship only the venv).
 #
 # The build context is prepared by our Python tooling and contains exactly:
-#   installer/pip-<ver>-py3-none-any.whl   pip, used only in the builder stage
-#   third-party/requirements.txt + *.whl   hash-pinned closure of dependencies
-#   first-party/requirements.txt + *.whl   the service and our shared packages
+#   installer/uv-<ver>-py3-none-<platform>.whl   uv, used only in the build stages
+#   installer/SHA256SUMS                          its sha256 from wheelhouse/manifest.json
+#   third-party/requirements.txt + *.whl          hash-pinned closure of dependencies
+#   first-party/requirements.txt + *.whl          the service and our shared packages
 # Nothing is fetched during the build, so it works with `--network=none`.
+#
+# Stages, in the order the legacy builder runs them:
+#   deps          the venv with the third-party closure (build only)
+#   runtime-deps  the runtime image without the service's own files
+#   app           the service's own files, installed on top of deps (build only)
+#   runtime       runtime-deps + those files: the image
+# deps and runtime-deps hold nothing specific to a service but its closure and
+# port, so every service with the same ones, and every rebuild after a code
+# change, reuses them from the cache; the tooling builds them once before it
+# builds several services at once (`invoke image --all`).
 #
 # No `# syntax=` line on purpose: the external frontend image cannot be pulled,
 # and the file must build with both the legacy builder and BuildKit.
 
-# Declared before the first FROM so both stages use the very same interpreter:
+# Declared before the first FROM so every stage uses the very same interpreter:
 # the venv's bin/python is a symlink to the base image's python3, whose path
 # differs between the official image (/usr/local/bin) and the bootstrapped one
 # (/usr/bin); building and running on the same base keeps that link valid.
@@ -18,100 +29,81 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 
 # ---------------------------------------------------------------------------
-# deps: the venv with the third-party closure. It depends only on the base image
-# and the third-party wheels, so every service with the same locked closure, and
-# every rebuild after a code change, reuses it from the cache.
+# deps: the venv with the third-party closure, and the installer. It depends
+# only on the base image, the installer and the third-party wheels.
 # ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS deps
 
-# Timestamp-independent (checked-hash) .pyc files: py_compile, which pip uses
-# to byte-compile at install time, switches to hash-based pycs whenever this is
-# set, so the compiled venv does not depend on when the build ran.
+# Timestamp-independent (checked-hash) .pyc files: py_compile, which uv's
+# --compile-bytecode runs in the venv's interpreter, switches to hash-based pycs
+# whenever this is set, so the compiled venv does not depend on when the build
+# ran.
 ENV SOURCE_DATE_EPOCH=315532800
 
-# Paths: /srv/venv is what the image ships; /build holds what only the build
-# stages use and never reaches the runtime stage.
-# A venv without pip/setuptools/wheel: the shipped environment holds only what
-# the install manifest lists. `python3` from PATH works on every base image.
-RUN python3 -m venv --without-pip /srv/venv
-
-# pip comes from the wheelhouse (pinned and hashed by the tooling lock), never
-# from the base image, and lives outside the venv so it never ships.
+# uv comes from the wheelhouse (pinned and hashed by the tooling lock), never
+# from the base image or the network, and lives in /build, which never ships.
 COPY installer/ /build/installer/
 
-# Unpack the one pip wheel and byte-compile it once, in a cached layer, so that
-# every later pip run starts fast. The glob is expanded by the shell and must
-# match exactly one wheel (BuildKit would accept several in a COPY).
-RUN set -- /build/installer/pip-*-py3-none-any.whl \
+# In one cached layer, so that no later step pays for it again:
+# - the wheel must be the one the wheelhouse verified: sha256sum checks it
+#   against the hash the tooling wrote next to it, so a wheel changed since
+#   then never runs (the glob must match exactly one wheel; BuildKit would
+#   accept several in a COPY);
+# - only the uv binary is taken out of it (a wheel is a zip file; Python's
+#   zipfile keeps no permissions, hence the chmod), and run once so that a
+#   binary that cannot run on this base fails here, naming uv;
+# - the venv is made --without-pip: the shipped environment holds only what
+#   the install manifest lists. `python3` from PATH works on every base image.
+# A check that fails prints one line starting with "image check:", which the
+# tooling reports as the reason the build stopped.
+RUN cd /build/installer \
+    && set -- uv-*.whl \
     && if [ "$#" -ne 1 ] || [ ! -f "$1" ]; then \
-        echo "installer/ must hold exactly one pip wheel, found: $*" >&2; exit 1; \
+        echo "image check: installer/ must hold exactly one uv wheel, found: $*" >&2; exit 1; \
        fi \
-    && python3 -m zipfile -e "$1" /build/pip \
-    && python3 -m compileall -q /build/pip
+    && if ! sha256sum --check --strict --quiet SHA256SUMS >/dev/null 2>&1; then \
+        echo "image check: installer/$1 is not the wheel wheelhouse/manifest.json records (sha256 $(sha256sum < "$1" | cut -d' ' -f1), recorded $(cut -d' ' -f1 SHA256SUMS))" >&2; exit 1; \
+       fi \
+    && version="${1#uv-}" && version="${version%%-*}" \
+    && python3 -c 'import shutil, sys, zipfile; shutil.copyfileobj(zipfile.ZipFile(sys.argv[1]).open(sys.argv[2]), open(sys.argv[3], "wb"))' \
+        "$1" "uv-${version}.data/scripts/uv" /build/uv \
+    && chmod 0755 /build/uv \
+    && /build/uv --version \
+    && python3 -m venv --without-pip /srv/venv
 
-# Third-party wheels first, in their own layers, so a change to our own code
-# does not invalidate (and re-run) the dependency install.
+# Third-party wheels in a layer of their own, so a change to our own code does
+# not invalidate (and re-run) the dependency install.
 COPY third-party/ /build/wheels/third-party/
 
-# Install the dependency closure into the venv by running pip with the venv's
-# interpreter (so pip targets the venv without being in it):
-#   --isolated        ignore any pip config/env var present in the base image
-#   --no-index        never look at an index: everything is in the context
-#   --require-hashes  every wheel must match the sha256 of the install manifest
-#   --only-binary     no sdist builds, hence no compiler and no build backends
-#   --no-deps         the manifest already is the full closure; `pip check`
-#                     below verifies nothing is missing
-# pip byte-compiles by default, which we keep: the runtime filesystem may be
-# read-only, so bytecode cannot be written later.
-RUN /srv/venv/bin/python /build/pip/pip install \
-        --isolated --disable-pip-version-check --no-input --root-user-action=ignore \
-        --no-index --no-cache-dir --require-hashes --only-binary :all: --no-deps \
+# Install the dependency closure into the venv with uv, from outside the venv:
+#   env -i, --no-config  no variable or configuration file of the base image
+#                        (UV_*, uv.toml) can change what uv does
+#   UV_NO_INSTALLER_METADATA  no INSTALLER, REQUESTED or uv_cache.json (when uv
+#                        unpacked the wheel) in the dist-infos, so the venv's
+#                        files depend on the wheels alone, not on the build time
+#   --python             the venv's interpreter: no discovery, no download
+#   --offline --no-index never look at an index: everything is in the context
+#   --no-cache           nothing kept outside the venv (a temporary cache only)
+#   --require-hashes     every wheel must match the sha256 of the install manifest
+#   --only-binary        no sdist builds, hence no compiler and no build backends
+#   --no-deps            the manifest already is the full closure; `uv pip
+#                        check` in the app stage verifies nothing is missing
+#   --compile-bytecode   the runtime filesystem may be read-only, so bytecode
+#                        cannot be written later
+#   --link-mode copy     the venv owns plain files, never links into uv's
+#                        temporary cache
+RUN env -i SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH}" UV_NO_INSTALLER_METADATA=1 /build/uv pip install --no-config \
+        --python /srv/venv/bin/python --offline --no-index --no-cache \
+        --require-hashes --only-binary :all: --no-deps --compile-bytecode --link-mode copy \
         --find-links /build/wheels/third-party \
         --requirement /build/wheels/third-party/requirements.txt
 
 
 # ---------------------------------------------------------------------------
-# app: the service and its internal packages on top of deps. Its only product
-# is /build/first-party: the files this install added, laid out from /, so the
-# runtime stage can add them as one small layer above the cached deps layer.
+# runtime-deps: the base image, an unprivileged account, the runtime settings
+# and the deps venv. No uv, no pip, no compiler, no wheels, no caches.
 # ---------------------------------------------------------------------------
-FROM deps AS app
-
-# Our own wheels change on every commit; copying them only now keeps the
-# layers above cached.
-COPY first-party/ /build/wheels/first-party/
-
-# Declared this late so that switching services only affects the steps below.
-ARG SERVICE_COMMAND
-ARG DEFAULT_PORT
-
-# Same hardened install for the service and its internal shared packages; then
-# fail on an inconsistent environment (`pip check`) or wrong build args, give
-# the console script a fixed name for the exec-form ENTRYPOINT/HEALTHCHECK, and
-# collect every file newer than the stamp: exactly what this step installed.
-RUN touch /build/before-first-party \
-    && /srv/venv/bin/python /build/pip/pip install \
-        --isolated --disable-pip-version-check --no-input --root-user-action=ignore \
-        --no-index --no-cache-dir --require-hashes --only-binary :all: --no-deps \
-        --find-links /build/wheels/first-party \
-        --requirement /build/wheels/first-party/requirements.txt \
-    && /srv/venv/bin/python /build/pip/pip check --isolated --disable-pip-version-check \
-    && case "${DEFAULT_PORT}" in \
-        ''|*[!0-9]*) echo "DEFAULT_PORT='${DEFAULT_PORT}' must be a port number" >&2; exit 1;; \
-       esac \
-    && if [ -z "${SERVICE_COMMAND}" ] || [ ! -x "/srv/venv/bin/${SERVICE_COMMAND}" ]; then \
-        echo "SERVICE_COMMAND='${SERVICE_COMMAND}' is not a console script in /srv/venv/bin" >&2; exit 1; \
-       fi \
-    && ln -s "${SERVICE_COMMAND}" /srv/venv/bin/service \
-    && mkdir /build/first-party \
-    && find /srv/venv -newer /build/before-first-party \( -type f -o -type l \) \
-        -exec cp -a --parents {} /build/first-party/ \;
-
-
-# ---------------------------------------------------------------------------
-# runtime: base image + the venv. No pip, no compiler, no wheels, no caches.
-# ---------------------------------------------------------------------------
-FROM ${BASE_IMAGE} AS runtime
+FROM ${BASE_IMAGE} AS runtime-deps
 
 # Unprivileged account with fixed ids (stable file ownership across images and
 # hosts, easy to match in runAsUser). It needs no home and no login shell;
@@ -133,7 +125,8 @@ ENV PATH="/srv/venv/bin:${PATH}" \
 # wheels. Done before the venv is copied in, so the only wheels that can exist
 # here are the base image's. (This hides rather than shrinks: a few KB layer.)
 # PIP_BREAK_SYSTEM_PACKAGES: a base marked EXTERNALLY-MANAGED (PEP 668) would
-# otherwise refuse even this uninstall.
+# otherwise refuse even this uninstall. uv is never here: it stays in /build
+# of the build stages, and only /srv/venv and the app overlay are copied in.
 RUN if python3 -m pip --version >/dev/null 2>&1; then \
         PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
         PIP_BREAK_SYSTEM_PACKAGES=1 \
@@ -143,12 +136,6 @@ RUN if python3 -m pip --version >/dev/null 2>&1; then \
 
 # Everything from here on runs without root privileges.
 USER 10001:10001
-
-# Declared here (not at the top) so a different port only affects what follows.
-ARG DEFAULT_PORT
-
-# Documents the port the service listens on by default.
-EXPOSE ${DEFAULT_PORT}
 
 # The service (gunicorn) shuts down gracefully on SIGTERM; stated explicitly.
 STOPSIGNAL SIGTERM
@@ -169,11 +156,65 @@ ENTRYPOINT ["service"]
 # layer is reused. Owned by root: the service user can run it, never modify it.
 COPY --from=deps --chown=0:0 /srv/venv /srv/venv
 
+# Declared after the venv so that services on other ports share the layers above.
+ARG DEFAULT_PORT
+
+# Documents the port the service listens on by default.
+EXPOSE ${DEFAULT_PORT}
+
+
+# ---------------------------------------------------------------------------
+# app: the service and its internal packages on top of deps. Its only product
+# is /build/first-party: the files this install added, laid out from /, so the
+# runtime stage can add them as one small layer above the cached deps layers.
+# ---------------------------------------------------------------------------
+FROM deps AS app
+
+# Our own wheels change on every commit; copying them only now keeps the
+# layers above cached. First in the stage, so that from here on every step
+# differs between services: two services built at once by the legacy builder
+# then never both make (and cache) the same step.
+COPY first-party/ /build/wheels/first-party/
+
+ARG SERVICE_COMMAND DEFAULT_PORT
+
+# Same hardened install for the service and its internal shared packages (uv
+# compiles only what lacks bytecode, so the deps files stay untouched); then
+# fail on an inconsistent environment (`uv pip check`: every requirement of
+# every installed distribution is met, which the image verification, comparing
+# names and versions with the manifest, does not prove) or wrong build args,
+# give the console script a fixed name for the exec-form ENTRYPOINT/HEALTHCHECK,
+# and collect every file newer than the stamp: exactly what this step installed.
+RUN touch /build/before-first-party \
+    && env -i SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH}" UV_NO_INSTALLER_METADATA=1 /build/uv pip install --no-config \
+        --python /srv/venv/bin/python --offline --no-index --no-cache \
+        --require-hashes --only-binary :all: --no-deps --compile-bytecode --link-mode copy \
+        --find-links /build/wheels/first-party \
+        --requirement /build/wheels/first-party/requirements.txt \
+    && env -i /build/uv pip check --no-config --python /srv/venv/bin/python \
+    && case "${DEFAULT_PORT}" in \
+        ''|*[!0-9]*) echo "image check: DEFAULT_PORT='${DEFAULT_PORT}' must be a port number" >&2; exit 1;; \
+       esac \
+    && if [ -z "${SERVICE_COMMAND}" ] || [ ! -x "/srv/venv/bin/${SERVICE_COMMAND}" ]; then \
+        echo "image check: SERVICE_COMMAND='${SERVICE_COMMAND}' is not a console script in /srv/venv/bin" >&2; exit 1; \
+       fi \
+    && ln -s "${SERVICE_COMMAND}" /srv/venv/bin/service \
+    && mkdir /build/first-party \
+    && find /srv/venv -newer /build/before-first-party \( -type f -o -type l \) \
+        -exec cp -a --parents --target-directory=/build/first-party {} +
+
+
+# ---------------------------------------------------------------------------
+# runtime: runtime-deps and the service's own files. The last stage: the image.
+# ---------------------------------------------------------------------------
+FROM runtime-deps AS runtime
+
 # Only the service's own files, the one layer a code change replaces.
 COPY --from=app --chown=0:0 /build/first-party/ /
 
-# OCI metadata changes on every build (revision, timestamp), so it comes last
-# and only ever invalidates this final, layer-less instruction.
+# OCI metadata changes on every commit (revision, timestamp), so it comes last
+# and only ever invalidates these final, layer-less instructions. (Not `docker
+# build --label`: the legacy builder makes each label an instruction of its own.)
 ARG SERVICE="" \
     VERSION="" \
     REVISION="" \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,12 @@ def built_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repository = copy_repository(tmp_path_factory.mktemp("built") / "monorepo")
     invoke(repository, "build-wheels")
     return repository
+
+
+@pytest.fixture
+def built_copy(built_repo: Path, tmp_path: Path) -> Path:
+    """A private copy of the session's built monorepo (the wheelhouse symlink is relative)."""
+    return Path(shutil.copytree(built_repo, tmp_path / "monorepo", symlinks=True))
 
 
 # Base images an image build can start from, in order of preference: the official image,

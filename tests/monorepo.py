@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -162,3 +163,13 @@ def serving(argv: list[str], log_path: Path, ready_url: str, name: str, timeout:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+def retarget(repository: Path, python_version: str, abi: str, platform: str) -> None:
+    """Declare another target in a copy's root pyproject.toml."""
+    pyproject = repository / "pyproject.toml"
+    text = pyproject.read_text()
+    text = re.sub(r'python-version = "[^"]+"', f'python-version = "{python_version}"', text)
+    text = re.sub(r'abi = "[^"]+"', f'abi = "{abi}"', text)
+    text = re.sub(r'platform = "manylinux[^"]+"', f'platform = "{platform}"', text)
+    pyproject.write_text(text)

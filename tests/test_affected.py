@@ -107,7 +107,7 @@ def test_root_pyproject_affects_every_service_only_through_the_target(repo: Path
     assert affected_services(load_repository(repo), "HEAD~1") == {service: ["pyproject.toml"] for service in ALL}
 
 
-@pytest.mark.parametrize("pin", ["pip", "hatchling"])
+@pytest.mark.parametrize("pin", ["uv", "hatchling"])
 def test_the_image_tooling_pins_affect_every_service(repo: Path, pin: str) -> None:
     def bump(text: str) -> str:
         changed, count = re.subn(rf"^{pin}==(\S+) ", rf"{pin}==\g<1>.post1 ", text, count=1, flags=re.MULTILINE)

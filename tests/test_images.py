@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from wheelpipe import baseimage, images, load_repository
 from wheelpipe.console import Reporter
 from wheelpipe.docker import Docker
 from wheelpipe.errors import DockerError, TargetError
+from wheelpipe.lockfile import parse_pins
 from wheelpipe.target import Target
 from wheelpipe.wheelhouse import open_wheelhouse
 
@@ -62,16 +64,28 @@ _STEP = re.compile(r"^\s*Step \d+/\d+ : (\w+)")
 _RESULT = re.compile(r"^\s*---> ([0-9a-f]{12})\s*$")
 
 
+_SERVICE_PREFIX = re.compile(r"^([a-z0-9][a-z0-9_-]*): ")
+
+
 def created_images(build_output: str) -> list[str]:
     """The images a build created, read from its (legacy builder) step output.
 
     A step that was not `Using cache` (and is not a FROM) made the image it ends with. Reading
     them from the output, rather than diffing the engine's image list, never claims an image
-    a concurrent build made.
+    a concurrent build made. Concurrent builds (`--all`) prefix each line with the service:
+    each service's lines are read on their own.
     """
+    by_service: dict[str, list[str]] = {}
+    for line in build_output.splitlines():
+        prefix = _SERVICE_PREFIX.match(line)
+        by_service.setdefault(prefix.group(1) if prefix else "", []).append(line[prefix.end() :] if prefix else line)
+    return [image for lines in by_service.values() for image in _created_in_one_build(lines)]
+
+
+def _created_in_one_build(build_lines: list[str]) -> list[str]:
     created = []
     instruction, cached, result = None, False, None
-    for line in [*build_output.splitlines(), "Step 0/0 : END"]:
+    for line in [*build_lines, "Step 0/0 : END"]:
         step = _STEP.match(line)
         if step:
             if instruction and instruction.upper() != "FROM" and not cached and result:
@@ -82,7 +96,7 @@ def created_images(build_output: str) -> list[str]:
         elif found := _RESULT.match(line):
             result = found.group(1)
     # BuildKit makes no intermediate images; it reports the one it writes.
-    created += re.findall(r"writing image (sha256:[0-9a-f]{64})", build_output)
+    created += re.findall(r"writing image (sha256:[0-9a-f]{64})", "\n".join(build_lines))
     return created
 
 
@@ -157,15 +171,26 @@ def ledger(docker_base_image: str) -> Iterator[Ledger]:
     book.clean()
 
 
+@dataclass(frozen=True)
+class BuiltImages:
+    ids: dict[str, str]  # service -> image id
+    output: str  # what `invoke image --all --verbose` printed
+
+
 @pytest.fixture(scope="module")
-def built_images(built_repo: Path, docker_base_image: str, ledger: Ledger) -> dict[str, str]:
-    """Both services' images, built once from the session's built copy: service -> image id."""
-    found = {}
-    for service in SERVICES:
-        ledger.image(built_repo, service, "--prefix", ledger.prefix, "--base-image", docker_base_image)
-        found[service] = image_id(ledger.tag(service))
-        assert found[service], f"{ledger.tag(service)} was not tagged"
-    return found
+def built_all(built_repo: Path, docker_base_image: str, ledger: Ledger) -> BuiltImages:
+    """Both services' images, built at once (`invoke image --all`) from the session's built copy."""
+    result = invoke(built_repo, "image", "--all", "--jobs", "2", "--verbose", "--prefix", ledger.prefix, "--base-image", docker_base_image, check=False)
+    ledger.record(result.stderr)
+    if result.returncode != 0:
+        pytest.fail(f"invoke image --all failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return BuiltImages({service: image_id(ledger.tag(service)) for service in SERVICES}, result.stderr)
+
+
+@pytest.fixture(scope="module")
+def built_images(built_all: BuiltImages) -> dict[str, str]:
+    """service -> image id of the images built_all made."""
+    return built_all.ids
 
 
 def image_args(ledger: Ledger, base: str, sub: str = "") -> list[str]:
@@ -250,25 +275,45 @@ def test_image_serves_on_a_read_only_root_becomes_healthy_and_stops_cleanly_on_s
 
 _AS_APP = """
 id -u | sed 's/^/uid: /'
-for name in gcc cc pip pip3; do
+for name in gcc cc pip pip3 uv uvx; do
     if command -v "$name" >/dev/null 2>&1; then echo "present: $name at $(command -v "$name")"; fi
 done
 if python3 -m pip --version >/dev/null 2>&1; then echo "present: python3 -m pip"; fi
+if python3 -m uv --version >/dev/null 2>&1; then echo "present: python3 -m uv"; fi
 """
 # As root, so that no directory is hidden from find.
 _AS_ROOT = """
 find / -xdev -name '*.whl' | sed 's/^/wheel: /'
-for path in /build/wheels /build/pip /build/installer /build/first-party /build/before-first-party /services /shared /src /app; do
+for path in /build /build/wheels /build/uv /build/pip /build/installer /build/first-party /build/before-first-party /services /shared /src /app; do
     if [ -e "$path" ]; then echo "present: $path"; fi
 done
 find / -xdev \\( -name pyproject.toml -o -type d -name services -o -type d -name shared \\) \
     -not -path '/srv/venv/lib/python3*/site-packages/*' | sed 's/^/source: /'
 ls /srv | sed 's/^/srv: /'
 """
+# The installer's traces, as root: its binaries anywhere, its distributions' metadata, and
+# what an installer may leave in the venv's dist-infos; then every bytecode file whose
+# validity depends on a timestamp, not on its source's hash.
+_INSTALLER_TRACES = """
+find / -xdev -type f \\( -name uv -o -name uvx \\) | sed 's/^/binary: /'
+find / -xdev -type d \\( -name 'uv-*.dist-info' -o -name 'uv-*.data' -o -name 'pip-*.dist-info' \\
+    -o -path '*-packages/uv' -o -path '*-packages/pip' \\) | sed 's/^/distribution: /'
+find /srv/venv -path '*.dist-info/*' \\( -name INSTALLER -o -name REQUESTED -o -name uv_cache.json -o -name direct_url.json \\) \\
+    | sed 's/^/installer metadata: /'
+ls -d /srv/venv/lib/python3*/site-packages/*.dist-info | sed 's/^/dist-info: /'
+/srv/venv/bin/python -c '
+import pathlib
+pycs = list(pathlib.Path("/srv/venv").rglob("*.pyc"))
+print("pycs:", len(pycs))
+for pyc in pycs:
+    if int.from_bytes(pyc.read_bytes()[4:8], "little") != 3:  # PEP 552: 3 is a checked hash
+        print("timestamp pyc:", pyc)
+'
+"""
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_image_holds_no_compiler_no_pip_no_wheels_no_sources_and_runs_unprivileged(built_images, ledger, service):
+def test_image_holds_no_compiler_no_installer_no_wheels_no_sources_and_runs_unprivileged(built_images, ledger, service):
     tag = ledger.tag(service)
     as_app = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c", _AS_APP).stdout.splitlines()
     as_root = docker("run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh", tag, "-c", _AS_ROOT).stdout.splitlines()
@@ -293,6 +338,17 @@ def test_image_config_has_healthcheck_unprivileged_user_and_oci_labels_of_the_co
     assert labels["org.opencontainers.image.revision"] == head
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels["org.opencontainers.image.created"])
     assert labels["org.opencontainers.image.created"] == committed.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_image_holds_no_uv_no_installer_metadata_and_only_hash_checked_bytecode(built_repo, built_images, ledger, service):
+    traces = docker("run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh", ledger.tag(service), "-c", _INSTALLER_TRACES)
+    lines = traces.stdout.splitlines()
+    assert [line for line in lines if not line.startswith(("dist-info: ", "pycs: "))] == [], traces.stderr
+    # The check saw every distribution and the bytecode it looks at.
+    assert len([line for line in lines if line.startswith("dist-info: ")]) == len(parse_pins(open_wheelhouse(built_repo).install_manifest(service)))
+    (pycs,) = [int(line.removeprefix("pycs: ")) for line in lines if line.startswith("pycs: ")]
+    assert pycs > 100
 
 
 # ---------------------------------------------------------------------------
@@ -339,8 +395,40 @@ RUN site="$(/srv/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths
         assert image_id(tag) == before
 
 
+_SITE = r'''site="$(/srv/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"'''
+_ROGUE_DIST = r"""mkdir -p /srv/venv/extra/rogue-1.0.dist-info \
+    && printf 'Metadata-Version: 2.1\nName: rogue\nVersion: 1.0\n' > /srv/venv/extra/rogue-1.0.dist-info/METADATA"""
+
+
+@pytest.mark.parametrize(
+    ("addition", "says"),
+    [
+        ("ENV PYTHONPATH=/opt/extra", "the image sets PYTHONPATH=/opt/extra"),
+        (f'USER 0\nRUN {_SITE} && echo /opt/extra > "$site/extra.pth"', "extra.pth puts /opt/extra on the path"),
+        (
+            "USER 0\nRUN sed -i 's/^include-system-site-packages = false$/include-system-site-packages = true/' /srv/venv/pyvenv.cfg",
+            "/srv/venv/pyvenv.cfg includes the base image's site-packages",
+        ),
+        (f'USER 0\nRUN {_SITE} && {_ROGUE_DIST} && echo ../../../extra > "$site/extra.pth"', "extra rogue==1.0"),
+    ],
+    ids=["PYTHONPATH", "pth-outside-the-venv", "system-site-packages", "pth-inside-the-venv"],
+)
+def test_an_image_whose_interpreter_can_import_from_beyond_its_distributions_is_not_tagged(built_repo, built_images, ledger, docker_base_image, tmp_path, addition, says):
+    # The distributions are read from the image's files, not by its interpreter: what widens
+    # that interpreter's search path is named (or, inside the venv, followed).
+    dockerfile = modified_dockerfile(built_repo, tmp_path / "widened.Dockerfile", lambda text: f"{text}\n{addition}\n")
+    repo = load_repository(built_repo)
+    settings = images.ImageSettings(prefix=ledger.prefix + "widened/", base=docker_base_image, docker=Docker(), dockerfile=dockerfile)
+    with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
+        images.build_image(repo, settings, "order", reporter)
+    assert str(raised.value).startswith("image sha256:"), str(raised.value)
+    assert str(raised.value).endswith(f"does not match wheelhouse/install/order.txt: {says}"), str(raised.value)
+    assert ledger.prefixed("widened/") == []
+
+
 _THIRD_PARTY_INSTALL = """\
-        --no-index --no-cache-dir --require-hashes --only-binary :all: --no-deps \\
+        --python /srv/venv/bin/python --offline --no-index --no-cache \\
+        --require-hashes --only-binary :all: --no-deps --compile-bytecode --link-mode copy \\
         --find-links /build/wheels/third-party \\
         --requirement /build/wheels/third-party/requirements.txt
 """
@@ -350,10 +438,13 @@ def test_the_build_has_no_network_an_install_that_needs_an_index_fails_and_tags_
     def from_index(text: str) -> str:
         assert text.count(_THIRD_PARTY_INSTALL) == 1
         step = text.index(_THIRD_PARTY_INSTALL)
-        run = text.rindex("RUN /srv/venv/bin/python /build/pip/pip install", 0, step)
-        # The session marker finds a container the failed step might leave behind.
-        marked = text[:run] + f"RUN WHEELPIPE_TEST={ledger.session} " + text[run + len("RUN ") : step]
-        index = "        --index-url https://pypi.org/simple --retries 1 --timeout 5 --no-cache-dir --only-binary :all: --no-deps \\\n"
+        run = text.rindex("RUN ", 0, step)
+        head = text[run + len("RUN ") : step]
+        assert head.count("env -i ") == 1
+        # The session marker finds a container the failed step might leave behind; no retries,
+        # so the failure comes at once.
+        marked = text[:run] + f"RUN WHEELPIPE_TEST={ledger.session} " + head.replace("env -i ", "env -i UV_HTTP_RETRIES=0 ")
+        index = "        --python /srv/venv/bin/python --index-url https://pypi.org/simple --no-cache --only-binary :all: --no-deps \\\n"
         return marked + index + "        --requirement /build/wheels/third-party/requirements.txt\n" + text[step + len(_THIRD_PARTY_INSTALL) :]
 
     dockerfile = modified_dockerfile(built_repo, tmp_path / "index.Dockerfile", from_index)
@@ -361,11 +452,12 @@ def test_the_build_has_no_network_an_install_that_needs_an_index_fails_and_tags_
     settings = images.ImageSettings(prefix=ledger.prefix, base=docker_base_image, docker=Docker(), dockerfile=dockerfile)
     with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
         images.build_image(repo, settings, "order", reporter)
-    assert "building the image of order failed" in str(raised.value)
-    assert "--index-url https://pypi.org/simple" in str(raised.value)
+    # The reason is uv's own error line, not the echo of the failed command.
+    assert str(raised.value).startswith("building the image of order failed: Failed to fetch: https://pypi.org/simple/"), str(raised.value)
     log = reporter.stream.getvalue()
-    # pip tried the index and could not even resolve its name: the build has no network.
-    assert re.search(r"pypi\.org.*(name resolution|Failed to resolve|Network is unreachable|NewConnectionError)", log), log[-3000:]
+    # uv tried the index and could not even resolve its name: the build has no network.
+    assert "Failed to fetch: https://pypi.org/simple/" in log, log[-3000:]
+    assert re.search(r"name resolution|failed to lookup address|Network is unreachable", log), log[-3000:]
     assert image_id(ledger.tag("order")) == built_images["order"]
     assert ledger.build_containers() == [], "the failed build left its container behind"
 
@@ -374,9 +466,14 @@ def test_the_build_has_no_network_an_install_that_needs_an_index_fails_and_tags_
 # a tampered wheelhouse never reaches an image
 
 
-def _third_party_wheel(repository: Path, service: str) -> str:
+def _wheel(repository: Path, which: str) -> str:
+    """The file of the order image's flask wheel, or of the image installer (uv)."""
     document = json.loads((repository / "wheelhouse" / "manifest.json").read_text())
-    return next(w["file"] for w in document["wheels"] if w["name"] == "flask" and service in w["services"])
+    if which == "installer":
+        (installer,) = [w for w in document["wheels"] if w["origin"].get("purpose") == "installer"]
+        assert installer["name"] == "uv"
+        return installer["file"]
+    return next(w["file"] for w in document["wheels"] if w["name"] == "flask" and "order" in w["services"])
 
 
 def _flip_a_byte(path: Path) -> None:
@@ -385,12 +482,13 @@ def _flip_a_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.parametrize("which", ["flask", "installer"])
 @pytest.mark.parametrize(("damage", "says"), [("flipped", "sha256 mismatch"), ("deleted", "missing")])
-def test_a_tampered_or_missing_wheel_stops_invoke_image_and_the_tag_stays(built_repo, built_images, ledger, docker_base_image, tmp_path, damage, says):
+def test_a_tampered_or_missing_wheel_stops_invoke_image_and_the_tag_stays(built_repo, built_images, ledger, docker_base_image, tmp_path, damage, says, which):
     repository = clone(built_repo, tmp_path / "monorepo")
-    sub = f"tamper-{damage}/"
+    sub = f"tamper-{damage}-{which}/"
     docker("tag", built_images["order"], ledger.tag("order", sub))
-    wheel = repository / "wheelhouse" / _third_party_wheel(repository, "order")
+    wheel = repository / "wheelhouse" / _wheel(repository, which)
     if damage == "flipped":
         _flip_a_byte(wheel)
     else:
@@ -401,6 +499,61 @@ def test_a_tampered_or_missing_wheel_stops_invoke_image_and_the_tag_stays(built_
     assert error.startswith(f"error: wheelhouse/{wheel.name}: {says}"), result.stderr
     assert "building order" not in result.stderr and "docker build" not in result.stderr
     assert image_id(ledger.tag("order", sub)) == built_images["order"]
+
+
+def test_an_installer_wheel_changed_after_the_wheelhouse_check_stops_the_build_naming_it(built_repo, built_images, ledger, docker_base_image, tmp_path):
+    repository = clone(built_repo, tmp_path / "monorepo")
+    house = open_wheelhouse(repository)  # every wheel checked against manifest.json here
+    installer = house.installer()
+    assert installer.name == "uv"
+    _flip_a_byte(house.path / installer.file)  # ... and the installer changed since
+    sub = "installer-changed/"
+    docker("tag", built_images["order"], ledger.tag("order", sub))
+    settings = images.ImageSettings(prefix=ledger.prefix + sub, base=docker_base_image, docker=Docker())
+    with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
+        images.build_from_wheelhouse(load_repository(repository), settings, house, "order", reporter)
+    message = str(raised.value)
+    assert message.startswith(f"building the image of order failed: installer/{installer.file} is not the wheel wheelhouse/manifest.json records"), message
+    assert f"recorded {installer.sha256}" in message
+    assert image_id(ledger.tag("order", sub)) == built_images["order"]
+
+
+# ---------------------------------------------------------------------------
+# every service at once
+
+
+def test_image_all_builds_every_service_at_once_each_line_naming_its_service(built_all):
+    lines = [line for line in built_all.output.splitlines() if line.strip()]
+    # The base and the wheelhouse are checked once, for all; then each build speaks for itself.
+    assert sum("building the wheelhouse" in line for line in lines) == 1
+    own = [line for line in lines if line.startswith(tuple(f"{service}: " for service in SERVICES))]
+    starts = [i for i, line in enumerate(lines) if re.match(r"^\w+: ==> building ", line)]
+    tagged = [i for i, line in enumerate(lines) if re.match(r"^\w+:     tagged ", line)]
+    assert sorted(lines[i].split(":")[0] for i in starts) == sorted(SERVICES)
+    assert sorted(lines[i].split(":")[0] for i in tagged) == sorted(SERVICES)
+    # Both builds started before either was done: they ran at once.
+    assert max(starts) < min(tagged), "\n".join(own[:40])
+    # Once the builds start, every line, the docker output included, is one build's and whole.
+    during = lines[lines.index(own[0]) :]
+    assert during == [line for line in during if line in own]
+    assert all(built_all.ids.values())
+
+
+def test_image_all_failing_for_one_service_names_it_and_leaves_its_tag_where_it_was(built_repo, built_images, ledger, docker_base_image, tmp_path):
+    refuse_user = """
+RUN [ "${SERVICE}" != user ] || { echo "image check: refusing to build user, as the test asks" >&2; exit 1; }
+"""
+    dockerfile = modified_dockerfile(built_repo, tmp_path / "refuse-user.Dockerfile", lambda text: text + refuse_user)
+    sub = "one-fails/"
+    for service in SERVICES:
+        docker("tag", built_images[service], ledger.tag(service, sub))
+    settings = images.ImageSettings(prefix=ledger.prefix + sub, base=docker_base_image, docker=Docker(), dockerfile=dockerfile)
+    with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
+        images.build_images(load_repository(built_repo), settings, sorted(SERVICES), reporter, jobs=2)
+    assert str(raised.value) == "building the image of user failed: refusing to build user, as the test asks"
+    assert image_id(ledger.tag("user", sub)) == built_images["user"]
+    # The other build was not stopped: its new image is tagged.
+    assert image_id(ledger.tag("order", sub)) not in (None, built_images["order"])
 
 
 # ---------------------------------------------------------------------------

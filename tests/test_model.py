@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def write_package(
     deps = raw_dependencies if raw_dependencies is not None else toml_list(dependencies or [])
     text = f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = {deps}\n'
     is_service = kind == "services" if service is None else service
-    if kind == "services":
+    if is_service:
         text += f'\n[project.scripts]\n{name} = "{name.replace("-", "_")}.server:main"\n'
     if is_service:
         text += f'\n[tool.wheelpipe.service]\ncommand = "{name}"\nport-env = "{name.upper().replace("-", "_")}_PORT"\ndefault-port = 8080\n'
@@ -276,3 +277,64 @@ def test_invalid_toml_names_the_file(fake_root: Path) -> None:
     (path / "pyproject.toml").write_text("[project\nname = ")
     with pytest.raises(RepositoryError, match=r"services/api/pyproject\.toml: not valid TOML"):
         load_repository(fake_root)
+
+
+# --- the workspace: where packages live ------------------------------------------------
+
+
+def with_workspace(root: Path, table: str) -> None:
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "\n[tool.wheelpipe.workspace]\n" + table)
+
+
+def test_workspace_patterns_find_services_and_shared_packages_in_any_layout(fake_root: Path) -> None:
+    with_workspace(fake_root, 'services = ["apps/*", "stack/workers/*"]\nshared = ["libs/*"]\n')
+    write_package(fake_root, "libs", "common", "common-lib")
+    write_package(fake_root, "apps", "api", "api-server", dependencies=["common-lib"], service=True)
+    write_package(fake_root, "stack/workers", "mailer", "mailer", service=True)
+    write_package(fake_root, "services", "stray", "stray", service=True)  # not in the workspace now
+    repo = load_repository(fake_root)
+    assert list(repo.services) == ["api", "mailer"]
+    assert repo.service("mailer").directory == "stack/workers/mailer"
+    assert repo.service("api").internal == ("common-lib",)
+    assert repo.packages["common-lib"].kind == "shared"
+
+
+def test_directories_git_ignores_are_not_packages(fake_root: Path) -> None:
+    write_package(fake_root, "services", "api", "api-server")
+    (fake_root / "services" / "build-leftover").mkdir()  # no pyproject: would be an error
+    (fake_root / ".gitignore").write_text("services/build-leftover/\n")
+    subprocess.run(["git", "init", "-q"], cwd=fake_root, check=True)
+    assert list(load_repository(fake_root).services) == ["api"]
+
+
+def test_a_matched_directory_without_pyproject_names_it_and_the_way_out(fake_root: Path) -> None:
+    with_workspace(fake_root, 'services = ["apps/*"]\n')
+    write_package(fake_root, "apps", "api", "api-server", service=True)
+    (fake_root / "apps" / "notes").mkdir()
+    with pytest.raises(RepositoryError, match=r"^apps/notes: no pyproject\.toml .*\[tool\.wheelpipe\.workspace\]") as error:
+        load_repository(fake_root)
+    assert_one_line(error)
+
+
+def test_a_directory_matched_as_service_and_shared_is_an_error(fake_root: Path) -> None:
+    with_workspace(fake_root, 'services = ["pkgs/*"]\nshared = ["pkgs/*"]\n')
+    write_package(fake_root, "pkgs", "api", "api-server", service=True)
+    with pytest.raises(RepositoryError, match=r"^pkgs/api: matched as a service and as a shared package by \[tool\.wheelpipe\.workspace\] \(pkgs/\*, pkgs/\*\)$"):
+        load_repository(fake_root)
+
+
+def test_two_services_with_one_name_are_an_error_naming_both(fake_root: Path) -> None:
+    with_workspace(fake_root, 'services = ["apps/*", "workers/*"]\n')
+    write_package(fake_root, "apps", "api", "api-server", service=True)
+    write_package(fake_root, "workers", "api", "api-worker", service=True)
+    with pytest.raises(RepositoryError, match=r"^workers/api and apps/api: two services named 'api'"):
+        load_repository(fake_root)
+
+
+@pytest.mark.parametrize("table", ['services = "apps/*"\n', 'shared = ["/abs/*"]\n', 'shared = ["../outside/*"]\n', "services = [1]\n"])
+def test_a_malformed_workspace_table_is_one_line(fake_root: Path, table: str) -> None:
+    with_workspace(fake_root, table)
+    with pytest.raises(RepositoryError, match=r"^pyproject\.toml: \[tool\.wheelpipe\.workspace\] \w+ must be a list of glob patterns") as error:
+        load_repository(fake_root)
+    assert_one_line(error)

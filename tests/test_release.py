@@ -131,3 +131,15 @@ def test_uncommitted_changes_are_refused(tmp_path):
     readme.write_text(readme.read_text() + "\nlocal edit\n")
     result = invoke(repository, "release", "--skip-gates", check=False)
     assert result.returncode != 0 and "uncommitted" in result.stderr
+
+
+def test_with_no_package_tests_the_gate_says_so_and_runs_nothing_else(tmp_path):
+    """Without package tests/ directories, pytest must not fall back to the repository's suite."""
+    repository = copy_repository(tmp_path / "monorepo")
+    for tests in [*repository.glob("services/*/tests"), *repository.glob("shared/*/tests")]:
+        subprocess.run(["git", "rm", "-rq", str(tests)], cwd=repository, check=True)
+    (repository / "tests" / "test_never_run_by_the_gate.py").write_text("def test_the_gate_ran_the_whole_suite():\n    assert False\n")
+    commit_all(repository, "no package tests")
+    result = invoke(repository, "release")
+    assert "no first-party package has a tests/ directory: no package tests to run" in result.stderr
+    assert (repository / ARCHIVE).is_file()

@@ -75,7 +75,7 @@ def test_manifest_records_origin_and_users_of_every_wheel_and_sha256sums_verifie
     assert wheels["flask"]["origin"]["kind"] == "downloaded"
     assert wheels["flask"]["origin"]["locked_hash"] == f"sha256:{wheels['flask']['sha256']}"
     assert wheels["flask"]["origin"]["locks"] == ["requirements/order.txt", "requirements/user.txt"]
-    assert wheels["pip"]["origin"]["purpose"] == "installer"
+    assert wheels["uv"]["origin"]["purpose"] == "installer"
     listed = (built_repo / "wheelhouse" / "SHA256SUMS").read_text()
     assert all(w["file"] in listed for w in document["wheels"])
     checked = subprocess.run(["sha256sum", "-c", "--strict", "SHA256SUMS"], cwd=built_repo / "wheelhouse", capture_output=True, text=True, check=False)

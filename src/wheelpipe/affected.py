@@ -13,7 +13,7 @@ read from the repository model:
 - the image recipe: anything under `dockerfiles/` affects every service;
 - the target: a change of the `[tool.wheelpipe.target]` table of the root pyproject.toml
   affects every service; any other change there (pytest settings, the release version) none;
-- the tooling that goes into every image: the pins of pip (the images' installer) and of
+- the tooling that goes into every image: the pins of uv (the images' installer) and of
   hatchling (the backend every first-party wheel is built with) in `requirements/dev.txt`.
   Any other tooling pin affects none.
 
@@ -28,6 +28,7 @@ the last commit touching its package, so a commit touching only its tests moves 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -104,9 +105,23 @@ def write_github_output(services: list[str], **values: object) -> Path:
         raise PipelineError(msg)
     lines = [f"services={json.dumps(services, separators=(',', ':'))}"]
     lines += [f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in values.items()]
-    with open(target, "a", encoding="utf-8") as stream:
-        stream.write("".join(f"{line}\n" for line in lines))
+    try:
+        with open(target, "a", encoding="utf-8") as stream:
+            stream.write("".join(f"{line}\n" for line in lines))
+    except OSError as error:
+        msg = f"--github-output: cannot append to GITHUB_OUTPUT={target}: {_unwritable(error, Path(target))}"
+        raise PipelineError(msg) from None
     return Path(target)
+
+
+def _unwritable(error: OSError, path: Path) -> str:
+    if error.errno == errno.EISDIR:
+        return "it is a directory, expected a file"
+    if error.errno == errno.ENOENT:
+        return f"its directory {path.parent} does not exist"
+    if error.errno == errno.ENOTDIR:
+        return "a parent of it is not a directory"
+    return error.strerror or str(error)
 
 
 # -- the base commit ---------------------------------------------------------------------
@@ -114,7 +129,8 @@ def write_github_output(services: list[str], **values: object) -> Path:
 
 def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
-        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        # Paths and old file contents are bytes to git; a non-UTF-8 one must not stop the listing.
+        result = subprocess.run(["git", *args], cwd=root, capture_output=True, encoding="utf-8", errors="surrogateescape", check=False)
     except FileNotFoundError:
         msg = "git is not installed (affected services are computed from git history)"
         raise GitError(msg) from None
@@ -213,7 +229,7 @@ def _affecting_every_service(root: Path, base: str, changed: list[str]) -> set[s
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8", errors="surrogateescape")
     except FileNotFoundError:
         return None
 
@@ -229,14 +245,14 @@ def _target_table(text: str | None) -> object:
 
 
 def _image_tooling(text: str | None) -> object:
-    """The pins of pip and hatchling in a tooling lock, for comparison."""
+    """The pins of the installer (uv) and hatchling in a tooling lock, for comparison."""
     if text is None:
         return None
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch, "dev.txt")
-        copy.write_text(text)
+        copy.write_text(text, encoding="utf-8", errors="surrogateescape")
         try:
             pins = parse_pins(copy, DEV_LOCK)
-        except LockError:
+        except (LockError, UnicodeDecodeError):
             return ("unparsable", text)
     return {name: (pins[name].version, pins[name].hashes) if name in pins else None for name in IMAGE_TOOLING}

@@ -1,8 +1,13 @@
-"""`invoke base-image`: a python:3.11-slim-bookworm equivalent bootstrapped from Debian packages.
+"""`invoke base-image`: a python:3.11-slim-bookworm equivalent bootstrapped from Debian packages,
+and the builder image derived from it.
 
 For build hosts that reach no container registry (air-gapped sites, this project's CI):
-debootstrap a minimal bookworm with Debian's python3, bring it up to date with the
+debootstrap a minimal Debian suite with its python3, bring it up to date with the
 security suite, trim it like Debian's slim images, and `docker import` it.
+
+The builder image is that base plus a compiler and Python's headers, for building a
+dependency published only as an sdist when this host is not the target (sdists.py). It is
+labelled as a builder, and the base check refuses it: no runtime image carries a compiler.
 """
 
 from __future__ import annotations
@@ -20,11 +25,21 @@ from .errors import DockerError, TargetError
 from .fsutil import write_atomic
 from .target import Target
 
-DEFAULT_TAG = "local/python:3.11-slim-bookworm"
+BASE_REPOSITORY = "local/python"
+BUILDER_REPOSITORY = "local/python-builder"
+DEFAULT_TAG = f"{BASE_REPOSITORY}:3.11-slim-bookworm"
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 # The Python each Debian suite ships as python3: the image must match the target.
 SUITE_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
+SUITE_GLIBC = {"bookworm": (2, 36), "trixie": (2, 41)}
+# What building a C or C++ extension needs, without build-essential's Debian packaging tools
+# (dpkg-dev and its Perl), which no PEP 517 backend calls and which double the apt step.
+BUILDER_PACKAGES = ("gcc", "g++", "make", "libc6-dev", "python3-dev", "python3-venv")
+# Labels of a builder image: what it is, and the base image id it was made from.
+ROLE_LABEL = "io.wheelpipe.role"
+BASE_ID_LABEL = "io.wheelpipe.base-id"
+BUILDER_ROLE = "builder"
 _SLIM_DPKG = """\
 path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright
@@ -42,25 +57,71 @@ _PROBE = (
 )
 
 
-def probe(docker: Docker, image: str, reporter: Reporter, cache: Path | None = None) -> dict:
-    """The interpreter of an image: version, machine, glibc, path.
+def base_tag(suite: str) -> str:
+    """The conventional tag of a suite's bootstrapped base image, e.g. local/python:3.13-slim-trixie."""
+    return f"{BASE_REPOSITORY}:{SUITE_PYTHON.get(suite, 'unknown')}-slim-{suite}"
 
-    An image id names immutable content, so a probe cached under it never goes stale;
-    the cache spares every image build a container start.
+
+def builder_tag(suite: str) -> str:
+    """The conventional tag of a suite's builder image, e.g. local/python-builder:3.13-slim-trixie."""
+    return f"{BUILDER_REPOSITORY}:{SUITE_PYTHON.get(suite, 'unknown')}-slim-{suite}"
+
+
+def suite_for(target: Target) -> str | None:
+    """The Debian suite whose python3 and glibc are exactly the target's, if any."""
+    for suite, python in SUITE_PYTHON.items():
+        if python == target.python_version and SUITE_GLIBC[suite] == target.glibc:
+            return suite
+    return None
+
+
+def probe(docker: Docker, image: str, reporter: Reporter, cache: Path | None = None) -> dict:
+    """The interpreter of an image (version, machine, glibc, path) and its wheelpipe role.
+
+    An image id names immutable content, labels included, so a probe cached under it never
+    goes stale; the cache spares every image build a container start.
     """
     image_id = docker.image_id(image, reporter) if cache else None
     known = json.loads(cache.read_text()) if cache and cache.is_file() else {}
-    if image_id in known:
+    if image_id in known and "role" in known[image_id]:
         return known[image_id]
     found = json.loads(docker.python(image, _PROBE, reporter).strip().splitlines()[-1])
+    found["role"] = _labels(docker, image, reporter).get(ROLE_LABEL, "")
     if cache and image_id:
         write_atomic(cache, json.dumps({**known, image_id: found}, indent=2, sort_keys=True) + "\n")
     return found
 
 
+def _labels(docker: Docker, image: str, reporter: Reporter) -> dict[str, str]:
+    found = docker.run("image", "inspect", "--format", "{{json .Config.Labels}}", image, reporter=reporter, what=f"inspecting {image}")
+    return json.loads(found.stdout.strip() or "null") or {}
+
+
 def check_matches_target(docker: Docker, image: str, target: Target, reporter: Reporter, cache: Path | None = None) -> dict:
-    """Wheels for the target must run on the image: same Python, glibc at least the target's."""
+    """Wheels for the target must run on the image: same Python, glibc at least the target's.
+
+    A builder image is refused: runtime images start from the base it was made from.
+    """
     found = probe(docker, image, reporter, cache)
+    if found.get("role") == BUILDER_ROLE:
+        msg = f"base image {image} is a builder image (it carries a compiler and headers); runtime images start from the base image it was made from"
+        raise TargetError(msg)
+    _check_interpreter(found, image, "base image", target)
+    return found
+
+
+def check_builds_for_target(docker: Docker, image: str, target: Target, reporter: Reporter) -> dict:
+    """A builder must run the target's wheels (its build requirements) and build for the
+    target: same Python and machine, and exactly the target's glibc, since an extension
+    compiled against a newer glibc may not load on the target."""
+    found = probe(docker, image, reporter)
+    _check_interpreter(found, image, "builder image", target)
+    glibc = tuple(int(x) for x in found["glibc"].split(".")[:2])
+    target.check_runs_like(found["python"], found["machine"], glibc, f"builder image {image}")
+    return found
+
+
+def _check_interpreter(found: dict, image: str, kind: str, target: Target) -> None:
     problems = []
     if found["python"] != target.python_version:
         problems.append(f"Python {found['python']} (target wants {target.python_version})")
@@ -70,17 +131,22 @@ def check_matches_target(docker: Docker, image: str, target: Target, reporter: R
     if glibc is None or glibc < target.glibc:
         problems.append(f"glibc {found['glibc'] or 'none'} (target wheels need {target.glibc[0]}.{target.glibc[1]} or newer)")
     if problems:
-        msg = f"base image {image} does not match the target {target.describe()}: {'; '.join(problems)}"
+        msg = f"{kind} {image} does not match the target {target.describe()}: {'; '.join(problems)}"
         raise TargetError(msg)
-    return found
 
 
-def bootstrap(docker: Docker, target: Target, tag: str, suite: str, force: bool, reporter: Reporter) -> str:
-    """Build and import the base image; return its tag. Reuses an existing image unless forced."""
+def _check_suite(suite: str, target: Target) -> None:
     wanted = SUITE_PYTHON.get(suite)
     if wanted != target.python_version:
         msg = f"Debian {suite} ships Python {wanted or 'unknown'} as python3, but the target is {target.describe()}; choose a matching suite"
         raise TargetError(msg)
+
+
+def bootstrap(docker: Docker, target: Target, tag: str | None, suite: str, force: bool, reporter: Reporter) -> str:
+    """Build and import the base image (default tag: base_tag(suite)); return its tag.
+    Reuses an existing image unless forced."""
+    _check_suite(suite, target)
+    tag = tag or base_tag(suite)
     docker.require_engine(reporter)
     if not force and docker.image_id(tag, reporter):
         check_matches_target(docker, tag, target, reporter)
@@ -110,6 +176,54 @@ def bootstrap(docker: Docker, target: Target, tag: str, suite: str, force: bool,
         _import(docker, root, tag, reporter)
     found = check_matches_target(docker, tag, target, reporter)
     reporter.info(f"{tag}: Python {found['python']} at {found['executable']}, glibc {found['glibc']}")
+    return tag
+
+
+def bootstrap_builder(docker: Docker, target: Target, tag: str | None, suite: str, force: bool, reporter: Reporter) -> str:
+    """Make the builder image (default tag: builder_tag(suite)) from the suite's base image,
+    bootstrapping the base first when it is missing; return its tag.
+
+    The builder is the base plus BUILDER_PACKAGES, one `docker build` layer on top, so it
+    runs the very interpreter the runtime images run. An existing builder is reused unless
+    forced or made from another base image than the current one.
+    """
+    _check_suite(suite, target)
+    wanted = SUITE_GLIBC[suite]
+    if wanted != target.glibc:
+        msg = (
+            f"Debian {suite} has glibc {wanted[0]}.{wanted[1]}, but a builder for the target {target.describe()} needs "
+            f"glibc {target.glibc[0]}.{target.glibc[1]} (what it compiles must load there); choose a matching suite"
+        )
+        raise TargetError(msg)
+    tag = tag or builder_tag(suite)
+    base = bootstrap(docker, target, None, suite, False, reporter)
+    base_id = docker.image_id(base, reporter)
+    if not force and docker.image_id(tag, reporter):
+        made_from = _labels(docker, tag, reporter).get(BASE_ID_LABEL)
+        if made_from == base_id:
+            check_builds_for_target(docker, tag, target, reporter)
+            reporter.info(f"{tag} already exists, made from {base}, and builds for the target (--force makes it again)")
+            return tag
+        reporter.info(f"{tag} was made from another image than the current {base}: making it again")
+    reporter.step(f"making the builder image {tag}: {base} plus {', '.join(BUILDER_PACKAGES)} (apt, about half a minute)")
+    dockerfile = (
+        "# Never a runtime image: it carries a compiler. Runtime images start from the base itself.\n"
+        f"FROM {base}\n"
+        "RUN apt-get -q update \\\n"
+        f" && DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends {' '.join(BUILDER_PACKAGES)} \\\n"
+        " && apt-get clean && rm -rf /var/lib/apt/lists/*\n"
+        f'LABEL {ROLE_LABEL}="{BUILDER_ROLE}" {BASE_ID_LABEL}="{base_id}"\n'
+    )
+    # No build context: the Dockerfile comes on stdin and copies nothing in.
+    run(
+        [docker.command, "build", "--force-rm", *(["--no-cache"] if force else []), "--tag", tag, "-"],
+        reporter=reporter,
+        what=f"building the builder image {tag}",
+        env=docker.env,
+        stdin=dockerfile,
+    )
+    found = check_builds_for_target(docker, tag, target, reporter)
+    reporter.info(f"{tag}: Python {found['python']} at {found['executable']}, glibc {found['glibc']}, with {', '.join(BUILDER_PACKAGES)}")
     return tag
 
 

@@ -1,8 +1,10 @@
 """`invoke bench`: the pipeline's speed measured against the naive way, in the same run.
 
-Each figure is the wall time of a real command in a fresh clone of the repository's
-HEAD; pip's download cache is shared by both sides, so neither pays for the network
-more than the other.
+Each figure is the wall time of a real command in a fresh copy of the repository. "Cold"
+means empty caches: the command runs with XDG_CACHE_HOME pointing at an empty directory,
+which pip, pip-tools, uv and the pipeline's own download cache all honour. PIP_CACHE_DIR or
+UV_CACHE_DIR could not do it: the pipeline runs every tool without PIP_*/UV_* variables.
+The two sides of a comparison get caches of their own, in the same state.
 """
 
 from __future__ import annotations
@@ -11,19 +13,37 @@ import io
 import os
 import shutil
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .console import Reporter, run
-from .errors import ToolError
+from .errors import RepositoryError, ToolError
 from .docker import Docker
 from .images import ImageSettings, build_image
 from .model import Repository, load_repository
 from .wheelhouse import Wheelhouse, build_wheels
+
+# The issue's targets.
+NOOP_SECONDS = 1.0  # build-wheels with nothing changed
+UV_CHECK_SHARE = 0.10  # lock --check of the heavy fixture: uv's time as a share of pip-tools'
+
+HEAVY_FIXTURE = "tests/packages/heavy_service"  # added to a copy as services/heavy by --heavy
+HEAVY_SERVICE = "heavy"
+COMPARED_RESOLVERS = ("uv", "pip-tools")
+
+SCALING_SIZES = (3, 10, 30)  # services in each generated monorepo of --scaling
+# Pure-Python, dependency-free and tiny, so the figures are the pipeline's cost, not pip's.
+LIGHT_DEPENDENCIES = ("attrs>=23.1", "idna>=3.4", "six>=1.16")
+SHARED_PACKAGE = "bench-common"
+# What a generated monorepo takes from this one: the pipeline and its tooling lock, no packages.
+PIPELINE_FILES = (".gitignore", "pyproject.toml", "tasks.py", "src/", "dockerfiles/", "requirements/dev.in", "requirements/dev.txt")
+_GIT_IDENTITY = ("-c", "user.name=wheelpipe bench", "-c", "user.email=bench@example.invalid", "-c", "commit.gpgsign=false")
 
 
 @dataclass
@@ -31,6 +51,18 @@ class Row:
     measure: str
     seconds: float
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target of the issue, judged on this run's figures."""
+
+    target: str
+    met: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.target}: {'met' if self.met else 'MISSED'} ({self.detail})"
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -44,8 +76,43 @@ def clone(repo: Repository, destination: Path, reporter: Reporter) -> Repository
     return load_repository(destination)
 
 
-def invoke(repo: Repository, *args: str, reporter: Reporter, env: dict[str, str] | None = None) -> None:
-    run([sys.executable, "-m", "invoke", *args], reporter=reporter, what=f"invoke {' '.join(args)}", cwd=repo.root, env=env)
+def working_copy(repo: Repository, destination: Path, reporter: Reporter) -> Repository:
+    """The repository as it stands, committed in a git repository of its own at `destination`:
+    the files a clone of HEAD holds plus uncommitted work, ignored files left out. A clone
+    would leave out the very change a developer runs the benchmark to measure."""
+    _copy_files(repo.root, destination, _project_files(repo.root, reporter))
+    _commit(destination, "bench: a copy of the repository", reporter, init=True)
+    return load_repository(destination)
+
+
+def _project_files(root: Path, reporter: Reporter) -> list[str]:
+    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], reporter=reporter, what="listing the repository's files", cwd=root)
+    # A tracked file deleted in the working tree is listed too, and is not copied.
+    return sorted({name for name in listed.stdout.split("\0") if name and ((root / name).is_file() or (root / name).is_symlink())})
+
+
+def _copy_files(source: Path, destination: Path, names: Sequence[str]) -> None:
+    for name in names:
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, target, follow_symlinks=False)
+
+
+def _commit(root: Path, message: str, reporter: Reporter, *, init: bool = False) -> None:
+    if init:
+        run(["git", "init", "-q", "-b", "main"], reporter=reporter, what=f"git init in {root}", cwd=root)
+    run(["git", "add", "-A"], reporter=reporter, what=f"git add in {root}", cwd=root)
+    run(["git", *_GIT_IDENTITY, "commit", "-q", "--allow-empty", "-m", message], reporter=reporter, what=f"git commit in {root}", cwd=root)
+
+
+def invoke(root: Path, *args: str, reporter: Reporter, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", "invoke", *args], reporter=reporter, what=f"invoke {' '.join(args)} in {root}", cwd=root, env=env)
+
+
+def empty_cache(directory: Path) -> dict[str, str]:
+    """The environment that gives a command the cache in `directory` (created empty)."""
+    directory.mkdir(parents=True)
+    return {"XDG_CACHE_HOME": str(directory)}
 
 
 def one_line_change(repo: Repository) -> str:
@@ -55,6 +122,9 @@ def one_line_change(repo: Repository) -> str:
     with module.open("a") as stream:
         stream.write("# bench: a one-line change\n")
     return f"{service.directory}: {module.name}"
+
+
+# -- build-wheels against the naive way ---------------------------------------------------
 
 
 def naive_wheelhouse(repo: Repository, outdir: Path, reporter: Reporter, env: dict[str, str]) -> None:
@@ -70,45 +140,59 @@ def naive_wheelhouse(repo: Repository, outdir: Path, reporter: Reporter, env: di
         )
 
 
-def wheelhouse_rows(repo: Repository, reporter: Reporter) -> list[Row]:
+@dataclass(frozen=True)
+class WheelhouseFigures:
+    cold: float  # no wheelhouse, empty caches
+    warm: float  # --clean, the caches the cold run filled
+    noop: float
+    noop_in_process: float  # the no-op without the interpreter's and invoke's start-up
+    incremental: float
+    changed: str  # where the one-line change went
+    naive_cold: float
+    naive_warm: float
+
+
+def wheelhouse_figures(repo: Repository, reporter: Reporter) -> WheelhouseFigures:
     with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-") as tmp:
-        # Cold means a fresh machine: no wheelhouse and an empty pip cache, for both sides.
-        ours_cache = {"PIP_CACHE_DIR": str(Path(tmp, "cache-ours"))}
-        naive_cache = {"PIP_CACHE_DIR": str(Path(tmp, "cache-naive"))}
-        ours = clone(repo, Path(tmp, "ours"), reporter)
+        ours_cache = empty_cache(Path(tmp, "cache-ours"))
+        naive_cache = empty_cache(Path(tmp, "cache-naive"))
+        ours = working_copy(repo, Path(tmp, "ours"), reporter)
         reporter.step("timing build-wheels: cold, warm cache, no-op, after a one-line change")
-        cold = timed(lambda: invoke(ours, "build-wheels", reporter=reporter, env=ours_cache))
-        warm = timed(lambda: invoke(ours, "build-wheels", "--clean", reporter=reporter, env=ours_cache))
-        noop = timed(lambda: invoke(ours, "build-wheels", reporter=reporter, env=ours_cache))
-        # The same no-op without the interpreter's and invoke's start-up (~0.15 s of the above).
+        cold = timed(lambda: invoke(ours.root, "build-wheels", reporter=reporter, env=ours_cache))
+        warm = timed(lambda: invoke(ours.root, "build-wheels", "--clean", reporter=reporter, env=ours_cache))
+        noop = timed(lambda: invoke(ours.root, "build-wheels", reporter=reporter, env=ours_cache))
         quiet = Reporter(stream=io.StringIO())
-        noop_work = timed(lambda: build_wheels(load_repository(ours.root), reporter=quiet))
+        noop_in_process = timed(lambda: build_wheels(load_repository(ours.root), reporter=quiet))
         changed = one_line_change(ours)
-        incremental = timed(lambda: invoke(ours, "build-wheels", reporter=reporter, env=ours_cache))
-        check = timed(lambda: invoke(ours, "lock", "--check", reporter=reporter))
+        incremental = timed(lambda: invoke(ours.root, "build-wheels", reporter=reporter, env=ours_cache))
         reporter.step("timing the naive way: python -m build per package, pip wheel -r per service")
-        naive_repo = clone(repo, Path(tmp, "naive"), reporter)
+        naive_repo = working_copy(repo, Path(tmp, "naive"), reporter)
         naive = timed(lambda: naive_wheelhouse(naive_repo, Path(tmp, "naive-wheels"), reporter, naive_cache))
         naive_warm = timed(lambda: naive_wheelhouse(naive_repo, Path(tmp, "naive-wheels-2"), reporter, naive_cache))
+    return WheelhouseFigures(cold, warm, noop, noop_in_process, incremental, changed, naive, naive_warm)
+
+
+def wheelhouse_rows(f: WheelhouseFigures) -> list[Row]:
     return [
-        Row("build-wheels, cold (no wheelhouse, empty pip cache)", cold, f"naive: {naive:.2f} s ({naive / cold:.1f}x slower)"),
-        Row("build-wheels --clean, warm pip cache", warm, f"naive: {naive_warm:.2f} s ({naive_warm / warm:.1f}x slower)"),
-        Row("build-wheels, nothing changed", noop, f"{noop / cold:.1%} of cold, {noop / warm:.1%} of warm"),
-        Row("build-wheels, nothing changed, in-process", noop_work, "the pipeline's own work, without start-up"),
-        Row("build-wheels, one-line change", incremental, changed),
-        Row("lock --check", check, "recompiles every lock with pip-compile"),
-        Row("naive, cold: build per package + pip wheel -r per service", naive, "same clone, its own empty pip cache"),
-        Row("naive, warm pip cache", naive_warm, ""),
+        Row("build-wheels, cold (no wheelhouse, empty caches)", f.cold, f"naive: {f.naive_cold:.2f} s ({f.naive_cold / f.cold:.1f}x slower)"),
+        Row("build-wheels --clean, warm caches", f.warm, f"naive: {f.naive_warm:.2f} s ({f.naive_warm / f.warm:.1f}x slower)"),
+        Row("build-wheels, nothing changed", f.noop, f"{f.noop / f.cold:.1%} of cold, {f.noop / f.warm:.1%} of warm"),
+        Row("build-wheels, nothing changed, in-process", f.noop_in_process, "the pipeline's own work, without start-up"),
+        Row("build-wheels, one-line change", f.incremental, f.changed),
+        Row("naive, cold: build per package + pip wheel -r per service", f.naive_cold, "same copy, its own empty caches"),
+        Row("naive, warm caches", f.naive_warm, ""),
     ]
 
 
-def wheelhouse_verdicts(rows: list[Row]) -> list[str]:
-    """The issue's targets, judged on this run's figures."""
-    cold, warm, noop, noop_work, _, _, naive, naive_warm = (row.seconds for row in rows)
+def noop_verdict(seconds: float, where: str = "") -> Verdict:
+    return Verdict(f"no-op build-wheels <= {NOOP_SECONDS:g} s{where}", seconds <= NOOP_SECONDS, f"{seconds:.2f} s")
+
+
+def wheelhouse_verdicts(f: WheelhouseFigures) -> list[Verdict]:
     return [
-        f"no-op <= 1 s: {'met' if noop <= 1 else 'MISSED'} ({noop:.2f} s)",
-        f"no-op <= 5% of cold: {'met' if noop <= 0.05 * cold else 'MISSED'} ({noop / cold:.1%}; in-process {noop_work / cold:.1%})",
-        f"cold faster than naive: {'met' if cold < naive else 'MISSED'} ({cold:.2f} s vs {naive:.2f} s; warm {warm:.2f} s vs {naive_warm:.2f} s)",
+        noop_verdict(f.noop),
+        Verdict("no-op <= 5% of cold", f.noop <= 0.05 * f.cold, f"{f.noop / f.cold:.1%}; in-process {f.noop_in_process / f.cold:.1%}"),
+        Verdict("cold faster than naive", f.cold < f.naive_cold, f"{f.cold:.2f} s vs {f.naive_cold:.2f} s; warm {f.warm:.2f} s vs {f.naive_warm:.2f} s"),
     ]
 
 
@@ -117,6 +201,287 @@ def table(rows: list[Row]) -> str:
     lines = [f"{'measure':<{width}}  {'seconds':>8}  note", f"{'-' * width}  {'-' * 8}  {'-' * 4}"]
     lines += [f"{r.measure:<{width}}  {r.seconds:>8.2f}  {r.note}" for r in rows]
     return "\n".join(lines)
+
+
+# -- invoke lock: uv against pip-tools ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockTimes:
+    """One resolver's `invoke lock` on one repository."""
+
+    cold: float  # lock --upgrade (every pin resolved afresh), empty caches
+    check: float  # lock --check right after, with the caches the cold run filled
+
+
+@dataclass(frozen=True)
+class LockComparison:
+    subject: str
+    uv: LockTimes
+    pip_tools: LockTimes
+    differing: tuple[str, ...] = ()  # lock files the two resolvers wrote differently
+
+    def rows(self) -> list[SideBySide]:
+        same = f"differing locks: {', '.join(self.differing)}" if self.differing else "both wrote byte-identical locks"
+        return [
+            SideBySide(f"{self.subject}: lock --upgrade, cold (empty caches)", self.uv.cold, self.pip_tools.cold, same),
+            SideBySide(f"{self.subject}: lock --check (caches warm)", self.uv.check, self.pip_tools.check),
+        ]
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    measure: str
+    uv: float
+    pip_tools: float
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """uv's time as a share of pip-tools'."""
+        return self.uv / self.pip_tools
+
+
+def lock_comparison(prepared: Repository, subject: str, workdir: Path, reporter: Reporter) -> LockComparison:
+    """`invoke lock --upgrade` cold, then `invoke lock --check`, with each resolver in a copy of its own.
+
+    --upgrade so that the cold run resolves every pin from nothing rather than keeping those of
+    the locks it finds, and so that a service added without a lock is locked consistently with
+    the others even when their pins have fallen behind the index.
+    """
+    times = {}
+    for name in COMPARED_RESOLVERS:
+        copy = workdir / name
+        shutil.copytree(prepared.root, copy, symlinks=True)
+        env = empty_cache(workdir / f"cache-{name}")
+        reporter.step(f"timing `invoke lock` on {subject} with {name}: cold, then --check")
+        cold = timed(lambda: invoke(copy, "lock", "--upgrade", "--resolver", name, reporter=reporter, env=env))
+        check = timed(lambda: invoke(copy, "lock", "--check", "--resolver", name, reporter=reporter, env=env))
+        times[name] = LockTimes(cold, check)
+    return LockComparison(subject, times["uv"], times["pip-tools"], _differing_locks(workdir / "uv", workdir / "pip-tools"))
+
+
+def _differing_locks(one: Path, other: Path) -> tuple[str, ...]:
+    names = {p.relative_to(root).as_posix() for root in (one, other) for p in (root / "requirements").glob("*.txt")}
+    return tuple(sorted(n for n in names if not ((one / n).is_file() and (other / n).is_file() and (one / n).read_bytes() == (other / n).read_bytes())))
+
+
+def repository_lock_comparison(repo: Repository, reporter: Reporter) -> LockComparison:
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-lock-") as tmp:
+        prepared = working_copy(repo, Path(tmp, "source"), reporter)
+        return lock_comparison(prepared, "repository", Path(tmp), reporter)
+
+
+def heavy_fixture(repo: Repository) -> Path:
+    """The heavy fixture's directory; checked before anything is timed, not minutes later."""
+    fixture = repo.root / HEAVY_FIXTURE
+    if not (fixture / "pyproject.toml").is_file():
+        msg = f"{HEAVY_FIXTURE}/pyproject.toml: missing (the service `invoke bench --heavy` adds and locks)"
+        raise RepositoryError(msg)
+    return fixture
+
+
+def with_heavy_service(repo: Repository, destination: Path, reporter: Reporter) -> Repository:
+    """A copy of the repository with the heavy fixture added as services/heavy, committed, not locked."""
+    fixture = heavy_fixture(repo)
+    copy = working_copy(repo, destination, reporter)
+    shutil.copytree(fixture, copy.root / "services" / HEAVY_SERVICE, ignore=shutil.ignore_patterns("__pycache__"))
+    _commit(copy.root, f"bench: {HEAVY_FIXTURE} as services/{HEAVY_SERVICE}", reporter)
+    return load_repository(copy.root)
+
+
+def heavy_lock_comparison(repo: Repository, reporter: Reporter) -> LockComparison:
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-heavy-") as tmp:
+        prepared = with_heavy_service(repo, Path(tmp, "source"), reporter)
+        return lock_comparison(prepared, "heavy fixture", Path(tmp), reporter)
+
+
+def lock_verdicts(heavy: LockComparison) -> list[Verdict]:
+    uv, pip_tools = heavy.uv.check, heavy.pip_tools.check
+    return [
+        Verdict(
+            f"lock --check of the heavy fixture with uv <= {UV_CHECK_SHARE:.0%} of pip-tools",
+            uv <= UV_CHECK_SHARE * pip_tools,
+            f"{uv:.2f} s vs {pip_tools:.2f} s: {uv / pip_tools:.1%}",
+        )
+    ]
+
+
+def side_by_side(rows: list[SideBySide]) -> str:
+    width = max(len(r.measure) for r in rows)
+    lines = [f"{'measure':<{width}}  {'uv':>8}  {'pip-tools':>9}  {'uv/pip-tools':>12}  note", f"{'-' * width}  {'-' * 8}  {'-' * 9}  {'-' * 12}  {'-' * 4}"]
+    lines += [f"{r.measure:<{width}}  {r.uv:>8.2f}  {r.pip_tools:>9.2f}  {r.ratio:>12.1%}  {r.note}".rstrip() for r in rows]
+    lines.append("(seconds; uv/pip-tools: uv's time as a share of pip-tools')")
+    return "\n".join(lines)
+
+
+# -- scaling: generated monorepos of growing size -----------------------------------------
+
+
+def service_name(index: int) -> str:
+    return f"svc{index + 1:02d}"
+
+
+def light_dependencies(index: int) -> list[str]:
+    """One light dependency for every service, a second for every other one."""
+    chosen = [LIGHT_DEPENDENCIES[index % len(LIGHT_DEPENDENCIES)]]
+    if index % 2:
+        chosen.append(LIGHT_DEPENDENCIES[(index + 1) % len(LIGHT_DEPENDENCIES)])
+    return chosen
+
+
+_SHARED_PYPROJECT = """\
+[build-system]
+requires = ["hatchling>=1.26"]
+build-backend = "hatchling.build"
+
+[project]
+name = "{name}"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = []
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/{module}"]
+"""
+
+_SERVICE_PYPROJECT = """\
+[build-system]
+requires = ["hatchling>=1.26"]
+build-backend = "hatchling.build"
+
+[project]
+name = "bench-{service}"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = [{dependencies}]
+
+[project.scripts]
+bench-{service} = "bench_{service}:main"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/bench_{service}"]
+
+[tool.wheelpipe.service]
+command = "bench-{service}"
+port-env = "BENCH_{service_upper}_PORT"
+default-port = {port}
+
+[tool.wheelpipe.sources]
+{shared} = {{ workspace = true }}
+"""
+
+_SERVICE_MODULE = '''\
+"""Generated by `invoke bench --scaling`."""
+
+from {shared_module} import greeting
+
+
+def main() -> int:
+    print(greeting("{service}"))
+    return 0
+'''
+
+
+def generate_monorepo(source: Repository, destination: Path, services: int, reporter: Reporter) -> Repository:
+    """A monorepo of `services` generated services and one shared package they all use, run by
+    this repository's pipeline (and its tooling lock), committed, not locked yet."""
+    keep = [name for name in _project_files(source.root, reporter) if name.startswith(PIPELINE_FILES)]
+    _copy_files(source.root, destination, keep)
+    shared_module = SHARED_PACKAGE.replace("-", "_")
+    shared = destination / "shared" / "common"
+    (shared / "src" / shared_module).mkdir(parents=True)
+    (shared / "pyproject.toml").write_text(_SHARED_PYPROJECT.format(name=SHARED_PACKAGE, module=shared_module))
+    (shared / "src" / shared_module / "__init__.py").write_text('def greeting(name: str) -> str:\n    return f"hello from {name}"\n')
+    for index in range(services):
+        name = service_name(index)
+        directory = destination / "services" / name
+        (directory / "src" / f"bench_{name}").mkdir(parents=True)
+        dependencies = ", ".join(f'"{d}"' for d in [SHARED_PACKAGE, *light_dependencies(index)])
+        (directory / "pyproject.toml").write_text(
+            _SERVICE_PYPROJECT.format(service=name, service_upper=name.upper(), dependencies=dependencies, port=9000 + index, shared=SHARED_PACKAGE)
+        )
+        (directory / "src" / f"bench_{name}" / "__init__.py").write_text(_SERVICE_MODULE.format(service=name, shared_module=shared_module))
+    _commit(destination, f"bench: a generated monorepo of {services} services", reporter, init=True)
+    return load_repository(destination)
+
+
+def change_shared_package(repo: Repository) -> None:
+    """A one-line change in the package every service uses: the most `affected` can find."""
+    module = repo.packages[SHARED_PACKAGE].path / "src" / SHARED_PACKAGE.replace("-", "_") / "__init__.py"
+    with module.open("a") as stream:
+        stream.write("# bench: a one-line change\n")
+
+
+@dataclass(frozen=True)
+class ScalingPoint:
+    services: int
+    lock: float  # no locks yet, warm caches
+    build_cold: float  # no wheelhouse, warm caches
+    build_noop: float
+    affected: float  # --since HEAD~1, after a change in the shared package
+
+
+def scaling_points(repo: Repository, reporter: Reporter, sizes: Sequence[int] = SCALING_SIZES) -> list[ScalingPoint]:
+    """Lock, build-wheels and affected on generated monorepos of each size.
+
+    The caches are warmed first by an untimed run on a monorepo that uses every light
+    dependency, so that the sizes differ in the pipeline's work only, not in downloads.
+    """
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-scaling-") as tmp:
+        env = empty_cache(Path(tmp, "cache"))
+        reporter.step("warming the caches on a small generated monorepo (not timed)")
+        warm = generate_monorepo(repo, Path(tmp, "warm-up"), len(LIGHT_DEPENDENCIES), reporter)
+        invoke(warm.root, "lock", reporter=reporter, env=env)
+        _commit(warm.root, "bench: locks", reporter)
+        invoke(warm.root, "build-wheels", reporter=reporter, env=env)
+        return [_scaling_point(repo, Path(tmp, f"{size}-services"), size, env, reporter) for size in sizes]
+
+
+def _scaling_point(source: Repository, destination: Path, size: int, env: dict[str, str], reporter: Reporter) -> ScalingPoint:
+    generated = generate_monorepo(source, destination, size, reporter)
+    root = generated.root
+    reporter.step(f"timing a generated monorepo of {size} services: lock, build-wheels cold and no-op, affected")
+    lock = timed(lambda: invoke(root, "lock", reporter=reporter, env=env))
+    _commit(root, "bench: locks", reporter)
+    change_shared_package(generated)
+    _commit(root, "bench: a one-line change in the shared package", reporter)
+    cold = timed(lambda: invoke(root, "build-wheels", reporter=reporter, env=env))
+    noop = timed(lambda: invoke(root, "build-wheels", reporter=reporter, env=env))
+    listed: list[str] = []
+    affected = timed(lambda: listed.extend(invoke(root, "affected", "--since", "HEAD~1", reporter=reporter, env=env).stdout.split()))
+    if len(listed) != size:
+        msg = f"invoke affected --since HEAD~1 in {root}: expected all {size} services after a change in {SHARED_PACKAGE}, found {len(listed)}"
+        raise ToolError(msg)
+    return ScalingPoint(size, lock, cold, noop, affected)
+
+
+SCALING_MEASURES = {
+    "lock (no locks yet)": "lock",
+    "build-wheels, cold (no wheelhouse)": "build_cold",
+    "build-wheels, nothing changed": "build_noop",
+    "affected --since HEAD~1": "affected",
+}
+
+
+def scaling_table(points: list[ScalingPoint]) -> str:
+    """Seconds per size, each with its growth against the smallest size, and the cost of one more service."""
+    first, last = points[0], points[-1]
+    width = max(len(m) for m in SCALING_MEASURES)
+    header = [f"{'generated monorepo':<{width}}", *(f"{f'{p.services} services':>15}" for p in points), f"{'per added service':>17}"]
+    lines = ["  ".join(header), "  ".join(["-" * width, *("-" * 15 for _ in points), "-" * 17])]
+    for measure, field in SCALING_MEASURES.items():
+        base = getattr(first, field)
+        cells = [f"{base:>15.2f}"]
+        cells += [f"{f'{getattr(p, field):.2f} (x{getattr(p, field) / base:.1f})':>15}" for p in points[1:]]
+        slope = (getattr(last, field) - base) / (last.services - first.services) if last.services != first.services else 0.0
+        lines.append("  ".join([f"{measure:<{width}}", *cells, f"{slope:>15.3f} s"]))
+    lines.append(f"(seconds; xN: against {first.services} services, warm caches)")
+    return "\n".join(lines)
+
+
+def scaling_verdicts(points: list[ScalingPoint]) -> list[Verdict]:
+    return [noop_verdict(p.build_noop, f" ({p.services} generated services)") for p in points]
 
 
 # The naive way to containerize a service: one stage, the whole repository copied in,
@@ -157,12 +522,25 @@ def _installed_size(docker: Docker, reference: str, reporter: Reporter) -> int:
 
 
 def install_step_seconds(house: Wheelhouse, service: str, workdir: Path, reporter: Reporter) -> tuple[float, float]:
-    """The image's install step (pip from its wheel, the Dockerfile's flags) next to `uv pip install`."""
+    """The image's install step (uv taken from the wheelhouse's installer wheel, run with the
+    Dockerfile's flags into a venv made --without-pip) next to a bare `uv pip install` of the
+    same wheels doing the same work (bytecode compiled, no cache)."""
     manifest = house.install_manifest(service)
-    pip_wheel = house.path / house.installer().file
-    flags = ["--isolated", "--no-index", "--no-cache-dir", "--require-hashes", "--only-binary", ":all:", "--no-deps", "--find-links", house.path, "-r", manifest]
-    run([sys.executable, "-m", "venv", "--without-pip", workdir / "pip-env"], reporter=reporter, what="venv")
-    pip = timed(lambda: run([workdir / "pip-env/bin/python", f"{pip_wheel}/pip", "install", *flags], reporter=reporter, what="pip install"))
+    with zipfile.ZipFile(house.path / house.installer().file) as wheel:
+        (binary,) = [name for name in wheel.namelist() if name.endswith(".data/scripts/uv")]
+        (workdir / "uv").write_bytes(wheel.read(binary))
+    (workdir / "uv").chmod(0o755)
+    run([sys.executable, "-m", "venv", "--without-pip", workdir / "image-env"], reporter=reporter, what="venv")
+    ours = timed(
+        lambda: run(
+            [workdir / "uv", "pip", "install", "--no-config", "--python", workdir / "image-env/bin/python", "--offline", "--no-index",
+             "--no-cache", "--require-hashes", "--only-binary", ":all:", "--no-deps", "--compile-bytecode", "--link-mode", "copy",
+             "--find-links", house.path, "-r", manifest],
+            reporter=reporter,
+            what="uv pip install, as the image's install step",
+            env={"SOURCE_DATE_EPOCH": "315532800", "UV_NO_INSTALLER_METADATA": "1"},
+        )
+    )
     uv = [sys.executable, "-m", "uv"]
     run([*uv, "venv", "-q", workdir / "uv-env"], reporter=reporter, what="uv venv")
     uv_seconds = timed(
@@ -173,7 +551,7 @@ def install_step_seconds(house: Wheelhouse, service: str, workdir: Path, reporte
             what="uv pip install",
         )
     )
-    return pip, uv_seconds
+    return ours, uv_seconds
 
 
 def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) -> tuple[list[Row], dict[str, float]]:
@@ -195,7 +573,7 @@ def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) ->
         base_size = _docker_size(docker, settings.base, reporter)
         figures["added"] = _docker_size(docker, tag, reporter) - base_size
         figures["installed"] = _installed_size(docker, tag, reporter)
-        figures["pip"], figures["uv"] = install_step_seconds(build_wheels(ours, reporter=quiet).wheelhouse, service, Path(tmp), reporter)
+        figures["install"], figures["uv"] = install_step_seconds(build_wheels(ours, reporter=quiet).wheelhouse, service, Path(tmp), reporter)
 
         reporter.step("timing the naive single-stage image: repository copied in, pip install from the index")
         naive = clone(repo, Path(tmp, "naive"), reporter)
@@ -221,7 +599,7 @@ def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) ->
         Row(f"image {service}, cold (no layer cache)", figures["cold"], "wheelhouse already built"),
         Row(f"image {service}, nothing changed", figures["noop"], ""),
         Row(f"image {service}, one-line change", figures["change"], f"{figures['change'] / figures['cold']:.0%} of cold"),
-        Row("install step: pip (Dockerfile flags)", figures["pip"], "into a fresh venv, bytecode compiled"),
+        Row("install step: uv from the wheelhouse (Dockerfile flags)", figures["install"], "into a fresh venv, bytecode compiled"),
         Row("install step floor: uv pip install", figures["uv"], "same wheels, --compile-bytecode, no cache"),
         Row(f"naive image {service}, cold", figures["naive_cold"], "single stage, pip from the index"),
         Row(f"naive image {service}, one-line change", figures["naive_change"], f"{figures['naive_change'] / figures['cold']:.0%} of our cold"),

@@ -7,11 +7,16 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import ToolError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -48,13 +53,10 @@ def run(
     Output is shown only with --verbose, or on failure, so that progress stays readable.
     """
     reporter.command(argv, cwd)
-    merged = dict(os.environ)
-    if env:
-        merged.update(env)
     result = subprocess.run(
         [str(a) for a in argv],
         cwd=cwd,
-        env=merged,
+        env=tool_environment(env),
         input=stdin,
         capture_output=True,
         text=True,
@@ -66,6 +68,39 @@ def run(
     if result.returncode != 0:
         raise ToolError(f"{what} failed (exit {result.returncode}): {_last_error_line(result)}", result.stdout + result.stderr)
     return result
+
+
+# Prefixes of the variables through which pip, pip-tools and uv take configuration: a
+# machine's mirror, constraint file or cache setting must never reach a lock or a build.
+_TOOL_CONFIG_PREFIXES = ("PIP_", "UV_", "PIP_TOOLS_")
+
+
+def tool_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any installer configuration, plus `extra`.
+
+    PIP_CONFIG_FILE=os.devnull makes pip skip every configuration file (global, user and
+    site); UV_NO_CONFIG does the same for uv. Proxy and CA settings stay: they say how to
+    reach an index, not which one or what to take from it.
+    """
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(_TOOL_CONFIG_PREFIXES)}
+    clean.update({"PIP_CONFIG_FILE": os.devnull, "UV_NO_CONFIG": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"})
+    if extra:
+        clean.update(extra)
+    return clean
+
+
+def parallel(function: Callable[[T], R], items: Iterable[T], workers: int) -> list[R]:
+    """`function` over `items` on up to `workers` threads, results in order.
+
+    On the first failure, or Ctrl-C, jobs not yet started are cancelled instead of run: a
+    plain `with ThreadPoolExecutor` would start every queued build before giving up.
+    """
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        futures = [pool.submit(function, item) for item in items]
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _last_error_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
-from .console import Reporter, run
+from .console import Reporter, run, tool_environment
 from .errors import DockerError, ToolError
 
 START_HINT = "start it (e.g. `sudo systemctl start docker`, or `dockerd &` as root; CI runs .ci/docker-engine)"
+
+
+@dataclass(frozen=True)
+class Tree:
+    """Part of a directory read out of an image."""
+
+    directories: frozenset[PurePosixPath]  # every subdirectory
+    files: dict[PurePosixPath, bytes]  # the files asked for, by path
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,11 @@ class Docker:
         result = self.run("image", "inspect", reference, reporter=reporter, what=f"inspecting {reference}")
         return json.loads(result.stdout)[0]
 
+    def environment(self, image: str, reporter: Reporter) -> list[str]:
+        """The image's configured environment, as NAME=value entries."""
+        result = self.run("image", "inspect", "--format", "{{json .Config.Env}}", image, reporter=reporter, what=f"inspecting {image}")
+        return json.loads(result.stdout) or []
+
     def python(self, image: str, code: str, reporter: Reporter, python: str = "python3") -> str:
         """Run Python code in a throwaway container with no network; return its output."""
         result = self.run(
@@ -56,3 +74,53 @@ class Docker:
             what=f"running {python} in {image}",
         )
         return result.stdout
+
+    def read_tree(self, image: str, path: str, reporter: Reporter, wanted: Callable[[PurePosixPath], bool]) -> Tree:
+        """A directory of an image: its subdirectories, and the contents of the files `wanted`
+        accepts (paths relative to the directory).
+
+        Read through a container that is created and never started: nothing in the image runs,
+        and there is no network, process or health check to set up or wait for.
+        """
+        container = self.run("create", image, reporter=reporter, what=f"creating a container of {image}").stdout.strip()
+        try:
+            tree = self._read_archive(container, path, reporter, wanted, what=f"copying {path} out of {image}")
+        except BaseException:
+            with contextlib.suppress(ToolError):  # the read's failure is the one worth reporting
+                self.run("rm", container, reporter=reporter, what="removing the container")
+            raise
+        self.run("rm", container, reporter=reporter, what=f"removing the container made to read {image}")
+        return tree
+
+    def _read_archive(self, container: str, path: str, reporter: Reporter, wanted: Callable[[PurePosixPath], bool], what: str) -> Tree:
+        # `docker cp` to stdout streams a tar; console.run only handles text, and writing the
+        # whole tree to disk (what `docker cp` to a directory does) costs several times more.
+        argv = [self.command, "cp", f"{container}:{path}", "-"]
+        reporter.command(argv, None)
+        directories: set[PurePosixPath] = set()
+        files: dict[PurePosixPath, bytes] = {}
+        with tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, env=tool_environment(self.env))
+            try:
+                with tarfile.open(fileobj=process.stdout, mode="r|") as archive:
+                    for member in archive:
+                        # Members are named from the directory itself (venv/...): drop that part.
+                        relative = PurePosixPath(*PurePosixPath(member.name).parts[1:])
+                        if relative.is_absolute() or ".." in relative.parts:
+                            continue  # not a path inside the directory: nothing docker cp makes
+                        if member.isdir():
+                            directories.add(relative)
+                        elif member.isfile() and wanted(relative):
+                            files[relative] = archive.extractfile(member).read()
+                broken = ""
+            except tarfile.TarError as error:
+                broken = str(error)
+            finally:
+                process.stdout.close()
+                process.wait()
+            errors.seek(0)
+            said = errors.read().decode(errors="replace").strip()
+        if process.returncode != 0 or broken:
+            detail = said.splitlines()[-1] if said else broken or "no output"
+            raise ToolError(f"{what} failed (exit {process.returncode}): {detail}", said)
+        return Tree(frozenset(directories), files)

@@ -7,6 +7,12 @@ expected and what was found.
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+from pathlib import Path
+from types import TracebackType
+
 
 class PipelineError(Exception):
     """Base class: a problem the user can fix, reported as one line."""
@@ -19,7 +25,9 @@ class RepositoryError(PipelineError):
 class UnknownServiceError(PipelineError):
     def __init__(self, name: str, known: list[str]) -> None:
         valid = ", ".join(known) or "none"
-        super().__init__(f"unknown service {name!r}: expected one of {valid}")
+        # `--service ""` (an unset shell variable) must not quietly mean "every service".
+        what = "empty service name" if not name else f"unknown service {name!r}"
+        super().__init__(f"{what}: expected one of {valid}")
 
 
 class TargetError(PipelineError):
@@ -62,3 +70,65 @@ class GitError(PipelineError):
 
 class PublishError(PipelineError):
     """Publishing wheels to a package index failed: no index configured, refused, or already there."""
+
+
+class PackageIndexError(PipelineError):
+    """A package index cannot be reached, or does not publish what a lock pins."""
+
+
+class HashMismatchError(PipelineError):
+    """A file's bytes do not hash to any value its lock allows."""
+
+
+def describe_os_error(error: OSError, root: Path) -> str:
+    """One line for an OSError that escaped the pipeline: the file(s) and the OS's reason.
+
+    Paths under `root` are shown relative to it. A full disk says so and names the file being
+    written, so that it is not mistaken for a corrupt download or a hash mismatch.
+    """
+    files = [_shown(name, root) for name in (error.filename, error.filename2) if name is not None]
+    if error.errno in _DISK_FULL:
+        # shutil's copies name (source, destination): the destination is the file being written.
+        written = files[-1] if files else _file_being_written(error.__traceback__, root)
+        return f"{_DISK_FULL[error.errno]} while writing {written or 'an output file (the OS did not say which)'}"
+    if error.errno == errno.EPIPE and not files:
+        return "broken pipe: whatever read this command's output exited before it was all written"
+    reason = " ".join((error.strerror or str(error) or type(error).__name__).split())
+    return f"{' -> '.join(files)}: {reason}" if files else reason
+
+
+_DISK_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def _shown(name: str | bytes | int | os.PathLike, root: Path) -> str:
+    """A file an OSError names (the str, bytes, path or descriptor the call was given)."""
+    if isinstance(name, int):
+        return f"file descriptor {name}"
+    path = Path(os.fsdecode(name))
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _file_being_written(traceback: TracebackType | None, root: Path) -> str | None:
+    """The name of the open file the failing code was writing, if any.
+
+    A failed write() on an open file raises an OSError without a file name (the kernel only
+    knows the descriptor); the file object in the innermost frame that holds one knows it.
+    """
+    frames = []
+    while traceback is not None:
+        frames.append(traceback.tb_frame)
+        traceback = traceback.tb_next
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str) and _opened_for_writing(value):
+                return _shown(value.name, root)
+    return None
+
+
+def _opened_for_writing(stream: io.IOBase) -> bool:
+    # A `with` block has usually closed the file by the time the error gets here, and a
+    # closed file no longer answers writable(); its mode still says how it was opened.
+    return any(flag in getattr(stream, "mode", "") for flag in "wax+")

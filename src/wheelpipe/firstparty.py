@@ -1,55 +1,399 @@
-"""Building the monorepo's own packages into reproducible wheels."""
+"""Building the monorepo's own packages into reproducible wheels.
+
+A wheel is never built from a package's directory in place. A file source lists the
+package's files (the working tree as git sees it, or a commit), they are staged into a
+clean directory, and the wheel is built there; the fingerprint recorded in the manifest
+is taken over exactly the staged files. So an untracked or ignored file, or a file a
+symlink reaches outside the repository, can never slip into a wheel unrecorded.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 import subprocess
 import sys
+import tempfile
 import zipfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
+from typing import BinaryIO
 
-from .console import Reporter, run
-from .errors import ToolError
+from .console import Reporter, run, tool_environment
+from .errors import GitError, PipelineError, ToolError
+from .fsutil import BLOCK, copy_hashing
 from .model import Package
 
 BUILD_BACKEND = "hatchling"
 # Zip archives cannot store times before 1980; used when a package has no commit yet.
 FALLBACK_EPOCH = 315532800
+# Outside a git work tree nothing says what is generated: skip what tools leave behind.
 _IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist", ".git", ".venv"}
 _IGNORED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
+_SYMLINK_MODE = "120000"
+_EXECUTABLE_MODE = "100755"
+# The kernel's own limit (MAXSYMLINKS): a longer chain is a loop.
+_SYMLINK_HOPS = 40
 
 
-def source_fingerprint(package: Package) -> str:
-    """sha256 over the package's source files (paths, executable bits and bytes).
+class SourceError(PipelineError):
+    """A package holds a file that cannot be built into a wheel faithfully."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of a package as it is staged and fingerprinted."""
+
+    path: str  # relative to the package directory, "/"-separated
+    executable: bool
+    location: str  # where its bytes are: a path on disk, or "<commit>:./<path>" for git
+
+
+class FileSource(ABC):
+    """Where the files of first-party packages come from. What it lists is all a build sees."""
+
+    root: Path
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    def files(self, package: Package) -> list[SourceFile]:
+        """The package's files, in fingerprint order; a file that cannot be built faithfully raises SourceError."""
+
+    @abstractmethod
+    def contents(self, files: Sequence[SourceFile]) -> Iterator[tuple[SourceFile, BinaryIO]]:
+        """Each file with a stream of its bytes, in order; read a stream before taking the next."""
+
+    @abstractmethod
+    def date_epoch(self, package: Package) -> int:
+        """SOURCE_DATE_EPOCH for the package: the same on every clone of a commit."""
+
+
+@dataclass(frozen=True)
+class WorkingTree(FileSource):
+    """The files git would see in the work tree: tracked ones and untracked ones not ignored,
+    read from disk. Outside a git work tree, every file but the usual build and cache output."""
+
+    root: Path
+
+    def describe(self) -> str:
+        return "the working tree"
+
+    def files(self, package: Package) -> list[SourceFile]:
+        names = self._git_listing(package) if self._in_git else _walk(package)
+        found = {}
+        for raw in names:
+            relative = _decoded(package, raw)
+            file = self._file(package, relative)
+            if file is not None:
+                found[relative] = file
+        if not found:
+            msg = f"{package.directory}: no files that git does not ignore; check the .gitignore files above it"
+            raise SourceError(msg)
+        return [found[name] for name in sorted(found, key=_walk_order)]
+
+    def contents(self, files: Sequence[SourceFile]) -> Iterator[tuple[SourceFile, BinaryIO]]:
+        for file in files:
+            with open(file.location, "rb") as stream:
+                yield file, stream
+
+    def date_epoch(self, package: Package) -> int:
+        return source_date_epoch(self.root, package)
+
+    @cached_property
+    def _in_git(self) -> bool:
+        try:
+            result = _git(self.root, "rev-parse", "--is-inside-work-tree")
+        except FileNotFoundError:
+            return False
+        if result.returncode == 0:
+            return result.stdout.strip() == b"true"
+        message = result.stderr.decode(errors="replace").strip()
+        if "not a git repository" in message:
+            return False
+        msg = f"{self.root}: git cannot read this work tree ({message})"
+        raise GitError(msg)
+
+    def _git_listing(self, package: Package) -> list[bytes]:
+        result = _git(self.root, "--literal-pathspecs", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", package.directory)
+        _check(result, f"listing the files of {package.directory}")
+        prefix = package.directory.encode() + b"/"
+        return [name.removeprefix(prefix) for name in result.stdout.split(b"\0") if name]
+
+    def _file(self, package: Package, relative: str) -> SourceFile | None:
+        path = package.path / relative
+        label = f"{package.directory}/{relative}"
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            return None  # tracked but deleted in the work tree: not part of it
+        if stat.S_ISLNK(info.st_mode):
+            path = self._link_target(path, label)
+            info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            msg = f"{label}: not a regular file (a git submodule, a socket or a pipe); a wheel holds files only"
+            raise SourceError(msg)
+        return SourceFile(relative, bool(info.st_mode & stat.S_IXUSR), str(path))
+
+    def _link_target(self, link: Path, label: str) -> Path:
+        """The file a symlink reaches, if it is one of the repository's own files."""
+        written = os.readlink(link)
+        root = Path(os.path.realpath(self.root))
+        target = Path(os.path.realpath(link))
+        if not target.is_relative_to(root):
+            raise _outside(label, written)
+        if target.is_relative_to(root / ".git"):
+            msg = f"{label}: symlink into git's own files ({written})"
+            raise SourceError(msg)
+        if not target.exists():
+            raise _dangling(label, written)
+        if target.is_dir():
+            raise _to_directory(label, written)
+        if self._in_git and self._ignored(target.relative_to(root).as_posix()):
+            # An ignored file (a local .env, say) must not ship through a link to it.
+            msg = f"{label}: symlink to a file git ignores ({written})"
+            raise SourceError(msg)
+        return target
+
+    def _ignored(self, path: str) -> bool:
+        result = _git(self.root, "check-ignore", "-q", "--", path)
+        if result.returncode not in (0, 1):
+            _check(result, f"checking whether {path} is ignored")
+        return result.returncode == 0
+
+
+@dataclass(frozen=True)
+class Commit(FileSource):
+    """The files of a commit, streamed from git: nothing in the work tree can reach a build."""
+
+    root: Path
+    revision: str  # a full commit id, so a moving HEAD cannot change what is built
+
+    def describe(self) -> str:
+        return f"commit {self.revision[:12]}"
+
+    def files(self, package: Package) -> list[SourceFile]:
+        prefix = package.directory.encode() + b"/"
+        found = {}
+        for entry in _ls_tree(self.root, self.revision, package.directory):
+            relative = _decoded(package, entry.raw_path.removeprefix(prefix))
+            label = f"{package.directory}/{relative}"
+            path, blob = entry.path, entry
+            if entry.mode == _SYMLINK_MODE:
+                path = self._resolve(entry.path, label)
+                blob = self._tree[path]
+            if blob.kind != "blob":
+                msg = f"{label}: a git submodule; a wheel holds files only"
+                raise SourceError(msg)
+            found[relative] = SourceFile(relative, blob.mode == _EXECUTABLE_MODE, f"{self.revision}:./{path}")
+        if not found:
+            msg = f"{package.directory}: no files in {self.describe()}; commit the package first"
+            raise SourceError(msg)
+        return [found[name] for name in sorted(found, key=_walk_order)]
+
+    def contents(self, files: Sequence[SourceFile]) -> Iterator[tuple[SourceFile, BinaryIO]]:
+        for file in files:
+            with _blob_stream(self.root, file.location) as stream:
+                yield file, stream
+
+    def date_epoch(self, package: Package) -> int:
+        return source_date_epoch(self.root, package, self.revision)
+
+    @cached_property
+    def _tree(self) -> dict[str, _TreeEntry]:
+        return {entry.path: entry for entry in _ls_tree(self.root, self.revision)}
+
+    @cached_property
+    def _directories(self) -> set[str]:
+        return {path.rsplit("/", i)[0] for path in self._tree for i in range(1, path.count("/") + 1)}
+
+    def _resolve(self, link: str, label: str) -> str:
+        """The path, in the commit, of the file a symlink reaches (through any chain of links)."""
+        written = os.fsdecode(self._blob_bytes(self._tree[link].oid))
+        root = Path(os.path.realpath(self.root))
+        pending = link.split("/")
+        resolved: list[str] = []
+        hops = 0
+        while pending:
+            part = pending.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not resolved:
+                    raise _outside(label, written)
+                resolved.pop()
+                continue
+            resolved.append(part)
+            entry = self._tree.get("/".join(resolved))
+            if entry is None or entry.mode != _SYMLINK_MODE:
+                continue
+            hops += 1
+            if hops > _SYMLINK_HOPS:
+                msg = f"{label}: symlink loop ({written})"
+                raise SourceError(msg)
+            target = os.fsdecode(self._blob_bytes(entry.oid))
+            resolved.pop()
+            if target.startswith("/"):
+                # Absolute links only ever name this checkout's own path, if anything here.
+                if not Path(target).is_relative_to(root):
+                    raise _outside(label, written)
+                resolved, target = [], Path(target).relative_to(root).as_posix()
+            pending = target.split("/") + pending
+        path = "/".join(resolved)
+        if not path or path in self._directories:
+            raise _to_directory(label, written)
+        if path not in self._tree:
+            raise _dangling(label, written)
+        return path
+
+    def _blob_bytes(self, oid: str) -> bytes:
+        result = _git(self.root, "cat-file", "blob", oid)
+        _check(result, f"reading object {oid}")
+        return result.stdout
+
+
+@dataclass(frozen=True)
+class _TreeEntry:
+    mode: str
+    kind: str  # "blob" or "commit" (a submodule)
+    oid: str
+    raw_path: bytes  # relative to the repository root, as git stores it
+    path: str  # the same, decoded (undecodable bytes kept as surrogates)
+
+
+def _ls_tree(root: Path, revision: str, directory: str | None = None) -> list[_TreeEntry]:
+    """Every file under `directory` (default: the whole repository) in the commit."""
+    result = _git(root, "--literal-pathspecs", "ls-tree", "-r", "-z", revision, *(["--", directory] if directory else []))
+    _check(result, f"listing {directory or root.name} in commit {revision[:12]}")
+    entries = []
+    for line in result.stdout.split(b"\0"):
+        if line:
+            meta, raw_path = line.split(b"\t", 1)
+            mode, kind, oid = meta.decode().split(" ")
+            entries.append(_TreeEntry(mode, kind, oid, raw_path, os.fsdecode(raw_path)))
+    return entries
+
+
+@contextlib.contextmanager
+def _blob_stream(root: Path, spec: str) -> Iterator[BinaryIO]:
+    """A file of a commit as a checkout would write it (eol and smudge filters applied),
+    streamed from `git cat-file --filters`. One process per file: git 2.39's --batch mode
+    cannot apply filters."""
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(
+            ["git", "cat-file", "--filters", spec], cwd=root, stdout=subprocess.PIPE, stderr=errors, env=tool_environment()
+        )
+        try:
+            yield process.stdout
+            while process.stdout.read(BLOCK):
+                pass  # whatever its reader left, so that git can finish
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            process.stdout.close()
+            process.wait()
+        if process.returncode != 0:
+            errors.seek(0)
+            msg = f"git cat-file could not read {spec} (exit {process.returncode}): {errors.read().decode(errors='replace').strip()}"
+            raise GitError(msg)
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    # Bytes, not text: file names are whatever bytes the file system holds.
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, env=tool_environment(), check=False)
+
+
+def _check(result: subprocess.CompletedProcess[bytes], what: str) -> None:
+    if result.returncode != 0:
+        msg = f"git failed {what} (exit {result.returncode}): {result.stderr.decode(errors='replace').strip()}"
+        raise GitError(msg)
+
+
+def _walk(package: Package) -> list[bytes]:
+    names = []
+    for directory, dirs, files in os.walk(package.path):
+        # A symlink to a directory is listed so that it is refused, not silently skipped.
+        links = [d for d in dirs if os.path.islink(os.path.join(directory, d))]
+        dirs[:] = [d for d in dirs if d not in _IGNORED_DIRS and not d.endswith(_IGNORED_SUFFIXES) and d not in links]
+        for name in [*files, *links]:
+            if not name.endswith(_IGNORED_SUFFIXES):
+                names.append(os.fsencode(Path(directory, name).relative_to(package.path)))
+    return names
+
+
+def _decoded(package: Package, raw: bytes) -> str:
+    """A package-relative file name, which wheels (RECORD) and the fingerprint hold as UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        shown = raw.decode("utf-8", errors="backslashreplace")
+        msg = f"{package.directory}: file name '{shown}' is not valid UTF-8; rename it"
+        raise SourceError(msg) from None
+
+
+def _walk_order(path: str) -> tuple[tuple[int, str], ...]:
+    """os.walk's top-down order (a directory's files, then its subdirectories, each sorted),
+    which fingerprints have always used: an unchanged package keeps its fingerprint."""
+    *directories, name = path.split("/")
+    return (*((1, d) for d in directories), (0, name))
+
+
+def _outside(label: str, written: str) -> SourceError:
+    return SourceError(f"{label}: symlink to a path outside the repository ({written})")
+
+
+def _dangling(label: str, written: str) -> SourceError:
+    return SourceError(f"{label}: dangling symlink: its target {written} does not exist")
+
+
+def _to_directory(label: str, written: str) -> SourceError:
+    return SourceError(f"{label}: symlink to a directory ({written}); only files may be linked")
+
+
+def _record(digest: hashlib._Hash, file: SourceFile, content: hashlib._Hash) -> None:
+    digest.update(f"{file.path}\0{int(file.executable)}\0".encode())
+    digest.update(content.digest())
+
+
+def fingerprint(source: FileSource, package: Package) -> str:
+    """sha256 over the package's files (paths, executable bits and contents), streamed.
 
     Equal fingerprints mean an equal wheel, so an unchanged package is never rebuilt.
     """
     digest = hashlib.sha256()
-    for directory, dirs, files in os.walk(package.path):
-        dirs[:] = sorted(d for d in dirs if d not in _IGNORED_DIRS and not d.endswith(_IGNORED_SUFFIXES))
-        for name in sorted(files):
-            if name.endswith(_IGNORED_SUFFIXES):
-                continue
-            path = Path(directory, name)
-            relative = path.relative_to(package.path).as_posix()
-            executable = os.access(path, os.X_OK)
-            digest.update(f"{relative}\0{int(executable)}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for file, stream in source.contents(source.files(package)):
+        content = hashlib.sha256()
+        copy_hashing(stream, content)
+        _record(digest, file, content)
     return digest.hexdigest()
 
 
-def source_date_epoch(root: Path, package: Package) -> int:
-    """The time of the last commit touching the package: the same on every clone of a commit."""
+def stage(source: FileSource, package: Package, destination: Path) -> str:
+    """Copy the package's files into `destination`; the fingerprint of exactly what was copied."""
+    digest = hashlib.sha256()
+    for file, stream in source.contents(source.files(package)):
+        target = destination / file.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        content = hashlib.sha256()
+        with target.open("xb") as copy:
+            copy_hashing(stream, content, copy)
+        target.chmod(0o755 if file.executable else 0o644)
+        _record(digest, file, content)
+    return digest.hexdigest()
+
+
+def source_date_epoch(root: Path, package: Package, revision: str = "HEAD") -> int:
+    """The time of the last commit up to `revision` touching the package."""
     try:
-        result = subprocess.run(
-            ["git", "log", "-1", "--format=%ct", "--", package.directory],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = _git(root, "--literal-pathspecs", "log", "-1", "--format=%ct", revision, "--", package.directory)
     except FileNotFoundError:
         return FALLBACK_EPOCH
     stamp = result.stdout.strip()
@@ -64,13 +408,29 @@ def backend_version() -> str:
         raise ToolError(msg) from None
 
 
-def build_wheel(package: Package, epoch: int, outdir: Path, reporter: Reporter) -> Path:
-    """`python -m build --wheel` without isolation: the backend is the one pinned in the tooling lock."""
-    outdir.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class BuiltWheel:
+    path: Path
+    source_sha256: str  # the fingerprint of the staged files it was built from
+
+
+def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path, reporter: Reporter) -> BuiltWheel:
+    """Stage the package's files in `workdir` and run `python -m build --wheel` there, without
+    isolation: the backend is the one pinned in the tooling lock."""
+    staging = workdir / "source"
+    staged = staging / package.path.name
+    staged.mkdir(parents=True)
+    # Hatchling reads the first ignore file it finds from the project upwards; empty ones
+    # here keep it from reading whatever lies above the staging directory.
+    (staging / ".gitignore").touch()
+    (staging / ".hgignore").touch()
+    source_sha256 = stage(source, package, staged)
+    outdir = workdir / "wheel"
+    outdir.mkdir()
     run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", outdir, package.path],
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", outdir, staged],
         reporter=reporter,
-        what=f"building {package.label}",
+        what=f"building {package.label} from {source.describe()}",
         env={"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"},
     )
     wheels = list(outdir.glob("*.whl"))
@@ -83,4 +443,4 @@ def build_wheel(package: Package, epoch: int, outdir: Path, reporter: Reporter) 
         # Backends happily package nothing when the package path is wrong.
         msg = f"building {package.label}: {wheels[0].name} holds no Python module; check the wheel target's package paths in {package.directory}/pyproject.toml"
         raise ToolError(msg)
-    return wheels[0]
+    return BuiltWheel(wheels[0], source_sha256)

@@ -1,4 +1,8 @@
-"""File-system primitives that keep outputs whole: hashes, atomic writes, an exclusive lock."""
+"""File-system primitives that keep outputs whole: hashes, atomic writes, an exclusive lock.
+
+Files are read in blocks, never whole: a package or a release may hold files larger than
+the memory of the machine that builds it.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,54 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+BLOCK = 1 << 20
+
+
+def copy_hashing(source: BinaryIO, digest: hashlib._Hash, destination: BinaryIO | None = None) -> int:
+    """Feed `source` to `digest` (and to `destination`) block by block; the number of bytes."""
+    size = 0
+    for block in iter(lambda: source.read(BLOCK), b""):
+        digest.update(block)
+        if destination is not None:
+            destination.write(block)
+        size += len(block)
+    return size
 
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
+        copy_hashing(stream, digest)
     return digest.hexdigest()
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write next to the destination, then rename: readers see the old or the new file, never half."""
+class HashingReader:
+    """A read-only stream that hashes what its reader takes, for consumers that pull (tarfile)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.stream.read(size)
+        self.digest.update(block)
+        return block
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """A file written next to `path` and renamed onto it only if the block completes.
+
+    Readers see the old file or the new one, never half of one; an error or an interrupt
+    leaves no temporary file behind.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as stream:
-            stream.write(data.encode() if isinstance(data, str) else data)
+            yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(tmp, 0o644)
@@ -34,6 +69,12 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write next to the destination, then rename: readers see the old or the new file, never half."""
+    with atomic_output(path) as stream:
+        stream.write(data.encode() if isinstance(data, str) else data)
 
 
 def fsync_tree(root: Path) -> None:

@@ -1,36 +1,47 @@
 """`invoke image` and `invoke verify-image`: a service's runtime image from the wheelhouse.
 
 The build context holds only the service's wheels, split into third-party and first-party
-parts so that a code change leaves the dependency layers cached. The build runs with
-`--network=none`; the image is verified against the install manifest before it is tagged.
+parts so that a code change leaves the dependency layers cached, and the installer (uv)
+with its hash. The build runs with `--network=none`; the image is verified against the
+install manifest before it is tagged.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
 from . import baseimage
-from .console import Reporter
+from .console import Reporter, parallel
 from .docker import Docker
 from .errors import DockerError, ToolError
+from .fsutil import exclusive_lock
 from .lockfile import format_pins, parse_pins
 from .model import DOCKERFILES_DIR, Repository
 from .wheelhouse import STORE, Wheelhouse, build_wheels
 
 DOCKERFILE = "service.Dockerfile"
-_INSTALLED = (
-    "import importlib.metadata as m, json; "
-    "print(json.dumps(sorted([d.metadata['Name'], d.version] for d in m.distributions())))"
-)
+# How a check in the Dockerfile starts the line saying why it stopped the build.
+CHECK_MARKER = "image check: "
+# The Dockerfile's stage holding every layer of the image but the service's own.
+SHARED_STAGE = "runtime-deps"
+# Under the wheelhouse store: one build context directory per service.
+CONTEXTS = "image-contexts"
+# Where the Dockerfile puts the service's virtual environment.
+VENV = PurePosixPath("/srv/venv")
 
 
 @dataclass(frozen=True)
@@ -76,39 +87,100 @@ def _link_or_copy(source: Path, destination: Path) -> None:
         shutil.copy2(source, destination)
 
 
-def prepare_context(repo: Repository, house: Wheelhouse, service: str, context: Path, dockerfile: Path | None = None) -> None:
-    """installer/, third-party/ and first-party/: the only files the build can see."""
+def _context_parts(repo: Repository, house: Wheelhouse, service: str) -> dict[str, list[tuple[str, str, str]]]:
+    """The service's install manifest split into its third-party and first-party parts:
+    (name, version, sha256) of each pin."""
     first_party = {p.name for p in repo.closure(service)}
-    manifest = house.install_manifest(service)
-    pins = parse_pins(manifest, f"wheelhouse/install/{service}.txt")
-    by_hash = {e.sha256: e for e in house.entries.values()}
+    pins = parse_pins(house.install_manifest(service), f"wheelhouse/install/{service}.txt")
     parts: dict[str, list[tuple[str, str, str]]] = {"third-party": [], "first-party": []}
     for pin in pins.values():
         (digest,) = pin.hashes
-        entry = by_hash[digest]
-        part = "first-party" if pin.name in first_party else "third-party"
-        (context / part).mkdir(parents=True, exist_ok=True)
-        _link_or_copy(house.path / entry.file, context / part / entry.file)
-        parts[part].append((pin.name, pin.version, digest))
-    for part, entries in parts.items():
+        parts["first-party" if pin.name in first_party else "third-party"].append((pin.name, pin.version, digest))
+    return parts
+
+
+def prepare_context(repo: Repository, house: Wheelhouse, service: str, context: Path, dockerfile: Path | None = None) -> None:
+    """installer/, third-party/ and first-party/: the only files the build can see."""
+    by_hash = {e.sha256: e for e in house.entries.values()}
+    for part, pins in _context_parts(repo, house, service).items():
+        (context / part).mkdir(parents=True)
+        for _, _, digest in pins:
+            _link_or_copy(house.path / by_hash[digest].file, context / part / by_hash[digest].file)
         header = f"The {part} part of wheelhouse/install/{service}.txt, for the image build."
-        (context / part / "requirements.txt").write_text(format_pins(entries, header))
+        (context / part / "requirements.txt").write_text(format_pins(pins, header))
     installer = house.installer()
     (context / "installer").mkdir()
     _link_or_copy(house.path / installer.file, context / "installer" / installer.file)
+    # The build checks the wheel against the hash the wheelhouse verified, so what runs as the
+    # installer is that wheel even if the file changed after the check.
+    (context / "installer" / "SHA256SUMS").write_text(f"{installer.sha256}  {installer.file}\n")
     shutil.copy2(dockerfile or repo.root / DOCKERFILES_DIR / DOCKERFILE, context / DOCKERFILE)
 
 
-def installed_distributions(docker: Docker, image: str, reporter: Reporter) -> dict[str, str]:
-    """Name -> version of what the image's virtual environment holds, read from the image."""
-    output = docker.python(image, _INSTALLED, reporter, python="/srv/venv/bin/python")
-    return {canonicalize_name(name): version for name, version in json.loads(output.strip().splitlines()[-1])}
+@dataclass(frozen=True)
+class Installed:
+    """What the image's interpreter can import distributions from, read from the image."""
+
+    distributions: dict[str, str]  # canonical name -> version
+    unaccounted: list[str]  # what puts places outside the venv on its path: no manifest covers them
+
+
+def _metadata_file(path: PurePosixPath) -> bool:
+    """What a distribution search over the venv reads: the files naming each distribution, the
+    .pth files that extend the path, and the venv's configuration."""
+    return (
+        path.suffix == ".pth"
+        or path == PurePosixPath("pyvenv.cfg")
+        or (path.parent.suffix in (".dist-info", ".egg-info") and path.name in ("METADATA", "PKG-INFO"))
+    )
+
+
+def read_installed(docker: Docker, image: str, reporter: Reporter) -> Installed:
+    """The venv's distributions, read from the image's files: nothing runs in the image.
+
+    The interpreter's search path is rebuilt as `site` builds it: the venv's site-packages and
+    the directories its .pth files name (their `import` lines, code, are not run). A venv that
+    sees the base's site-packages, a .pth entry outside the venv and PYTHONPATH in the image's
+    environment are reported rather than followed.
+    """
+    environment = docker.environment(image, reporter)
+    unaccounted = [f"the image sets {entry}" for entry in environment if entry.startswith("PYTHONPATH=") and entry != "PYTHONPATH="]
+    tree = docker.read_tree(image, str(VENV), reporter, _metadata_file)
+    config = tree.files.get(PurePosixPath("pyvenv.cfg"), b"").decode(errors="replace")
+    options = {key.strip(): value.strip() for key, _, value in (line.partition("=") for line in config.splitlines())}
+    if options.get("include-system-site-packages", "false").lower() == "true":
+        unaccounted.append(f"{VENV}/pyvenv.cfg includes the base image's site-packages")
+    path = []
+    for site in sorted(d for d in tree.directories if len(d.parts) == 3 and d.match("lib*/python*/site-packages")):
+        path.append(site)
+        for pth in sorted(f for f in tree.files if f.parent == site and f.suffix == ".pth"):
+            for line in tree.files[pth].decode(errors="replace").splitlines():
+                entry = line.strip()
+                if not entry or entry.startswith(("#", "import ", "import\t")):
+                    continue
+                named = PurePosixPath(os.path.normpath(VENV / site / entry))
+                if not named.is_relative_to(VENV):
+                    unaccounted.append(f"{pth.name} puts {named} on the path")
+                elif named.relative_to(VENV) in tree.directories:
+                    path.append(named.relative_to(VENV))
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-verify-") as tmp:
+        # importlib.metadata reads distributions from a file system: give it the files read.
+        for file, content in tree.files.items():
+            (Path(tmp) / file).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / file).write_bytes(content)
+        found = {
+            canonicalize_name(d.metadata["Name"]): d.version
+            for d in importlib.metadata.distributions(path=[str(Path(tmp) / p) for p in path])
+            if d.metadata["Name"]
+        }
+    return Installed(found, unaccounted)
 
 
 def verify_image(house: Wheelhouse, docker: Docker, image: str, service: str, reporter: Reporter) -> None:
     """The image's venv holds exactly the install manifest's pins: nothing more, nothing less."""
     expected = {name: pin.version for name, pin in parse_pins(house.install_manifest(service)).items()}
-    found = installed_distributions(docker, image, reporter)
+    installed = read_installed(docker, image, reporter)
+    found = installed.distributions
     problems = [f"missing {name}=={version}" for name, version in sorted(expected.items()) if name not in found]
     problems += [f"extra {name}=={version}" for name, version in sorted(found.items()) if name not in expected]
     problems += [
@@ -116,6 +188,7 @@ def verify_image(house: Wheelhouse, docker: Docker, image: str, service: str, re
         for name, version in sorted(expected.items())
         if name in found and found[name] != version
     ]
+    problems += installed.unaccounted
     if problems:
         msg = f"image {image} does not match wheelhouse/install/{service}.txt: {'; '.join(problems)}"
         raise DockerError(msg)
@@ -124,8 +197,9 @@ def verify_image(house: Wheelhouse, docker: Docker, image: str, service: str, re
 
 def require_base(repo: Repository, settings: ImageSettings, reporter: Reporter) -> None:
     docker = settings.docker
-    docker.require_engine(reporter)
     if not docker.image_id(settings.base, reporter):
+        # Only now is it worth a `docker info`: an unreachable engine is the likelier cause.
+        docker.require_engine(reporter)
         msg = (
             f"base image {settings.base} is not present: `docker pull {settings.base}`, or where no registry "
             f"is reachable run `invoke base-image` and build with --base-image {baseimage.DEFAULT_TAG}"
@@ -136,36 +210,165 @@ def require_base(repo: Repository, settings: ImageSettings, reporter: Reporter) 
 
 def build_image(repo: Repository, settings: ImageSettings, service: str, reporter: Reporter, *, no_cache: bool = False) -> str:
     """Build, verify, then tag; return the tag. A failure anywhere leaves every tag where it was."""
-    repo.service(service)
+    (tag,) = build_images(repo, settings, [service], reporter, no_cache=no_cache)
+    return tag
+
+
+def build_images(
+    repo: Repository, settings: ImageSettings, services: list[str], reporter: Reporter, *, no_cache: bool = False, jobs: int = 0
+) -> list[str]:
+    """Build, verify and tag each service's image, up to `jobs` at once (0: one per core);
+    return the tags in order.
+
+    The base and the wheelhouse are checked once for all. With more than one service every
+    output line starts with the service's name. A failure names its service and leaves that
+    service's tag where it was; builds not started yet are not started.
+    """
+    for service in services:
+        repo.service(service)
     require_base(repo, settings, reporter)
-    house = build_wheels(repo, service=service, reporter=reporter).wheelhouse
+    house = build_wheels(repo, service=services[0] if len(services) == 1 else None, reporter=reporter).wheelhouse
+    workers = min(jobs if jobs > 0 else os.cpu_count() or 1, len(services))
+    if workers == 1:
+        return [build_from_wheelhouse(repo, settings, house, service, reporter, no_cache=no_cache) for service in services]
+    if not settings.docker.buildkit:
+        _build_shared_stages(repo, settings, house, services, reporter, no_cache=no_cache)
+        no_cache = False  # what the services share was just built; the rest is new anyway
+    lines = threading.Lock()
+
+    def build(service: str) -> str:
+        prefixed = dataclasses.replace(reporter, stream=_PrefixedLines(reporter.stream, f"{service}: ", lines))
+        return build_from_wheelhouse(repo, settings, house, service, prefixed, no_cache=no_cache)
+
+    return parallel(build, services, workers=workers)
+
+
+def _build_shared_stages(repo: Repository, settings: ImageSettings, house: Wheelhouse, services: list[str], reporter: Reporter, *, no_cache: bool) -> None:
+    """Build the stages services share (deps and runtime-deps), once each, before the services.
+
+    Only for the legacy builder, whose cache is a chain of images: two builds running at once
+    would each make their own copy of a step they share, and a later build would follow the
+    newer copy, then rebuild what follows it, making a new image of an unchanged service.
+    BuildKit's cache is content-addressed and shares such steps itself.
+    """
+    shared: dict[tuple[str, int], list[str]] = {}
+    for service in services:
+        third_party = _context_parts(repo, house, service)["third-party"]
+        shared.setdefault((format_pins(third_party, ""), repo.service(service).service.default_port), []).append(service)
+    for index, group in enumerate(shared.values()):
+        reporter.step(f"building the {SHARED_STAGE} stage of {', '.join(group)} first, once for the builds that run at once")
+        # One after the other: groups share the deps stage, or at least the runtime's base.
+        _docker_build(repo, settings, house, group[0], reporter, target=SHARED_STAGE, no_cache=no_cache and index == 0)
+
+
+def build_from_wheelhouse(
+    repo: Repository, settings: ImageSettings, house: Wheelhouse, service: str, reporter: Reporter, *, no_cache: bool = False
+) -> str:
+    """Build the service's image from a wheelhouse already checked, verify it, then tag it;
+    return the tag. A failure leaves the tag where it was."""
     tag = image_tag(repo, settings, service)
     reporter.step(f"building {tag} from {settings.base} (network off during the build)")
+    image_id = _docker_build(repo, settings, house, service, reporter, target=None, no_cache=no_cache)
+    try:
+        verify_image(house, settings.docker, image_id, service, reporter)
+        settings.docker.run("tag", image_id, tag, reporter=reporter, what=f"tagging {tag}")
+    except ToolError as error:
+        raise DockerError(f"the image of {service} was built but not tagged: {error}") from None
+    reporter.info(f"tagged {tag} ({image_id.removeprefix('sha256:')[:12]})")
+    return tag
+
+
+def _docker_build(repo: Repository, settings: ImageSettings, house: Wheelhouse, service: str, reporter: Reporter, *, target: str | None, no_cache: bool) -> str:
+    """`docker build` of the service's context, offline, up to `target` (default: the image);
+    return the image id."""
     package = repo.service(service)
-    with tempfile.TemporaryDirectory(prefix="wheelpipe-image-") as tmp:
-        context = Path(tmp)
+    with _context_directory(repo, service, reporter) as context, tempfile.TemporaryDirectory(prefix="wheelpipe-image-") as tmp:
         prepare_context(repo, house, service, context, settings.dockerfile)
-        iidfile = context / "image.id"
-        args = {
-            "BASE_IMAGE": settings.base,
-            "SERVICE_COMMAND": package.service.command,
-            "DEFAULT_PORT": str(package.service.default_port),
-            **oci_labels(repo, service),
-        }
+        iidfile = Path(tmp) / "image.id"
+        args = {"BASE_IMAGE": settings.base, "DEFAULT_PORT": str(package.service.default_port)}
+        if target is None:
+            args |= {"SERVICE_COMMAND": package.service.command, **oci_labels(repo, service)}
         # --force-rm: the legacy builder otherwise leaves a failed step's container behind.
         argv = ["build", "--network=none", "--force-rm", "--iidfile", str(iidfile), "-f", str(context / DOCKERFILE)]
+        if target:
+            argv += ["--target", target]
         if no_cache:
             argv.append("--no-cache")
         argv += [arg for key, value in args.items() for arg in ("--build-arg", f"{key}={value}")]
+        what = f"docker build of {service}" if target is None else f"docker build of the {target} stage for {service}"
         try:
-            settings.docker.run(*argv, str(context), reporter=reporter, what=f"docker build of {service}")
+            settings.docker.run(*argv, str(context), reporter=reporter, what=what)
         except ToolError as error:
-            raise DockerError(f"building the image of {service} failed: {error}") from None
-        image_id = iidfile.read_text().strip()
-    verify_image(house, settings.docker, image_id, service, reporter)
-    settings.docker.run("tag", image_id, tag, reporter=reporter, what=f"tagging {tag}")
-    reporter.info(f"tagged {tag} ({image_id.removeprefix('sha256:')[:12]})")
-    return tag
+            stage = "" if target is None else f"the {target} stage of "
+            raise DockerError(f"building {stage}the image of {service} failed: {_why_build_failed(error.output) or error}") from None
+        return iidfile.read_text().strip()
+
+
+@contextmanager
+def _context_directory(repo: Repository, service: str, reporter: Reporter) -> Iterator[Path]:
+    """An empty directory for the service's build context, at the same path for every build.
+
+    BuildKit keeps what it was sent from a path, and then sends only the files whose size or
+    time changed: the installer wheel (18 MB) once, not on every build. Builds of the same
+    service wait for each other here; the directory is emptied before and after use.
+    """
+    directory = repo.root / STORE / CONTEXTS / service
+
+    def waiting() -> None:
+        reporter.info(f"another build of {service} is using its build context; waiting for it to finish")
+
+    with exclusive_lock(directory.with_name(f"{service}.lock"), waiting):
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        try:
+            yield directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+# What either builder adds to a step's output lines: BuildKit a `#<step> <seconds> ` prefix,
+# the legacy builder ANSI colour codes around each chunk of a step's stderr, anywhere in a line.
+_ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
+_BUILDKIT_PREFIX = re.compile(r"^#\d+ \d+\.\d+ ")
+
+
+def _why_build_failed(output: str) -> str | None:
+    """The reason a build stopped, from its output: the line a check in the Dockerfile printed,
+    else the last `error:` line of the step that failed (an installer's), if there is one.
+
+    Both builders also repeat the failed command, whose text holds each check's `echo` with its
+    message unexpanded, and BuildKit ends with its own `error: failed to solve`: neither is the
+    reason.
+    """
+    errors = []
+    for line in output.splitlines():
+        text = _BUILDKIT_PREFIX.sub("", _ANSI_CODE.sub("", line)).strip()
+        if "echo" in text:
+            continue
+        if text.startswith(CHECK_MARKER):
+            return text.removeprefix(CHECK_MARKER)
+        if text.startswith("error: ") and not text.startswith("error: failed to solve"):
+            errors.append(text.removeprefix("error: "))
+    return errors[-1] if errors else None
+
+
+class _PrefixedLines:
+    """A stream for one of several concurrent builds: whole lines, each starting with a prefix,
+    so that lines of different builds never mix within a line."""
+
+    def __init__(self, stream, prefix: str, lock: threading.Lock) -> None:
+        self._stream, self._prefix, self._lock, self._pending = stream, prefix, lock, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        if lines:
+            with self._lock:
+                self._stream.write("".join(f"{self._prefix}{line}\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._stream.flush()
 
 
 def registry_of(prefix: str) -> str | None:
@@ -198,7 +401,6 @@ def repository_of(tag: str) -> str:
 
 def push_image(settings: ImageSettings, tag: str, reporter: Reporter) -> str:
     """`docker push` the tag to the registry its prefix names; return the pushed digest (sha256:...)."""
-    import re  # here rather than at the top: this function was appended to the module
     registry = require_registry(tag)
     repository = repository_of(tag)
     reporter.step(f"pushing {tag} to {registry}")

@@ -11,35 +11,25 @@ version of a package than a service does.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import shutil
-import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from .console import Reporter, run
-from .errors import LockError, StaleLockError, ToolError
+from . import index, resolvers, sdists, teampins, thirdparty
+from .console import Reporter, parallel
+from .errors import LockError, StaleLockError
 from .fsutil import write_atomic
-from .lockfile import parse_pins
-from .model import REQUIREMENTS_DIR, RESERVED_SERVICE_NAME, Repository
-from .target import check_host
+from .lockfile import Pin, parse_pins, via_notes
+from .model import BUILD_LOCK, REQUIREMENTS_DIR, TOOLING_LOCK, Repository
 
-DEV = RESERVED_SERVICE_NAME  # the tooling lock: requirements/dev.in -> dev.txt
+DEV = TOOLING_LOCK  # the tooling lock: requirements/dev.in -> dev.txt
+BUILD = BUILD_LOCK  # the build lock of the sdist-only dependencies: requirements/build.in -> build.txt
 
-# --isolated keeps the machine's pip configuration (local mirrors, find-links) out of
-# resolution, so the hashes are the index's and the lock is the same on every machine.
-_PIP_COMPILE = [
-    "--generate-hashes",
-    "--allow-unsafe",
-    "--strip-extras",
-    "--no-emit-index-url",
-    "--no-emit-find-links",
-    "--no-emit-trusted-host",
-    "--quiet",
-]
 _MACHINE_SPECIFIC = re.compile(r"(file:|--find-links|--index-url|--extra-index-url|--trusted-host|(^|\s)/\S)")
 
 
@@ -50,58 +40,6 @@ def input_text(repo: Repository, service: str) -> str:
         "# The third-party requirements of the service and of the internal packages it uses.\n"
     )
     return header + "".join(f"{line}\n" for line in repo.third_party_requirements(service))
-
-
-def _compile(
-    workdir: Path,
-    output: str,
-    sources: list[str],
-    constraints: list[str],
-    *,
-    upgrade: bool,
-    upgrade_packages: tuple[str, ...],
-    pip_args: tuple[str, ...],
-    reporter: Reporter,
-) -> None:
-    argv = [sys.executable, "-m", "piptools", "compile", *_PIP_COMPILE]
-    argv += [f"--pip-args={' '.join(('--isolated', *pip_args))}"]
-    if upgrade:
-        argv.append("--upgrade")
-    for name in upgrade_packages:
-        argv += ["--upgrade-package", name]
-    for constraint in constraints:
-        argv += ["--constraint", constraint]
-    argv += ["--output-file", output, *sources]
-    reporter.info(f"compiling {output}")
-    try:
-        run(argv, reporter=reporter, what=f"pip-compile of {output}", cwd=workdir, env={"CUSTOM_COMPILE_COMMAND": "invoke lock"})
-    except ToolError as error:
-        conflict = _explain_conflict(error.output, [workdir / c for c in constraints])
-        raise LockError(f"{output}: cannot resolve {' + '.join(sources)}: {conflict or error}") from None
-
-
-_REQUIREMENT_INFO = re.compile(r"SpecifierRequirement\('(?P<spec>[^']+)'\), parent=(?:\w+Candidate\('(?P<link>[^' ]+)|None)")
-
-
-def _explain_conflict(output: str, constraints: list[Path]) -> str:
-    """Name the package, each requirement on it, and the service lock pinning it.
-
-    pip-compile --quiet hides pip's own explanation, but the ResolutionImpossible it
-    raises still lists every requirement in the conflict and who asked for it.
-    """
-    found = _REQUIREMENT_INFO.findall(output)
-    if not found:
-        return ""
-    wanted = []
-    for spec, link in found:
-        parent = "a direct requirement"
-        if link:
-            name, version = link.rsplit("/", 1)[-1].split("-")[:2]
-            parent = f"{canonicalize_name(name)} {version}"
-        wanted.append(f"{parent} requires {spec}")
-    package = canonicalize_name(re.split(r"[<>=!~;\[ ]", found[0][0], maxsplit=1)[0])
-    pinned = [f"{c.parent.name}/{c.name} pins {package}=={pins[package].version}" for c in constraints if package in (pins := parse_pins(c))]
-    return f"{package}: " + "; ".join([*pinned, *wanted])
 
 
 def _check_portable(path: Path, label: str) -> None:
@@ -124,17 +62,60 @@ def _check_consistent(paths: dict[str, Path]) -> None:
 
 
 def _diff(old: Path, new: Path, label: str) -> list[str]:
+    """What differs, one line each: pins moved, hashes added or missing, else the text."""
+    if not new.exists():
+        return [f"- {label} (no longer needed)"]
     if not old.exists():
         return [f"+ {label} (missing)"]
     if label.endswith(".txt"):
         before, after = parse_pins(old, label), parse_pins(new, label)
         lines = [f"- {before[n].requirement_line()}" for n in sorted(before) if n not in after or before[n].version != after[n].version]
         lines += [f"+ {after[n].requirement_line()}" for n in sorted(after) if n not in before or before[n].version != after[n].version]
-        lines += [f"~ {after[n].requirement_line()} (hashes differ)" for n in sorted(after) if n in before and before[n].version == after[n].version and before[n].hashes != after[n].hashes]
+        for name in sorted(set(before) & set(after)):
+            was, now = before[name], after[name]
+            if was.version != now.version:
+                continue
+            lines += [f"{label}: {now.requirement_line()}: hash sha256:{h} is not published for this version" for h in sorted(was.hashes - now.hashes)]
+            lines += [f"{label}: {now.requirement_line()}: hash sha256:{h} is published but missing from the lock" for h in sorted(now.hashes - was.hashes)]
         if lines:
             return lines
     changed = difflib.unified_diff(old.read_text().splitlines(), new.read_text().splitlines(), lineterm="", n=0)
     return [f"{line[0]} {line[1:]}" for line in changed if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def _check_upgrade_packages(repo: Repository, names: tuple[str, ...], workdir: Path) -> None:
+    """An --upgrade-package that no lock pins is a typo, not a no-op."""
+    known = set()
+    for lock_file in (workdir / REQUIREMENTS_DIR).glob("*.txt"):
+        known |= set(parse_pins(lock_file, f"{REQUIREMENTS_DIR}/{lock_file.name}"))
+    for service in repo.services:
+        known |= {canonicalize_name(Requirement(line).name) for line in repo.third_party_requirements(service)}
+    for spec in names:
+        try:
+            name = canonicalize_name(Requirement(spec).name)
+        except InvalidRequirement:
+            msg = f"--upgrade-package {spec!r}: expected a package name, optionally ==VERSION"
+            raise LockError(msg) from None
+        if name not in known:
+            msg = f"--upgrade-package {spec!r}: no lock pins {name} and no service requires it"
+            raise LockError(msg)
+
+
+def _sdist_only(repo: Repository, work: Path, services: list[str], reporter: Reporter) -> list[tuple[Pin, Path]]:
+    """The service pins the index publishes no wheel of for the target, each with its sdist
+    (downloaded hash-checked into `work`), so that their build requirements can be locked."""
+    pins: dict[tuple[str, str], Pin] = {}
+    for name in services:
+        label = f"{REQUIREMENTS_DIR}/{name}.txt"
+        for pin in parse_pins(work / label, label).values():
+            pins.setdefault((pin.name, pin.version), pin)
+    choices = [c for c in thirdparty.plan(list(pins.values()), repo.indexes, repo.target) if c.builds_from_sdist]
+    found = []
+    for choice in choices:
+        reporter.info(f"{choice.pin.requirement_line()}: the index has no wheel for {repo.target.describe()}; locking its build requirements")
+        sdist = index.download(choice.file, choice.pin.hashes, work / "sdists", f"{choice.pin.source}: {choice.pin.requirement_line()}")
+        found.append((choice.pin, sdist))
+    return found
 
 
 def lock(
@@ -144,11 +125,15 @@ def lock(
     upgrade: bool = False,
     upgrade_packages: tuple[str, ...] = (),
     check: bool = False,
-    pip_args: tuple[str, ...] = (),
+    resolver: str | None = None,
     reporter: Reporter,
 ) -> list[str]:
-    """Compile (or, with check, verify) the locks; return the repository-relative files changed."""
-    check_host(repo.target, "resolve the locks")
+    """Compile (or, with check, verify) the locks; return the repository-relative files changed.
+
+    `resolver` overrides the repository's `[tool.wheelpipe.lock] resolver` (uv by default).
+    """
+    chosen = resolvers.resolver(resolver, "--resolver") if resolver else resolvers.resolver(repo.resolver, "pyproject.toml: [tool.wheelpipe.lock] resolver")
+    chosen.prepare(repo.target)
     selected = repo.select_services(service)
     everything = list(repo.services)
     requirements = repo.root / REQUIREMENTS_DIR
@@ -156,48 +141,73 @@ def lock(
     if not dev_in.is_file():
         msg = f"{REQUIREMENTS_DIR}/{DEV}.in: missing (the tooling's direct requirements)"
         raise LockError(msg)
-    reporter.step(("checking" if check else "compiling") + f" locks for {', '.join(selected)} and the tooling")
+    reporter.step(("checking" if check else "compiling") + f" locks for {', '.join(selected)} and the tooling ({chosen.name}, for {repo.target.describe()})")
 
     with tempfile.TemporaryDirectory(prefix="wheelpipe-lock-") as tmp:
         work = Path(tmp)
         (work / REQUIREMENTS_DIR).mkdir()
         # The current locks seed the resolution, so only what the inputs force (or an
-        # upgrade asks for) moves.
+        # upgrade asks for) moves; their hashes are never reused (--no-reuse-hashes).
         for existing in requirements.glob("*.txt"):
             shutil.copy2(existing, work / REQUIREMENTS_DIR / existing.name)
         shutil.copy2(dev_in, work / REQUIREMENTS_DIR / dev_in.name)
         for name in everything:
             (work / REQUIREMENTS_DIR / f"{name}.in").write_text(input_text(repo, name))
+        _check_upgrade_packages(repo, upgrade_packages, work)
 
         def rel(name: str, suffix: str) -> str:
             return f"{REQUIREMENTS_DIR}/{name}.{suffix}"
 
-        options = {"upgrade": upgrade, "upgrade_packages": upgrade_packages, "pip_args": pip_args, "reporter": reporter}
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = [pool.submit(_compile, work, rel(n, "txt"), [rel(n, "in")], [], **options) for n in selected]
-            for future in futures:
-                future.result()
+        options = resolvers.Options(repo.target, repo.indexes, upgrade, upgrade_packages)
+
+        def compile_lock(output: str, sources: list[str], constraints: list[str] = ()) -> None:
+            chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), options, reporter)
+
+        # A service's first lock starts from the team's existing pins, if it has any.
+        first_party = set(repo.packages)
+        adopted = {}
+        for name in selected:
+            existing = teampins.find(repo, name) if not (work / rel(name, "txt")).exists() else None
+            if existing:
+                (work / rel(name, "txt")).write_text(existing.seed(first_party))
+                adopted[name] = existing
+
+        # Service locks are independent of each other: resolve them side by side.
+        parallel(lambda n: compile_lock(rel(n, "txt"), [rel(n, "in")]), selected, os.cpu_count() or 1)
+        for name, existing in adopted.items():
+            lock_file = work / rel(name, "txt")
+            resolved = {n: pin.version for n, pin in parse_pins(lock_file, rel(name, "txt")).items()}
+            for line in teampins.report(existing, resolved, via_notes(lock_file.read_text())):
+                reporter.info(f"{rel(name, 'txt')}: {line}")
         missing = [n for n in everything if not (work / rel(n, "txt")).exists()]
         if missing:
             msg = f"{', '.join(rel(n, 'txt') for n in missing)}: missing; run `invoke lock` for every service first"
             raise LockError(msg)
-        _compile(
-            work,
-            rel(DEV, "txt"),
-            [rel(DEV, "in"), *(rel(n, "in") for n in everything)],
-            [rel(n, "txt") for n in everything],
-            **options,
-        )
-
+        compile_lock(rel(DEV, "txt"), [rel(DEV, "in"), *(rel(n, "in") for n in everything)], [rel(n, "txt") for n in everything])
         produced = [rel(n, "in") for n in everything] + [rel(n, "txt") for n in selected] + [rel(DEV, "txt")]
-        for label in produced:
+
+        # The build lock: what building the sdist-only dependencies needs, pinned and hashed.
+        build_in, build_txt = rel(BUILD, "in"), rel(BUILD, "txt")
+        for stale in (build_in, build_txt):
+            (work / stale).unlink(missing_ok=True)
+        sdist_only = _sdist_only(repo, work, everything, reporter)
+        if sdist_only:
+            (work / build_in).write_text(sdists.lock_input(sdist_only))
+            if (requirements / f"{BUILD}.txt").is_file():
+                shutil.copy2(requirements / f"{BUILD}.txt", work / build_txt)  # its pins seed the resolution
+            compile_lock(build_txt, [build_in])
+        produced += [build_in, build_txt]
+
+        existing = [label for label in produced if (work / label).exists()]
+        for label in existing:
             _check_portable(work / label, label)
         _check_consistent({rel(n, "txt"): work / rel(n, "txt") for n in [*everything, DEV]})
 
         changed = {
             label: _diff(repo.root / label, work / label, label)
             for label in produced
-            if not (repo.root / label).exists() or (repo.root / label).read_bytes() != (work / label).read_bytes()
+            if (work / label).exists() != (repo.root / label).exists()
+            or ((work / label).exists() and (repo.root / label).read_bytes() != (work / label).read_bytes())
         }
         if check:
             if changed:
@@ -205,8 +215,12 @@ def lock(
             reporter.info("every lock matches its inputs")
             return []
         for label in changed:
-            write_atomic(repo.root / label, (work / label).read_bytes())
-            reporter.info(f"wrote {label}")
+            if (work / label).exists():
+                write_atomic(repo.root / label, (work / label).read_bytes())
+                reporter.info(f"wrote {label}")
+            else:
+                (repo.root / label).unlink()
+                reporter.info(f"removed {label} (nothing to build from an sdist)")
         if not changed:
             reporter.info("locks already up to date")
         return list(changed)

@@ -1,61 +1,110 @@
 """`invoke release`: a verified, reproducible wheelhouse archive another machine can install from.
 
+A release is made of a commit: its first-party wheels are built from the committed files
+(streamed from git), so nothing untracked or ignored ever ships. `--allow-dirty` builds
+from the working tree instead and says so: the archive is named wheelhouse-<version>-dirty
+and its manifest's commit ends in `-dirty`.
+
 dist/wheelhouse-<version>.tar.gz holds, under wheelhouse-<version>/: every wheel, the
-install manifests, manifest.json (with the release version and commit), a CycloneDX SBOM
-per service and SHA256SUMS over all of it. Entries are sorted and owners, modes and
-times fixed (the commit time), so two releases of one commit are byte-identical.
+install manifests (derived again from the locks and the manifest, not copied), manifest.json
+(with the release version and commit), a CycloneDX SBOM per service and SHA256SUMS over all
+of it. Entries are sorted and owners, modes and times fixed (the commit time), so two
+releases of one commit are byte-identical. Wheels are streamed into the archive, never held
+in memory, and the archive appears under its name only once it is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
+import os
+import posixpath
 import subprocess
 import sys
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import firstparty, wheelhouse
 from .console import Reporter, run
 from .errors import PipelineError, ToolError
-from .fsutil import sha256_file, write_atomic
+from .fsutil import HashingReader, atomic_output, sha256_file
 from .locks import lock
 from .model import Repository
-from .wheelhouse import CHECKSUMS, INSTALL_DIR, MANIFEST, Wheelhouse, build_wheels
+from .wheelhouse import CHECKSUMS, INSTALL_DIR, MANIFEST, WHEELHOUSE, Wheelhouse, build_wheels
 
 DIST = "dist"
+DIRTY = "-dirty"
 
 
 class ReleaseError(PipelineError):
     """A release gate failed or the wheelhouse is not fit to ship."""
 
 
-def archive_name(repo: Repository) -> str:
-    return f"wheelhouse-{repo.release_version}"
+@dataclass(frozen=True)
+class ReleaseCommit:
+    """What a release is made of: a commit, or (dirty) the working tree on top of it."""
+
+    sha: str
+    time: int  # the commit time: every time stamp in the archive
+    dirty: bool
+
+    @property
+    def label(self) -> str:
+        return self.sha + DIRTY if self.dirty else self.sha
+
+    def source(self, root: Path) -> firstparty.FileSource:
+        return firstparty.WorkingTree(root) if self.dirty else firstparty.Commit(root, self.sha)
+
+
+def archive_name(repo: Repository, dirty: bool = False) -> str:
+    return f"wheelhouse-{repo.release_version}{DIRTY if dirty else ''}"
 
 
 def _git(repo: Repository, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=repo.root, capture_output=True, text=True, check=False)
+    # A file name in git's output may be any bytes (with core.quotePath off): never a traceback.
+    result = subprocess.run(["git", *args], cwd=repo.root, capture_output=True, encoding="utf-8", errors="replace", check=False)
     if result.returncode != 0:
         msg = f"{repo.root.name}: a release needs a git commit (git {' '.join(args)}: {result.stderr.strip()})"
         raise ReleaseError(msg)
     return result.stdout.strip()
 
 
-def commit_of(repo: Repository, allow_dirty: bool) -> tuple[str, int]:
-    """The commit a release is made of, and its time; a dirty tree would not be reproducible."""
-    commit = _git(repo, "rev-parse", "HEAD")
-    if not allow_dirty and _git(repo, "status", "--porcelain", "--untracked-files=no"):
+def commit_of(repo: Repository, allow_dirty: bool) -> ReleaseCommit:
+    """The commit a release is made of. Changes to tracked files are refused without
+    allow_dirty (the locks and pyproject files are read from the work tree); untracked files
+    are not, since the wheels come from the commit. With allow_dirty, any difference from
+    the commit, untracked files included, makes the release dirty."""
+    sha = _git(repo, "rev-parse", "HEAD")
+    stamp = int(_git(repo, "log", "-1", "--format=%ct"))
+    if allow_dirty:
+        return ReleaseCommit(sha, stamp, dirty=bool(_git(repo, "status", "--porcelain")))
+    if _git(repo, "status", "--porcelain", "--untracked-files=no"):
         msg = "the work tree has uncommitted changes: a release is made of a commit (commit them, or pass --allow-dirty)"
         raise ReleaseError(msg)
-    return commit, int(_git(repo, "log", "-1", "--format=%ct"))
+    return ReleaseCommit(sha, stamp, dirty=False)
+
+
+def dist_directory(repo: Repository) -> Path:
+    dist = repo.root / DIST
+    if os.path.lexists(dist) and not dist.is_dir():
+        msg = f"{DIST}: exists and is not a directory; move it away"
+        raise ReleaseError(msg)
+    return dist
 
 
 def run_gates(repo: Repository, reporter: Reporter) -> None:
     reporter.step("release gates: locks match their inputs, first-party tests pass")
     lock(repo, check=True, reporter=reporter)
     test_dirs = [p.path / "tests" for p in repo.packages.values() if (p.path / "tests").is_dir()]
+    if not test_dirs:
+        # pytest without paths would run the repository's whole suite (its testpaths) instead.
+        reporter.info("no first-party package has a tests/ directory: no package tests to run")
+        return
+    reporter.info(f"running the tests of {len(test_dirs)} packages: {', '.join(repo.relative(d) for d in test_dirs)}")
     try:
         run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *test_dirs], reporter=reporter, what="the first-party packages' tests", cwd=repo.root)
     except ToolError as error:
@@ -76,56 +125,107 @@ def check_shippable(house: Wheelhouse, reporter: Reporter) -> None:
         raise ReleaseError(str(error)) from None
 
 
-def _members(repo: Repository, house: Wheelhouse, commit: str, stamp: int) -> dict[str, bytes]:
-    """Archive path -> bytes, SHA256SUMS last, over everything else."""
+@dataclass(frozen=True)
+class Member:
+    """One file of the archive: a small generated document, or a wheel streamed from disk."""
+
+    name: str  # its path in the archive
+    size: int
+    sha256: str
+    data: bytes | None = None
+    path: Path | None = None
+
+    @classmethod
+    def document(cls, name: str, text: str) -> Member:
+        data = text.encode()
+        return cls(name, len(data), hashlib.sha256(data).hexdigest(), data=data)
+
+
+def _members(repo: Repository, house: Wheelhouse, commit: ReleaseCommit, source: firstparty.FileSource) -> list[Member]:
+    """Every file of the archive, sorted; SHA256SUMS over all the others."""
     # Imported here: cyclonedx and its schema validators take most of a second to import,
     # which every other task would otherwise pay at start-up.
     from . import sbom
 
-    prefix = archive_name(repo)
-    manifest = json.loads((house.path / MANIFEST).read_text())
-    manifest["release"] = {"version": repo.release_version, "commit": commit, "commit_time": stamp}
-    members = {f"{prefix}/{MANIFEST}": (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()}
+    prefix = archive_name(repo, commit.dirty)
+    # Everything but the wheels is derived again from the locks, the released sources and the
+    # wheels' recorded origins, never copied: a damaged file in the wheelhouse cannot ship.
+    derived = wheelhouse.render_wheelhouse(repo, house.entries.values(), source)
+    manifest = json.loads(derived[MANIFEST])
+    manifest["release"] = {"version": repo.release_version, "commit": commit.label, "commit_time": commit.time, "dirty": commit.dirty}
+    members = [Member.document(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True) + "\n")]
     for entry in house.entries.values():
-        members[f"{prefix}/{entry.file}"] = (house.path / entry.file).read_bytes()
+        # The recorded sha256 (checked when the wheelhouse was opened) is checked again as
+        # the wheel is streamed into the archive.
+        wheel = house.path / entry.file
+        members.append(Member(f"{prefix}/{entry.file}", wheel.stat().st_size, entry.sha256, path=wheel))
     for service in repo.services:
-        members[f"{prefix}/{INSTALL_DIR}/{service}.txt"] = house.install_manifest(service).read_bytes()
-        members[f"{prefix}/sbom/{service}.cdx.json"] = sbom.service_sbom(repo, house, service, stamp).encode()
-    sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {name.removeprefix(prefix + '/')}\n" for name, data in sorted(members.items()))
-    members[f"{prefix}/{CHECKSUMS}"] = sums.encode()
-    return members
+        install = derived[f"{INSTALL_DIR}/{service}.txt"]
+        members.append(Member.document(f"{prefix}/{INSTALL_DIR}/{service}.txt", install))
+        members.append(Member.document(f"{prefix}/sbom/{service}.cdx.json", sbom.service_sbom(repo, house, service, install, commit.time)))
+    members.sort(key=lambda m: m.name)
+    sums = "".join(f"{m.sha256}  {m.name.removeprefix(prefix + '/')}\n" for m in members)
+    return sorted([*members, Member.document(f"{prefix}/{CHECKSUMS}", sums)], key=lambda m: m.name)
 
 
-def write_archive(members: dict[str, bytes], stamp: int) -> bytes:
-    """A tar.gz whose bytes depend only on the members and the stamp."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        directories = sorted({str(Path(name).parent) for name in members} | {next(iter(members)).split("/")[0]})
-        for name in [*(d for d in directories if d != "."), *sorted(members)]:
-            info = tarfile.TarInfo(name)
-            info.mtime, info.uid, info.gid, info.uname, info.gname = stamp, 0, 0, "", ""
-            if name in members:
-                info.size, info.mode = len(members[name]), 0o644
-                archive.addfile(info, io.BytesIO(members[name]))
-            else:
+def _tar_info(name: str, stamp: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime, info.uid, info.gid, info.uname, info.gname = stamp, 0, 0, "", ""
+    return info
+
+
+def write_archive(members: list[Member], stamp: int, target: Path) -> None:
+    """A tar.gz whose bytes depend only on the members and the stamp, written next to
+    `target` and renamed onto it when complete. Members are streamed through tar and gzip."""
+    directories = sorted({posixpath.dirname(m.name) for m in members} | {members[0].name.split("/")[0]})
+    with (
+        atomic_output(target) as raw,
+        # No file name and a fixed time in the gzip header: it would differ between runs.
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=stamp, compresslevel=9) as compressed,
+        tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        for name in directories:
+            if name:
+                info = _tar_info(name, stamp)
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 archive.addfile(info)
-    compressed = io.BytesIO()
-    # No file name and a fixed time in the gzip header: it would differ between runs.
-    with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=stamp, compresslevel=9) as stream:
-        stream.write(raw.getvalue())
-    return compressed.getvalue()
+        for member in sorted(members, key=lambda m: m.name):
+            info = _tar_info(member.name, stamp)
+            info.size, info.mode = member.size, 0o644
+            if member.data is not None:
+                archive.addfile(info, io.BytesIO(member.data))
+                continue
+            with member.path.open("rb") as stream:
+                reader = HashingReader(stream)
+                size = os.fstat(stream.fileno()).st_size
+                if size == member.size:
+                    archive.addfile(info, reader)
+            found = reader.digest.hexdigest()
+            if size != member.size or found != member.sha256:
+                msg = f"{WHEELHOUSE}/{member.path.name}: changed while the release was written (expected sha256 {member.sha256}, {member.size} bytes; found {found if size == member.size else f'{size} bytes'}); run the release again"
+                raise ReleaseError(msg)
 
 
 def release(repo: Repository, *, gates: bool = True, allow_dirty: bool = False, reporter: Reporter) -> Path:
-    commit, stamp = commit_of(repo, allow_dirty)
+    dist = dist_directory(repo)
+    commit = commit_of(repo, allow_dirty)
+    if commit.dirty:
+        reporter.info(f"releasing the working tree, which differs from commit {commit.sha[:12]}: the archive is marked {DIRTY}")
     if gates:
         run_gates(repo, reporter)
-    house = build_wheels(repo, reporter=reporter).wheelhouse
-    reporter.step(f"verifying the wheelhouse for release {repo.release_version} ({commit[:12]})")
+    source = commit.source(repo.root)
+    house = build_wheels(repo, source=source, reporter=reporter).wheelhouse
+    reporter.step(f"verifying the wheelhouse for release {repo.release_version} ({commit.sha[:12]}{DIRTY if commit.dirty else ''})")
     check_shippable(house, reporter)
-    members = _members(repo, house, commit, stamp)
-    target = repo.root / DIST / f"{archive_name(repo)}.tar.gz"
-    write_atomic(target, write_archive(members, stamp))
+    members = _members(repo, house, commit, source)
+    target = dist / f"{archive_name(repo, commit.dirty)}.tar.gz"
+    created = not dist.exists()
+    try:
+        write_archive(members, commit.time, target)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                dist.rmdir()
+        raise
     reporter.info(f"wrote {DIST}/{target.name}: {len(members)} files, sha256 {sha256_file(target)}")
     return target

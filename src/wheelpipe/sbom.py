@@ -8,6 +8,7 @@ release gives the same SBOM.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime, timezone
 
@@ -21,8 +22,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 from .errors import PipelineError
-from .fsutil import sha256_file
-from .lockfile import parse_pins
+from .lockfile import parse_pins_text
 from .model import Repository
 from .wheelhouse import Wheelhouse
 
@@ -34,10 +34,9 @@ class SbomError(PipelineError):
     """An SBOM could not be produced or does not validate."""
 
 
-def service_sbom(repo: Repository, house: Wheelhouse, service: str, timestamp: int) -> str:
-    """The CycloneDX JSON document of one service's install manifest."""
-    manifest = house.install_manifest(service)
-    pins = parse_pins(manifest, f"wheelhouse/install/{service}.txt")
+def service_sbom(repo: Repository, house: Wheelhouse, service: str, manifest: str, timestamp: int) -> str:
+    """The CycloneDX JSON document of one service's install manifest (its text, as shipped)."""
+    pins = parse_pins_text(manifest, f"wheelhouse/install/{service}.txt")
     by_hash = {e.sha256: e for e in house.entries.values()}
     package = repo.service(service)
     components = []
@@ -58,7 +57,7 @@ def service_sbom(repo: Repository, house: Wheelhouse, service: str, timestamp: i
     root = next(c for c in components if c.name == package.name)
     bom = Bom(
         components=[c for c in components if c is not root],
-        serial_number=uuid.uuid5(_NAMESPACE, f"{service}:{sha256_file(manifest)}"),
+        serial_number=uuid.uuid5(_NAMESPACE, f"{service}:{hashlib.sha256(manifest.encode()).hexdigest()}"),
         metadata=BomMetaData(component=root, timestamp=datetime.fromtimestamp(timestamp, timezone.utc)),
     )
     # The application depends on everything it installs; the manifest is the whole closure.

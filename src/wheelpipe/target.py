@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .errors import RepositoryError, TargetError
 
+_UV_NEWEST_MANYLINUX = (2, 40)
 _MANYLINUX = re.compile(r"^manylinux_(?P<major>\d+)_(?P<minor>\d+)_(?P<arch>\w+)$")
 
 
@@ -58,6 +59,33 @@ class Target:
         legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
         tags += [f"{alias}_{self.machine}" for glibc, alias in legacy.items() if glibc <= self.glibc]
         return tags
+
+    def uv_platform(self) -> str:
+        """The target as uv's --python-platform names it, e.g. x86_64-manylinux_2_36.
+
+        uv knows manylinux platforms up to glibc 2.40; a newer target (Debian trixie's 2.41)
+        resolves as 2.40, which differs only for a wheel built for glibc 2.41 itself. The
+        wheelhouse still takes every wheel the target's own tags accept.
+        """
+        major, minor = min(self.glibc, _UV_NEWEST_MANYLINUX)
+        return f"{self.machine}-manylinux_{major}_{minor}"
+
+    def marker_environment(self) -> dict[str, str]:
+        """PEP 508 marker values of the target, to decide which requirements apply there."""
+        return {
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+            "python_version": self.python_version,
+            # The patch level is not declared: assume the first release of the minor version.
+            "python_full_version": f"{self.python_version}.0",
+            "implementation_version": f"{self.python_version}.0",
+            "os_name": "posix",
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "platform_machine": self.machine,
+            "platform_release": "",
+            "platform_version": "",
+        }
 
     def pip_download_args(self) -> list[str]:
         """pip arguments that select wheels for the target instead of the host."""

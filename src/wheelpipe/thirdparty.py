@@ -1,25 +1,64 @@
-"""Fetching the locked third-party distributions as wheels for the target.
+"""The locked third-party distributions as wheels for the target.
 
-Wheels come from the index with their locked hashes checked by pip. A distribution
-published only as an sdist is fetched (hash-checked too) and built into a wheel here,
-by an interpreter that matches the target, so no image ever compiles at install time.
+What to fetch is decided from the index's file list, per pin: the best wheel for the
+target whose published hash is locked; only when the index publishes no wheel for the
+target at that version, the locked sdist, built into a wheel here (sdists.py) so that no
+image ever compiles. A downloaded file whose bytes hash to no locked value stops the run;
+it never turns into another kind of build.
 """
 
 from __future__ import annotations
 
-import sys
-import tempfile
-from dataclasses import dataclass
+import email.parser
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from .console import Reporter, run
-from .errors import ToolError, WheelhouseError
-from .fsutil import sha256_file
+from . import index, sdists
+from .console import Reporter, parallel
+from .errors import HashMismatchError, LockError, PackageIndexError, WheelhouseError
+from .index import IndexFile, Indexes
 from .lockfile import Pin
-from .target import Target, check_host
+from .model import Repository
+from .target import Target
+
+# Index queries and downloads wait on the network, not on the two cores.
+_PARALLEL = 8
+
+
+def target_tag_priority(target: Target) -> dict[Tag, int]:
+    """Every wheel tag an interpreter of the target accepts, most specific first (0)."""
+    major, minor = (int(x) for x in target.python_version.split("."))
+    # linux_<arch>: a wheel built here from an sdist, by an interpreter that matches the target.
+    platforms = [*target.manylinux_platforms(), f"linux_{target.machine}"]
+    ordered = [*cpython_tags((major, minor), abis=[target.abi], platforms=platforms)]
+    ordered += [*compatible_tags((major, minor), interpreter=f"cp{major}{minor}", platforms=platforms)]
+    priority: dict[Tag, int] = {}
+    for rank, tag in enumerate(ordered):
+        priority.setdefault(tag, rank)
+    return priority
+
+
+def target_tags(target: Target) -> set[Tag]:
+    return set(target_tag_priority(target))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the index offers for one pin: a wheel for the target, or else the locked sdist."""
+
+    pin: Pin
+    file: IndexFile
+
+    @property
+    def builds_from_sdist(self) -> bool:
+        return not self.file.is_wheel
 
 
 @dataclass(frozen=True)
@@ -27,106 +66,166 @@ class Fetched:
     pin: Pin
     wheel: Path
     sdist: Path | None = None  # set when the wheel was built here from a locked sdist
+    source_date_epoch: int | None = None  # of that build
 
 
-def target_tags(target: Target) -> set[Tag]:
-    """Every wheel tag an interpreter of the target accepts."""
-    major, minor = (int(x) for x in target.python_version.split("."))
-    # linux_<arch>: a wheel built here from an sdist, by an interpreter that matches the target.
-    platforms = [*target.manylinux_platforms(), f"linux_{target.machine}"]
-    tags = set(cpython_tags((major, minor), abis=[target.abi], platforms=platforms))
-    tags |= set(compatible_tags((major, minor), interpreter=f"cp{major}{minor}", platforms=platforms))
-    return tags
+def choose(pin: Pin, files: list[IndexFile], target: Target) -> Choice:
+    """The file to take for a pin, decided from the index's list alone.
+
+    Among the files of the pinned version: the wheels whose tags the target accepts, best
+    tag first; of those, the first whose published hash is locked. An sdist only when no
+    wheel of that version runs on the target.
+    """
+    where = f"{pin.source}: {pin.requirement_line()}" if pin.source else pin.requirement_line()
+    release = [f for f in files if str(f.version) == pin.version]
+    if not release:
+        indexes = ", ".join(sorted({f.index for f in files})) or "the index"
+        msg = f"{where}: {indexes} publishes no file of this version"
+        raise PackageIndexError(msg)
+    priority = target_tag_priority(target)
+    wheels = sorted(
+        (f for f in release if f.is_wheel and f.tags & priority.keys()),
+        key=lambda f: min(priority[t] for t in f.tags if t in priority),
+    )
+    candidates = wheels or [f for f in release if not f.is_wheel]
+    if not candidates:
+        msg = f"{where}: the index publishes neither a wheel for {target.describe()} nor an sdist"
+        raise PackageIndexError(msg)
+    for file in candidates:
+        if file.sha256 is None or file.sha256 in pin.hashes:
+            return Choice(pin, file)
+    best = candidates[0]
+    locked = ", ".join(f"sha256:{h}" for h in sorted(pin.hashes))
+    msg = f"{where}: the index's {best.filename} has sha256:{best.sha256}, which is not locked (locked: {locked}); run `invoke lock --check`"
+    raise HashMismatchError(msg)
 
 
-def _requirements_text(pins: list[Pin]) -> str:
-    return "".join(f"{p.name}=={p.version} " + " ".join(f"--hash=sha256:{h}" for h in sorted(p.hashes)) + "\n" for p in pins)
+def merge_pins(pins: Iterable[Pin]) -> dict[tuple[str, str], Pin]:
+    """One pin per (name, version) across locks, allowing only the hashes every lock allows.
+
+    The wheel taken for a pin serves every lock that pins it, so it must match each of them:
+    a hash changed in one lock cannot be outvoted by another lock pinning the same version.
+    """
+    merged: dict[tuple[str, str], Pin] = {}
+    for pin in pins:
+        key = (pin.name, pin.version)
+        if key not in merged:
+            merged[key] = pin
+            continue
+        common = merged[key].hashes & pin.hashes
+        if not common:
+            msg = f"{pin.requirement_line()}: {merged[key].source} and {pin.source} lock no hash in common; run `invoke lock`"
+            raise LockError(msg)
+        merged[key] = replace(merged[key], hashes=common, source=f"{merged[key].source}, {pin.source}")
+    return merged
 
 
-def _pip_download(pins: list[Pin], dest: Path, extra: list[str], pip_args: tuple[str, ...], reporter: Reporter, what: str) -> None:
-    requirements = dest / "requirements.txt"
-    requirements.write_text(_requirements_text(pins))
-    try:
-        run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--progress-bar=off",
-             "--dest", dest, *extra, *pip_args, "-r", requirements],
-            reporter=reporter,
-            what=what,
-        )
-    finally:
-        requirements.unlink()
+def plan(pins: list[Pin], indexes: Indexes, target: Target) -> list[Choice]:
+    """One choice per pin, from the indexes' file lists (queried concurrently)."""
+    listings = parallel(lambda pin: indexes.files(pin.name), pins, _PARALLEL)
+    return [choose(pin, files, target) for pin, files in zip(pins, listings)]
 
 
-def _match(pins: list[Pin], directory: Path, target: Target) -> dict[str, Path]:
-    accepted = target_tags(target)
-    found: dict[str, Path] = {}
-    by_name = {p.name: p for p in pins}
-    for wheel in directory.glob("*.whl"):
-        name, version, _, tags = parse_wheel_filename(wheel.name)
-        pin = by_name.get(canonicalize_name(name))
-        if pin is None or str(version) != pin.version:
-            msg = f"{wheel.name}: not one of the requested pins"
-            raise WheelhouseError(msg)
-        if not tags & accepted:
-            msg = f"{wheel.name}: its tags {', '.join(sorted(map(str, tags)))} do not run on the target {target.describe()}"
-            raise WheelhouseError(msg)
-        found[pin.name] = wheel
-    return found
-
-
-def fetch(pins: list[Pin], dest: Path, target: Target, pip_args: tuple[str, ...], reporter: Reporter) -> list[Fetched]:
+def fetch(
+    pins: list[Pin],
+    dest: Path,
+    indexes: Indexes,
+    target: Target,
+    build_lock: dict[str, Pin] | None,
+    reporter: Reporter,
+) -> list[Fetched]:
     """Download the pinned wheels for the target into dest, building sdist-only ones."""
     if not pins:
         return []
     dest.mkdir(parents=True, exist_ok=True)
     reporter.info(f"downloading {len(pins)} wheel(s) for {target.describe()}: " + ", ".join(p.requirement_line() for p in pins))
-    binary = target.pip_download_args()
-    pending: list[Pin] = []
-    try:
-        _pip_download(pins, dest, binary, pip_args, reporter, "downloading the locked wheels")
-    except ToolError:
-        # One pin without a wheel for the target fails the whole batch: find which.
-        have = _match(pins, dest, target)
-        for pin in pins:
-            if pin.name in have:
-                continue
-            try:
-                _pip_download([pin], dest, binary, pip_args, reporter, f"downloading {pin.requirement_line()}")
-            except ToolError:
-                pending.append(pin)
-    wheels = _match(pins, dest, target)
-    fetched = [Fetched(pin, wheels[pin.name]) for pin in pins if pin.name in wheels]
-    for pin in pending:
-        fetched.append(_build_from_sdist(pin, dest, target, pip_args, reporter))
+    choices = plan(pins, indexes, target)
+
+    def download(choice: Choice) -> Path:
+        folder = dest / "sdists" if choice.builds_from_sdist else dest
+        return index.download(choice.file, choice.pin.hashes, folder, f"{choice.pin.source or 'lock'}: {choice.pin.requirement_line()}")
+
+    files = parallel(download, choices, _PARALLEL)
+    fetched = []
+    for choice, path in zip(choices, files):
+        if not choice.builds_from_sdist:
+            fetched.append(Fetched(choice.pin, path))
+            continue
+        reporter.info(f"{choice.pin.requirement_line()} has no wheel for the target: building it from its locked sdist {path.name}")
+        built = sdists.build(path, choice.pin, dest, target, build_lock, indexes, reporter)
+        fetched.append(Fetched(choice.pin, built.wheel, sdist=path, source_date_epoch=built.source_date_epoch))
     for item in fetched:
-        digest = sha256_file(item.sdist or item.wheel)
-        if digest not in item.pin.hashes:
-            msg = f"{(item.sdist or item.wheel).name}: sha256 {digest} is not one of the hashes locked for {item.pin.requirement_line()}"
+        tags = parse_wheel_filename(item.wheel.name)[3]
+        if not tags & target_tags(target):
+            msg = f"{item.wheel.name}: its tags {', '.join(sorted(map(str, tags)))} do not run on the target {target.describe()}"
             raise WheelhouseError(msg)
     return fetched
 
 
-def _build_from_sdist(pin: Pin, dest: Path, target: Target, pip_args: tuple[str, ...], reporter: Reporter) -> Fetched:
-    check_host(target, f"build {pin.requirement_line()} from its sdist")
-    reporter.info(f"{pin.requirement_line()} has no wheel for the target: building it from its locked sdist")
-    with tempfile.TemporaryDirectory(prefix="wheelpipe-sdist-") as tmp:
-        sdists = Path(tmp, "sdist")
-        sdists.mkdir()
+# -- the lock as a closure ----------------------------------------------------------------
+
+
+def requires_dist(wheel: Path) -> list[Requirement]:
+    """The Requires-Dist of a wheel's METADATA."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        if len(names) != 1:
+            msg = f"{wheel.name}: expected one .dist-info/METADATA, found {len(names)}"
+            raise WheelhouseError(msg)
+        metadata = email.parser.BytesParser().parsebytes(archive.read(names[0]), headersonly=True)
+    found = []
+    for line in metadata.get_all("Requires-Dist") or []:
         try:
-            _pip_download([pin], sdists, ["--no-binary=:all:"], pip_args, reporter, f"downloading the sdist of {pin.requirement_line()}")
-        except ToolError as error:
-            msg = f"{pin.requirement_line()}: neither a wheel for {target.describe()} nor an sdist matching the locked hashes: {error}"
+            found.append(Requirement(line))
+        except InvalidRequirement:
+            msg = f"{wheel.name}: malformed Requires-Dist {line!r} in its METADATA"
             raise WheelhouseError(msg) from None
-        (sdist,) = list(sdists.iterdir())
-        kept = dest / "sdists" / sdist.name
-        kept.parent.mkdir(exist_ok=True)
-        sdist.rename(kept)
-        built = Path(tmp, "wheel")
-        run([sys.executable, "-m", "build", "--wheel", "--outdir", built, kept], reporter=reporter, what=f"building a wheel from {kept.name}")
-        (wheel,) = list(built.glob("*.whl"))
-        final = dest / wheel.name
-        wheel.rename(final)
-    if not parse_wheel_filename(final.name)[3] & target_tags(target):
-        msg = f"{final.name}: built from {kept.name}, but its tags do not run on {target.describe()}"
-        raise WheelhouseError(msg)
-    return Fetched(pin, final, sdist=kept)
+    return found
+
+
+def check_closure(repo: Repository, service: str, pins: dict[str, Pin], wheels: dict[str, Path]) -> None:
+    """Every requirement that applies on the target, from the service's direct ones down
+    through each pinned wheel's metadata (with the extras asked for), is pinned at a
+    version it allows.
+
+    `wheels` maps each pinned name to its wheel. A lock edited by hand (a pin block deleted,
+    a version changed) fails here, naming the package and who requires it, before any
+    install manifest is written.
+    """
+    label = repo.relative(repo.lock_path(service))
+    target = repo.target
+    environment = target.marker_environment()
+    pending: list[tuple[str, Requirement]] = [
+        (f"{package.directory}/pyproject.toml", requirement) for package in repo.closure(service) for requirement in package.third_party
+    ]
+    seen: set[tuple[str, str]] = set()
+    while pending:
+        who, requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if requirement.marker and not _applies(requirement.marker, environment, _who_extra(who)):
+            continue
+        pin = pins.get(name)
+        if pin is None:
+            msg = f"{label}: {name} is not pinned, but {who} requires {requirement} on {target.describe()}; run `invoke lock`"
+            raise LockError(msg)
+        if requirement.specifier and not requirement.specifier.contains(pin.version, prereleases=True):
+            msg = f"{label}: pins {name}=={pin.version}, but {who} requires {requirement}; run `invoke lock`"
+            raise LockError(msg)
+        if name not in wheels:
+            msg = f"{label}: {name}=={pin.version} is pinned but no wheel of it is in the wheelhouse"
+            raise WheelhouseError(msg)
+        for extra in sorted(requirement.extras) or [""]:
+            if (name, extra) in seen:
+                continue
+            seen.add((name, extra))
+            requirer = f"{name}=={pin.version}" + (f"[{extra}]" if extra else "")
+            pending.extend((requirer, dependency) for dependency in requires_dist(wheels[name]))
+
+
+def _who_extra(who: str) -> str:
+    """The extra a requirer was asked for (`name==1.0[extra]`), for `extra == ...` markers."""
+    return who.rsplit("[", 1)[1].rstrip("]") if who.endswith("]") else ""
+
+
+def _applies(marker: Marker, environment: dict[str, str], extra: str) -> bool:
+    return marker.evaluate({**environment, "extra": extra})

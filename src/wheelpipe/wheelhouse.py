@@ -1,41 +1,70 @@
-"""`invoke build-wheels`: the verified wheelhouse and its install manifests.
+"""`invoke build-wheels` and `invoke verify-wheelhouse`: the wheelhouse, its install manifests and their checks.
 
 Layout: `wheelhouse` is a symlink to one complete generation under `.wheelhouse/`.
 A run builds the next generation beside it (hard-linking what did not change) and
 switches the symlink in one rename, so a failed, interrupted or killed run leaves the
 previous wheelhouse whole; an exclusive lock serializes concurrent runs.
+
+Only the wheels and manifest.json's record of where each came from are facts. Everything
+else (install/<service>.txt, SHA256SUMS, and who uses each wheel) is derived from them, the
+current locks and the target by the render functions below: build-wheels writes what they
+give, `verify_against` compares what is there with what they give, and a release ships
+what they give, so the three cannot drift apart. Every wheel's tags are checked against
+the target, so changing the target remakes each wheel it does not run.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from packaging.utils import parse_wheel_filename
+from packaging.tags import Tag
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
-from . import firstparty, thirdparty
-from .console import Reporter
-from .errors import LockError, WheelhouseError
+from . import firstparty, sdists, thirdparty
+from .console import Reporter, parallel
+from .errors import LockError, RepositoryError, WheelhouseError
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
 from .lockfile import Pin, format_pins, parse_pins
 from .locks import DEV, input_text
 from .model import REQUIREMENTS_DIR, Package, Repository
+from .target import Target
 
 WHEELHOUSE = "wheelhouse"
 STORE = ".wheelhouse"
 MANIFEST = "manifest.json"
 CHECKSUMS = "SHA256SUMS"
 INSTALL_DIR = "install"
-# pip itself, pinned by the tooling lock, runs from its wheel in image builder stages
-# so that no pip ever lands in a runtime image.
-INSTALLER = "pip"
+# The image installer: uv, pinned by the tooling lock, runs from its wheel in image build
+# stages only, so that no installer ever lands in a runtime image.
+INSTALLER = "uv"
 FORMAT = 1
+# What manifest.json records of each wheel: the JSON type of each field, and how to say it.
+_ENTRY_FIELDS = {
+    "name": (str, "a string"),
+    "version": (str, "a string"),
+    "file": (str, "a wheel file name"),
+    "sha256": (str, "64 hex digits"),
+    "origin": (dict, "an object"),
+    "services": (list, "a list of service names"),
+}
+_TARGET_FIELDS = ("abi", "implementation", "platform", "python_version")
+_THIRD_PARTY_KINDS = ("downloaded", "built-from-sdist")
+# One pin of an install manifest, as format_pins writes it.
+_INSTALL_PIN = re.compile(r"^(\S+)==(\S+) \\\n    --hash=sha256:([0-9a-f]{64})$", re.MULTILINE)
+_REBUILD = "rebuild with `invoke build-wheels --clean`"
+_REGENERATE = "run `invoke build-wheels`"
 
 
 @dataclass
@@ -49,13 +78,30 @@ class Entry:
     origin: dict
     services: list[str] = field(default_factory=list)
 
+    @property
+    def tags(self) -> frozenset[Tag]:
+        return parse_wheel_filename(self.file)[3]
+
+    def runs_on(self, target: Target) -> bool:
+        return bool(self.tags & _accepted_tags(target))
+
+
+@functools.lru_cache(maxsize=4)
+def _accepted_tags(target: Target) -> frozenset[Tag]:
+    return frozenset(thirdparty.target_tags(target))
+
+
+def _tag_list(tags: Iterable[Tag]) -> str:
+    return ", ".join(sorted(map(str, tags)))
+
 
 @dataclass
 class Wheelhouse:
-    """A complete, verified generation of the wheelhouse."""
+    """A complete generation of the wheelhouse, every wheel checked against manifest.json."""
 
     path: Path
     entries: dict[str, Entry]  # by file name
+    target: Target  # what manifest.json records the wheels were made for
 
     def install_manifest(self, service: str) -> Path:
         return self.path / INSTALL_DIR / f"{service}.txt"
@@ -64,7 +110,8 @@ class Wheelhouse:
         return [e for e in self.entries.values() if service in e.services]
 
     def installer(self) -> Entry:
-        found = [e for e in self.entries.values() if e.origin.get("purpose") == "installer"]
+        # A wheelhouse made while another installer was the pin holds that one: not usable.
+        found = [e for e in self.entries.values() if e.origin.get("purpose") == "installer" and e.name == INSTALLER]
         if not found:
             msg = f"{WHEELHOUSE}/{MANIFEST}: no installer ({INSTALLER}) wheel; run `invoke build-wheels`"
             raise WheelhouseError(msg)
@@ -78,36 +125,45 @@ class Result:
     downloaded: list[str]
 
 
+@dataclass(frozen=True)
+class Verified:
+    """What `verify_against` found true of the wheelhouse, for the command to print."""
+
+    wheelhouse: Wheelhouse
+    target: Target
+    services: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        manifests = ", ".join(f"{INSTALL_DIR}/{s}.txt" for s in self.services)
+        locks = ", ".join(f"{REQUIREMENTS_DIR}/{s}.txt" for s in self.services)
+        return [
+            f"{WHEELHOUSE}/: {len(self.wheelhouse.entries)} wheels match their sha256 in {MANIFEST} and run on the target {self.target.describe()}",
+            f"{WHEELHOUSE}/{manifests}: exactly what {locks} and the first-party sources give",
+            f"{WHEELHOUSE}/{MANIFEST}, {CHECKSUMS}: exactly what the wheels and the locks give; no other file",
+        ]
+
+
 def open_wheelhouse(root: Path) -> Wheelhouse:
-    """The current wheelhouse, every wheel checked against its recorded sha256."""
+    """The current wheelhouse, checked on its own (see `verify`)."""
+    return verify(_current(root))
+
+
+def _current(root: Path) -> Path:
     link = root / WHEELHOUSE
     if not link.exists():
         msg = f"{WHEELHOUSE}/: missing; run `invoke build-wheels`"
         raise WheelhouseError(msg)
-    return verify(link.resolve())
+    return link.resolve()
 
 
 def verify(directory: Path) -> Wheelhouse:
-    manifest_path = directory / MANIFEST
-    try:
-        data = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as error:
-        msg = f"{WHEELHOUSE}/{MANIFEST}: unreadable ({error}); rebuild with `invoke build-wheels --clean`"
-        raise WheelhouseError(msg) from None
-    if data.get("format") != FORMAT:
-        msg = f"{WHEELHOUSE}/{MANIFEST}: format {data.get('format')!r}, expected {FORMAT}; rebuild with `invoke build-wheels --clean`"
-        raise WheelhouseError(msg)
-    entries = {item["file"]: Entry(**item) for item in data["wheels"]}
-    for entry in entries.values():
-        wheel = directory / entry.file
-        if not wheel.is_file():
-            msg = f"{WHEELHOUSE}/{entry.file}: missing from the wheelhouse (expected sha256 {entry.sha256}); rebuild with `invoke build-wheels --clean`"
-            raise WheelhouseError(msg)
-        actual = sha256_file(wheel)
-        if actual != entry.sha256:
-            msg = f"{WHEELHOUSE}/{entry.file}: sha256 mismatch: expected {entry.sha256}, found {actual}; rebuild with `invoke build-wheels --clean`"
-            raise WheelhouseError(msg)
-    by_hash = {e.sha256: e for e in entries.values()}
+    """The wheelhouse in `directory`, checked without the repository: manifest.json well formed,
+    every wheel there with its recorded sha256 and tags that the recorded target accepts, and
+    every install manifest pinning wheels of this wheelhouse. `verify_against` checks the rest."""
+    house = _load(directory)
+    for entry in house.entries.values():
+        _require_runs_on(entry, house.target, f"the target {MANIFEST} records,")
+    by_hash = {e.sha256: e for e in house.entries.values()}
     for manifest in sorted((directory / INSTALL_DIR).glob("*.txt")):
         label = f"{WHEELHOUSE}/{INSTALL_DIR}/{manifest.name}"
         for pin in parse_pins(manifest, label).values():
@@ -115,7 +171,305 @@ def verify(directory: Path) -> Wheelhouse:
             if digest not in by_hash:
                 msg = f"{label}:{pin.line}: {pin.requirement_line()} pins sha256 {digest}, which no wheel in the wheelhouse has"
                 raise WheelhouseError(msg)
-    return Wheelhouse(directory, entries)
+    return house
+
+
+def verify_against(repo: Repository, source: firstparty.FileSource | None = None) -> Verified:
+    """The current wheelhouse checked against the repository: every wheel intact and for the
+    target, and every other file exactly what the current locks, first-party sources and
+    wheels give (what `invoke build-wheels` would write), with nothing else there."""
+    house = _load(_current(repo.root))
+    for entry in house.entries.values():
+        _require_runs_on(entry, repo.target, "the target")
+    services = list(repo.services)
+    for service in services:
+        if not house.install_manifest(service).is_file():
+            msg = f"{WHEELHOUSE}/{INSTALL_DIR}/{service}.txt: missing; {_REGENERATE}"
+            raise WheelhouseError(msg)
+    derived = _derive(repo, house.entries.values(), source)
+    files = derived.files(repo.target)
+    for service in derived.installs:
+        name = f"{INSTALL_DIR}/{service}.txt"
+        if house.install_manifest(service).read_bytes() != files[name].encode():
+            where = f"{repo.relative(repo.lock_path(service))}, the first-party sources and {WHEELHOUSE}/{MANIFEST}"
+            msg = f"{WHEELHOUSE}/{name}: differs from what {where} give: {_difference(house.path, name, files[name])}; {_REGENERATE}"
+            raise WheelhouseError(msg)
+    if house.target != repo.target:
+        msg = f"{WHEELHOUSE}/{MANIFEST}: records the target {house.target.describe()}, but the target is {repo.target.describe()} (pyproject.toml [tool.wheelpipe.target]); {_REGENERATE}"
+        raise WheelhouseError(msg)
+    unused = sorted(set(house.entries) - {e.file for e in derived.entries})
+    if unused:
+        msg = f"{WHEELHOUSE}/{MANIFEST}: lists {', '.join(unused)}, which no current lock or first-party package needs; {_REGENERATE}"
+        raise WheelhouseError(msg)
+    for name in (MANIFEST, CHECKSUMS):
+        path = house.path / name
+        if not path.is_file():
+            msg = f"{WHEELHOUSE}/{name}: missing; {_REGENERATE}"
+            raise WheelhouseError(msg)
+        if path.read_bytes() != files[name].encode():
+            msg = f"{WHEELHOUSE}/{name}: differs from what the wheels and the locks give: {_difference(house.path, name, files[name])}; {_REGENERATE}"
+            raise WheelhouseError(msg)
+    strays = _strays(house.path, set(files) | set(house.entries))
+    if strays:
+        listed = ", ".join(f"{WHEELHOUSE}/{s}" for s in strays)
+        msg = f"{listed}: not part of the wheelhouse (it holds only the wheels {MANIFEST} lists, {MANIFEST}, {CHECKSUMS} and {INSTALL_DIR}/<service>.txt of each service); {_REGENERATE} to leave it out"
+        raise WheelhouseError(msg)
+    return Verified(house, repo.target, tuple(services))
+
+
+def _require_runs_on(entry: Entry, target: Target, whose: str) -> None:
+    if not entry.runs_on(target):
+        msg = f"{WHEELHOUSE}/{entry.file}: its tags {_tag_list(entry.tags)} do not run on {whose} {target.describe()}; {_REGENERATE}"
+        raise WheelhouseError(msg)
+
+
+def _load(directory: Path) -> Wheelhouse:
+    """manifest.json, of the right shape, and every wheel it lists, with its recorded sha256."""
+    target, entries = _read_manifest(directory / MANIFEST)
+    for entry in entries.values():
+        wheel = directory / entry.file
+        if not wheel.is_file():
+            msg = f"{WHEELHOUSE}/{entry.file}: missing from the wheelhouse (expected sha256 {entry.sha256}); {_REBUILD}"
+            raise WheelhouseError(msg)
+        actual = sha256_file(wheel)
+        if actual != entry.sha256:
+            msg = f"{WHEELHOUSE}/{entry.file}: sha256 mismatch: expected {entry.sha256}, found {actual}; {_REBUILD}"
+            raise WheelhouseError(msg)
+    return Wheelhouse(directory, entries, target)
+
+
+def _read_manifest(path: Path) -> tuple[Target, dict[str, Entry]]:
+    """manifest.json's target and entries; anything of another shape is one line, never a traceback."""
+
+    def malformed(what: str) -> WheelhouseError:
+        return WheelhouseError(f"{WHEELHOUSE}/{MANIFEST}: {what}; {_REBUILD}")
+
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise malformed("missing") from None
+    except (OSError, ValueError) as error:
+        raise malformed(f"unreadable ({error})") from None
+    if not isinstance(data, dict):
+        raise malformed(f"expected a JSON object, found {_found(data)}")
+    if data.get("format") != FORMAT:
+        raise malformed(f"format {data.get('format')!r}, expected {FORMAT}")
+    if not {"services", "target", "wheels"} <= set(data):
+        raise malformed(f"expected the keys format, services, target and wheels, found {', '.join(sorted(data))}")
+    target = _read_target(data["target"], malformed)
+    services = data["services"]
+    if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
+        raise malformed(f'expected "services" to be a list of service names, found {_found(services)}')
+    wheels = data["wheels"]
+    if not isinstance(wheels, list):
+        raise malformed(f'expected "wheels" to be a list of wheel entries, found {_found(wheels)}')
+    entries: dict[str, Entry] = {}
+    for index, item in enumerate(wheels):
+        entry = _read_entry(item, f"wheels[{index}]", malformed)
+        if entry.file in entries:
+            raise malformed(f"wheels[{index}]: {entry.file} is listed twice")
+        entries[entry.file] = entry
+    return target, entries
+
+
+def _read_target(value: object, malformed: Callable[[str], WheelhouseError]) -> Target:
+    expected = f'expected "target" to be an object of the strings {", ".join(_TARGET_FIELDS)}'
+    if not isinstance(value, dict) or sorted(value) != sorted(_TARGET_FIELDS) or not all(isinstance(v, str) for v in value.values()):
+        raise malformed(f"{expected}, found {_found(value)}")
+    try:
+        return Target.from_table({key.replace("_", "-"): v for key, v in value.items()}, MANIFEST)
+    except RepositoryError:
+        raise malformed(f"{expected} (a 3.X python_version and a manylinux platform), found {_found(value)}") from None
+
+
+def _read_entry(item: object, where: str, malformed: Callable[[str], WheelhouseError]) -> Entry:
+    if not isinstance(item, dict):
+        raise malformed(f"{where}: expected an object with the keys {', '.join(_ENTRY_FIELDS)}, found {_found(item)}")
+    for key, (kind, described) in _ENTRY_FIELDS.items():
+        if key not in item:
+            raise malformed(f"{where}: expected the key {key!r} ({described}), found the keys {', '.join(sorted(item)) or 'none'}")
+        if not isinstance(item[key], kind):
+            raise malformed(f"{where}: expected {key!r} to be {described}, found {_found(item[key])}")
+    extra = sorted(set(item) - set(_ENTRY_FIELDS))
+    if extra:
+        raise malformed(f"{where}: expected only the keys {', '.join(_ENTRY_FIELDS)}, found also {', '.join(extra)}")
+    if not re.fullmatch(r"[0-9a-f]{64}", item["sha256"]):
+        raise malformed(f"{where}: expected 'sha256' to be 64 hex digits, found {_found(item['sha256'])}")
+    if not all(isinstance(s, str) for s in item["services"]):
+        raise malformed(f"{where}: expected 'services' to be a list of service names, found {_found(item['services'])}")
+    file = item["file"]
+    try:
+        name, version, _, _ = parse_wheel_filename(file)
+        ok = "/" not in file and "\\" not in file and name == canonicalize_name(item["name"]) and version == Version(item["version"])
+    except ValueError:  # InvalidWheelFilename and InvalidVersion both are
+        ok = False
+    if not ok:
+        raise malformed(f"{where}: expected 'file' to be the wheel file name of {item['name']} {item['version']}, found {_found(file)}")
+    kind = item["origin"].get("kind")
+    if kind not in ("built", *_THIRD_PARTY_KINDS):
+        raise malformed(f"{where}: expected the origin kind built, downloaded or built-from-sdist, found {_found(kind)}")
+    if kind in _THIRD_PARTY_KINDS and not re.fullmatch(r"sha256:[0-9a-f]{64}", str(item["origin"].get("locked_hash"))):
+        raise malformed(f"{where}: expected the origin locked_hash of a {kind} wheel to be sha256:<64 hex>, found {_found(item['origin'].get('locked_hash'))}")
+    return Entry(**item)
+
+
+def _found(value: object) -> str:
+    """A JSON value for a message: its type and, shortened, itself."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    if value is None:
+        return "null"
+    text = json.dumps(value)
+    return f"{kinds.get(type(value), type(value).__name__)} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def render_install_manifest(repo: Repository, entries: Iterable[Entry], service: str, source: firstparty.FileSource | None = None) -> str:
+    """The exact text wheelhouse/install/<service>.txt must have, derived from the service's
+    current lock, the current first-party sources (`source`, default the working tree) and the
+    wheels `entries` describes. A wheel the service needs and `entries` lacks is an error."""
+    return _install_text(service, _service_wheels(repo, sorted(entries, key=lambda e: e.file), service, _origins(repo, source)))
+
+
+def render_manifest(repo: Repository, entries: Iterable[Entry], source: firstparty.FileSource | None = None) -> str:
+    """The exact text of wheelhouse/manifest.json: `entries` with who uses each wheel and which
+    locks pin it derived anew from the current locks, for every service."""
+    return _manifest_json(repo.target, _derive(repo, entries, source).entries)
+
+
+def render_wheelhouse(repo: Repository, entries: Iterable[Entry], source: firstparty.FileSource | None = None) -> dict[str, str]:
+    """Every file of the wheelhouse that is not a wheel, by its path in the wheelhouse
+    (install/<service>.txt, manifest.json, SHA256SUMS), exactly as it must read."""
+    return _derive(repo, entries, source).files(repo.target)
+
+
+def render_checksums(digests: Mapping[str, str]) -> str:
+    """SHA256SUMS for `sha256sum -c`: one `<sha256>  <path>` line per file, sorted by path."""
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(digests.items()))
+
+
+@dataclass(frozen=True)
+class _Derived:
+    entries: list[Entry]  # as manifest.json lists them: who uses each, which locks pin it
+    installs: dict[str, list[Entry]]  # service -> every wheel it installs
+
+    def files(self, target: Target) -> dict[str, str]:
+        return _render_files(target, self.entries, self.installs)
+
+
+def _origins(repo: Repository, source: firstparty.FileSource | None) -> Callable[[Package], dict]:
+    """The origin a first-party wheel built now would record, computed once per package."""
+    source = source or firstparty.WorkingTree(repo.root)
+    backend = firstparty.backend_version()
+    known: dict[str, dict] = {}
+
+    def origin_of(package: Package) -> dict:
+        if package.name not in known:
+            known[package.name] = _first_party_origin(package, backend, source)
+        return known[package.name]
+
+    return origin_of
+
+
+def _derive(repo: Repository, entries: Iterable[Entry], source: firstparty.FileSource | None) -> _Derived:
+    """What every service installs and what manifest.json must say, from the current locks,
+    first-party sources and target, choosing among `entries` as build-wheels would."""
+    pool = sorted(entries, key=lambda e: e.file)
+    origin_of = _origins(repo, source)
+    chosen = {service: _service_wheels(repo, pool, service, origin_of) for service in repo.services}
+    pin = _installer_pin(repo)
+    installer = _locked_wheel(pool, pin, repo.target)
+    if installer is None:
+        msg = f"{WHEELHOUSE}/{MANIFEST}: no wheel for {pin.requirement_line()}, the image installer {REQUIREMENTS_DIR}/{DEV}.txt pins; {_REGENERATE}"
+        raise WheelhouseError(msg)
+    used = {e.file: e for wheels in chosen.values() for e in wheels} | {installer.file: installer}
+    installs = {service: {e.file for e in wheels} for service, wheels in chosen.items()}
+    composed = _compose(used, installs, installer.file)
+    return _Derived(composed, _installed(composed, installs))
+
+
+def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of: Callable[[Package], dict]) -> list[Entry]:
+    label = f"{WHEELHOUSE}/{INSTALL_DIR}/{service}.txt"
+    wheels = []
+    for package in repo.closure(service):
+        found = _built_wheel(pool, package, origin_of(package), repo.target)
+        if found is None:
+            msg = f"{label}: stale: no wheel in {WHEELHOUSE}/{MANIFEST} is built from the current {package.directory} ({package.name} {package.version}): its files, version, build backend or last commit changed; {_REGENERATE}"
+            raise WheelhouseError(msg)
+        wheels.append(found)
+    for pin in load_lock(repo, service).values():
+        found = _locked_wheel(pool, pin, repo.target)
+        if found is None:
+            msg = f"{label}: stale: {repo.relative(repo.lock_path(service))} pins {pin.requirement_line()} and no wheel in {WHEELHOUSE}/{MANIFEST} has one of its locked hashes for the target; {_REGENERATE}"
+            raise WheelhouseError(msg)
+        wheels.append(found)
+    return wheels
+
+
+def _difference(directory: Path, name: str, expected: str) -> str:
+    """What differs between a file of the wheelhouse and the text it must have, in one line."""
+    path = directory / name
+    label = f"{WHEELHOUSE}/{name}"
+    if not path.is_file():
+        return "missing"
+    found = path.read_bytes().decode(errors="replace")
+    problems: list[str] = []
+    if name.startswith(f"{INSTALL_DIR}/"):
+        try:
+            pins = {n: (p.version, sorted(p.hashes)) for n, p in parse_pins(path, label).items()}
+        except LockError as error:
+            return f"line {str(error).removeprefix(label + ':')}"
+        wanted = {n: (v, [h]) for n, v, h in _INSTALL_PIN.findall(expected)}
+        for pinned in sorted(wanted.keys() | pins.keys()):
+            if pinned not in pins:
+                problems.append(f"{pinned}=={wanted[pinned][0]} (sha256 {wanted[pinned][1][0]}) missing")
+            elif pinned not in wanted:
+                problems.append(f"{pinned}=={pins[pinned][0]} not expected")
+            elif pins[pinned] != wanted[pinned]:
+                problems.append(f"{pinned}: expected =={wanted[pinned][0]} sha256 {wanted[pinned][1][0]}, found =={pins[pinned][0]} sha256 {', '.join(pins[pinned][1])}")
+    elif name == CHECKSUMS:
+        listed = dict(_checksum_lines(found))
+        wanted = dict(_checksum_lines(expected))
+        for listed_name in sorted(wanted.keys() | listed.keys()):
+            if listed_name not in listed:
+                problems.append(f"{listed_name} missing")
+            elif listed_name not in wanted:
+                problems.append(f"{listed_name} not expected")
+            elif listed[listed_name] != wanted[listed_name]:
+                problems.append(f"{listed_name}: expected {wanted[listed_name]}, found {listed[listed_name]}")
+    if problems:
+        return "; ".join(problems)
+    for number, (want, have) in enumerate(itertools.zip_longest(expected.splitlines(), found.splitlines()), start=1):
+        if want != have:
+            return f"line {number}: expected {_clip(want)}, found {_clip(have)}"
+    return "differs in line endings or trailing bytes"
+
+
+def _checksum_lines(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        digest, separator, name = line.partition("  ")
+        pairs.append((name, digest) if separator else (f"line {number} ({_clip(line)})", "unreadable"))
+    return pairs
+
+
+def _clip(line: str | None) -> str:
+    if line is None:
+        return "the end of the file"
+    return repr(line if len(line) <= 80 else line[:77] + "...")
+
+
+def _strays(directory: Path, allowed: set[str]) -> list[str]:
+    """Every path under `directory` that is neither one of `allowed` nor a folder holding them."""
+    folders = {Path(name).parent.as_posix() for name in allowed} - {"."}
+    found = []
+    for current, dirs, files in os.walk(directory):
+        relative = Path(current).relative_to(directory)
+        for name in list(dirs):
+            path = (relative / name).as_posix()
+            if path not in folders or os.path.islink(os.path.join(current, name)):
+                found.append(f"{path}/")
+                dirs.remove(name)
+        found += [p for p in ((relative / name).as_posix() for name in files) if p not in allowed]
+    return sorted(found)
 
 
 def load_lock(repo: Repository, service: str) -> dict[str, Pin]:
@@ -142,25 +496,24 @@ class _Plan:
     installer_key: str = ""
 
 
-def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]], installer: Pin, old_entries: list[Entry]) -> _Plan:
+def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]], installer: Pin, old_entries: list[Entry], source: firstparty.FileSource) -> _Plan:
     """What to reuse from the current wheelhouse, build and download, and who needs what."""
     plan = _Plan()
     backend = firstparty.backend_version()
     first_party_keys = {}
     for package in {p.name: p for name in selected for p in repo.closure(name)}.values():
-        origin = _first_party_origin(repo, package, backend)
-        found = next((e for e in old_entries if e.origin == origin and e.name == package.name and e.version == package.version), None)
+        origin = _first_party_origin(package, backend, source)
+        found = _built_wheel(old_entries, package, origin, repo.target)
         if found:
             plan.reuse[found.file] = found
             first_party_keys[package.name] = found.file
         else:
             plan.build.append((package, origin))
             first_party_keys[package.name] = f"build:{package.name}"
-    pins = {(pin.name, pin.version): pin for lock in locks.values() for pin in lock.values()}
-    pins[(installer.name, installer.version)] = installer
+    pins = thirdparty.merge_pins([*(pin for lock in locks.values() for pin in lock.values()), installer])
     third_party_keys = {}
     for key, pin in pins.items():
-        found = next((e for e in old_entries if _third_party_matches(e, pin)), None)
+        found = _locked_wheel(old_entries, pin, repo.target)
         if found:
             plan.reuse[found.file] = found
             third_party_keys[key] = found.file
@@ -180,19 +533,40 @@ def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]
     return plan
 
 
-def _first_party_origin(repo: Repository, package: Package, backend: str) -> dict:
+def _first_party_origin(package: Package, backend: str, source: firstparty.FileSource) -> dict:
+    # Which source (working tree or commit) is not recorded: equal files give an equal
+    # wheel, so a release of a clean tree reuses what build-wheels built, and vice versa.
     return {
         "kind": "built",
         "source": package.directory,
-        "source_sha256": firstparty.source_fingerprint(package),
+        "source_sha256": firstparty.fingerprint(source, package),
         "build_backend": f"{firstparty.BUILD_BACKEND}=={backend}",
-        "source_date_epoch": firstparty.source_date_epoch(repo.root, package),
+        "source_date_epoch": source.date_epoch(package),
     }
 
 
 def _third_party_matches(entry: Entry, pin: Pin) -> bool:
     locked = entry.origin.get("locked_hash", "").removeprefix("sha256:")
-    return entry.name == pin.name and entry.version == pin.version and locked in pin.hashes
+    return entry.origin.get("kind") in _THIRD_PARTY_KINDS and entry.name == pin.name and entry.version == pin.version and locked in pin.hashes
+
+
+def _built_wheel(entries: Iterable[Entry], package: Package, origin: dict, target: Target) -> Entry | None:
+    """The wheel among `entries` that building the package now would give, if it runs on the target."""
+    return next((e for e in entries if e.name == package.name and e.version == package.version and _intrinsic(e.origin) == origin and e.runs_on(target)), None)
+
+
+def _locked_wheel(entries: Iterable[Entry], pin: Pin, target: Target) -> Entry | None:
+    """The first wheel among `entries` with one of the pin's locked hashes, if it runs on the target."""
+    return next((e for e in entries if _third_party_matches(e, pin) and e.runs_on(target)), None)
+
+
+def _installer_pin(repo: Repository) -> Pin:
+    dev_lock = repo.root / REQUIREMENTS_DIR / f"{DEV}.txt"
+    installer = parse_pins(dev_lock, repo.relative(dev_lock)).get(INSTALLER) if dev_lock.is_file() else None
+    if installer is None:
+        msg = f"{REQUIREMENTS_DIR}/{DEV}.txt: expected a hashed pin of {INSTALLER} (the image installer); run `invoke lock`"
+        raise LockError(msg)
+    return installer
 
 
 def build_wheels(
@@ -200,16 +574,14 @@ def build_wheels(
     *,
     service: str | None = None,
     clean: bool = False,
-    pip_args: tuple[str, ...] = (),
+    source: firstparty.FileSource | None = None,
     reporter: Reporter,
 ) -> Result:
+    """Refresh the wheelhouse; first-party wheels come from `source` (default: the working tree)."""
+    source = source or firstparty.WorkingTree(repo.root)
     selected = repo.select_services(service)
     locks = {name: load_lock(repo, name) for name in selected}
-    dev_lock = repo.root / REQUIREMENTS_DIR / f"{DEV}.txt"
-    installer = parse_pins(dev_lock, repo.relative(dev_lock)).get(INSTALLER) if dev_lock.is_file() else None
-    if installer is None:
-        msg = f"{REQUIREMENTS_DIR}/{DEV}.txt: expected a hashed pin of {INSTALLER} (the image installer); run `invoke lock`"
-        raise LockError(msg)
+    installer = _installer_pin(repo)
     store = repo.root / STORE
     reporter.step(f"building the wheelhouse for {', '.join(selected)} ({repo.target.describe()})")
 
@@ -222,36 +594,55 @@ def build_wheels(
         if link.exists() and not link.is_symlink():
             msg = f"{WHEELHOUSE}/ is a plain directory, not a wheelhouse made by `invoke build-wheels`; move it away"
             raise WheelhouseError(msg)
-        old = verify(link.resolve()) if link.exists() and not clean else None
+        # Integrity only: a wheel the target does not run, or a damaged or missing derived
+        # file, is made anew below rather than refused.
+        old = _load(link.resolve()) if link.exists() and not clean else None
         old_entries = list(old.entries.values()) if old else []
 
-        plan = _plan(repo, selected, locks, installer, old_entries)
+        plan = _plan(repo, selected, locks, installer, old_entries, source)
         installs, installer_key = plan.installs, plan.installer_key
+        _refuse_keeping_off_target(repo, plan, selected)
 
         if old and not plan.build and not plan.fetch:
             entries = _compose(plan.reuse, installs, installer_key)
-            if _manifest_json(repo, entries) == (old.path / MANIFEST).read_text():
+            # Up to date means every file it would write is there as it would write it, and
+            # nothing else is.
+            files = _render_files(repo.target, entries, _installed(entries, installs))
+            unchanged = all((old.path / name).is_file() and (old.path / name).read_bytes() == text.encode() for name, text in files.items())
+            if unchanged and not _strays(old.path, set(files) | {e.file for e in entries}):
                 reporter.info("wheelhouse is up to date: nothing to build, nothing to download")
                 return Result(old, [], [])
 
+        for line in _repairs(old) if old else []:
+            reporter.info(line)
         token = secrets.token_hex(4)
         partial = store / f"partial-{token}"
         partial.mkdir(parents=True)
-        for entry in plan.reuse.values():
-            os.link(old.path / entry.file, partial / entry.file)
-        built = _build_first_party(plan.build, partial, reporter)
-        fetched = _fetch_third_party(repo, plan.fetch, partial, pip_args, reporter)
-        new = dict(plan.reuse)
-        resolved = {}
-        for key, entry in [*built, *fetched]:
-            new[entry.file] = entry
-            resolved[key] = entry.file
-        installs = {name: {resolved.get(k, k) for k in keys} for name, keys in installs.items()}
-        entries = _compose(new, installs, resolved.get(installer_key, installer_key))
-        _write_metadata(repo, partial, entries, installs)
-        fsync_tree(partial)
-        generation = store / f"gen-{token}"
-        partial.rename(generation)
+        try:
+            for entry in plan.reuse.values():
+                os.link(old.path / entry.file, partial / entry.file)
+            built = _build_first_party(plan.build, partial, source, reporter)
+            _refuse(partial, _off_target_build(repo, built))
+            fetched = _fetch_third_party(repo, plan.fetch, partial, reporter)
+            _refuse(partial, _replacing_for_others(repo, plan, selected, [*built, *fetched]))
+            new = dict(plan.reuse)
+            resolved = {}
+            for key, entry in [*built, *fetched]:
+                new[entry.file] = entry
+                resolved[key] = entry.file
+            installs = {name: {resolved.get(k, k) for k in keys} for name, keys in installs.items()}
+            entries = _compose(new, installs, resolved.get(installer_key, installer_key))
+            for name in selected:
+                wheels = {e.name: partial / e.file for e in new.values() if e.name in locks[name] and e.version == locks[name][e.name].version}
+                thirdparty.check_closure(repo, name, locks[name], wheels)
+            _write_metadata(repo, partial, entries, installs)
+            fsync_tree(partial)
+            generation = store / f"gen-{token}"
+            partial.rename(generation)
+        except BaseException:
+            # A failed or interrupted run leaves nothing behind, not even an invisible partial.
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         _switch(link, generation)
         _prune(store, keep={generation.name, old.path.name if old else ""})
         result = Result(verify(generation), [e.file for _, e in built], [e.file for _, e in fetched])
@@ -259,12 +650,15 @@ def build_wheels(
         return result
 
 
-def _build_first_party(jobs: list[tuple[Package, dict]], partial: Path, reporter: Reporter) -> list[tuple[str, Entry]]:
+def _build_first_party(jobs: list[tuple[Package, dict]], partial: Path, source: firstparty.FileSource, reporter: Reporter) -> list[tuple[str, Entry]]:
     def one(job: tuple[Package, dict]) -> tuple[str, Entry]:
         package, origin = job
-        reporter.info(f"building {package.label} {package.version}")
+        reporter.info(f"building {package.label} {package.version} from {source.describe()}")
         with tempfile.TemporaryDirectory(prefix="wheelpipe-build-") as tmp:
-            wheel = firstparty.build_wheel(package, origin["source_date_epoch"], Path(tmp), reporter)
+            built = firstparty.build_wheel(package, source, origin["source_date_epoch"], Path(tmp), reporter)
+            # The fingerprint of what was staged, should a file have changed since planning.
+            origin = {**origin, "source_sha256": built.source_sha256}
+            wheel = built.path
             name, version, _, _ = parse_wheel_filename(wheel.name)
             if name != package.name or str(version) != package.version:
                 msg = f"{package.label}: the build produced {wheel.name}, expected {package.name} {package.version}"
@@ -274,21 +668,28 @@ def _build_first_party(jobs: list[tuple[Package, dict]], partial: Path, reporter
         return f"build:{package.name}", Entry(package.name, package.version, final.name, sha256_file(final), origin)
 
     # Two workers: the backends spend most of their time starting up, not computing.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(one, jobs))
+    return parallel(one, jobs, 2)
 
 
-def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path, pip_args: tuple[str, ...], reporter: Reporter) -> list[tuple[str, Entry]]:
+def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path, reporter: Reporter) -> list[tuple[str, Entry]]:
     if not pins:
         return []
+    build_lock_path = repo.root / sdists.BUILD_LOCK
+    build_lock = parse_pins(build_lock_path, sdists.BUILD_LOCK) if build_lock_path.is_file() else None
     with tempfile.TemporaryDirectory(prefix="wheelpipe-fetch-", dir=partial.parent) as tmp:
         results = []
-        for item in thirdparty.fetch(pins, Path(tmp), repo.target, pip_args, reporter):
+        for item in thirdparty.fetch(pins, Path(tmp), repo.indexes, repo.target, build_lock, reporter):
             final = partial / item.wheel.name
             item.wheel.rename(final)
             origin = {"kind": "downloaded", "locked_hash": f"sha256:{sha256_file(final)}"}
             if item.sdist:
-                origin = {"kind": "built-from-sdist", "sdist": item.sdist.name, "locked_hash": f"sha256:{sha256_file(item.sdist)}"}
+                origin = {
+                    "kind": "built-from-sdist",
+                    "sdist": item.sdist.name,
+                    "locked_hash": f"sha256:{sha256_file(item.sdist)}",
+                    "build_lock": sdists.BUILD_LOCK,
+                    "source_date_epoch": item.source_date_epoch,
+                }
             entry = Entry(item.pin.name, item.pin.version, final.name, sha256_file(final), origin)
             results.append((f"fetch:{item.pin.name}=={item.pin.version}", entry))
         return results
@@ -299,7 +700,7 @@ def _compose(entries: dict[str, Entry], installs: dict[str, set[str]], installer
     composed = []
     for file, entry in sorted(entries.items()):
         services = sorted(name for name, files in installs.items() if file in files)
-        origin = {k: v for k, v in entry.origin.items() if k not in ("locks", "purpose")}
+        origin = _intrinsic(entry.origin)
         if origin["kind"] != "built":
             origin["locks"] = [f"{REQUIREMENTS_DIR}/{name}.txt" for name in services]
         if file == installer_file:
@@ -310,10 +711,15 @@ def _compose(entries: dict[str, Entry], installs: dict[str, set[str]], installer
     return composed
 
 
-def _manifest_json(repo: Repository, entries: list[Entry]) -> str:
+def _intrinsic(origin: dict) -> dict:
+    """What an origin says of the wheel itself, without who uses it (derived anew each run)."""
+    return {k: v for k, v in origin.items() if k not in ("locks", "purpose")}
+
+
+def _manifest_json(target: Target, entries: list[Entry]) -> str:
     document = {
         "format": FORMAT,
-        "target": asdict(repo.target),
+        "target": asdict(target),
         "services": sorted({s for e in entries for s in e.services}),
         "wheels": [asdict(e) for e in entries],
     }
@@ -328,14 +734,94 @@ def _install_header(service: str) -> str:
     )
 
 
+def _install_text(service: str, wheels: list[Entry]) -> str:
+    return format_pins([(e.name, e.version, e.sha256) for e in wheels], _install_header(service))
+
+
+def _installed(entries: list[Entry], installs: dict[str, set[str]]) -> dict[str, list[Entry]]:
+    return {service: [e for e in entries if e.file in files] for service, files in sorted(installs.items())}
+
+
+def _render_files(target: Target, entries: list[Entry], installs: dict[str, list[Entry]]) -> dict[str, str]:
+    """Every file of a generation but the wheels: install manifests, manifest.json, SHA256SUMS."""
+    files = {f"{INSTALL_DIR}/{service}.txt": _install_text(service, wheels) for service, wheels in installs.items()}
+    files[MANIFEST] = _manifest_json(target, entries)
+    digests = {e.file: e.sha256 for e in entries} | {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
+    files[CHECKSUMS] = render_checksums(digests)
+    return files
+
+
 def _write_metadata(repo: Repository, directory: Path, entries: list[Entry], installs: dict[str, set[str]]) -> None:
-    for service, files in installs.items():
-        chosen = [(e.name, e.version, e.sha256) for e in entries if e.file in files]
-        write_atomic(directory / INSTALL_DIR / f"{service}.txt", format_pins(chosen, _install_header(service)))
-    write_atomic(directory / MANIFEST, _manifest_json(repo, entries))
-    listed = sorted([e.file for e in entries] + [f"{INSTALL_DIR}/{s}.txt" for s in installs] + [MANIFEST])
-    sums = "".join(f"{sha256_file(directory / name)}  {name}\n" for name in listed)
-    write_atomic(directory / CHECKSUMS, sums)
+    for name, text in _render_files(repo.target, entries, _installed(entries, installs)).items():
+        write_atomic(directory / name, text)
+
+
+def _repairs(old: Wheelhouse) -> list[str]:
+    """The current generation's damaged, missing and stray files, one line each: the next
+    generation writes the derived ones anew and carries no stray over."""
+    entries = list(old.entries.values())
+    services = sorted({s for e in entries for s in e.services})
+    files = _render_files(old.target, entries, _installed(entries, {s: {e.file for e in entries if s in e.services} for s in services}))
+    lines = []
+    for name, text in files.items():
+        path = old.path / name
+        if not path.is_file():
+            lines.append(f"{WHEELHOUSE}/{name}: missing; written anew in the new generation")
+        elif path.read_bytes() != text.encode():
+            lines.append(f"{WHEELHOUSE}/{name}: damaged ({_difference(old.path, name, text)}); written anew in the new generation")
+    for stray in _strays(old.path, set(files) | set(old.entries)):
+        lines.append(f"{WHEELHOUSE}/{stray}: not part of the wheelhouse; left out of the new generation")
+    return lines
+
+
+def _other_users(plan: _Plan, selected: list[str], file: str) -> list[str]:
+    return sorted(s for s, files in plan.installs.items() if s not in selected and file in files)
+
+
+def _refuse_keeping_off_target(repo: Repository, plan: _Plan, selected: list[str]) -> None:
+    """--service keeps the other services' wheels as they are, which a wheel the target no
+    longer runs cannot be: that takes a build of every service."""
+    for file, entry in sorted(plan.reuse.items()):
+        users = _other_users(plan, selected, file)
+        if users and not entry.runs_on(repo.target):
+            msg = f"{WHEELHOUSE}/{file}: service {', '.join(users)} installs it, but its tags {_tag_list(entry.tags)} do not run on the target {repo.target.describe()}; run `invoke build-wheels` without --service to make every service's wheels for the target"
+            raise WheelhouseError(msg)
+
+
+def _off_target_build(repo: Repository, built: list[tuple[str, Entry]]) -> str | None:
+    for key, entry in built:
+        if not entry.runs_on(repo.target):
+            package = repo.packages[key.removeprefix("build:")]
+            return f"{package.label}: the build produced {entry.file}, whose tags {_tag_list(entry.tags)} do not run on the target {repo.target.describe()} (pyproject.toml [tool.wheelpipe.target])"
+    return None
+
+
+def _replacing_for_others(repo: Repository, plan: _Plan, selected: list[str], made: list[tuple[str, Entry]]) -> str | None:
+    """A wheel made for the selected services that has the file name, but not the bytes, of one
+    another service installs: keeping both is impossible, and replacing it would change what
+    that service installs."""
+    for key, entry in made:
+        kept = plan.reuse.get(entry.file)
+        users = _other_users(plan, selected, entry.file)
+        if kept is None or not users or kept.sha256 == entry.sha256:
+            continue
+        kind, _, name = key.partition(":")
+        what, fix = name, f"bump the version of {entry.name}"
+        if kind == "build":
+            package = repo.packages[name]
+            what, fix = package.label, f"bump the version in {package.directory}/pyproject.toml"
+        return (
+            f"{what}: the new {entry.file} (sha256 {entry.sha256}) would replace the one service {', '.join(users)} "
+            f"installs (sha256 {kept.sha256}); run `invoke build-wheels` without --service, or {fix}"
+        )
+    return None
+
+
+def _refuse(partial: Path, message: str | None) -> None:
+    """Stop before the next generation becomes visible, leaving nothing of it behind."""
+    if message:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise WheelhouseError(message)
 
 
 def _switch(link: Path, generation: Path) -> None:

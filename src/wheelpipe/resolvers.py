@@ -1,0 +1,193 @@
+"""The resolvers that turn requirement inputs into hashed locks: uv (default) and pip-tools.
+
+Both write the same lock format (`name==version`, every `--hash`, `# via` notes, a header
+naming `invoke lock`), resolve for the declared target rather than the host where they can,
+and take nothing from the machine's installer configuration: they run in the clean tool
+environment, are told the repository's indexes explicitly, and never reuse a hash from the
+lock they replace (an edited hash must not survive `invoke lock`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from .console import Reporter, run
+from .errors import LockError, RepositoryError, ToolError
+from .index import Indexes
+from .lockfile import canonical_lock, parse_pins
+from .target import Target, check_host
+
+COMPILE_COMMAND = "invoke lock"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One lock to compile, paths relative to `workdir`."""
+
+    workdir: Path
+    output: str
+    sources: tuple[str, ...]
+    constraints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Options:
+    target: Target
+    indexes: Indexes
+    upgrade: bool = False
+    upgrade_packages: tuple[str, ...] = ()
+
+
+class Resolver:
+    name = ""
+
+    def prepare(self, target: Target) -> None:
+        """Fail early when this host cannot resolve for the target with this resolver."""
+
+    def compile(self, job: Job, options: Options, reporter: Reporter) -> None:
+        raise NotImplementedError
+
+
+class Uv(Resolver):
+    """`uv pip compile` for the target's interpreter and platform, from any host."""
+
+    name = "uv"
+
+    def compile(self, job: Job, options: Options, reporter: Reporter) -> None:
+        output = job.workdir / job.output
+        if output.exists():
+            # uv takes the hashes of an existing output file as they are; keep only its
+            # pins, which seed the resolution, so that every hash comes from the index.
+            _strip_hashes(output)
+        argv = [
+            sys.executable, "-m", "uv", "pip", "compile", "--no-config", "--quiet",
+            "--generate-hashes", "--allow-unsafe", "--strip-extras",
+            "--python-version", options.target.python_version,
+            "--python-platform", options.target.uv_platform(),
+            "--custom-compile-command", COMPILE_COMMAND,
+            "--index-url", options.indexes.urls[0],
+            *(f"--extra-index-url={url}" for url in options.indexes.urls[1:]),
+        ]
+        argv += _upgrades(options)
+        for constraint in job.constraints:
+            argv += ["--constraint", constraint]
+        argv += ["--output-file", job.output, *job.sources]
+        reporter.info(f"resolving {job.output} with uv")
+        try:
+            run(argv, reporter=reporter, what=f"uv pip compile of {job.output}", cwd=job.workdir)
+        except ToolError as error:
+            raise LockError(f"{job.output}: cannot resolve {' + '.join(job.sources)}: {_uv_reason(error.output, job) or error}") from None
+        _canonicalize(job)
+
+
+class PipTools(Resolver):
+    """pip-compile: resolves with the host's interpreter, which must therefore be the target's."""
+
+    name = "pip-tools"
+
+    def prepare(self, target: Target) -> None:
+        check_host(target, "resolve the locks with pip-tools")
+
+    def compile(self, job: Job, options: Options, reporter: Reporter) -> None:
+        argv = [
+            sys.executable, "-m", "piptools", "compile", "--no-config", "--quiet",
+            "--generate-hashes", "--no-reuse-hashes", "--allow-unsafe", "--strip-extras",
+            "--no-emit-index-url", "--no-emit-find-links", "--no-emit-trusted-host",
+            *options.indexes.pip_options(), "--pip-args=--isolated",
+        ]
+        argv += _upgrades(options)
+        for constraint in job.constraints:
+            argv += ["--constraint", constraint]
+        argv += ["--output-file", job.output, *job.sources]
+        reporter.info(f"resolving {job.output} with pip-tools")
+        try:
+            run(argv, reporter=reporter, what=f"pip-compile of {job.output}", cwd=job.workdir, env={"CUSTOM_COMPILE_COMMAND": COMPILE_COMMAND})
+        except ToolError as error:
+            conflict = _pip_conflict(error.output, [job.workdir / c for c in job.constraints])
+            raise LockError(f"{job.output}: cannot resolve {' + '.join(job.sources)}: {conflict or error}") from None
+        _canonicalize(job)
+
+
+RESOLVERS: dict[str, type[Resolver]] = {"uv": Uv, "pip-tools": PipTools}
+
+
+def resolver(name: str, where: str) -> Resolver:
+    try:
+        return RESOLVERS[name]()
+    except KeyError:
+        msg = f"{where}: unknown resolver {name!r}: expected one of {', '.join(RESOLVERS)}"
+        raise RepositoryError(msg) from None
+
+
+def _canonicalize(job: Job) -> None:
+    output = job.workdir / job.output
+    output.write_text(canonical_lock(output, job.output))
+
+
+def _upgrades(options: Options) -> list[str]:
+    argv = ["--upgrade"] if options.upgrade else []
+    for name in options.upgrade_packages:
+        argv += ["--upgrade-package", name]
+    return argv
+
+
+def _strip_hashes(lock: Path) -> None:
+    if "--hash=" not in lock.read_text():
+        return  # already pins only (a seed made from a team's existing pins)
+    pins = parse_pins(lock, lock.name)
+    lock.write_text("".join(f"{pin.requirement_line()}\n" for pin in sorted(pins.values(), key=lambda p: p.name)))
+
+
+def _uv_reason(output: str, job: Job) -> str:
+    """uv's explanation of a failed resolution on one line, after the constraint pins it involves.
+
+    uv says `error: No solution found ...` then `cause: Because ...` lines (or, for other
+    failures, just `error: ...`); keep what explains, drop the labels.
+    """
+    reasons = []
+    for line in output.splitlines():
+        text = line.strip(" ×╰─▶│\t")
+        label, _, rest = text.partition(": ")
+        if label.lower() in ("error", "cause", "caused by", "warning"):
+            text = rest
+        if text and not text.lower().startswith(("hint", "help", "no solution found when resolving")):
+            reasons.append(text)
+    if not reasons:
+        return ""
+    text = re.sub(r"\s+", " ", " ".join(reasons))
+    pinned = []
+    for constraint in job.constraints:
+        pins = parse_pins(job.workdir / constraint, constraint)
+        for name in sorted(pins):
+            if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE):
+                pinned.append(f"{constraint} pins {name}=={pins[name].version}")
+    return "; ".join([*pinned, text])
+
+
+_REQUIREMENT_INFO = re.compile(r"SpecifierRequirement\('(?P<spec>[^']+)'\), parent=(?:\w+Candidate\('(?P<link>[^' ]+)|None)")
+
+
+def _pip_conflict(output: str, constraints: list[Path]) -> str:
+    """Name the package, each requirement on it, and the service lock pinning it.
+
+    pip-compile --quiet hides pip's own explanation, but the ResolutionImpossible it
+    raises still lists every requirement in the conflict and who asked for it.
+    """
+    found = _REQUIREMENT_INFO.findall(output)
+    if not found:
+        return ""
+    wanted = []
+    for spec, link in found:
+        parent = "a direct requirement"
+        if link:
+            name, version = link.rsplit("/", 1)[-1].split("-")[:2]
+            parent = f"{canonicalize_name(name)} {version}"
+        wanted.append(f"{parent} requires {spec}")
+    package = canonicalize_name(re.split(r"[<>=!~;\[ ]", found[0][0], maxsplit=1)[0])
+    pinned = [f"{c.parent.name}/{c.name} pins {package}=={pins[package].version}" for c in constraints if package in (pins := parse_pins(c))]
+    return f"{package}: " + "; ".join([*pinned, *wanted])

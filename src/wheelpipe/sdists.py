@@ -1,0 +1,411 @@
+"""Building a locked sdist into a reproducible wheel, with locked build requirements.
+
+The build requirements of every sdist-only dependency are locked with hashes in
+requirements/build.txt (by `invoke lock`); a build installs exactly those wheels,
+hash-checked and offline, into a fresh environment and calls the sdist's PEP 517 backend
+there. No resolution against an index happens during a build. SOURCE_DATE_EPOCH comes
+from the sdist itself and the wheel's zip is rewritten in a canonical form, so two builds
+of one sdist give byte-identical wheels.
+
+Where the backend runs: on this host when its interpreter matches the target; otherwise in
+throwaway containers of the target's builder image (`invoke base-image --builder`: the
+target's base image plus a compiler), with no network and the work directory mounted at one
+fixed path, so that a compiled extension records the same source path in every build. When
+neither is possible the build stops with one line saying what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shlex
+import sys
+import tarfile
+import tempfile
+import time
+import tomllib
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import pyproject_hooks
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from . import baseimage, index
+from .console import Reporter, run
+from .docker import Docker
+from .errors import DockerError, LockError, TargetError, WheelhouseError
+from .index import Indexes
+from .lockfile import Pin
+from .model import BUILD_LOCK as BUILD_LOCK_NAME
+from .model import REQUIREMENTS_DIR
+from .target import Target, check_host, host_glibc
+
+BUILD_LOCK = f"{REQUIREMENTS_DIR}/{BUILD_LOCK_NAME}.txt"
+# PEP 517's fallback for an sdist without [build-system]: setuptools' legacy backend.
+_LEGACY = ("setuptools.build_meta:__legacy__", ["setuptools>=40.8.0"])
+# Zip archives cannot store times before 1980.
+_ZIP_EPOCH = 315532800
+# The builder image for a target this host is not, and the docker client (named as for
+# `invoke image`): read from the environment, as build-wheels passes no invoke config down.
+BUILDER_IMAGE_ENV = "INVOKE_IMAGE_BUILDER"
+DOCKER_ENV = "INVOKE_IMAGE_DOCKER"
+# Paths inside a builder container. The work directory is always mounted at /build, so a
+# compiled extension records the same source path in every build, on every machine.
+_WORK = "/build"
+_HOOK_SCRIPT = "/build-tools/_in_process.py"
+_INSTALLER = "/build-tools/pip"
+_HOOK_DIRECTORY = "/build-hook"
+# Marks the throwaway containers, so that one a killed run left behind can be found.
+SDIST_BUILD_LABEL = "io.wheelpipe.role=sdist-build"
+
+
+@dataclass(frozen=True)
+class BuildSystem:
+    """An sdist's [build-system]: the backend and what must be installed to run it."""
+
+    backend: str
+    backend_path: tuple[str, ...]
+    requires: tuple[Requirement, ...]
+
+
+@dataclass(frozen=True)
+class Built:
+    wheel: Path
+    source_date_epoch: int
+    built_in: str = "this host"  # or the builder image, as `name@sha256:id`
+
+
+def _top(archive: tarfile.TarFile, sdist: Path) -> str:
+    roots = {PurePosixPath(m.name).parts[0] for m in archive.getmembers() if m.name not in ("", ".")}
+    if len(roots) != 1:
+        msg = f"{sdist.name}: expected one top-level directory in the sdist, found {len(roots)}"
+        raise WheelhouseError(msg)
+    return roots.pop()
+
+
+def build_system(sdist: Path) -> BuildSystem:
+    """The [build-system] table of the sdist's pyproject.toml (PEP 517's fallback without one)."""
+    try:
+        with tarfile.open(sdist) as archive:
+            member = archive.getmember(f"{_top(archive, sdist)}/pyproject.toml")
+            data = tomllib.loads(archive.extractfile(member).read().decode())
+    except KeyError:
+        data = {}
+    except (tarfile.TarError, OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        msg = f"{sdist.name}: cannot read its pyproject.toml ({error})"
+        raise WheelhouseError(msg) from None
+    table = data.get("build-system") or {}
+    backend = table.get("build-backend", _LEGACY[0])
+    lines = table.get("requires", _LEGACY[1])
+    try:
+        requires = tuple(Requirement(line) for line in lines)
+    except (InvalidRequirement, TypeError):
+        msg = f"{sdist.name}: [build-system] requires must be a list of requirements, found {lines!r}"
+        raise WheelhouseError(msg) from None
+    return BuildSystem(str(backend), tuple(table.get("backend-path", ())), requires)
+
+
+def source_date_epoch(sdist: Path) -> int:
+    """The newest time stamp in the sdist: the same for everyone who builds it."""
+    with tarfile.open(sdist) as archive:
+        newest = max((int(m.mtime) for m in archive.getmembers()), default=_ZIP_EPOCH)
+    return max(newest, _ZIP_EPOCH)
+
+
+@dataclass(frozen=True)
+class BuilderSettings:
+    """The builder image for a target this host is not, and the docker client to run it.
+
+    image None: the convention, baseimage.builder_tag() of the Debian suite whose python3
+    and glibc are the target's (local/python-builder:3.13-slim-trixie for CPython 3.13 on
+    manylinux_2_41_x86_64).
+    """
+
+    image: str | None = None
+    docker: Docker = field(default_factory=Docker)
+
+    @classmethod
+    def from_environment(cls) -> BuilderSettings:
+        return cls(os.environ.get(BUILDER_IMAGE_ENV) or None, Docker(command=os.environ.get(DOCKER_ENV) or "docker"))
+
+
+def build(
+    sdist: Path,
+    pin: Pin,
+    dest: Path,
+    target: Target,
+    build_lock: dict[str, Pin] | None,
+    indexes: Indexes,
+    reporter: Reporter,
+    builder: BuilderSettings | None = None,
+) -> Built:
+    """Build `sdist` into a canonical wheel in `dest` with the locked build requirements,
+    on this host when it matches the target, else in the target's builder image."""
+    system = build_system(sdist)
+    if build_lock is None:
+        msg = f"{BUILD_LOCK}: missing, but {pin.requirement_line()} is built from its sdist; run `invoke lock`"
+        raise LockError(msg)
+    where = _where_to_build(pin, target, builder or BuilderSettings.from_environment(), reporter)
+    _require_locked(system.requires, build_lock, pin, "needs to build", where.markers)
+    epoch = source_date_epoch(sdist)
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-sdist-") as tmp:
+        work = Path(tmp)
+        _build_requirements(work, build_lock, indexes, target)
+        python = where.install(work, reporter)
+        with tarfile.open(sdist) as archive:
+            top = _top(archive, sdist)
+            archive.extractall(work / "src", filter="data")
+        (work / "out").mkdir()
+        environment = {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}
+        runner = where.runner(work, environment, reporter, f"building a wheel from {sdist.name}")
+        hooks = pyproject_hooks.BuildBackendHookCaller(
+            str(work / "src" / top), system.backend, backend_path=list(system.backend_path) or None, runner=runner, python_executable=python
+        )
+        try:
+            dynamic = hooks.get_requires_for_build_wheel({})
+            _require_locked(dynamic, build_lock, pin, "its backend asks for", where.markers)
+            name = hooks.build_wheel(where.path(work, work / "out"), {})
+        except pyproject_hooks.BackendUnavailable as error:
+            msg = f"{sdist.name}: the build backend {system.backend!r} is not available from {BUILD_LOCK} ({error.message or error})"
+            raise WheelhouseError(msg) from None
+        except pyproject_hooks.HookMissing as error:
+            msg = f"{sdist.name}: the build backend {system.backend!r} has no {error.hook_name} hook"
+            raise WheelhouseError(msg) from None
+        final = dest / name
+        normalize_wheel(work / "out" / name, final, epoch)
+    return Built(final, epoch, where.built_in)
+
+
+def _require_locked(
+    requirements: list[str] | tuple[Requirement, ...], build_lock: dict[str, Pin], pin: Pin, why: str, markers: dict[str, str] | None = None
+) -> list[Pin]:
+    """The build lock's pins for these requirements; a requirement it does not satisfy is named.
+
+    Environment markers are evaluated with `markers` (None: this interpreter's own).
+    """
+    chosen = []
+    for line in requirements:
+        requirement = line if isinstance(line, Requirement) else Requirement(line)
+        if requirement.marker and not requirement.marker.evaluate(markers):
+            continue
+        locked = build_lock.get(canonicalize_name(requirement.name))
+        if locked is None or not requirement.specifier.contains(locked.version, prereleases=True):
+            found = f"pins {locked.requirement_line()}" if locked else "does not pin it"
+            msg = f"{BUILD_LOCK}: {pin.requirement_line()} {why} {requirement}, but the build lock {found}; run `invoke lock`"
+            raise LockError(msg)
+        chosen.append(locked)
+    return chosen
+
+
+def _build_requirements(work: Path, build_lock: dict[str, Pin], indexes: Indexes, target: Target) -> None:
+    """The whole build lock's wheels for the target in work/build-wheels, each checked against
+    its locked hash, and work/build-requirements.txt pinning each with its hashes."""
+    pins = sorted(build_lock.values(), key=lambda p: p.name)
+    # Imported here: thirdparty imports this module.
+    from .thirdparty import plan
+
+    for choice in plan(pins, indexes, target):
+        if choice.builds_from_sdist:
+            msg = f"{BUILD_LOCK}: {choice.pin.requirement_line()} has no wheel for {target.describe()}; build requirements must be wheels"
+            raise LockError(msg)
+        index.download(choice.file, choice.pin.hashes, work / "build-wheels", f"{BUILD_LOCK}: {choice.pin.requirement_line()}")
+    (work / "build-requirements.txt").write_text(
+        "".join(f"{p.name}=={p.version} " + " ".join(f"--hash=sha256:{h}" for h in sorted(p.hashes)) + "\n" for p in pins)
+    )
+
+
+# Installing the build lock: from the downloaded wheels alone, every one against its locked
+# hash, nothing resolved or built, no pip configuration read.
+_PIP_INSTALL = ["install", "--isolated", "--no-index", "--no-deps", "--require-hashes", "--only-binary", ":all:", "--disable-pip-version-check"]
+
+HookRunner = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class _OnHost:
+    """This host's interpreter matches the target: the backend runs here."""
+
+    markers: None = None  # this interpreter's own
+    built_in: str = "this host"
+
+    def install(self, work: Path, reporter: Reporter) -> str:
+        """A fresh venv holding the build lock, installed by the tooling's pip; its python."""
+        run([sys.executable, "-m", "venv", "--without-pip", work / "env"], reporter=reporter, what="creating the build environment")
+        python = work / "env" / "bin" / "python"
+        run(
+            [sys.executable, "-m", "pip", "--python", python, *_PIP_INSTALL, "--find-links", work / "build-wheels", "-r", work / "build-requirements.txt"],
+            reporter=reporter,
+            what=f"installing {BUILD_LOCK} into the build environment",
+        )
+        return str(python)
+
+    def runner(self, work: Path, environment: dict[str, str], reporter: Reporter, what: str) -> HookRunner:
+        def run_hook(cmd, cwd=None, extra_environ=None):
+            run(cmd, reporter=reporter, what=what, cwd=Path(cwd) if cwd else None, env={**(extra_environ or {}), **environment})
+
+        return run_hook
+
+    def path(self, work: Path, path: Path) -> str:
+        return str(path)
+
+
+@dataclass(frozen=True)
+class _InContainer:
+    """This host is not the target: the backend runs in throwaway containers of the target's
+    builder image, one per step, with no network, as this user, the work directory mounted."""
+
+    image: str
+    image_id: str
+    docker: Docker
+    markers: dict[str, str]
+
+    @property
+    def built_in(self) -> str:
+        return f"{self.image}@{self.image_id}"
+
+    def install(self, work: Path, reporter: Reporter) -> str:
+        """A fresh venv in the work directory holding the build lock; its python, as the container sees it.
+
+        The pip that installs it is the tooling's own (installed from requirements/dev.txt with
+        its hashes), mounted read-only and run from outside the venv, so the venv holds the
+        build lock and nothing else, every file of it from a wheel checked against its locked hash.
+        """
+        install = [f"{_WORK}/env/bin/python", _INSTALLER, *_PIP_INSTALL, "--no-cache-dir", "--root-user-action=ignore",
+                   "--find-links", f"{_WORK}/build-wheels", "-r", f"{_WORK}/build-requirements.txt"]
+        script = f"python3 -m venv --without-pip {_WORK}/env && exec {shlex.join(install)}"
+        self._run(work, ["sh", "-c", script], reporter, f"installing {BUILD_LOCK} into a build environment in {self.image}",
+                  mounts=[(_pip_directory(), _INSTALLER, "ro")])
+        return f"{_WORK}/env/bin/python"
+
+    def runner(self, work: Path, environment: dict[str, str], reporter: Reporter, what: str) -> HookRunner:
+        def run_hook(cmd, cwd=None, extra_environ=None):
+            python, script, hook, hook_directory = cmd
+            # The backend path (a JSON list of absolute paths) names the sources by their host path.
+            env = {key: value.replace(str(work), _WORK) for key, value in {**(extra_environ or {}), **environment}.items()}
+            self._run(
+                work, [python, _HOOK_SCRIPT, hook, _HOOK_DIRECTORY], reporter, f"{what} in {self.image}",
+                cwd=self.path(work, Path(cwd)) if cwd else _WORK, env=env,
+                mounts=[(script, _HOOK_SCRIPT, "ro"), (hook_directory, _HOOK_DIRECTORY, "rw")],
+            )
+
+        return run_hook
+
+    def path(self, work: Path, path: Path) -> str:
+        return f"{_WORK}/{path.relative_to(work).as_posix()}"
+
+    def _run(self, work: Path, argv: list[str], reporter: Reporter, what: str, *, cwd: str = _WORK,
+             env: dict[str, str] | None = None, mounts: list[tuple[str | Path, str, str]] = ()) -> None:
+        volumes = [(work, _WORK, "rw"), *mounts]
+        self.docker.run(
+            "run", "--rm", "--network", "none", "--label", SDIST_BUILD_LABEL,
+            # As this user: what the build writes in the work directory stays this user's to read and remove.
+            "--user", f"{os.getuid()}:{os.getgid()}", "--env", "HOME=/tmp",
+            *(arg for key, value in (env or {}).items() for arg in ("--env", f"{key}={value}")),
+            *(arg for source, inside, mode in volumes for arg in ("--volume", f"{source}:{inside}:{mode}")),
+            "--workdir", cwd, self.image, *argv,
+            reporter=reporter, what=what,
+        )
+
+
+def _pip_directory() -> Path:
+    return Path(importlib.util.find_spec("pip").submodule_search_locations[0])
+
+
+def _host_description() -> str:
+    glibc = host_glibc()
+    libc = f"glibc {glibc[0]}.{glibc[1]}" if glibc else "no glibc"
+    return f"{platform.python_implementation()} {sys.version_info.major}.{sys.version_info.minor} on {platform.machine()} ({libc})"
+
+
+# (image id, target) pairs already checked in this process: one probe per builder, not per sdist.
+_CHECKED_BUILDERS: set[tuple[str, Target]] = set()
+
+
+def _where_to_build(pin: Pin, target: Target, settings: BuilderSettings, reporter: Reporter) -> _OnHost | _InContainer:
+    """This host when it matches the target; else the target's builder image, which must
+    exist and match the target; else one line saying what is missing."""
+    what = f"{pin.requirement_line()} from its sdist"
+    try:
+        check_host(target, f"build {what}")
+    except TargetError:
+        pass
+    else:
+        reporter.info(f"building {what} on this host ({_host_description()}, as the target)")
+        return _OnHost()
+    need = f"{pin.requirement_line()}: building it from its sdist needs {target.describe()}; this host is {_host_description()}"
+    suite = baseimage.suite_for(target)
+    image = settings.image or (baseimage.builder_tag(suite) if suite else None)
+    glibc = f"glibc {target.glibc[0]}.{target.glibc[1]}"
+    if image is None:
+        msg = f"{need} and no Debian suite gives a builder image for it: set {BUILDER_IMAGE_ENV} to an image with CPython {target.python_version}, {glibc} and a compiler"
+        raise TargetError(msg)
+    try:
+        settings.docker.require_engine(reporter)
+    except DockerError as error:
+        raise TargetError(f"{need} and the builder image {image} cannot be run: {error}") from None
+    image_id = settings.docker.image_id(image, reporter)
+    if image_id is None:
+        if suite and target.machine == platform.machine():
+            tag = "" if image == baseimage.builder_tag(suite) else f" --tag {image}"
+            make = f"run `invoke base-image --suite {suite} --builder{tag}`"
+        else:
+            make = f"make one for {target.machine} with CPython {target.python_version}, {glibc} and a compiler"
+        raise TargetError(f"{need} and the builder image {image} does not exist: {make}")
+    if (image_id, target) not in _CHECKED_BUILDERS:
+        try:
+            baseimage.check_builds_for_target(settings.docker, image, target, reporter)
+        except TargetError as error:
+            raise TargetError(f"{pin.requirement_line()}: {error}") from None
+        _CHECKED_BUILDERS.add((image_id, target))
+    reporter.info(f"building {what} in a throwaway container of the builder image {image} (this host is {_host_description()})")
+    return _InContainer(image, image_id, settings.docker, target.marker_environment())
+
+
+def normalize_wheel(source: Path, destination: Path, epoch: int) -> None:
+    """Rewrite a wheel with sorted entries, one fixed time and canonical modes.
+
+    Backends stamp entries with the build time or file times and order them as they
+    walked the disk; RECORD hashes only contents, so it stays valid. The .dist-info
+    directory goes last and RECORD last of all, as the wheel spec recommends.
+    """
+    stamp = time.gmtime(max(epoch, _ZIP_EPOCH))[:6]
+    with zipfile.ZipFile(source) as original:
+        infos = [i for i in original.infolist() if not i.is_dir()]
+
+        def order(info: zipfile.ZipInfo) -> tuple[int, int, str]:
+            in_dist_info = ".dist-info/" in info.filename
+            return (int(in_dist_info), int(info.filename.endswith(".dist-info/RECORD")), info.filename)
+
+        tmp = destination.with_name(f".{destination.name}.tmp")
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as rewritten:
+                for info in sorted(infos, key=order):
+                    entry = zipfile.ZipInfo(info.filename, date_time=stamp)
+                    executable = (info.external_attr >> 16) & 0o111
+                    entry.external_attr = (0o100755 if executable else 0o100644) << 16
+                    entry.create_system = 3
+                    entry.compress_type = zipfile.ZIP_DEFLATED
+                    with original.open(info) as stream:
+                        rewritten.writestr(entry, stream.read())
+            tmp.replace(destination)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def lock_input(sdists: list[tuple[Pin, Path]]) -> str:
+    """requirements/build.in: the union of the sdist-only dependencies' build requirements."""
+    header = (
+        "# Generated by `invoke lock`; do not edit. The build requirements of the dependencies\n"
+        "# the index publishes only as sdists, locked in build.txt and installed from it to build them:\n"
+    )
+    lines = set()
+    for pin, sdist in sdists:
+        system = build_system(sdist)
+        header += f"#   {pin.requirement_line()} ({pin.source}): {', '.join(map(str, system.requires)) or 'nothing'}\n"
+        lines |= {str(r) for r in system.requires}
+    return header + "".join(f"{line}\n" for line in sorted(lines, key=str.lower))
