@@ -194,21 +194,30 @@ def test_a_service_pin_the_tooling_cannot_share_names_the_service_lock_and_the_r
 
 
 def test_pip_tools_explains_a_conflict_naming_the_package_and_both_requirements(repo_copy: Path) -> None:
-    """pip-compile keeps the tooling's pins and so cannot follow a service pin the tooling
-    cannot share; uv backtracks to an older check-jsonschema instead, which is also correct."""
+    """Only order's lock moves click; the tooling lock, constrained by both service locks and
+    by what its own packages require, cannot follow, and pip-compile's explanation is one line."""
     before = requirement_files(repo_copy)
-    result = invoke(repo_copy, "lock", "--resolver", "pip-tools", "--upgrade-package", "click==8.1.8", check=False)
+    result = invoke(repo_copy, "lock", "--service", "order", "--resolver", "pip-tools", "--upgrade-package", "click==8.1.8", check=False)
     assert result.returncode != 0
     (line,) = error_lines(result)
     assert "requirements/dev.txt" in line and "click:" in line
     assert "requirements/order.txt pins click==8.1.8" in line
-    assert re.search(r"check-jsonschema \S+ requires click", line)
+    assert re.search(r"requirements/user\.txt pins click==\S+; [\w-]+ \S+ requires click", line), line
     assert requirement_files(repo_copy) == before
 
 
 def test_uv_and_pip_tools_agree_on_every_pin_and_hash_of_the_committed_locks(repo_copy: Path) -> None:
-    """pip-compile, run on this host (which is the target), re-derives exactly what uv wrote."""
-    result = invoke(repo_copy, "lock", "--check", "--resolver", "pip-tools")
+    """pip-compile, run on this host (which is the target), re-derives exactly what uv wrote,
+    and the machine's pip settings (dead indexes, a bogus constraint) reach neither."""
+    constraint = repo_copy.parent / "constraint.txt"
+    constraint.write_text("flask==0.1\n")
+    hostile = {
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_EXTRA_INDEX_URL": "http://127.0.0.1:9/extra",
+        "PIP_CONSTRAINT": str(constraint),
+        "PIP_TOOLS_RESOLVER": "legacy",
+    }
+    result = invoke(repo_copy, "lock", "--check", "--resolver", "pip-tools", env=hostile)
     assert "with pip-tools" in result.stderr
     assert not changed_files(repo_copy)
 

@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -25,12 +26,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import BinaryIO
 
+import pyproject_hooks
+
 from .console import Reporter, run, tool_environment
 from .errors import GitError, PipelineError, ToolError
 from .fsutil import BLOCK, copy_hashing
 from .model import Package
 
 BUILD_BACKEND = "hatchling"
+# PEP 517's fallback for a pyproject.toml without [build-system] build-backend.
+_LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 # Zip archives cannot store times before 1980; used when a package has no commit yet.
 FALLBACK_EPOCH = 315532800
 # Outside a git work tree nothing says what is generated: skip what tools leave behind.
@@ -414,6 +419,33 @@ class BuiltWheel:
     source_sha256: str  # the fingerprint of the staged files it was built from
 
 
+def _call_backend(staged: Path, outdir: Path, env: dict[str, str], reporter: Reporter, what: str) -> None:
+    """The package's own PEP 517 backend, called through pyproject_hooks by this interpreter.
+
+    One process per wheel, where `python -m build` starts three (the frontend, then one per
+    hook), and nothing is imported from the working directory, so a repository file named
+    build.py cannot stand in for the frontend.
+    """
+    try:
+        system = tomllib.loads((staged / "pyproject.toml").read_text(encoding="utf-8")).get("build-system", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        msg = f"{what}: cannot read its pyproject.toml ({error})"
+        raise ToolError(msg) from None
+    backend = system.get("build-backend", _LEGACY_BACKEND)
+
+    def runner(cmd, cwd=None, extra_environ=None):
+        run(cmd, reporter=reporter, what=what, cwd=Path(cwd) if cwd else None, env={**(extra_environ or {}), **env})
+
+    hooks = pyproject_hooks.BuildBackendHookCaller(
+        str(staged), backend, backend_path=system.get("backend-path"), runner=runner, python_executable=sys.executable
+    )
+    try:
+        hooks.build_wheel(str(outdir))
+    except pyproject_hooks.BackendUnavailable as error:
+        msg = f"{what}: the build backend {backend!r} is not installed in {sys.prefix} ({error.message or error}); install the tooling lock"
+        raise ToolError(msg) from None
+
+
 def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path, reporter: Reporter) -> BuiltWheel:
     """Stage the package's files in `workdir` and run `python -m build --wheel` there, without
     isolation: the backend is the one pinned in the tooling lock."""
@@ -427,12 +459,7 @@ def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path,
     source_sha256 = stage(source, package, staged)
     outdir = workdir / "wheel"
     outdir.mkdir()
-    run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", outdir, staged],
-        reporter=reporter,
-        what=f"building {package.label} from {source.describe()}",
-        env={"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"},
-    )
+    _call_backend(staged, outdir, {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}, reporter, f"building {package.label} from {source.describe()}")
     wheels = list(outdir.glob("*.whl"))
     if len(wheels) != 1:
         msg = f"building {package.label}: expected one wheel in the build output, found {len(wheels)}"

@@ -66,7 +66,10 @@ class Uv(Resolver):
             _strip_hashes(output)
         argv = [
             sys.executable, "-m", "uv", "pip", "compile", "--no-config", "--quiet",
-            "--generate-hashes", "--allow-unsafe", "--strip-extras",
+            # This interpreter only hosts the resolution, which is for --python-version: without
+            # it uv looks for (and tries to download) an interpreter of the target's version.
+            "--python", sys.executable, "--no-python-downloads",
+            "--generate-hashes", "--strip-extras",
             "--python-version", options.target.python_version,
             "--python-platform", options.target.uv_platform(),
             "--custom-compile-command", COMPILE_COMMAND,
