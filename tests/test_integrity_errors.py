@@ -328,3 +328,12 @@ def test_a_malformed_pyproject_is_one_line_naming_the_file(repo: Path, case: str
 
     assert re.fullmatch(f"error: {expected}.*", line), line
     assert_untouched(repo, before)
+
+
+def test_a_first_party_backend_that_is_not_installed_is_one_line_naming_it(repo: Path) -> None:
+    edit(repo, "shared/discount_calculator/pyproject.toml", 'build-backend = "hatchling.build"', 'build-backend = "flit_core_missing.buildapi"')
+    before = State.of(repo)
+    line = one_line(invoke(repo, "build-wheels", check=False))
+    assert line.startswith("error: building shared/discount_calculator (discount-calculator) from the working tree: the build backend 'flit_core_missing.buildapi' is not installed in ")
+    assert line.endswith("(Cannot import 'flit_core_missing.buildapi'); install the tooling lock")
+    assert_untouched(repo, before)

@@ -442,7 +442,7 @@ def _call_backend(staged: Path, outdir: Path, env: dict[str, str], reporter: Rep
     try:
         hooks.build_wheel(str(outdir))
     except pyproject_hooks.BackendUnavailable as error:
-        msg = f"{what}: the build backend {backend!r} is not installed in {sys.prefix} ({error.message or error}); install the tooling lock"
+        msg = f"{what}: the build backend {backend!r} is not installed in {sys.prefix} ({str(error).splitlines()[0]}); install the tooling lock"
         raise ToolError(msg) from None
 
 

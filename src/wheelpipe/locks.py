@@ -148,8 +148,8 @@ def lock(
         (work / REQUIREMENTS_DIR).mkdir()
         # The current locks seed the resolution, so only what the inputs force (or an
         # upgrade asks for) moves; their hashes are never reused (--no-reuse-hashes).
-        for existing in requirements.glob("*.txt"):
-            shutil.copy2(existing, work / REQUIREMENTS_DIR / existing.name)
+        for current_lock in requirements.glob("*.txt"):
+            shutil.copy2(current_lock, work / REQUIREMENTS_DIR / current_lock.name)
         shutil.copy2(dev_in, work / REQUIREMENTS_DIR / dev_in.name)
         for name in everything:
             (work / REQUIREMENTS_DIR / f"{name}.in").write_text(input_text(repo, name))

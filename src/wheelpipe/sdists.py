@@ -170,7 +170,7 @@ def build(
             _require_locked(dynamic, build_lock, pin, "its backend asks for", where.markers)
             name = hooks.build_wheel(where.path(work, work / "out"), {})
         except pyproject_hooks.BackendUnavailable as error:
-            msg = f"{sdist.name}: the build backend {system.backend!r} is not available from {BUILD_LOCK} ({error.message or error})"
+            msg = f"{sdist.name}: the build backend {system.backend!r} is not available from {BUILD_LOCK} ({str(error).splitlines()[0]})"
             raise WheelhouseError(msg) from None
         except pyproject_hooks.HookMissing as error:
             msg = f"{sdist.name}: the build backend {system.backend!r} has no {error.hook_name} hook"
