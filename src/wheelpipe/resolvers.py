@@ -76,10 +76,7 @@ class Uv(Resolver):
             "--index-url", options.indexes.urls[0],
             *(f"--extra-index-url={url}" for url in options.indexes.urls[1:]),
         ]
-        argv += _upgrades(options)
-        for constraint in job.constraints:
-            argv += ["--constraint", constraint]
-        argv += ["--output-file", job.output, *job.sources]
+        argv += _job_arguments(job, options)
         reporter.info(f"resolving {job.output} with uv")
         try:
             run(argv, reporter=reporter, what=f"uv pip compile of {job.output}", cwd=job.workdir)
@@ -103,10 +100,7 @@ class PipTools(Resolver):
             "--no-emit-index-url", "--no-emit-find-links", "--no-emit-trusted-host",
             *options.indexes.pip_options(), "--pip-args=--isolated",
         ]
-        argv += _upgrades(options)
-        for constraint in job.constraints:
-            argv += ["--constraint", constraint]
-        argv += ["--output-file", job.output, *job.sources]
+        argv += _job_arguments(job, options)
         reporter.info(f"resolving {job.output} with pip-tools")
         try:
             run(argv, reporter=reporter, what=f"pip-compile of {job.output}", cwd=job.workdir, env={"CUSTOM_COMPILE_COMMAND": COMPILE_COMMAND})
@@ -132,11 +126,14 @@ def _canonicalize(job: Job) -> None:
     output.write_text(canonical_lock(output, job.output))
 
 
-def _upgrades(options: Options) -> list[str]:
+def _job_arguments(job: Job, options: Options) -> list[str]:
+    """What both resolvers take alike: upgrades, constraints, the output and the inputs."""
     argv = ["--upgrade"] if options.upgrade else []
     for name in options.upgrade_packages:
         argv += ["--upgrade-package", name]
-    return argv
+    for constraint in job.constraints:
+        argv += ["--constraint", constraint]
+    return [*argv, "--output-file", job.output, *job.sources]
 
 
 def _strip_hashes(lock: Path) -> None:
