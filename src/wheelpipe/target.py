@@ -87,17 +87,6 @@ class Target:
             "platform_version": "",
         }
 
-    def pip_download_args(self) -> list[str]:
-        """pip arguments that select wheels for the target instead of the host."""
-        return [
-            "--only-binary=:all:",
-            *(f"--platform={tag}" for tag in self.manylinux_platforms()),
-            f"--python-version={self.python_version}",
-            f"--implementation={self.implementation}",
-            f"--abi={self.abi}",
-            "--abi=none",
-        ]
-
     def check_runs_like(self, python_version: str, machine: str, glibc: tuple[int, int] | None, where: str) -> None:
         """Fail unless an interpreter at `where` can resolve and build for this target."""
         problems = []

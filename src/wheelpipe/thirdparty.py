@@ -154,9 +154,10 @@ def fetch(
         reporter.info(f"{choice.pin.requirement_line()} has no wheel for the target: building it from its locked sdist {path.name}")
         built = sdists.build(path, choice.pin, dest, target, build_lock, indexes, reporter)
         fetched.append(Fetched(choice.pin, built.wheel, sdist=path, source_date_epoch=built.source_date_epoch))
+    accepted = target_tags(target)
     for item in fetched:
         tags = parse_wheel_filename(item.wheel.name)[3]
-        if not tags & target_tags(target):
+        if not tags & accepted:
             msg = f"{item.wheel.name}: its tags {', '.join(sorted(map(str, tags)))} do not run on the target {target.describe()}"
             raise WheelhouseError(msg)
     return fetched

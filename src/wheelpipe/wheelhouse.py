@@ -322,19 +322,6 @@ def _found(value: object) -> str:
     return f"{kinds.get(type(value), type(value).__name__)} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
-def render_install_manifest(repo: Repository, entries: Iterable[Entry], service: str, source: firstparty.FileSource | None = None) -> str:
-    """The exact text wheelhouse/install/<service>.txt must have, derived from the service's
-    current lock, the current first-party sources (`source`, default the working tree) and the
-    wheels `entries` describes. A wheel the service needs and `entries` lacks is an error."""
-    return _install_text(service, _service_wheels(repo, sorted(entries, key=lambda e: e.file), service, _origins(repo, source)))
-
-
-def render_manifest(repo: Repository, entries: Iterable[Entry], source: firstparty.FileSource | None = None) -> str:
-    """The exact text of wheelhouse/manifest.json: `entries` with who uses each wheel and which
-    locks pin it derived anew from the current locks, for every service."""
-    return _manifest_json(repo.target, _derive(repo, entries, source).entries)
-
-
 def render_wheelhouse(repo: Repository, entries: Iterable[Entry], source: firstparty.FileSource | None = None) -> dict[str, str]:
     """Every file of the wheelhouse that is not a wheel, by its path in the wheelhouse
     (install/<service>.txt, manifest.json, SHA256SUMS), exactly as it must read."""
@@ -418,29 +405,40 @@ def _difference(directory: Path, name: str, expected: str) -> str:
         except LockError as error:
             return f"line {str(error).removeprefix(label + ':')}"
         wanted = {n: (v, [h]) for n, v, h in _INSTALL_PIN.findall(expected)}
-        for pinned in sorted(wanted.keys() | pins.keys()):
-            if pinned not in pins:
-                problems.append(f"{pinned}=={wanted[pinned][0]} (sha256 {wanted[pinned][1][0]}) missing")
-            elif pinned not in wanted:
-                problems.append(f"{pinned}=={pins[pinned][0]} not expected")
-            elif pins[pinned] != wanted[pinned]:
-                problems.append(f"{pinned}: expected =={wanted[pinned][0]} sha256 {wanted[pinned][1][0]}, found =={pins[pinned][0]} sha256 {', '.join(pins[pinned][1])}")
+        problems = _differences(
+            wanted,
+            pins,
+            missing=lambda n, pin: f"{n}=={pin[0]} (sha256 {pin[1][0]}) missing",
+            extra=lambda n, pin: f"{n}=={pin[0]} not expected",
+            changed=lambda n, want, have: f"{n}: expected =={want[0]} sha256 {want[1][0]}, found =={have[0]} sha256 {', '.join(have[1])}",
+        )
     elif name == CHECKSUMS:
-        listed = dict(_checksum_lines(found))
-        wanted = dict(_checksum_lines(expected))
-        for listed_name in sorted(wanted.keys() | listed.keys()):
-            if listed_name not in listed:
-                problems.append(f"{listed_name} missing")
-            elif listed_name not in wanted:
-                problems.append(f"{listed_name} not expected")
-            elif listed[listed_name] != wanted[listed_name]:
-                problems.append(f"{listed_name}: expected {wanted[listed_name]}, found {listed[listed_name]}")
+        problems = _differences(
+            dict(_checksum_lines(expected)),
+            dict(_checksum_lines(found)),
+            missing=lambda n, _: f"{n} missing",
+            extra=lambda n, _: f"{n} not expected",
+            changed=lambda n, want, have: f"{n}: expected {want}, found {have}",
+        )
     if problems:
         return "; ".join(problems)
     for number, (want, have) in enumerate(itertools.zip_longest(expected.splitlines(), found.splitlines()), start=1):
         if want != have:
             return f"line {number}: expected {_clip(want)}, found {_clip(have)}"
     return "differs in line endings or trailing bytes"
+
+
+def _differences(wanted: dict, found: dict, *, missing, extra, changed) -> list[str]:
+    """One line per key that is missing from `found`, not expected there, or different."""
+    lines = []
+    for key in sorted(wanted.keys() | found.keys()):
+        if key not in found:
+            lines.append(missing(key, wanted[key]))
+        elif key not in wanted:
+            lines.append(extra(key, found[key]))
+        elif found[key] != wanted[key]:
+            lines.append(changed(key, wanted[key], found[key]))
+    return lines
 
 
 def _checksum_lines(text: str) -> list[tuple[str, str]]:
