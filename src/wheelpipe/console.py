@@ -6,6 +6,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from .errors import ToolError
+
+# One lock for every reporter: they may share a stream (stderr).
+_OUTPUT = threading.Lock()
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,15 +32,22 @@ class Reporter:
     started: float = field(default_factory=time.monotonic)
 
     def step(self, message: str) -> None:
-        print(f"==> {message}", file=self.stream, flush=True)
+        self.line(f"==> {message}")
 
     def info(self, message: str) -> None:
-        print(f"    {message}", file=self.stream, flush=True)
+        self.line(f"    {message}")
 
     def command(self, argv: Sequence[str], cwd: Path | None) -> None:
         if self.verbose:
             where = f" (in {cwd})" if cwd else ""
-            print(f"    $ {shlex.join(str(a) for a in argv)}{where}", file=self.stream, flush=True)
+            self.line(f"    $ {shlex.join(str(a) for a in argv)}{where}")
+
+    def line(self, text: str) -> None:
+        """One whole line, text and newline in a single write: steps run on several threads,
+        and print() writes the two separately, so their lines would interleave."""
+        with _OUTPUT:
+            self.stream.write(f"{text}\n")  # type: ignore[attr-defined]
+            self.stream.flush()  # type: ignore[attr-defined]
 
 
 def run(
@@ -64,7 +75,7 @@ def run(
     )
     if reporter.verbose:
         for line in (result.stdout + result.stderr).splitlines():
-            print(f"      {line}", file=reporter.stream)
+            reporter.line(f"      {line}")
     if result.returncode != 0:
         raise ToolError(f"{what} failed (exit {result.returncode}): {_last_error_line(result)}", result.stdout + result.stderr)
     return result
