@@ -173,30 +173,32 @@ FROM deps AS app
 # Our own wheels change on every commit; copying them only now keeps the
 # layers above cached. First in the stage, so that from here on every step
 # differs between services: two services built at once by the legacy builder
-# then never both make (and cache) the same step.
+# then never both make (and cache) the same step. first-party/service.env
+# names the service's console script and port (written by the tooling, shell
+# syntax): a file rather than build args, because an ARG is a step of its own
+# that a code change would re-run.
 COPY first-party/ /build/wheels/first-party/
-
-ARG SERVICE_COMMAND DEFAULT_PORT
 
 # Same hardened install for the service and its internal shared packages (uv
 # compiles only what lacks bytecode, so the deps files stay untouched); then
-# fail on an inconsistent environment (`uv pip check`: every requirement of
-# every installed distribution is met, which the image verification, comparing
-# names and versions with the manifest, does not prove) or wrong build args,
-# give the console script a fixed name for the exec-form ENTRYPOINT/HEALTHCHECK,
-# and collect every file newer than the stamp: exactly what this step installed.
+# fail on a wrong service.env, give the console script a fixed name for the
+# exec-form ENTRYPOINT/HEALTHCHECK, and collect every file newer than the
+# stamp: exactly what this step installed. No `pip check` here: the tooling
+# proved, before it wrote the install manifest, that every requirement of
+# every wheel it pins is met by another pin (from the very wheels installed
+# here), and the image verification proves the venv holds exactly those pins.
 RUN touch /build/before-first-party \
+    && . /build/wheels/first-party/service.env \
     && env -i SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH}" UV_NO_INSTALLER_METADATA=1 /build/uv pip install --no-config \
         --python /srv/venv/bin/python --offline --no-index --no-cache \
         --require-hashes --only-binary :all: --no-deps --compile-bytecode --link-mode copy \
         --find-links /build/wheels/first-party \
         --requirement /build/wheels/first-party/requirements.txt \
-    && env -i /build/uv pip check --no-config --python /srv/venv/bin/python \
     && case "${DEFAULT_PORT}" in \
-        ''|*[!0-9]*) echo "image check: DEFAULT_PORT='${DEFAULT_PORT}' must be a port number" >&2; exit 1;; \
+        ''|*[!0-9]*) echo "image check: DEFAULT_PORT='${DEFAULT_PORT}' in first-party/service.env must be a port number" >&2; exit 1;; \
        esac \
     && if [ -z "${SERVICE_COMMAND}" ] || [ ! -x "/srv/venv/bin/${SERVICE_COMMAND}" ]; then \
-        echo "image check: SERVICE_COMMAND='${SERVICE_COMMAND}' is not a console script in /srv/venv/bin" >&2; exit 1; \
+        echo "image check: SERVICE_COMMAND='${SERVICE_COMMAND}' in first-party/service.env is not a console script in /srv/venv/bin" >&2; exit 1; \
        fi \
     && ln -s "${SERVICE_COMMAND}" /srv/venv/bin/service \
     && mkdir /build/first-party \
@@ -212,16 +214,8 @@ FROM runtime-deps AS runtime
 # Only the service's own files, the one layer a code change replaces.
 COPY --from=app --chown=0:0 /build/first-party/ /
 
-# OCI metadata changes on every commit (revision, timestamp), so it comes last
-# and only ever invalidates these final, layer-less instructions. (Not `docker
-# build --label`: the legacy builder makes each label an instruction of its own.)
-ARG SERVICE="" \
-    VERSION="" \
-    REVISION="" \
-    CREATED="" \
-    SOURCE=""
-LABEL org.opencontainers.image.title="${SERVICE}" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.source="${SOURCE}"
+# OCI metadata (title, version, revision, created, source) changes on every
+# commit, so it comes last: the tooling appends one LABEL instruction with the
+# values written out to the copy of this file in the build context. (Not build
+# args: the legacy builder makes an ARG a step of its own, and each `docker
+# build --label` one more.)

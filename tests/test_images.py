@@ -340,6 +340,19 @@ def test_image_config_has_healthcheck_unprivileged_user_and_oci_labels_of_the_co
     assert labels["org.opencontainers.image.created"] == committed.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def test_label_values_reach_the_image_as_written_whatever_they_hold(ledger, docker_base_image, tmp_path):
+    """The LABEL line is written out, not passed as build args: a value a Dockerfile would
+    expand ($), end (") or escape (backslash) must still arrive byte for byte."""
+    labels = {"org.opencontainers.image.source": 'https://host/a$HOME"b\\c${X}\\', "title": "plain"}
+    (tmp_path / "Dockerfile").write_text(f"FROM {docker_base_image}\n" + images.label_instruction(labels))
+    built = docker("build", "--force-rm", "-q", "--label", ledger.label, str(tmp_path))
+    image = built.stdout.strip()
+    ledger.images.append(image)
+    assert {k: v for k, v in inspect_image(image)["Config"]["Labels"].items() if k in labels} == labels
+    with pytest.raises(DockerError, match="holds a line break"):
+        images.label_instruction({"title": "a\nRUN evil"})
+
+
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_image_holds_no_uv_no_installer_metadata_and_only_hash_checked_bytecode(built_repo, built_images, ledger, service):
     traces = docker("run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh", ledger.tag(service), "-c", _INSTALLER_TRACES)
@@ -541,7 +554,7 @@ def test_image_all_builds_every_service_at_once_each_line_naming_its_service(bui
 
 def test_image_all_failing_for_one_service_names_it_and_leaves_its_tag_where_it_was(built_repo, built_images, ledger, docker_base_image, tmp_path):
     refuse_user = """
-RUN [ "${SERVICE}" != user ] || { echo "image check: refusing to build user, as the test asks" >&2; exit 1; }
+RUN [ ! -e /srv/venv/bin/user-manager ] || { echo "image check: refusing to build user, as the test asks" >&2; exit 1; }
 """
     dockerfile = modified_dockerfile(built_repo, tmp_path / "refuse-user.Dockerfile", lambda text: text + refuse_user)
     sub = "one-fails/"

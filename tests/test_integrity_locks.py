@@ -145,6 +145,21 @@ def test_a_pin_moved_outside_what_a_requirer_allows_stops_build_wheels(house: Pa
     assert_wheelhouse_intact(house, before)
 
 
+def test_a_first_party_requirement_the_built_version_does_not_meet_stops_build_wheels(house: Path) -> None:
+    """What `pip check` in the image used to find: proven from the built wheels before any
+    install manifest is written, so the image build need not run it."""
+    before = generation(house)
+    pyproject = house / "services/order/pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"discount-calculator",', '"discount-calculator>=9",', 1))
+
+    result = invoke(house, "build-wheels", "--service", "order", check=False)
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        "error: order: order-manager==0.1.0 requires discount-calculator>=9, but the first-party discount-calculator is 0.1.0; change one of the two"
+    ]
+    assert_wheelhouse_intact(house, before)
+
+
 def test_an_unknown_upgrade_package_is_an_error_and_writes_nothing(house: Path) -> None:
     before = requirement_bytes(house)
     result = invoke(house, "lock", "--upgrade-package", "flaks", check=False)

@@ -12,6 +12,7 @@ import dataclasses
 import importlib.metadata
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -42,6 +43,8 @@ SHARED_STAGE = "runtime-deps"
 CONTEXTS = "image-contexts"
 # Where the Dockerfile puts the service's virtual environment.
 VENV = PurePosixPath("/srv/venv")
+# In first-party/ of the build context: the service's console script and port, for the app stage.
+SERVICE_ENV = "service.env"
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,28 @@ def oci_labels(repo: Repository, service: str) -> dict[str, str]:
     # Only a shareable URL is worth recording; a local path would just leak the build host's layout.
     source = remote if remote.startswith(("https://", "http://", "ssh://", "git@")) else ""
     return {
-        "SERVICE": service,
-        "VERSION": repo.service(service).version,
-        "REVISION": revision,
-        "CREATED": created,
-        "SOURCE": source,
+        "org.opencontainers.image.title": service,
+        "org.opencontainers.image.version": repo.service(service).version,
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.source": source,
     }
+
+
+def label_instruction(labels: dict[str, str]) -> str:
+    """One LABEL instruction with the values written out (the Dockerfile's last line).
+
+    Inside double quotes a Dockerfile expands `$` and ends the value at `"`; a backslash
+    escapes both and itself. A line break cannot be written at all, and git gives none.
+    """
+
+    def quoted(text: str) -> str:
+        if "\n" in text or "\r" in text:
+            msg = f"image label value {text!r} holds a line break"
+            raise DockerError(msg)
+        return '"' + re.sub(r'(["\\$])', r"\\\1", text) + '"'
+
+    return "LABEL " + " ".join(f"{quoted(key)}={quoted(value)}" for key, value in labels.items()) + "\n"
 
 
 def _link_or_copy(source: Path, destination: Path) -> None:
@@ -99,8 +118,11 @@ def _context_parts(repo: Repository, house: Wheelhouse, service: str) -> dict[st
     return parts
 
 
-def prepare_context(repo: Repository, house: Wheelhouse, service: str, context: Path, dockerfile: Path | None = None) -> None:
-    """installer/, third-party/ and first-party/: the only files the build can see."""
+def prepare_context(
+    repo: Repository, house: Wheelhouse, service: str, context: Path, dockerfile: Path | None = None, labels: dict[str, str] | None = None
+) -> None:
+    """installer/, third-party/ and first-party/ (with service.env): the only files the build
+    can see; the Dockerfile, ending with a LABEL instruction of `labels` when given."""
     by_hash = {e.sha256: e for e in house.entries.values()}
     for part, pins in _context_parts(repo, house, service).items():
         (context / part).mkdir(parents=True)
@@ -114,7 +136,15 @@ def prepare_context(repo: Repository, house: Wheelhouse, service: str, context: 
     # The build checks the wheel against the hash the wheelhouse verified, so what runs as the
     # installer is that wheel even if the file changed after the check.
     (context / "installer" / "SHA256SUMS").write_text(f"{installer.sha256}  {installer.file}\n")
-    shutil.copy2(dockerfile or repo.root / DOCKERFILES_DIR / DOCKERFILE, context / DOCKERFILE)
+    settings = repo.service(service).service
+    # Shell assignments the app stage sources: values quoted, so the file says only this.
+    (context / "first-party" / SERVICE_ENV).write_text(
+        f"SERVICE_COMMAND={shlex.quote(settings.command)}\nDEFAULT_PORT={shlex.quote(str(settings.default_port))}\n"
+    )
+    text = (dockerfile or repo.root / DOCKERFILES_DIR / DOCKERFILE).read_text()
+    if labels:
+        text = text.rstrip("\n") + "\n" + label_instruction(labels)
+    (context / DOCKERFILE).write_text(text)
 
 
 @dataclass(frozen=True)
@@ -283,11 +313,9 @@ def _docker_build(repo: Repository, settings: ImageSettings, house: Wheelhouse, 
     return the image id."""
     package = repo.service(service)
     with _context_directory(repo, service, reporter) as context, tempfile.TemporaryDirectory(prefix="wheelpipe-image-") as tmp:
-        prepare_context(repo, house, service, context, settings.dockerfile)
+        prepare_context(repo, house, service, context, settings.dockerfile, oci_labels(repo, service) if target is None else None)
         iidfile = Path(tmp) / "image.id"
         args = {"BASE_IMAGE": settings.base, "DEFAULT_PORT": str(package.service.default_port)}
-        if target is None:
-            args |= {"SERVICE_COMMAND": package.service.command, **oci_labels(repo, service)}
         # --force-rm: the legacy builder otherwise leaves a failed step's container behind.
         argv = ["build", "--network=none", "--force-rm", "--iidfile", str(iidfile), "-f", str(context / DOCKERFILE)]
         if target:

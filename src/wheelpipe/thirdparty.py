@@ -184,20 +184,23 @@ def requires_dist(wheel: Path) -> list[Requirement]:
     return found
 
 
-def check_closure(repo: Repository, service: str, pins: dict[str, Pin], wheels: dict[str, Path]) -> None:
-    """Every requirement that applies on the target, from the service's direct ones down
-    through each pinned wheel's metadata (with the extras asked for), is pinned at a
-    version it allows.
+def check_closure(repo: Repository, service: str, pins: dict[str, Pin], wheels: dict[str, Path], built: dict[str, Path]) -> None:
+    """Every requirement that applies on the target, from the Requires-Dist of the service's
+    built first-party wheels down through each pinned wheel's metadata (with the extras asked
+    for), is met: a first-party one by the version built, any other by a version pinned.
 
-    `wheels` maps each pinned name to its wheel. A lock edited by hand (a pin block deleted,
-    a version changed) fails here, naming the package and who requires it, before any
-    install manifest is written.
+    This is what `pip check` proves of an installed environment, proven of the install
+    manifest before it is written, from the very wheels it pins, so the image build need not
+    run it. `wheels` maps each pinned third-party name to its wheel, `built` each first-party
+    name of the service's closure to the wheel just built or reused. A lock edited by hand (a
+    pin block deleted, a version changed) fails here, naming the package and who requires it.
     """
     label = repo.relative(repo.lock_path(service))
     target = repo.target
     environment = target.marker_environment()
+    versions = {name: parse_wheel_filename(wheel.name)[1] for name, wheel in built.items()}
     pending: list[tuple[str, Requirement]] = [
-        (f"{package.directory}/pyproject.toml", requirement) for package in repo.closure(service) for requirement in package.third_party
+        (f"{name}=={versions[name]}", requirement) for name, wheel in sorted(built.items()) for requirement in requires_dist(wheel)
     ]
     seen: set[tuple[str, str]] = set()
     while pending:
@@ -205,6 +208,11 @@ def check_closure(repo: Repository, service: str, pins: dict[str, Pin], wheels: 
         name = canonicalize_name(requirement.name)
         if requirement.marker and not _applies(requirement.marker, environment, _who_extra(who)):
             continue
+        if name in versions:
+            if requirement.specifier and not requirement.specifier.contains(versions[name], prereleases=True):
+                msg = f"{service}: {who} requires {requirement}, but the first-party {name} is {versions[name]}; change one of the two"
+                raise LockError(msg)
+            continue  # its own requirements are followed from its wheel, above
         pin = pins.get(name)
         if pin is None:
             msg = f"{label}: {name} is not pinned, but {who} requires {requirement} on {target.describe()}; run `invoke lock`"

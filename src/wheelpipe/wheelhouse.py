@@ -632,7 +632,9 @@ def build_wheels(
             entries = _compose(new, installs, resolved.get(installer_key, installer_key))
             for name in selected:
                 wheels = {e.name: partial / e.file for e in new.values() if e.name in locks[name] and e.version == locks[name][e.name].version}
-                thirdparty.check_closure(repo, name, locks[name], wheels)
+                own = {p.name for p in repo.closure(name)}
+                built_here = {e.name: partial / e.file for e in new.values() if e.name in own and e.origin["kind"] == "built"}
+                thirdparty.check_closure(repo, name, locks[name], wheels, built_here)
             _write_metadata(repo, partial, entries, installs)
             fsync_tree(partial)
             generation = store / f"gen-{token}"
@@ -643,7 +645,9 @@ def build_wheels(
             raise
         _switch(link, generation)
         _prune(store, keep={generation.name, old.path.name if old else ""})
-        result = Result(verify(generation), [e.file for _, e in built], [e.file for _, e in fetched])
+        # Every entry's sha256 was taken in this run from the very file now in the generation
+        # (reused ones by _load above, new ones as they were written): no second read.
+        result = Result(Wheelhouse(generation, {e.file: e for e in entries}, repo.target), [e.file for _, e in built], [e.file for _, e in fetched])
         reporter.info(f"wheelhouse ready: built {len(result.built)}, downloaded {len(result.downloaded)}, {len(entries)} wheels in {WHEELHOUSE}/")
         return result
 
