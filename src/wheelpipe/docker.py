@@ -112,6 +112,10 @@ class Docker:
                             directories.add(relative)
                         elif member.isfile() and wanted(relative):
                             files[relative] = archive.extractfile(member).read()
+                # The archive's end comes before the stream's: docker may still be writing
+                # the trailing blocks, and closing the pipe now would kill it with SIGPIPE.
+                while process.stdout.read(1 << 16):
+                    pass
                 broken = ""
             except tarfile.TarError as error:
                 broken = str(error)
