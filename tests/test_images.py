@@ -520,6 +520,8 @@ def test_an_installer_wheel_changed_after_the_wheelhouse_check_stops_the_build_n
     installer = house.installer()
     assert installer.name == "uv"
     _flip_a_byte(house.path / installer.file)  # ... and the installer changed since
+    # ... and the stages it is used in must be built again (nothing recorded of them).
+    (repository / ".wheelhouse" / images.STAGES_FILE).unlink(missing_ok=True)
     sub = "installer-changed/"
     docker("tag", built_images["order"], ledger.tag("order", sub))
     settings = images.ImageSettings(prefix=ledger.prefix + sub, base=docker_base_image, docker=Docker())
@@ -578,8 +580,10 @@ def test_a_code_change_replaces_only_the_first_party_layer_and_an_unchanged_rebu
     sub = "layers/"
     tag = ledger.tag("order", sub)
 
+    outputs: list[str] = []
+
     def build() -> dict:
-        ledger.image(repository, "order", *image_args(ledger, docker_base_image, sub))
+        outputs.append(ledger.image(repository, "order", *image_args(ledger, docker_base_image, sub)).stderr)
         return inspect_image(tag)
 
     # Same commit, another checkout: the very same image.
@@ -592,6 +596,11 @@ def test_a_code_change_replaces_only_the_first_party_layer_and_an_unchanged_rebu
     orders.write_text(text.replace("import uuid\n", f"import uuid  # changed by test_images ({ledger.session})\n", 1))
     commit_all(repository, "change one line of the order service")
     second = build()
+    # The shared stages were recorded: one build, sent the service's own wheels only (not the
+    # 18 MB installer and the third-party wheels), running none of the shared stages' steps.
+    sent = re.findall(r"Sending build context to Docker daemon\s+([0-9.]+)([kMG]?B)", outputs[-1])
+    assert len(sent) == 1 and sent[0][1] in ("B", "kB"), sent
+    assert "COPY installer/" not in outputs[-1] and "COPY third-party/" not in outputs[-1]
     assert second["Id"] != first["Id"]
     before, after = first["RootFS"]["Layers"], second["RootFS"]["Layers"]
     assert len(after) == len(before)
@@ -602,6 +611,42 @@ def test_a_code_change_replaces_only_the_first_party_layer_and_an_unchanged_rebu
 
     # Nothing changed: the same image id.
     assert build()["Id"] == second["Id"]
+
+
+@pytest.mark.parametrize("damage", ["not-json", "ids-gone", "base-changed"])
+def test_a_damaged_record_of_shared_stages_builds_them_again_and_the_same_image(built_repo, built_images, ledger, docker_base_image, tmp_path, damage):
+    """The record is a cache: when it cannot be used the stages are built again (from the
+    engine's cache), and the image is the same."""
+    repository = clone(built_repo, tmp_path / "monorepo")
+    record = repository / ".wheelhouse" / images.STAGES_FILE
+    text = record.read_text()
+    if damage == "not-json":
+        record.write_text(text[: len(text) // 2])
+    elif damage == "ids-gone":
+        record.write_text(re.sub(r'"stages": \{[^}]*\}', lambda m: re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, m.group()), text))
+    else:
+        record.write_text(re.sub(r'"base": "sha256:[0-9a-f]{64}"', '"base": "sha256:' + "1" * 64 + '"', text))
+    sub = f"record-{damage}/"
+    output = ledger.image(repository, "order", *image_args(ledger, docker_base_image, sub)).stderr
+    assert "COPY installer/" in output  # the shared stages were built again ...
+    assert inspect_image(ledger.tag("order", sub))["Id"] == built_images["order"]  # ... to the same image
+    assert json.loads(record.read_text())  # and recorded anew
+
+
+def test_a_record_pointing_a_shared_stage_at_another_image_gives_an_image_that_is_not_tagged(built_repo, built_images, ledger, docker_base_image, tmp_path):
+    """A hostile edit: the runtime stage stood in for by the bare base image. The image then
+    lacks the whole third-party closure, and the verification names what is missing."""
+    repository = clone(built_repo, tmp_path / "monorepo")
+    record = repository / ".wheelhouse" / images.STAGES_FILE
+    base = image_id(docker_base_image)
+    record.write_text(re.sub(r'("runtime-deps": )"sha256:[0-9a-f]{64}"', lambda m: f'{m.group(1)}"{base}"', record.read_text()))
+    sub = "record-hostile/"
+    result = ledger.image(repository, "order", *image_args(ledger, docker_base_image, sub), check=False)
+    assert result.returncode == 1
+    error = last_line(result.stderr)
+    assert error.startswith("error: image sha256:"), error
+    assert "does not match wheelhouse/install/order.txt: missing " in error and "; missing flask==" in error, error
+    assert ledger.prefixed(sub) == []
 
 
 # ---------------------------------------------------------------------------

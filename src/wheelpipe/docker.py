@@ -57,6 +57,14 @@ class Docker:
             return None
         return result.stdout.strip()
 
+    def image_ids(self, references: list[str], reporter: Reporter) -> list[str] | None:
+        """The ids of several images in one call, in order; None when any is missing."""
+        try:
+            result = self.run("image", "inspect", "--format", "{{.Id}}", *references, reporter=reporter, what=f"inspecting {', '.join(references)}")
+        except ToolError:
+            return None
+        return result.stdout.split()
+
     def inspect(self, reference: str, reporter: Reporter) -> dict:
         result = self.run("image", "inspect", reference, reporter=reporter, what=f"inspecting {reference}")
         return json.loads(result.stdout)[0]

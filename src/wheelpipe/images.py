@@ -9,7 +9,9 @@ install manifest before it is tagged.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata
+import json
 import os
 import re
 import shlex
@@ -29,7 +31,7 @@ from . import baseimage
 from .console import Reporter, parallel
 from .docker import Docker
 from .errors import DockerError, ToolError
-from .fsutil import exclusive_lock
+from .fsutil import exclusive_lock, write_atomic
 from .lockfile import format_pins, parse_pins
 from .model import DOCKERFILES_DIR, Repository
 from .wheelhouse import STORE, Wheelhouse, build_wheels
@@ -45,6 +47,12 @@ CONTEXTS = "image-contexts"
 VENV = PurePosixPath("/srv/venv")
 # In first-party/ of the build context: the service's console script and port, for the app stage.
 SERVICE_ENV = "service.env"
+# The parts of a build context: what the shared stages need, and what the service's own need.
+INSTALLER_PART, THIRD_PARTY, FIRST_PARTY = "installer", "third-party", "first-party"
+ALL_PARTS = (INSTALLER_PART, THIRD_PARTY, FIRST_PARTY)
+SHARED_PARTS = (INSTALLER_PART, THIRD_PARTY)
+# Under the wheelhouse store: the image ids of shared stages already built, by what made them.
+STAGES_FILE = "image-stages.json"
 
 
 @dataclass(frozen=True)
@@ -119,32 +127,88 @@ def _context_parts(repo: Repository, house: Wheelhouse, service: str) -> dict[st
 
 
 def prepare_context(
-    repo: Repository, house: Wheelhouse, service: str, context: Path, dockerfile: Path | None = None, labels: dict[str, str] | None = None
+    repo: Repository,
+    house: Wheelhouse,
+    service: str,
+    context: Path,
+    dockerfile_text: str,
+    labels: dict[str, str] | None = None,
+    parts: tuple[str, ...] = ALL_PARTS,
 ) -> None:
-    """installer/, third-party/ and first-party/ (with service.env): the only files the build
-    can see; the Dockerfile, ending with a LABEL instruction of `labels` when given."""
+    """The only files the build can see: of installer/, third-party/ and first-party/ (with
+    service.env) those in `parts`, and the Dockerfile, ending with a LABEL instruction of
+    `labels` when given."""
     by_hash = {e.sha256: e for e in house.entries.values()}
     for part, pins in _context_parts(repo, house, service).items():
+        if part not in parts:
+            continue
         (context / part).mkdir(parents=True)
         for _, _, digest in pins:
             _link_or_copy(house.path / by_hash[digest].file, context / part / by_hash[digest].file)
         header = f"The {part} part of wheelhouse/install/{service}.txt, for the image build."
         (context / part / "requirements.txt").write_text(format_pins(pins, header))
-    installer = house.installer()
-    (context / "installer").mkdir()
-    _link_or_copy(house.path / installer.file, context / "installer" / installer.file)
-    # The build checks the wheel against the hash the wheelhouse verified, so what runs as the
-    # installer is that wheel even if the file changed after the check.
-    (context / "installer" / "SHA256SUMS").write_text(f"{installer.sha256}  {installer.file}\n")
-    settings = repo.service(service).service
-    # Shell assignments the app stage sources: values quoted, so the file says only this.
-    (context / "first-party" / SERVICE_ENV).write_text(
-        f"SERVICE_COMMAND={shlex.quote(settings.command)}\nDEFAULT_PORT={shlex.quote(str(settings.default_port))}\n"
-    )
-    text = (dockerfile or repo.root / DOCKERFILES_DIR / DOCKERFILE).read_text()
+    if INSTALLER_PART in parts:
+        installer = house.installer()
+        (context / INSTALLER_PART).mkdir()
+        _link_or_copy(house.path / installer.file, context / INSTALLER_PART / installer.file)
+        # The build checks the wheel against the hash the wheelhouse verified, so what runs as
+        # the installer is that wheel even if the file changed after the check.
+        (context / INSTALLER_PART / "SHA256SUMS").write_text(f"{installer.sha256}  {installer.file}\n")
+    if FIRST_PARTY in parts:
+        settings = repo.service(service).service
+        # Shell assignments the app stage sources: values quoted, so the file says only this.
+        (context / FIRST_PARTY / SERVICE_ENV).write_text(
+            f"SERVICE_COMMAND={shlex.quote(settings.command)}\nDEFAULT_PORT={shlex.quote(str(settings.default_port))}\n"
+        )
+    text = dockerfile_text
     if labels:
         text = text.rstrip("\n") + "\n" + label_instruction(labels)
     (context / DOCKERFILE).write_text(text)
+
+
+def dockerfile_text(repo: Repository, settings: ImageSettings) -> str:
+    return (settings.dockerfile or repo.root / DOCKERFILES_DIR / DOCKERFILE).read_text()
+
+
+_FROM = re.compile(r"^FROM\s+(?:--\S+\s+)*\S+(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The Dockerfile cut where the service's own stages begin, for the legacy builder.
+
+    That builder runs every stage before the one asked for and is sent the whole context on
+    every build: the 18 MB installer and every third-party wheel again for a one-line change.
+    So the stages up to SHARED_STAGE are built on their own, once per closure and port, from a
+    context of those wheels; the service's own stages are built from a context of its own
+    wheels, with each shared stage standing in as `FROM <its image id>` (an id names content,
+    so the stand-in is exactly what was built).
+    """
+
+    shared: str  # the lines before the first FROM, then every stage up to SHARED_STAGE
+    shared_stages: tuple[str, ...]  # their names, in order
+    own: str  # the same lines before the first FROM, a stand-in per shared stage, the rest
+
+    @staticmethod
+    def stage_argument(stage: str) -> str:
+        return "WHEELPIPE_STAGE_" + re.sub(r"[^A-Za-z0-9]", "_", stage).upper()
+
+
+def cut_recipe(text: str) -> Recipe | None:
+    """The recipe cut after SHARED_STAGE; None when the Dockerfile has no such stage or it is
+    the last one (a custom Dockerfile is then built in one piece, as BuildKit builds any)."""
+    lines = text.splitlines(keepends=True)
+    starts = [(i, m.group(1)) for i, line in enumerate(lines) if (m := _FROM.match(line.strip()))]
+    names = [name for _, name in starts]
+    if SHARED_STAGE not in names or names.index(SHARED_STAGE) == len(names) - 1:
+        return None
+    shared_count = names.index(SHARED_STAGE) + 1
+    preamble = "".join(lines[: starts[0][0]])
+    cut = starts[shared_count][0]
+    shared_stages = tuple(name for name in names[:shared_count] if name)
+    stand_ins = "".join(f"ARG {Recipe.stage_argument(n)}\n" for n in shared_stages)
+    stand_ins += "".join(f"FROM ${{{Recipe.stage_argument(n)}}} AS {n}\n" for n in shared_stages)
+    return Recipe(shared="".join(lines[:cut]), shared_stages=shared_stages, own=preamble + stand_ins + "".join(lines[cut:]))
 
 
 @dataclass(frozen=True)
@@ -281,14 +345,17 @@ def _build_shared_stages(repo: Repository, settings: ImageSettings, house: Wheel
     newer copy, then rebuild what follows it, making a new image of an unchanged service.
     BuildKit's cache is content-addressed and shares such steps itself.
     """
+    recipe = cut_recipe(dockerfile_text(repo, settings))
+    if recipe is None:
+        return
     shared: dict[tuple[str, int], list[str]] = {}
     for service in services:
-        third_party = _context_parts(repo, house, service)["third-party"]
+        third_party = _context_parts(repo, house, service)[THIRD_PARTY]
         shared.setdefault((format_pins(third_party, ""), repo.service(service).service.default_port), []).append(service)
     for index, group in enumerate(shared.values()):
         reporter.step(f"building the {SHARED_STAGE} stage of {', '.join(group)} first, once for the builds that run at once")
         # One after the other: groups share the deps stage, or at least the runtime's base.
-        _docker_build(repo, settings, house, group[0], reporter, target=SHARED_STAGE, no_cache=no_cache and index == 0)
+        _shared_stage_images(repo, settings, house, group[0], recipe, reporter, no_cache=no_cache and index == 0)
 
 
 def build_from_wheelhouse(
@@ -298,7 +365,15 @@ def build_from_wheelhouse(
     return the tag. A failure leaves the tag where it was."""
     tag = image_tag(repo, settings, service)
     reporter.step(f"building {tag} from {settings.base} (network off during the build)")
-    image_id = _docker_build(repo, settings, house, service, reporter, target=None, no_cache=no_cache)
+    text = dockerfile_text(repo, settings)
+    recipe = None if settings.docker.buildkit else cut_recipe(text)
+    labels = oci_labels(repo, service)
+    if recipe is None:
+        image_id = _docker_build(repo, settings, house, service, reporter, text, ALL_PARTS, labels=labels, no_cache=no_cache)
+    else:
+        stages = _shared_stage_images(repo, settings, house, service, recipe, reporter, no_cache=no_cache)
+        arguments = {Recipe.stage_argument(stage): image for stage, image in stages.items()}
+        image_id = _docker_build(repo, settings, house, service, reporter, recipe.own, (FIRST_PARTY,), labels=labels, arguments=arguments, no_cache=no_cache)
     try:
         verify_image(house, settings.docker, image_id, service, reporter)
         settings.docker.run("tag", image_id, tag, reporter=reporter, what=f"tagging {tag}")
@@ -308,14 +383,81 @@ def build_from_wheelhouse(
     return tag
 
 
-def _docker_build(repo: Repository, settings: ImageSettings, house: Wheelhouse, service: str, reporter: Reporter, *, target: str | None, no_cache: bool) -> str:
-    """`docker build` of the service's context, offline, up to `target` (default: the image);
-    return the image id."""
+def _shared_stage_images(
+    repo: Repository, settings: ImageSettings, house: Wheelhouse, service: str, recipe: Recipe, reporter: Reporter, *, no_cache: bool
+) -> dict[str, str]:
+    """The image id of each shared stage for the service: recorded ones when the engine still
+    has them and they were made from the same recipe, base, installer, closure and port;
+    otherwise built now (the last stage first: the legacy builder makes the others on the way,
+    so theirs come from its cache) and recorded."""
+    docker = settings.docker
+    installer = house.installer()
+    made_from = json.dumps(
+        [recipe.shared, settings.base, installer.sha256, format_pins(_context_parts(repo, house, service)[THIRD_PARTY], ""), repo.service(service).service.default_port]
+    )
+    key = hashlib.sha256(made_from.encode()).hexdigest()
+    store = repo.root / STORE / STAGES_FILE
+    recorded = _read_stages(store).get(key)
+    if recorded and not no_cache:
+        # One inspection answers both: is the base still the one they were built on, and are
+        # they all still there (an id that is gone fails the command).
+        found = docker.image_ids([settings.base, *recorded["stages"].values()], reporter)
+        if found is not None and found[0] == recorded["base"]:
+            return dict(recorded["stages"])
+    base_id = docker.image_id(settings.base, reporter)
+    stages: dict[str, str] = {}
+    for index, stage in enumerate(reversed(recipe.shared_stages)):
+        stages[stage] = _docker_build(
+            repo, settings, house, service, reporter, recipe.shared, SHARED_PARTS, target=stage, no_cache=no_cache and index == 0
+        )
+    records = _read_stages(store)
+    records[key] = {"base": base_id, "stages": stages}
+    write_atomic(store, json.dumps(records, indent=2, sort_keys=True) + "\n")
+    return stages
+
+
+def _read_stages(store: Path) -> dict[str, dict]:
+    """What STAGES_FILE records; nothing when it is missing or not what this module writes (it
+    is only a cache: the stages are then built again, from the engine's own cache)."""
+    try:
+        records = json.loads(store.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(records, dict):
+        return {}
+    return {
+        key: value
+        for key, value in records.items()
+        if isinstance(value, dict)
+        and isinstance(value.get("base"), str)
+        and isinstance(value.get("stages"), dict)
+        and all(isinstance(v, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", v) for v in value["stages"].values())
+    }
+
+
+def _docker_build(
+    repo: Repository,
+    settings: ImageSettings,
+    house: Wheelhouse,
+    service: str,
+    reporter: Reporter,
+    text: str,
+    parts: tuple[str, ...],
+    *,
+    target: str | None = None,
+    labels: dict[str, str] | None = None,
+    arguments: dict[str, str] | None = None,
+    no_cache: bool,
+) -> str:
+    """`docker build` of `text` from a context of the service's `parts`, offline, up to
+    `target` (default: the last stage); return the image id."""
     package = repo.service(service)
     with _context_directory(repo, service, reporter) as context, tempfile.TemporaryDirectory(prefix="wheelpipe-image-") as tmp:
-        prepare_context(repo, house, service, context, settings.dockerfile, oci_labels(repo, service) if target is None else None)
+        prepare_context(repo, house, service, context, text, labels, parts)
         iidfile = Path(tmp) / "image.id"
-        args = {"BASE_IMAGE": settings.base, "DEFAULT_PORT": str(package.service.default_port)}
+        args = {"BASE_IMAGE": settings.base, **(arguments or {})}
+        if THIRD_PARTY in parts:
+            args["DEFAULT_PORT"] = str(package.service.default_port)
         # --force-rm: the legacy builder otherwise leaves a failed step's container behind.
         argv = ["build", "--network=none", "--force-rm", "--iidfile", str(iidfile), "-f", str(context / DOCKERFILE)]
         if target:
@@ -327,8 +469,7 @@ def _docker_build(repo: Repository, settings: ImageSettings, house: Wheelhouse, 
         try:
             settings.docker.run(*argv, str(context), reporter=reporter, what=what)
         except ToolError as error:
-            stage = "" if target is None else f"the {target} stage of "
-            raise DockerError(f"building {stage}the image of {service} failed: {_why_build_failed(error.output) or error}") from None
+            raise DockerError(f"building the image of {service} failed: {_why_build_failed(error.output) or error}") from None
         return iidfile.read_text().strip()
 
 
