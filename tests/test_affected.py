@@ -91,8 +91,8 @@ def test_a_service_lock_affects_that_service(repo: Path) -> None:
     assert changed_since_last_commit(repo, "requirements/user.in") == {"user": ["requirements/user.in"]}
 
 
-def test_the_dockerfile_affects_every_service(repo: Path) -> None:
-    path = "dockerfiles/service.Dockerfile"
+@pytest.mark.parametrize("path", ["src/wheelpipe/dockerfiles/service.Dockerfile", "dockerfiles/service.Dockerfile"], ids=["shipped", "the-monorepo's-own"])
+def test_the_dockerfile_affects_every_service(repo: Path, path: str) -> None:
     assert changed_since_last_commit(repo, path) == {service: [path] for service in ALL}
 
 
@@ -174,12 +174,12 @@ def test_the_first_commit_as_ref(repo: Path) -> None:
     first = git(repo, "rev-list", "--max-parents=0", "HEAD").strip()
     edit(repo, "services/user/src/user_manager/users.py")
     commit_all(repo, "one")
-    edit(repo, "dockerfiles/service.Dockerfile")
+    edit(repo, "src/wheelpipe/dockerfiles/service.Dockerfile")
     commit_all(repo, "two")
     found = affected_services(load_repository(repo), first)
     assert found == {
-        "order": ["dockerfiles/service.Dockerfile"],
-        "user": ["dockerfiles/service.Dockerfile", "services/user/src/user_manager/users.py"],
+        "order": ["src/wheelpipe/dockerfiles/service.Dockerfile"],
+        "user": ["services/user/src/user_manager/users.py", "src/wheelpipe/dockerfiles/service.Dockerfile"],
     }
 
 
@@ -208,11 +208,11 @@ def test_task_output_plain_and_json(repo: Path) -> None:
     assert invoke(repo, "affected", "--since", "HEAD").stdout == ""  # nothing when none
     path = "shared/discount_calculator/src/discount_calculator/discount.py"
     edit(repo, path)
-    edit(repo, "dockerfiles/service.Dockerfile")
+    edit(repo, "src/wheelpipe/dockerfiles/service.Dockerfile")
     commit_all(repo, "shared change and recipe")
     assert invoke(repo, "affected", "--since", "HEAD~1").stdout.splitlines() == ALL
     document = json.loads(invoke(repo, "affected", "--since", "HEAD~1", "--json").stdout)
-    expected = {"order": ["dockerfiles/service.Dockerfile", path], "user": ["dockerfiles/service.Dockerfile"]}
+    expected = {"order": [path, "src/wheelpipe/dockerfiles/service.Dockerfile"], "user": ["src/wheelpipe/dockerfiles/service.Dockerfile"]}
     assert document == {"since": "HEAD~1", "services": ALL, "reasons": expected}
     assert document["reasons"] == affected_services(load_repository(repo), "HEAD~1")
 

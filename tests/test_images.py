@@ -30,6 +30,7 @@ from wheelpipe.console import Reporter
 from wheelpipe.docker import Docker
 from wheelpipe.errors import DockerError, TargetError
 from wheelpipe.lockfile import parse_pins
+from wheelpipe.resources import service_dockerfile
 from wheelpipe.target import Target
 from wheelpipe.wheelhouse import open_wheelhouse
 
@@ -340,6 +341,18 @@ def test_image_config_has_healthcheck_unprivileged_user_and_oci_labels_of_the_co
     assert labels["org.opencontainers.image.created"] == committed.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def test_a_monorepo_s_own_dockerfile_replaces_the_one_wheelpipe_ships(built_repo, tmp_path):
+    repository = clone(built_repo, tmp_path / "monorepo")
+    repo = load_repository(repository)
+    settings = images.ImageSettings(prefix="unused/", base="unused", docker=Docker())
+    assert images.recipe_path(repo, settings) == service_dockerfile()
+    own = repository / "dockerfiles" / "service.Dockerfile"
+    own.parent.mkdir()
+    own.write_text(service_dockerfile().read_text() + "# the team's own additions\n")
+    assert images.recipe_path(repo, settings) == own
+    assert images.dockerfile_text(repo, settings).endswith("# the team's own additions\n")
+
+
 def test_label_values_reach_the_image_as_written_whatever_they_hold(ledger, docker_base_image, tmp_path):
     """The LABEL line is written out, not passed as build args: a value a Dockerfile would
     expand ($), end (") or escape (backslash) must still arrive byte for byte."""
@@ -382,7 +395,7 @@ def test_verify_image_passes_on_the_built_image_and_names_every_difference_again
 
 
 def modified_dockerfile(repository: Path, destination: Path, edit) -> Path:
-    text = (repository / "dockerfiles" / "service.Dockerfile").read_text()
+    text = (repository / "src/wheelpipe/dockerfiles/service.Dockerfile").read_text()
     destination.write_text(edit(text))
     return destination
 

@@ -28,9 +28,9 @@ def quick_start() -> list[str]:
 
 
 def configured_base_image() -> str:
-    """The default base image of `invoke image` (tasks.py's image.base setting)."""
-    found = re.search(r'"base":\s*"([^"]+)"', ROOT.joinpath("tasks.py").read_text())
-    assert found, "tasks.py: no image.base default"
+    """The default base image of `invoke image` (wheelpipe.tasks' image.base setting)."""
+    found = re.search(r'"base":\s*"([^"]+)"', ROOT.joinpath("src", "wheelpipe", "tasks.py").read_text())
+    assert found, "src/wheelpipe/tasks.py: no image.base default"
     return found.group(1)
 
 
@@ -46,6 +46,10 @@ def run_lines(job: dict) -> list[str]:
 def test_quick_start_has_the_setup_and_the_test_command() -> None:
     setup, tests = quick_start()
     assert setup.startswith("python3 -m venv .venv && ") and setup.endswith("invoke build-wheels")
+    # tasks.py imports the pipeline from the venv: the setup installs it (and only it: its
+    # dependencies come hash-checked from the tooling lock) before running a task.
+    install_pipeline = " && .venv/bin/python -m pip install --no-deps --no-build-isolation -e . && "
+    assert install_pipeline in setup and setup.index("requirements/dev.txt") < setup.index(install_pipeline) < setup.index("invoke build-wheels")
     assert tests == ".venv/bin/invoke test"
 
 

@@ -1,8 +1,8 @@
 """The wheelhouse build-and-deploy pipeline of a Python microservice monorepo.
 
-tasks.py is the command layer; the logic lives here, one module per concern:
-model (the repository), target, locks, wheelhouse (with firstparty and thirdparty),
-and errors.
+`tasks` is the command layer (a monorepo's tasks.py imports its `ns`); the logic lives in
+one module per concern: model (the repository), target, locks, wheelhouse (with firstparty
+and thirdparty), and errors.
 """
 
 from .errors import PipelineError

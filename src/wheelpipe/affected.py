@@ -10,7 +10,8 @@ read from the repository model:
   backend copies it into the wheel's METADATA (and fails without it), so it is part of the
   wheel like the code. A .md file *inside* the package's sources (package data) counts too;
 - its locks: `requirements/<service>.in` and `requirements/<service>.txt`;
-- the image recipe: anything under `dockerfiles/` affects every service;
+- the image recipe: anything under `dockerfiles/` (a monorepo's own recipe), or the recipe
+  wheelpipe ships when this is wheelpipe's repository, affects every service;
 - the target: a change of the `[tool.wheelpipe.target]` table of the root pyproject.toml
   affects every service; any other change there (pytest settings, the release version) none;
 - the tooling that goes into every image: the pins of uv (the images' installer) and of
@@ -41,6 +42,7 @@ from .errors import GitError, LockError, PipelineError
 from .firstparty import BUILD_BACKEND
 from .lockfile import parse_pins
 from .model import DOCKERFILES_DIR, REQUIREMENTS_DIR, Package, Repository
+from .resources import SERVICE_DOCKERFILE_SOURCE
 from .wheelhouse import INSTALLER
 
 ROOT_PYPROJECT = "pyproject.toml"
@@ -219,7 +221,7 @@ def _declared_readme(package: Package) -> set[str]:
 
 
 def _affecting_every_service(root: Path, base: str, changed: list[str]) -> set[str]:
-    found = {path for path in changed if path.startswith(f"{DOCKERFILES_DIR}/")}
+    found = {path for path in changed if path.startswith(f"{DOCKERFILES_DIR}/") or path == SERVICE_DOCKERFILE_SOURCE}
     if ROOT_PYPROJECT in changed and _target_table(_show(root, base, ROOT_PYPROJECT)) != _target_table(_read(root / ROOT_PYPROJECT)):
         found.add(ROOT_PYPROJECT)
     if DEV_LOCK in changed and _image_tooling(_show(root, base, DEV_LOCK)) != _image_tooling(_read(root / DEV_LOCK)):

@@ -42,7 +42,7 @@ SCALING_SIZES = (3, 10, 30)  # services in each generated monorepo of --scaling
 LIGHT_DEPENDENCIES = ("attrs>=23.1", "idna>=3.4", "six>=1.16")
 SHARED_PACKAGE = "bench-common"
 # What a generated monorepo takes from this one: the pipeline and its tooling lock, no packages.
-PIPELINE_FILES = (".gitignore", "pyproject.toml", "tasks.py", "src/", "dockerfiles/", "requirements/dev.in", "requirements/dev.txt")
+PIPELINE_FILES = (".gitignore", "pyproject.toml", "tasks.py", "src/", "requirements/dev.in", "requirements/dev.txt")
 _GIT_IDENTITY = ("-c", "user.name=wheelpipe bench", "-c", "user.email=bench@example.invalid", "-c", "commit.gpgsign=false")
 
 

@@ -34,6 +34,7 @@ from .errors import DockerError, ToolError
 from .fsutil import exclusive_lock, write_atomic
 from .lockfile import format_pins, parse_pins
 from .model import DOCKERFILES_DIR, Repository
+from .resources import service_dockerfile
 from .wheelhouse import STORE, Wheelhouse, build_wheels
 
 DOCKERFILE = "service.Dockerfile"
@@ -60,7 +61,7 @@ class ImageSettings:
     prefix: str
     base: str
     docker: Docker
-    dockerfile: Path | None = None  # default: dockerfiles/service.Dockerfile of the repository
+    dockerfile: Path | None = None  # default: recipe_path()
 
 
 def image_tag(repo: Repository, settings: ImageSettings, service: str) -> str:
@@ -166,8 +167,17 @@ def prepare_context(
     (context / DOCKERFILE).write_text(text)
 
 
+def recipe_path(repo: Repository, settings: ImageSettings) -> Path:
+    """The Dockerfile: the settings', else the monorepo's own dockerfiles/service.Dockerfile
+    (a team's place for what its runtime images need beyond ours), else the one wheelpipe ships."""
+    if settings.dockerfile:
+        return settings.dockerfile
+    own = repo.root / DOCKERFILES_DIR / DOCKERFILE
+    return own if own.is_file() else service_dockerfile()
+
+
 def dockerfile_text(repo: Repository, settings: ImageSettings) -> str:
-    return (settings.dockerfile or repo.root / DOCKERFILES_DIR / DOCKERFILE).read_text()
+    return recipe_path(repo, settings).read_text()
 
 
 _FROM = re.compile(r"^FROM\s+(?:--\S+\s+)*\S+(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)

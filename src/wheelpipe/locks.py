@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -30,6 +31,23 @@ from .model import BUILD_LOCK, REQUIREMENTS_DIR, TOOLING_LOCK, Repository
 DEV = TOOLING_LOCK  # the tooling lock: requirements/dev.in -> dev.txt
 BUILD = BUILD_LOCK  # the build lock of the sdist-only dependencies: requirements/build.in -> build.txt
 
+# A monorepo that adopts the pipeline has no requirements/dev.in yet; `invoke lock` starts one
+# with everything the installed wheelpipe imports or runs, so the tooling venv installs
+# hash-checked from dev.txt and wheelpipe itself from its wheel with --no-deps (it need not be
+# on the index). Whatever wheelpipe declares, these three are in it: uv, whose pin build-wheels
+# takes into the wheelhouse as the images' installer; pytest, which `invoke test` and the
+# release gate run; hatchling, the backend the first-party wheels are built with.
+PIPELINE = "wheelpipe"
+ALWAYS_TOOLING = ("hatchling", "pytest", "uv")
+_TOOLING_HEADER = """\
+# The tooling: what the `invoke` tasks and the tests run with. `invoke lock` wrote this file
+# because the repository had none; it is yours to edit from now on. It compiles into dev.txt
+# together with every service's .in, constrained by every service lock. It starts with what
+# the pipeline (wheelpipe) needs, among them uv (the images' installer), pytest and hatchling
+# (the first-party packages' build backend). Set up the tooling venv with
+#   pip install --require-hashes -r requirements/dev.txt && pip install --no-deps <the wheelpipe wheel>
+"""
+
 _MACHINE_SPECIFIC = re.compile(r"(file:|--find-links|--index-url|--extra-index-url|--trusted-host|(^|\s)/\S)")
 
 
@@ -40,6 +58,21 @@ def input_text(repo: Repository, service: str) -> str:
         "# The third-party requirements of the service and of the internal packages it uses.\n"
     )
     return header + "".join(f"{line}\n" for line in repo.third_party_requirements(service))
+
+
+def default_tooling_input() -> str:
+    """requirements/dev.in for a monorepo that has none: the installed wheelpipe's requirements."""
+    try:
+        declared = metadata.requires(PIPELINE) or []
+    except metadata.PackageNotFoundError:
+        msg = f"{REQUIREMENTS_DIR}/{DEV}.in: missing, and {PIPELINE} is not installed as a distribution whose requirements could start it; write it by hand or install {PIPELINE}"
+        raise LockError(msg) from None
+    wanted = {canonicalize_name(name): name for name in ALWAYS_TOOLING}
+    for line in declared:
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):  # not an optional extra's
+            wanted[canonicalize_name(requirement.name)] = str(requirement)
+    return _TOOLING_HEADER + "".join(f"{wanted[name]}\n" for name in sorted(wanted))
 
 
 def _check_portable(path: Path, label: str) -> None:
@@ -138,9 +171,8 @@ def lock(
     everything = list(repo.services)
     requirements = repo.root / REQUIREMENTS_DIR
     dev_in = requirements / f"{DEV}.in"
-    if not dev_in.is_file():
-        msg = f"{REQUIREMENTS_DIR}/{DEV}.in: missing (the tooling's direct requirements)"
-        raise LockError(msg)
+    starts_tooling_input = not dev_in.is_file()
+    tooling_input = default_tooling_input().encode() if starts_tooling_input else dev_in.read_bytes()
     reporter.step(("checking" if check else "compiling") + f" locks for {', '.join(selected)} and the tooling ({chosen.name}, for {repo.target.describe()})")
 
     with tempfile.TemporaryDirectory(prefix="wheelpipe-lock-") as tmp:
@@ -150,7 +182,7 @@ def lock(
         # upgrade asks for) moves; their hashes are never reused (--no-reuse-hashes).
         for current_lock in requirements.glob("*.txt"):
             shutil.copy2(current_lock, work / REQUIREMENTS_DIR / current_lock.name)
-        shutil.copy2(dev_in, work / REQUIREMENTS_DIR / dev_in.name)
+        (work / REQUIREMENTS_DIR / dev_in.name).write_bytes(tooling_input)
         for name in everything:
             (work / REQUIREMENTS_DIR / f"{name}.in").write_text(input_text(repo, name))
         _check_upgrade_packages(repo, upgrade_packages, work)
@@ -184,7 +216,8 @@ def lock(
             msg = f"{', '.join(rel(n, 'txt') for n in missing)}: missing; run `invoke lock` for every service first"
             raise LockError(msg)
         compile_lock(rel(DEV, "txt"), [rel(DEV, "in"), *(rel(n, "in") for n in everything)], [rel(n, "txt") for n in everything])
-        produced = [rel(n, "in") for n in everything] + [rel(n, "txt") for n in selected] + [rel(DEV, "txt")]
+        produced = [rel(DEV, "in")] if starts_tooling_input else []
+        produced += [rel(n, "in") for n in everything] + [rel(n, "txt") for n in selected] + [rel(DEV, "txt")]
 
         # The build lock: what building the sdist-only dependencies needs, pinned and hashed.
         build_in, build_txt = rel(BUILD, "in"), rel(BUILD, "txt")

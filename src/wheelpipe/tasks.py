@@ -1,0 +1,385 @@
+"""The pipeline's commands: one thin invoke task each over the modules of this package.
+
+A monorepo's tasks.py is one line, `from wheelpipe.tasks import ns`; the repository every
+task works on is the directory invoke found that tasks.py in.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+from invoke import Collection, Context, Exit, task
+
+# Modules whose names a task also takes are imported under another name.
+from . import PipelineError, baseimage, compose, images, load_repository, locks, wheelhouse
+from . import affected as affected_module
+from . import bench as benchmarks
+from . import publish as publishing
+from . import release as releases
+from .console import Reporter
+from .docker import Docker
+from .errors import describe_os_error
+
+
+def repository_root(c: Context) -> Path:
+    """The monorepo the task works on: the directory invoke loaded tasks.py from.
+
+    invoke hands that directory to the configuration as the project location (where the
+    project's invoke.yaml is looked for, the documented `project_location` of
+    `invoke.Config`); it keeps it as `_project_prefix`. A Context made outside invoke's
+    loader has none: then the nearest directory, from the working directory upwards, whose
+    pyproject.toml declares [tool.wheelpipe.target].
+    """
+    prefix = getattr(c.config, "_project_prefix", None)
+    if prefix:
+        return Path(prefix).resolve()
+    start = Path.cwd().resolve()
+    for directory in (start, *start.parents):
+        if _declares_target(directory / "pyproject.toml"):
+            return directory
+    return start  # load_repository says what is missing there
+
+
+def _declares_target(pyproject: Path) -> bool:
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(data.get("tool", {}).get("wheelpipe", {}).get("target"), dict)
+
+
+# Called with the repository's root and a task's arguments before it runs; returns what to
+# print should Ctrl-C stop it.
+InterruptWatch = Callable[[Path, dict], Callable[[], str]]
+
+
+def reported(body=None, *, interrupted: InterruptWatch | None = None):
+    """The one boundary where failures become one line and an exit code, never a traceback.
+
+    A pipeline error, or an OSError that escaped it (a read-only or full disk), is `error: ...`
+    and exit 1. Ctrl-C is exit 130 (128 + SIGINT, as a shell reports it) and one line; it
+    claims more than "interrupted" only where `interrupted` can tell what the task left.
+    """
+    if body is None:
+        return functools.partial(reported, interrupted=interrupted)
+
+    @functools.wraps(body)
+    def wrapper(c, *args, **kwargs):
+        root = repository_root(c)
+        after_interrupt = interrupted(root, kwargs) if interrupted else lambda: "interrupted"
+        try:
+            return body(c, *args, **kwargs)
+        except PipelineError as error:
+            raise Exit(f"error: {error}", code=1) from None
+        except OSError as error:
+            raise Exit(f"error: {describe_os_error(error, root)}", code=1) from None
+        except KeyboardInterrupt:
+            raise Exit(after_interrupt(), code=130) from None
+
+    return wrapper
+
+
+def _wheelhouse_interrupted(root: Path, kwargs: dict) -> Callable[[], str]:
+    """build-wheels switches generations in one rename: the wheelhouse is whole either way; say which."""
+
+    def generation() -> str | None:
+        link = root / wheelhouse.WHEELHOUSE
+        return os.readlink(link) if link.is_symlink() else None
+
+    before = generation()
+
+    def line() -> str:
+        if generation() != before:
+            return "interrupted: the new wheelhouse was already complete and in place"
+        return "interrupted: the previous wheelhouse is intact" if before else "interrupted: no wheelhouse was made"
+
+    return line
+
+
+def _read_only_unless_github_output(root: Path, kwargs: dict) -> Callable[[], str]:
+    """services and affected only read, except for the line --github-output appends."""
+    return lambda: "interrupted" if kwargs.get("github_output") else "interrupted: nothing was changed"
+
+
+def _reporter(verbose: bool) -> Reporter:
+    return Reporter(verbose=verbose)
+
+
+@task(
+    help={
+        "service": "Lock only this service (its directory name under services/); default: all.",
+        "upgrade": "Re-resolve every package to its newest allowed version.",
+        "upgrade-package": "Re-resolve only this package (repeatable).",
+        "check": "Change nothing; exit 1 naming each stale lock and its difference.",
+        "resolver": "uv (default) or pip-tools; overrides [tool.wheelpipe.lock] resolver.",
+        "verbose": "Show the underlying resolver commands and output.",
+    },
+    iterable=["upgrade_package"],
+)
+@reported
+def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, resolver=None, verbose=False):
+    """Resolve requirements/<service>.txt, dev.txt (and build.txt) with hashes, for the target."""
+    repo = load_repository(repository_root(c))
+    locks.lock(
+        repo,
+        service=service,
+        upgrade=upgrade,
+        upgrade_packages=tuple(upgrade_package or ()),
+        check=check,
+        resolver=resolver,
+        reporter=_reporter(verbose),
+    )
+
+
+@task(
+    help={
+        "service": "Build only this service's closure; default: every service.",
+        "clean": "Ignore the current wheelhouse and build every wheel again.",
+        "verbose": "Show the underlying build and pip commands and output.",
+    }
+)
+@reported(interrupted=_wheelhouse_interrupted)
+def build_wheels(c, service=None, clean=False, verbose=False):
+    """Build wheelhouse/: every wheel, install/<service>.txt, manifest.json, SHA256SUMS."""
+    repo = load_repository(repository_root(c))
+    wheelhouse.build_wheels(repo, service=service, clean=clean, reporter=_reporter(verbose))
+
+
+@task
+@reported
+def verify_wheelhouse(c):
+    """Check wheelhouse/ is exactly what the locks, sources and target give: wheels, install manifests, manifest.json, SHA256SUMS."""
+    for line in wheelhouse.verify_against(load_repository(repository_root(c))).lines():
+        print(line)
+
+
+@task(help={"k": "Only tests matching this pytest -k expression.", "verbose": "Pass -v to pytest."})
+def test(c, k=None, verbose=False):
+    """Run the whole test suite: pipeline, packages and services (pytest)."""
+    args = [sys.executable, "-m", "pytest"]
+    if k:
+        args += ["-k", k]
+    if verbose:
+        args.append("-v")
+    c.run(" ".join(shlex.quote(a) for a in args), pty=False)
+
+
+def _image_settings(c, prefix=None, base_image=None) -> images.ImageSettings:
+    config = c.config.image
+    return images.ImageSettings(
+        prefix=prefix if prefix is not None else config.prefix,
+        base=base_image or config.base,
+        docker=Docker(command=config.docker, buildkit=bool(config.buildkit)),
+    )
+
+
+IMAGE_HELP = {
+    "service": "The service (its directory name under services/).",
+    "prefix": "Registry prefix of the tag <prefix><service>:<version> (config image.prefix).",
+    "base-image": "Base image (config image.base; default python:3.11-slim-bookworm).",
+    "verbose": "Show the underlying docker and uv commands and output.",
+}
+
+
+@task(
+    help={
+        **IMAGE_HELP,
+        "all": "Build every service's image, several at once (their output lines start with the service's name).",
+        "jobs": "How many images --all builds at once (default: one per core).",
+        "no-cache": "Build without Docker's layer cache.",
+        "push": "Then push each tag to the registry its prefix names (e.g. --prefix registry.example.com/team/); prints repository@digest.",
+    }
+)
+@reported
+def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=False, push=False, jobs=0, verbose=False):  # noqa: A002 - the flag is --all
+    """Build, verify and tag <prefix><service>:<version> from the wheelhouse, offline; with --push, push it."""
+    repo = load_repository(repository_root(c))
+    if (service is not None) == bool(all):  # `--service ""` is a name to look up, not "none given"
+        raise Exit(f"error: give --service NAME or --all (services: {', '.join(repo.services)})")
+    settings = _image_settings(c, prefix, base_image)
+    if push:
+        images.require_registry(settings.prefix)  # before any build
+    reporter = _reporter(verbose)
+    tags = images.build_images(repo, settings, repo.select_services(service), reporter, no_cache=no_cache, jobs=jobs)
+    for tag in tags if push else ():
+        print(f"{images.repository_of(tag)}@{images.push_image(settings, tag, reporter)}")
+
+
+@task(
+    help={
+        "repository-url": "Upload URL of the index; overrides TWINE_REPOSITORY_URL (credentials: TWINE_USERNAME/TWINE_PASSWORD or ~/.pypirc).",
+        "skip-existing": "Skip (and report) a wheel whose file the index already has, instead of failing.",
+        "verbose": "Show the twine commands and their (redacted) output.",
+    }
+)
+@reported
+def publish(c, repository_url=None, skip_existing=False, verbose=False):
+    """Upload the wheelhouse's first-party wheels to a package index with twine (after twine check --strict)."""
+    house = wheelhouse.open_wheelhouse(repository_root(c))
+    print(publishing.publish(house, repository_url=repository_url, skip_existing=skip_existing, reporter=_reporter(verbose)).summary())
+
+
+@task(help=IMAGE_HELP)
+@reported
+def verify_image(c, service, prefix=None, base_image=None, verbose=False):
+    """Check that an existing image holds exactly the distributions its install manifest pins."""
+    repo = load_repository(repository_root(c))
+    settings = _image_settings(c, prefix, base_image)
+    reporter = _reporter(verbose)
+    settings.docker.require_engine(reporter)
+    tag = images.image_tag(repo, settings, service)
+    if not settings.docker.image_id(tag, reporter):
+        raise Exit(f"error: image {tag} does not exist; build it with `invoke image --service {service}`")
+    images.verify_image(wheelhouse.open_wheelhouse(repository_root(c)), settings.docker, tag, service, reporter)
+
+
+@task(
+    help={
+        "tag": f"Tag of the image (default {baseimage.BASE_REPOSITORY}:<python>-slim-<suite>, e.g. {baseimage.DEFAULT_TAG}; with --builder {baseimage.BUILDER_REPOSITORY}:<python>-slim-<suite>).",
+        "suite": "Debian suite to bootstrap (its python3 must be the target's).",
+        "builder": "Make the builder image instead: the suite's base image (bootstrapped first if missing) plus a compiler and python3-dev. build-wheels builds sdist-only dependencies in it when this host is not the target; never a runtime image.",
+        "force": "Bootstrap again even if the tag exists (with --builder: make the builder again, reusing its base).",
+        "verbose": "Show the underlying commands and output.",
+    }
+)
+@reported
+def base_image(c, tag=None, suite="bookworm", builder=False, force=False, verbose=False):
+    """Bootstrap a python:3.11-slim-bookworm equivalent from Debian packages (debootstrap + docker import); --builder: the target's builder image."""
+    repo = load_repository(repository_root(c))
+    settings = _image_settings(c)
+    make = baseimage.bootstrap_builder if builder else baseimage.bootstrap
+    make(settings.docker, repo.target, tag, suite, force, _reporter(verbose))
+
+
+@task(
+    help={
+        "heavy": "Also lock a copy with tests/packages/heavy_service as services/heavy, uv against pip-tools (pip-tools takes minutes).",
+        "scaling": "Also time lock, build-wheels (cold, no-op) and affected on generated monorepos of 3, 10 and 30 services.",
+        "with-images": "Also time the images against a naive single-stage Dockerfile (needs Docker).",
+        "base-image": IMAGE_HELP["base-image"],
+        "verbose": "Show every command the benchmark runs.",
+    },
+    auto_shortflags=False,  # -h would be --heavy, not help
+)
+@reported
+def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, verbose=False):
+    """Time build-wheels and the naive way, lock with uv and pip-tools (and --heavy, --scaling, --with-images); print tables and targets."""
+    repo = load_repository(repository_root(c))
+    reporter = _reporter(verbose)
+    if with_images:
+        settings = _image_settings(c, base_image=base_image)
+        images.require_base(repo, settings, reporter)  # before minutes of other timing
+    if heavy:
+        benchmarks.heavy_fixture(repo)
+    wheels = benchmarks.wheelhouse_figures(repo, reporter)
+    rows, verdicts = benchmarks.wheelhouse_rows(wheels), benchmarks.wheelhouse_verdicts(wheels)
+    lock_rows = benchmarks.repository_lock_comparison(repo, reporter).rows()
+    if heavy:
+        heavy_locks = benchmarks.heavy_lock_comparison(repo, reporter)
+        lock_rows += heavy_locks.rows()
+        verdicts += benchmarks.lock_verdicts(heavy_locks)
+    points = benchmarks.scaling_points(repo, reporter) if scaling else []
+    verdicts += benchmarks.scaling_verdicts(points)
+    if with_images:
+        image_rows, figures = benchmarks.image_rows(repo, settings, reporter)
+        rows += image_rows
+        verdicts += benchmarks.image_verdicts(figures)
+    print(benchmarks.table(rows))
+    print()
+    print(benchmarks.side_by_side(lock_rows))
+    if points:
+        print()
+        print(benchmarks.scaling_table(points))
+    print()
+    for verdict in verdicts:
+        print(verdict)
+
+
+@task(
+    help={
+        "skip-gates": "Skip `lock --check` and the first-party tests (not for real releases).",
+        "allow-dirty": "Release the working tree as it is, uncommitted changes and untracked files included; the archive is then dist/wheelhouse-<version>-dirty.tar.gz, its commit marked -dirty.",
+        "verbose": "Show every underlying command.",
+    }
+)
+@reported
+def release(c, skip_gates=False, allow_dirty=False, verbose=False):
+    """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS."""
+    repo = load_repository(repository_root(c))
+    releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose))
+
+
+AFFECTED_HELP = {
+    "json": "Print JSON for CI instead: {\"since\": REF, \"services\": [...], \"reasons\": {service: [paths]}}.",
+    "github-output": "Also append services=<JSON list> to the file $GITHUB_OUTPUT names (a GitHub Actions step output).",
+}
+
+
+@task(
+    help={
+        "since": "The git ref to compare the working tree with (from its merge base with HEAD).",
+        "all-if-unknown": "When REF is empty, all zeros (a new branch) or no commit here, list every service instead of failing.",
+        **AFFECTED_HELP,
+    }
+)
+@reported(interrupted=_read_only_unless_github_output)
+def affected(c, since, json=False, all_if_unknown=False, github_output=False):  # noqa: A002 - the flag is --json
+    """List the services whose image a change since REF can alter (closure, locks, Dockerfile, target)."""
+    found = affected_module.affected_services(load_repository(repository_root(c)), since, all_if_unknown=all_if_unknown)
+    if github_output:
+        affected_module.write_github_output(list(found), affected=found)
+    text = affected_module.render(since, found, as_json=json)
+    if text:
+        print(text)
+
+
+@task(help=AFFECTED_HELP)
+@reported(interrupted=_read_only_unless_github_output)
+def services(c, json=False, github_output=False):  # noqa: A002 - the flag is --json
+    """List every service of the repository model, one per line (or a JSON list)."""
+    repo = load_repository(repository_root(c))
+    if github_output:
+        affected_module.write_github_output(list(repo.services))
+    print(affected_module.render_services(repo, as_json=json))
+
+
+@task(help={k: v for k, v in IMAGE_HELP.items() if k != "service"})
+@reported
+def up(c, prefix=None, base_image=None, verbose=False):
+    """Build every image, write compose.yaml and start all services; wait until healthy."""
+    repo = load_repository(repository_root(c))
+    settings = _image_settings(c, prefix, base_image)
+    reporter = _reporter(verbose)
+    images.build_images(repo, settings, list(repo.services), reporter)
+    for name, package in repo.services.items():
+        port = os.environ.get(package.service.port_env, package.service.default_port)
+        print(f"{name}: http://127.0.0.1:{port}/healthz")
+    compose.up(repo, settings, reporter)
+
+
+@task(help={"prefix": IMAGE_HELP["prefix"], "verbose": IMAGE_HELP["verbose"]})
+@reported
+def down(c, prefix=None, verbose=False):
+    """Stop and remove the containers `invoke up` started."""
+    repo = load_repository(repository_root(c))
+    compose.down(repo, _image_settings(c, prefix), _reporter(verbose))
+
+
+ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, up, down, release, test, bench, affected, services, publish)
+ns.configure(
+    {
+        "image": {
+            # Overridable per run with INVOKE_IMAGE_PREFIX, INVOKE_IMAGE_BASE, ... or invoke.yaml.
+            "prefix": "wheelpipe/",
+            "base": "python:3.11-slim-bookworm",
+            "docker": "docker",
+            "buildkit": False,
+        }
+    }
+)

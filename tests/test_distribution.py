@@ -1,0 +1,145 @@
+"""wheelpipe as a distribution other monorepos install: the wheel built from this repository,
+installed into a fresh venv, runs another team's monorepo (tests/packages/foreign_monorepo)
+that holds nothing of the pipeline but a one-line tasks.py, and its tasks work on the
+repository invoke found that tasks.py in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from invoke import Context
+from monorepo import ROOT, commit_all, git, install_offline, invoke
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from wheelpipe.lockfile import parse_pins
+from wheelpipe.locks import ALWAYS_TOOLING
+from wheelpipe.resources import SERVICE_DOCKERFILE_SOURCE
+from wheelpipe.tasks import repository_root
+
+FOREIGN_MONOREPO = ROOT / "tests" / "packages" / "foreign_monorepo"
+
+
+def run(argv: list, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """A command as a user of the installed pipeline runs it: nothing of this repository on
+    PYTHONPATH, no virtual environment of ours active."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, argv))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def pipeline_requirements() -> list[Requirement]:
+    """[project] dependencies of the root pyproject.toml: what wheelpipe needs at run time."""
+    project = tomllib.loads(ROOT.joinpath("pyproject.toml").read_text())["project"]
+    return [Requirement(line) for line in project["dependencies"]]
+
+
+@pytest.fixture(scope="module")
+def pipeline_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheelpipe wheel of this working tree, built with the tooling venv's backend."""
+    outdir = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", outdir, ROOT])
+    (wheel,) = outdir.glob("wheelpipe-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def tooling_venv(pipeline_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv outside this repository: the pipeline's dependencies hash-checked from the
+    tooling lock, as the Quick start installs them, then the wheel alone."""
+    venv = tmp_path_factory.mktemp("tooling") / "venv"
+    assert not venv.resolve().is_relative_to(ROOT)
+    run([sys.executable, "-m", "venv", venv])
+    python = venv / "bin" / "python"
+    run([python, "-m", "pip", "install", "--require-hashes", "-r", ROOT / "requirements" / "dev.txt"])
+    run([python, "-m", "pip", "install", "--no-deps", pipeline_wheel])
+    return venv
+
+
+def test_every_requirement_of_wheelpipe_is_pinned_by_the_tooling_lock() -> None:
+    # The Quick start installs wheelpipe with --no-deps: the lock must hold what it needs.
+    pins = parse_pins(ROOT / "requirements" / "dev.txt", "requirements/dev.txt")
+    missing = [str(r) for r in pipeline_requirements() if canonicalize_name(r.name) not in pins]
+    assert not missing, f"requirements/dev.txt does not pin {missing}: add them to requirements/dev.in and run `invoke lock`"
+    assert {canonicalize_name(r.name) for r in pipeline_requirements()} >= set(ALWAYS_TOOLING)
+
+
+def test_tasks_work_on_the_repository_invoke_found_tasks_py_in(repo_copy: Path, tmp_path: Path) -> None:
+    # The copy's tasks.py is the one-line import of the installed pipeline; its services are
+    # not this repository's.
+    assert repo_copy.joinpath("tasks.py").read_text().strip().endswith("from wheelpipe.tasks import ns  # noqa: F401")
+    git(repo_copy, "rm", "-q", "-r", "services/user")
+    from_inside = invoke(repo_copy / "services" / "order" / "src", "services")
+    from_elsewhere = invoke(tmp_path, "--search-root", str(repo_copy), "services")
+    assert from_inside.stdout == from_elsewhere.stdout == "order\n"
+    assert "user" in invoke(ROOT, "services").stdout.split()
+
+
+def test_a_context_made_outside_invoke_takes_the_nearest_root_above_the_working_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(ROOT / "services" / "order" / "src")
+    assert repository_root(Context()) == ROOT
+    # No pyproject.toml declares a target above: the working directory, which
+    # load_repository then reports as no monorepo root.
+    monkeypatch.chdir(tmp_path)
+    assert repository_root(Context()) == tmp_path.resolve()
+
+
+@pytest.mark.slow
+def test_a_foreign_monorepo_with_a_one_line_tasks_py_locks_builds_and_installs_offline(tooling_venv: Path, tmp_path: Path) -> None:
+    monorepo = Path(shutil.copytree(FOREIGN_MONOREPO, tmp_path / "foreign"))
+    assert not monorepo.resolve().is_relative_to(ROOT)
+    assert monorepo.joinpath("tasks.py").read_text() == "from wheelpipe.tasks import ns  # noqa: F401\n"
+    git(monorepo, "init", "-q", "-b", "main")
+    commit_all(monorepo, "a monorepo that installs wheelpipe")
+    invoke_there = tooling_venv / "bin" / "invoke"
+
+    # The pipeline the venv runs is the installed wheel, not this repository.
+    probe = run([tooling_venv / "bin" / "python", "-c", "import json, sys, wheelpipe.tasks; print(json.dumps([wheelpipe.tasks.__file__, sys.path]))"], cwd=monorepo)
+    module, path = json.loads(probe.stdout)
+    assert Path(module).is_relative_to(tooling_venv / "lib")
+    assert not [entry for entry in path if entry and Path(entry).resolve().is_relative_to(ROOT)]
+
+    # No requirements/ at all: --check names what lock would write, and writes nothing.
+    stale = run([invoke_there, "lock", "--check"], cwd=monorepo, check=False)
+    assert stale.returncode == 1, stale.stdout + stale.stderr
+    assert "error: requirements/dev.in does not match its inputs (run `invoke lock`):\n  + requirements/dev.in (missing)\n" in stale.stderr
+    assert not monorepo.joinpath("requirements").exists()
+
+    locked = run([invoke_there, "lock"], cwd=monorepo)
+    assert "wrote requirements/dev.in" in locked.stderr
+    assert sorted(p.name for p in monorepo.joinpath("requirements").iterdir()) == ["api.in", "api.txt", "dev.in", "dev.txt"]
+    assert monorepo.joinpath("requirements", "api.in").read_text().endswith("\nsix>=1.16\n")
+    # The monorepo's tooling lock can make its own tooling venv: it pins all wheelpipe needs.
+    tooling_pins = parse_pins(monorepo / "requirements" / "dev.txt", "requirements/dev.txt")
+    assert {canonicalize_name(r.name) for r in pipeline_requirements()} <= set(tooling_pins)
+    # The written dev.in is the monorepo's own from now on: nothing is stale.
+    run([invoke_there, "lock", "--check"], cwd=monorepo)
+
+    built = run([invoke_there, "build-wheels"], cwd=monorepo)
+    assert "building libs/util (foreign-util) 0.3.0" in built.stderr and "building apps/api (foreign-api) 0.2.0" in built.stderr
+    installed = install_offline(monorepo, "api", tmp_path / "api-venv")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    six = parse_pins(monorepo / "requirements" / "api.txt", "requirements/api.txt")["six"]
+    assert run([tmp_path / "api-venv" / "bin" / "foreign-api"]).stdout == f"foreign-api on six {six.version}\n"
+
+    generated = [*monorepo.joinpath("requirements").iterdir(), *monorepo.joinpath("wheelhouse", "install").iterdir(), monorepo / "wheelhouse" / "manifest.json"]
+    assert not [p.name for p in generated if str(ROOT) in p.read_text()]
+
+
+@pytest.mark.slow
+def test_the_installed_pipeline_ships_the_service_dockerfile(tooling_venv: Path, tmp_path: Path) -> None:
+    # A monorepo has no dockerfiles/ of ours: `invoke image` builds with the packaged recipe.
+    probe = run([tooling_venv / "bin" / "python", "-c", "from wheelpipe.resources import service_dockerfile; print(service_dockerfile())"], cwd=tmp_path, check=False)
+    assert probe.returncode == 0, probe.stderr
+    packaged = Path(probe.stdout.strip())
+    assert packaged.is_relative_to(tooling_venv / "lib")
+    assert packaged.read_bytes() == (ROOT / SERVICE_DOCKERFILE_SOURCE).read_bytes()
