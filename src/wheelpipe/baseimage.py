@@ -116,8 +116,8 @@ def check_builds_for_target(docker: Docker, image: str, target: Target, reporter
     compiled against a newer glibc may not load on the target."""
     found = probe(docker, image, reporter)
     _check_interpreter(found, image, "builder image", target)
-    glibc = tuple(int(x) for x in found["glibc"].split(".")[:2])
-    target.check_runs_like(found["python"], found["machine"], glibc, f"builder image {image}")
+    major, minor = found["glibc"].split(".")[:2]
+    target.check_runs_like(found["python"], found["machine"], (int(major), int(minor)), f"builder image {image}")
     return found
 
 

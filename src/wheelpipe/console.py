@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from .errors import ToolError
 
@@ -21,6 +21,16 @@ _OUTPUT = threading.Lock()
 
 T = TypeVar("T")
 R = TypeVar("R")
+# A command line's word: paths are passed as they are and turned into text once, here.
+Argument = str | os.PathLike[str]
+
+
+class TextStream(Protocol):
+    """Where a reporter writes: stderr, a StringIO, or one build's prefixed lines."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 @dataclass
@@ -28,7 +38,7 @@ class Reporter:
     """Prints what a step is doing; with verbose, also every command it runs."""
 
     verbose: bool = False
-    stream: object = field(default=sys.stderr)
+    stream: TextStream = field(default=sys.stderr)
     started: float = field(default_factory=time.monotonic)
 
     def step(self, message: str) -> None:
@@ -37,7 +47,7 @@ class Reporter:
     def info(self, message: str) -> None:
         self.line(f"    {message}")
 
-    def command(self, argv: Sequence[str], cwd: Path | None) -> None:
+    def command(self, argv: Sequence[Argument], cwd: Path | None) -> None:
         if self.verbose:
             where = f" (in {cwd})" if cwd else ""
             self.line(f"    $ {shlex.join(str(a) for a in argv)}{where}")
@@ -46,12 +56,12 @@ class Reporter:
         """One whole line, text and newline in a single write: steps run on several threads,
         and print() writes the two separately, so their lines would interleave."""
         with _OUTPUT:
-            self.stream.write(f"{text}\n")  # type: ignore[attr-defined]
-            self.stream.flush()  # type: ignore[attr-defined]
+            self.stream.write(f"{text}\n")
+            self.stream.flush()
 
 
 def run(
-    argv: Sequence[str],
+    argv: Sequence[Argument],
     *,
     reporter: Reporter,
     what: str,

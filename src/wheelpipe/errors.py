@@ -123,8 +123,9 @@ def _file_being_written(traceback: TracebackType | None, root: Path) -> str | No
         traceback = traceback.tb_next
     for frame in reversed(frames):
         for value in frame.f_locals.values():
-            if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str) and _opened_for_writing(value):
-                return _shown(value.name, root)
+            name = getattr(value, "name", None)
+            if isinstance(value, io.IOBase) and isinstance(name, str) and _opened_for_writing(value):
+                return _shown(name, root)
     return None
 
 

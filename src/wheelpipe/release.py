@@ -195,6 +195,7 @@ def write_archive(members: list[Member], stamp: int, target: Path) -> None:
             if member.data is not None:
                 archive.addfile(info, io.BytesIO(member.data))
                 continue
+            assert member.path is not None  # a member is either data or a file
             with member.path.open("rb") as stream:
                 reader = HashingReader(stream)
                 size = os.fstat(stream.fileno()).st_size

@@ -36,14 +36,20 @@ class Target:
             raise RepositoryError(msg)
         return target
 
+    def _platform_part(self, name: str) -> str:
+        match = _MANYLINUX.match(self.platform)
+        if match is None:  # from_table refuses such a target; one made in code can still be
+            msg = f"target platform must be a manylinux_X_Y_ARCH tag, found {self.platform!r}"
+            raise TargetError(msg)
+        return match[name]
+
     @property
     def glibc(self) -> tuple[int, int]:
-        match = _MANYLINUX.match(self.platform)
-        return int(match["major"]), int(match["minor"])
+        return int(self._platform_part("major")), int(self._platform_part("minor"))
 
     @property
     def machine(self) -> str:
-        return _MANYLINUX.match(self.platform)["arch"]
+        return self._platform_part("arch")
 
     def describe(self) -> str:
         return f"CPython {self.python_version} on {self.platform}"
