@@ -107,16 +107,26 @@ def test_root_pyproject_affects_every_service_only_through_the_target(repo: Path
     assert affected_services(load_repository(repo), "HEAD~1") == {service: ["pyproject.toml"] for service in ALL}
 
 
-@pytest.mark.parametrize("pin", ["uv", "hatchling"])
-def test_the_image_tooling_pins_affect_every_service(repo: Path, pin: str) -> None:
+@pytest.mark.parametrize(("lock", "pin"), [("dev", "uv"), ("build", "hatchling"), ("build", "pathspec")])
+def test_the_image_tooling_pins_affect_every_service(repo: Path, lock: str, pin: str) -> None:
+    """The installer in the tooling lock, and any pin of the build lock (a backend, or what
+    a backend needs: pathspec decides which files hatchling puts in a wheel)."""
+    path = f"requirements/{lock}.txt"
+
     def bump(text: str) -> str:
         changed, count = re.subn(rf"^{pin}==(\S+) ", rf"{pin}==\g<1>.post1 ", text, count=1, flags=re.MULTILINE)
-        assert count == 1, f"no {pin} pin in requirements/dev.txt"
+        assert count == 1, f"no {pin} pin in {path}"
         return changed
 
-    edit(repo, "requirements/dev.txt", bump)
+    edit(repo, path, bump)
     commit_all(repo, f"another {pin}")
-    assert affected_services(load_repository(repo), "HEAD~1") == {service: ["requirements/dev.txt"] for service in ALL}
+    assert affected_services(load_repository(repo), "HEAD~1") == {service: [path] for service in ALL}
+
+
+def test_a_build_lock_edit_that_moves_no_pin_affects_nothing(repo: Path) -> None:
+    edit(repo, "requirements/build.txt", lambda text: text.replace("    # via hatchling\n", "    # via hatchling (a note)\n", 1))
+    commit_all(repo, "a comment in the build lock")
+    assert affected_services(load_repository(repo), "HEAD~1") == {}
 
 
 def test_other_tooling_pins_affect_nothing(repo: Path) -> None:

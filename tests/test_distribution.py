@@ -116,7 +116,7 @@ def test_a_foreign_monorepo_with_a_one_line_tasks_py_locks_builds_and_installs_o
 
     locked = run([invoke_there, "lock"], cwd=monorepo)
     assert "wrote requirements/dev.in" in locked.stderr
-    assert sorted(p.name for p in monorepo.joinpath("requirements").iterdir()) == ["api.in", "api.txt", "dev.in", "dev.txt"]
+    assert sorted(p.name for p in monorepo.joinpath("requirements").iterdir()) == ["api.in", "api.txt", "build.in", "build.txt", "dev.in", "dev.txt"]
     assert monorepo.joinpath("requirements", "api.in").read_text().endswith("\nsix>=1.16\n")
     # The monorepo's tooling lock can make its own tooling venv: it pins all wheelpipe needs.
     tooling_pins = parse_pins(monorepo / "requirements" / "dev.txt", "requirements/dev.txt")
@@ -130,6 +130,18 @@ def test_a_foreign_monorepo_with_a_one_line_tasks_py_locks_builds_and_installs_o
     assert installed.returncode == 0, installed.stdout + installed.stderr
     six = parse_pins(monorepo / "requirements" / "api.txt", "requirements/api.txt")["six"]
     assert run([tmp_path / "api-venv" / "bin" / "foreign-api"]).stdout == f"foreign-api on six {six.version}\n"
+
+    # The packages' tests import the wheels just built (the installed pipeline's pytest
+    # plugin), and stop, naming the package, once its sources moved past them.
+    python = tooling_venv / "bin" / "python"
+    tested = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "libs"], cwd=monorepo)
+    assert "2 passed" in tested.stdout
+    util = monorepo / "libs" / "util" / "src" / "foreign_util" / "__init__.py"
+    util.write_text(util.read_text() + "# changed after the wheel was built\n")
+    stale = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "libs"], cwd=monorepo, check=False)
+    assert stale.returncode == 4, stale.stdout + stale.stderr
+    assert "ERROR: wheelhouse/foreign_util-0.3.0-py3-none-any.whl is older than libs/util, whose tests run against it; run `invoke build-wheels`" in stale.stderr
+    assert "2 passed" in run([invoke_there, "test", "-k", "util"], cwd=monorepo).stdout
 
     generated = [*monorepo.joinpath("requirements").iterdir(), *monorepo.joinpath("wheelhouse", "install").iterdir(), monorepo / "wheelhouse" / "manifest.json"]
     assert not [p.name for p in generated if str(ROOT) in p.read_text()]

@@ -14,9 +14,11 @@ read from the repository model:
   wheelpipe ships when this is wheelpipe's repository, affects every service;
 - the target: a change of the `[tool.wheelpipe.target]` table of the root pyproject.toml
   affects every service; any other change there (pytest settings, the release version) none;
-- the tooling that goes into every image: the pins of uv (the images' installer) and of
-  hatchling (the backend every first-party wheel is built with) in `requirements/dev.txt`.
-  Any other tooling pin affects none.
+- the tooling that goes into every image: the pin of uv (the images' installer) in
+  `requirements/dev.txt` (any other tooling pin affects none), and any pin of the build lock
+  `requirements/build.txt` (the first-party packages' build backends, and what sdist-only
+  dependencies build with: which package a pin reaches is known only in its environment, so
+  any pin that moves counts for every service).
 
 A service whose directory did not exist at the ref is affected as a whole. Nothing else (the
 root README, the pipeline's own code and tests, CI files) affects an image by this rule; the
@@ -39,7 +41,6 @@ import tomllib
 from pathlib import Path, PurePosixPath
 
 from .errors import GitError, LockError, PipelineError
-from .firstparty import BUILD_BACKEND
 from .lockfile import parse_pins
 from .model import DOCKERFILES_DIR, REQUIREMENTS_DIR, Package, Repository
 from .resources import SERVICE_DOCKERFILE_SOURCE
@@ -47,8 +48,9 @@ from .wheelhouse import INSTALLER
 
 ROOT_PYPROJECT = "pyproject.toml"
 DEV_LOCK = f"{REQUIREMENTS_DIR}/dev.txt"
-# Pins of the tooling lock that end up in (or build what ends up in) every image.
-IMAGE_TOOLING = (INSTALLER, BUILD_BACKEND)
+BUILD_LOCK = f"{REQUIREMENTS_DIR}/build.txt"
+# Pins of the tooling lock that end up in every image.
+IMAGE_TOOLING = (INSTALLER,)
 _DOC_NAME = re.compile(r"^(README.*|.*\.(md|rst))$", re.IGNORECASE)
 _ZERO_SHA = re.compile(r"^0+$")
 
@@ -224,8 +226,10 @@ def _affecting_every_service(root: Path, base: str, changed: list[str]) -> set[s
     found = {path for path in changed if path.startswith(f"{DOCKERFILES_DIR}/") or path == SERVICE_DOCKERFILE_SOURCE}
     if ROOT_PYPROJECT in changed and _target_table(_show(root, base, ROOT_PYPROJECT)) != _target_table(_read(root / ROOT_PYPROJECT)):
         found.add(ROOT_PYPROJECT)
-    if DEV_LOCK in changed and _image_tooling(_show(root, base, DEV_LOCK)) != _image_tooling(_read(root / DEV_LOCK)):
+    if DEV_LOCK in changed and _pins_of(_show(root, base, DEV_LOCK), DEV_LOCK, IMAGE_TOOLING) != _pins_of(_read(root / DEV_LOCK), DEV_LOCK, IMAGE_TOOLING):
         found.add(DEV_LOCK)
+    if BUILD_LOCK in changed and _pins_of(_show(root, base, BUILD_LOCK), BUILD_LOCK) != _pins_of(_read(root / BUILD_LOCK), BUILD_LOCK):
+        found.add(BUILD_LOCK)
     return found
 
 
@@ -246,15 +250,17 @@ def _target_table(text: str | None) -> object:
         return ("not TOML", text)
 
 
-def _image_tooling(text: str | None) -> object:
-    """The pins of the installer (uv) and hatchling in a tooling lock, for comparison."""
+def _pins_of(text: str | None, label: str, names: tuple[str, ...] | None = None) -> object:
+    """A lock's pins (versions and hashes; of `names` only, when given), for comparison:
+    comments and layout never count. Unreadable text compares as itself."""
     if text is None:
         return None
     with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch, "dev.txt")
+        copy = Path(scratch, Path(label).name)
         copy.write_text(text, encoding="utf-8", errors="surrogateescape")
         try:
-            pins = parse_pins(copy, DEV_LOCK)
+            pins = parse_pins(copy, label)
         except (LockError, UnicodeDecodeError):
             return ("unparsable", text)
-    return {name: (pins[name].version, pins[name].hashes) if name in pins else None for name in IMAGE_TOOLING}
+    wanted = names if names is not None else tuple(sorted(pins))
+    return {name: (pins[name].version, pins[name].hashes) if name in pins else None for name in wanted}

@@ -14,15 +14,12 @@ import hashlib
 import os
 import stat
 import subprocess
-import sys
 import tempfile
-import tomllib
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import metadata
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,16 +28,18 @@ import pyproject_hooks
 from .console import Reporter, run, tool_environment
 from .errors import GitError, PipelineError, ToolError
 from .fsutil import BLOCK, copy_hashing
-from .model import Package
+from .model import BuildSystem, Package, PackageLocation
 
+# This repository's own packages are built by hatchling; `invoke affected` watches its pin.
 BUILD_BACKEND = "hatchling"
-# PEP 517's fallback for a pyproject.toml without [build-system] build-backend.
-_LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 # Zip archives cannot store times before 1980; used when a package has no commit yet.
 FALLBACK_EPOCH = 315532800
 # Outside a git work tree nothing says what is generated: skip what tools leave behind.
-_IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist", ".git", ".venv"}
+_IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist", ".pdm-build", ".git", ".venv"}
 _IGNORED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
+# What backends and tools leave in a package directory: never staged unless committed, even
+# where no .gitignore rule names it (a stale build/lib/ would otherwise reach the wheel).
+_TOOL_OUTPUT = ("build/", "dist/", ".pdm-build/", "*.egg-info/", "__pycache__/", "*.py[co]")
 _SYMLINK_MODE = "120000"
 _EXECUTABLE_MODE = "100755"
 # The kernel's own limit (MAXSYMLINKS): a longer chain is a loop.
@@ -69,7 +68,7 @@ class FileSource(ABC):
     def describe(self) -> str: ...
 
     @abstractmethod
-    def files(self, package: Package) -> list[SourceFile]:
+    def files(self, package: Package | PackageLocation) -> list[SourceFile]:
         """The package's files, in fingerprint order; a file that cannot be built faithfully raises SourceError."""
 
     @abstractmethod
@@ -77,7 +76,7 @@ class FileSource(ABC):
         """Each file with a stream of its bytes, in order; read a stream before taking the next."""
 
     @abstractmethod
-    def date_epoch(self, package: Package) -> int:
+    def date_epoch(self, package: Package | PackageLocation) -> int:
         """SOURCE_DATE_EPOCH for the package: the same on every clone of a commit."""
 
 
@@ -91,7 +90,7 @@ class WorkingTree(FileSource):
     def describe(self) -> str:
         return "the working tree"
 
-    def files(self, package: Package) -> list[SourceFile]:
+    def files(self, package: Package | PackageLocation) -> list[SourceFile]:
         names = self._git_listing(package) if self._in_git else _walk(package)
         found = {}
         for raw in names:
@@ -109,7 +108,7 @@ class WorkingTree(FileSource):
             with open(file.location, "rb") as stream:
                 yield file, stream
 
-    def date_epoch(self, package: Package) -> int:
+    def date_epoch(self, package: Package | PackageLocation) -> int:
         return source_date_epoch(self.root, package)
 
     @cached_property
@@ -126,13 +125,15 @@ class WorkingTree(FileSource):
         msg = f"{self.root}: git cannot read this work tree ({message})"
         raise GitError(msg)
 
-    def _git_listing(self, package: Package) -> list[bytes]:
-        result = _git(self.root, "--literal-pathspecs", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", package.directory)
+    def _git_listing(self, package: Package | PackageLocation) -> list[bytes]:
+        # --exclude applies to untracked files only: a committed file is always staged.
+        excludes = [f"--exclude={pattern}" for pattern in _TOOL_OUTPUT]
+        result = _git(self.root, "--literal-pathspecs", "ls-files", "--cached", "--others", "--exclude-standard", *excludes, "-z", "--", package.directory)
         _check(result, f"listing the files of {package.directory}")
         prefix = package.directory.encode() + b"/"
         return [name.removeprefix(prefix) for name in result.stdout.split(b"\0") if name]
 
-    def _file(self, package: Package, relative: str) -> SourceFile | None:
+    def _file(self, package: Package | PackageLocation, relative: str) -> SourceFile | None:
         path = package.path / relative
         label = f"{package.directory}/{relative}"
         try:
@@ -184,7 +185,7 @@ class Commit(FileSource):
     def describe(self) -> str:
         return f"commit {self.revision[:12]}"
 
-    def files(self, package: Package) -> list[SourceFile]:
+    def files(self, package: Package | PackageLocation) -> list[SourceFile]:
         prefix = package.directory.encode() + b"/"
         found = {}
         for entry in _ls_tree(self.root, self.revision, package.directory):
@@ -208,7 +209,7 @@ class Commit(FileSource):
             with _blob_stream(self.root, file.location) as stream:
                 yield file, stream
 
-    def date_epoch(self, package: Package) -> int:
+    def date_epoch(self, package: Package | PackageLocation) -> int:
         return source_date_epoch(self.root, package, self.revision)
 
     @cached_property
@@ -322,7 +323,7 @@ def _check(result: subprocess.CompletedProcess[bytes], what: str) -> None:
         raise GitError(msg)
 
 
-def _walk(package: Package) -> list[bytes]:
+def _walk(package: Package | PackageLocation) -> list[bytes]:
     names = []
     for directory, dirs, files in os.walk(package.path):
         # A symlink to a directory is listed so that it is refused, not silently skipped.
@@ -334,7 +335,7 @@ def _walk(package: Package) -> list[bytes]:
     return names
 
 
-def _decoded(package: Package, raw: bytes) -> str:
+def _decoded(package: Package | PackageLocation, raw: bytes) -> str:
     """A package-relative file name, which wheels (RECORD) and the fingerprint hold as UTF-8."""
     try:
         return raw.decode("utf-8")
@@ -368,7 +369,7 @@ def _record(digest: hashlib._Hash, file: SourceFile, content: hashlib._Hash) -> 
     digest.update(content.digest())
 
 
-def fingerprint(source: FileSource, package: Package) -> str:
+def fingerprint(source: FileSource, package: Package | PackageLocation) -> str:
     """sha256 over the package's files (paths, executable bits and contents), streamed.
 
     Equal fingerprints mean an equal wheel, so an unchanged package is never rebuilt.
@@ -381,7 +382,7 @@ def fingerprint(source: FileSource, package: Package) -> str:
     return digest.hexdigest()
 
 
-def stage(source: FileSource, package: Package, destination: Path) -> str:
+def stage(source: FileSource, package: Package | PackageLocation, destination: Path) -> str:
     """Copy the package's files into `destination`; the fingerprint of exactly what was copied."""
     digest = hashlib.sha256()
     for file, stream in source.contents(source.files(package)):
@@ -395,7 +396,7 @@ def stage(source: FileSource, package: Package, destination: Path) -> str:
     return digest.hexdigest()
 
 
-def source_date_epoch(root: Path, package: Package, revision: str = "HEAD") -> int:
+def source_date_epoch(root: Path, package: Package | PackageLocation, revision: str = "HEAD") -> int:
     """The time of the last commit up to `revision` touching the package."""
     try:
         result = _git(root, "--literal-pathspecs", "log", "-1", "--format=%ct", revision, "--", package.directory)
@@ -405,50 +406,37 @@ def source_date_epoch(root: Path, package: Package, revision: str = "HEAD") -> i
     return int(stamp) if result.returncode == 0 and stamp else FALLBACK_EPOCH
 
 
-def backend_version() -> str:
-    try:
-        return metadata.version(BUILD_BACKEND)
-    except metadata.PackageNotFoundError:
-        msg = f"the build backend {BUILD_BACKEND} is not installed in {sys.prefix}; install the tooling lock: pip install --require-hashes -r requirements/dev.txt"
-        raise ToolError(msg) from None
-
-
 @dataclass(frozen=True)
 class BuiltWheel:
     path: Path
     source_sha256: str  # the fingerprint of the staged files it was built from
 
 
-def _call_backend(staged: Path, outdir: Path, env: dict[str, str], reporter: Reporter, what: str) -> None:
-    """The package's own PEP 517 backend, called through pyproject_hooks by this interpreter.
+def _hooks(staged: Path, system: BuildSystem, python: str, env: dict[str, str], reporter: Reporter, what: str) -> pyproject_hooks.BuildBackendHookCaller:
+    """The package's own PEP 517 backend, called through pyproject_hooks in the build environment.
 
-    One process per wheel, where `python -m build` starts three (the frontend, then one per
-    hook), and nothing is imported from the working directory, so a repository file named
-    build.py cannot stand in for the frontend.
+    One process per hook, where `python -m build` starts a frontend too, and nothing is
+    imported from the working directory, so a repository file named build.py cannot stand
+    in for the frontend.
     """
-    try:
-        system = tomllib.loads((staged / "pyproject.toml").read_text(encoding="utf-8")).get("build-system", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        msg = f"{what}: cannot read its pyproject.toml ({error})"
-        raise ToolError(msg) from None
-    backend = system.get("build-backend", _LEGACY_BACKEND)
 
     def runner(cmd, cwd=None, extra_environ=None):
         run(cmd, reporter=reporter, what=what, cwd=Path(cwd) if cwd else None, env={**(extra_environ or {}), **env})
 
-    hooks = pyproject_hooks.BuildBackendHookCaller(
-        str(staged), backend, backend_path=system.get("backend-path"), runner=runner, python_executable=sys.executable
+    return pyproject_hooks.BuildBackendHookCaller(
+        str(staged), system.backend, backend_path=list(system.backend_path) or None, runner=runner, python_executable=python
     )
-    try:
-        hooks.build_wheel(str(outdir))
-    except pyproject_hooks.BackendUnavailable as error:
-        msg = f"{what}: the build backend {backend!r} is not installed in {sys.prefix} ({str(error).splitlines()[0]}); install the tooling lock"
-        raise ToolError(msg) from None
 
 
-def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path, reporter: Reporter) -> BuiltWheel:
-    """Stage the package's files in `workdir` and run `python -m build --wheel` there, without
-    isolation: the backend is the one pinned in the tooling lock."""
+def _unavailable(what: str, backend: str, error: pyproject_hooks.BackendUnavailable) -> ToolError:
+    return ToolError(
+        f"{what}: the build backend {backend!r} cannot be imported in the build environment from "
+        f"requirements/build.txt ({str(error).splitlines()[0]}); add what provides it to [build-system] requires and run `invoke lock`"
+    )
+
+
+def _stage_clean(source: FileSource, package: Package | PackageLocation, workdir: Path) -> tuple[Path, str]:
+    """The package's files staged under `workdir`, and their fingerprint."""
     staging = workdir / "source"
     staged = staging / package.path.name
     staged.mkdir(parents=True)
@@ -456,10 +444,21 @@ def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path,
     # here keep it from reading whatever lies above the staging directory.
     (staging / ".gitignore").touch()
     (staging / ".hgignore").touch()
-    source_sha256 = stage(source, package, staged)
+    return staged, stage(source, package, staged)
+
+
+def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path, python: str, reporter: Reporter) -> BuiltWheel:
+    """Stage the package's files in `workdir` and build its wheel there with its backend, run by
+    `python`: the build environment installed from the build lock."""
+    staged, source_sha256 = _stage_clean(source, package, workdir)
     outdir = workdir / "wheel"
     outdir.mkdir()
-    _call_backend(staged, outdir, {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}, reporter, f"building {package.label} from {source.describe()}")
+    what = f"building {package.label} from {source.describe()}"
+    hooks = _hooks(staged, package.build_system, python, {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}, reporter, what)
+    try:
+        hooks.build_wheel(str(outdir))
+    except pyproject_hooks.BackendUnavailable as error:
+        raise _unavailable(what, package.build_system.backend, error) from None
     wheels = list(outdir.glob("*.whl"))
     if len(wheels) != 1:
         msg = f"building {package.label}: expected one wheel in the build output, found {len(wheels)}"
@@ -471,3 +470,18 @@ def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path,
         msg = f"building {package.label}: {wheels[0].name} holds no Python module; check the wheel target's package paths in {package.directory}/pyproject.toml"
         raise ToolError(msg)
     return BuiltWheel(wheels[0], source_sha256)
+
+
+def prepare_metadata(location: PackageLocation, system: BuildSystem, source: FileSource, workdir: Path, python: str, reporter: Reporter) -> Path:
+    """The .dist-info directory the package's backend gives for its wheel (its
+    prepare_metadata_for_build_wheel hook, else a wheel built and read), made from the staged files."""
+    staged, _ = _stage_clean(source, location, workdir)
+    outdir = workdir / "metadata"
+    outdir.mkdir()
+    what = f"{location.directory}: asking its build backend for its name, version and dependencies (no static [project] gives them)"
+    hooks = _hooks(staged, system, python, {"SOURCE_DATE_EPOCH": str(FALLBACK_EPOCH), "PYTHONHASHSEED": "0"}, reporter, what)
+    try:
+        name = hooks.prepare_metadata_for_build_wheel(str(outdir), _allow_fallback=True)
+    except pyproject_hooks.BackendUnavailable as error:
+        raise _unavailable(what, system.backend, error) from None
+    return outdir / name

@@ -26,10 +26,10 @@ from .console import Reporter, parallel
 from .errors import LockError, StaleLockError
 from .fsutil import write_atomic
 from .lockfile import Pin, parse_pins, via_notes
-from .model import BUILD_LOCK, REQUIREMENTS_DIR, TOOLING_LOCK, Repository
+from .model import BUILD_LOCK, REQUIREMENTS_DIR, TOOLING_LOCK, Repository, load_repository
 
 DEV = TOOLING_LOCK  # the tooling lock: requirements/dev.in -> dev.txt
-BUILD = BUILD_LOCK  # the build lock of the sdist-only dependencies: requirements/build.in -> build.txt
+BUILD = BUILD_LOCK  # the build lock: requirements/build.in -> build.txt (first-party backends, sdist-only dependencies' builds)
 
 # A monorepo that adopts the pipeline has no requirements/dev.in yet; `invoke lock` starts one
 # with everything the installed wheelpipe imports or runs, so the tooling venv installs
@@ -151,6 +151,21 @@ def _sdist_only(repo: Repository, work: Path, services: list[str], reporter: Rep
     return found
 
 
+def _versions(path: Path, label: str) -> dict[str, tuple[str, frozenset[str]]]:
+    return {name: (pin.version, pin.hashes) for name, pin in parse_pins(path, label).items()}
+
+
+def _check_same_metadata(first: Repository, final: Repository) -> None:
+    """The service locks were resolved from what the backends locked first said of their
+    packages; the final build lock (with the sdist-only dependencies' needs) must say the same."""
+    for directory in first.backend_described:
+        before = next(p for p in first.packages.values() if p.directory == directory)
+        after = next((p for p in final.packages.values() if p.directory == directory), None)
+        if after is None or (after.name, after.version, list(map(str, after.requirements))) != (before.name, before.version, list(map(str, before.requirements))):
+            msg = f"{REQUIREMENTS_DIR}/{BUILD}.txt: {before.label}: its backend gives other metadata with the build requirements of the sdist-only dependencies added ({before.build_system.backend}); pin its backend in [build-system] requires"
+            raise LockError(msg)
+
+
 def lock(
     repo: Repository,
     *,
@@ -167,13 +182,10 @@ def lock(
     """
     chosen = resolvers.resolver(resolver, "--resolver") if resolver else resolvers.resolver(repo.resolver, "pyproject.toml: [tool.wheelpipe.lock] resolver")
     chosen.prepare(repo.target)
-    selected = repo.select_services(service)
-    everything = list(repo.services)
     requirements = repo.root / REQUIREMENTS_DIR
     dev_in = requirements / f"{DEV}.in"
     starts_tooling_input = not dev_in.is_file()
     tooling_input = default_tooling_input().encode() if starts_tooling_input else dev_in.read_bytes()
-    reporter.step(("checking" if check else "compiling") + f" locks for {', '.join(selected)} and the tooling ({chosen.name}, for {repo.target.describe()})")
 
     with tempfile.TemporaryDirectory(prefix="wheelpipe-lock-") as tmp:
         work = Path(tmp)
@@ -183,9 +195,6 @@ def lock(
         for current_lock in requirements.glob("*.txt"):
             shutil.copy2(current_lock, work / REQUIREMENTS_DIR / current_lock.name)
         (work / REQUIREMENTS_DIR / dev_in.name).write_bytes(tooling_input)
-        for name in everything:
-            (work / REQUIREMENTS_DIR / f"{name}.in").write_text(input_text(repo, name))
-        _check_upgrade_packages(repo, upgrade_packages, work)
 
         def rel(name: str, suffix: str) -> str:
             return f"{REQUIREMENTS_DIR}/{name}.{suffix}"
@@ -194,6 +203,25 @@ def lock(
 
         def compile_lock(output: str, sources: list[str], constraints: list[str] = ()) -> None:
             chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), options, reporter)
+
+        # The build lock: every first-party backend, and what building the sdist-only
+        # dependencies needs, pinned and hashed. A package whose metadata only its backend
+        # gives is read through this lock, so its backends are locked first, on their own.
+        build_in, build_txt = rel(BUILD, "in"), rel(BUILD, "txt")
+        backends_first = None
+        if repo.backend_described:
+            reporter.step(f"locking the build backends first: {', '.join(repo.backend_described)} get their metadata from theirs")
+            (work / build_in).write_text(sdists.lock_input(repo.build_systems, []))
+            compile_lock(build_txt, [build_in])
+            backends_first = _versions(work / build_txt, build_txt)
+            repo = load_repository(repo.root, build_lock=work / build_txt)
+
+        selected = repo.select_services(service)
+        everything = list(repo.services)
+        reporter.step(("checking" if check else "compiling") + f" locks for {', '.join(selected)} and the tooling ({chosen.name}, for {repo.target.describe()})")
+        for name in everything:
+            (work / REQUIREMENTS_DIR / f"{name}.in").write_text(input_text(repo, name))
+        _check_upgrade_packages(repo, upgrade_packages, work)
 
         # A service's first lock starts from the team's existing pins, if it has any.
         first_party = set(repo.packages)
@@ -219,16 +247,16 @@ def lock(
         produced = [rel(DEV, "in")] if starts_tooling_input else []
         produced += [rel(n, "in") for n in everything] + [rel(n, "txt") for n in selected] + [rel(DEV, "txt")]
 
-        # The build lock: what building the sdist-only dependencies needs, pinned and hashed.
-        build_in, build_txt = rel(BUILD, "in"), rel(BUILD, "txt")
-        for stale in (build_in, build_txt):
-            (work / stale).unlink(missing_ok=True)
         sdist_only = _sdist_only(repo, work, everything, reporter)
-        if sdist_only:
-            (work / build_in).write_text(sdists.lock_input(sdist_only))
-            if (requirements / f"{BUILD}.txt").is_file():
-                shutil.copy2(requirements / f"{BUILD}.txt", work / build_txt)  # its pins seed the resolution
+        (work / build_in).unlink(missing_ok=True)
+        if repo.build_systems or sdist_only:
+            # Seeded by the current build.txt, or by the backends locked first.
+            (work / build_in).write_text(sdists.lock_input(repo.build_systems, sdist_only))
             compile_lock(build_txt, [build_in])
+        else:
+            (work / build_txt).unlink(missing_ok=True)
+        if backends_first is not None and _versions(work / build_txt, build_txt) != backends_first:
+            _check_same_metadata(repo, load_repository(repo.root, build_lock=work / build_txt))
         produced += [build_in, build_txt]
 
         existing = [label for label in produced if (work / label).exists()]

@@ -13,12 +13,13 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .errors import RepositoryError, UnknownServiceError
+from .errors import LockError, RepositoryError, UnknownServiceError
 from .index import PYPI, Indexes
 from .target import Target
 
@@ -37,15 +38,69 @@ RESERVED_SERVICE_NAMES = {TOOLING_LOCK: "the tooling lock", BUILD_LOCK: "the bui
 _DOCKER_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _DISTRIBUTION_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)  # PEP 508
 _ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BACKEND = re.compile(r"[A-Za-z_][\w.]*(\s*:\s*[A-Za-z_][\w.]*)?")  # PEP 517: module, or module:object
+
+
+class StaleBuildLockError(LockError):
+    """requirements/build.txt is missing, or does not pin what a package's backend needs to
+    say what the package is: only `invoke lock` can fix it, so it alone gets past it."""
 
 
 @dataclass(frozen=True)
-class ServiceSettings:
-    """How a service's image runs it: [tool.wheelpipe.service] in its pyproject.toml."""
+class HttpService:
+    """[tool.wheelpipe.service] kind = "http": serves on a port; its image's health check is
+    `<command> healthcheck` (GET /healthz)."""
 
     command: str  # console script that serves with gunicorn and has a `healthcheck` subcommand
     port_env: str
     default_port: int
+    kind: Literal["http"] = "http"
+
+
+@dataclass(frozen=True)
+class WorkerService:
+    """[tool.wheelpipe.service] kind = "worker": a long-running process on no port. Its image's
+    health is the process itself (Docker sees it exit) unless it declares a health command."""
+
+    command: str  # console script that runs until SIGTERM
+    health_command: tuple[str, ...] = ()  # exec form, its first word a console script; () for none
+    kind: Literal["worker"] = "worker"
+
+
+# How a service's image runs it: [tool.wheelpipe.service] in its pyproject.toml.
+ServiceSettings = HttpService | WorkerService
+SERVICE_KINDS = ("http", "worker")
+_SERVICE_KEYS = {"http": ("kind", "command", "port-env", "default-port"), "worker": ("kind", "command", "health-command")}
+
+
+@dataclass(frozen=True)
+class BuildSystem:
+    """A package's [build-system]: the PEP 517 backend and what must be installed to run it."""
+
+    backend: str  # e.g. "hatchling.build", "setuptools.build_meta:__legacy__"
+    requires: tuple[Requirement, ...]
+    backend_path: tuple[str, ...] = ()  # in-tree backends, relative to the package
+
+    @property
+    def module(self) -> str:
+        return self.backend.split(":", 1)[0].strip()
+
+
+# PEP 517 and 518: without [build-system] a package is built as setup.py always built it, by
+# setuptools' legacy backend; a table without build-backend means that backend too.
+LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
+LEGACY_BUILD_SYSTEM = BuildSystem(LEGACY_BACKEND, (Requirement("setuptools>=40.8.0"),))
+# The [project] keys the model needs; when [project] is missing or declares one of these
+# dynamic, only the package's backend can say what they are.
+_METADATA_KEYS = ("name", "version", "dependencies")
+
+
+@dataclass(frozen=True)
+class PackageLocation:
+    """Where a package is, before its metadata is read: enough to list and stage its files."""
+
+    directory: str  # repository-relative, e.g. "services/order"
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -58,6 +113,10 @@ class Package:
     requirements: tuple[Requirement, ...]
     internal: tuple[str, ...] = ()  # canonical names of first-party direct dependencies
     service: ServiceSettings | None = None
+    build_system: BuildSystem = LEGACY_BUILD_SYSTEM
+    # "pyproject.toml" when name, version and dependencies are static in [project]; else
+    # "backend": read from its build backend's prepare_metadata_for_build_wheel.
+    metadata_from: str = "pyproject.toml"
 
     @property
     def label(self) -> str:
@@ -76,7 +135,22 @@ class Repository:
     indexes: Indexes = field(default_factory=Indexes)  # where locks resolve and wheels come from
     resolver: str = "uv"  # [tool.wheelpipe.lock] resolver: "uv" or "pip-tools"
     workspace: Workspace = field(default_factory=lambda: Workspace())
-    packages: dict[str, Package] = field(default_factory=dict)  # by canonical distribution name
+    # Every package's [build-system], by directory: known from pyproject.toml alone, so that
+    # `invoke lock` can lock the backends before it reads what only they can tell.
+    build_systems: dict[str, BuildSystem] = field(default_factory=dict)
+    _packages: dict[str, Package] = field(default_factory=dict, repr=False)
+    # Why the metadata of packages described by their backend could not be read (the build
+    # lock is missing or stale): every use of the packages is then that one line.
+    _unread: str | None = field(default=None, repr=False)
+    # The directories of the packages whose metadata comes from their build backend.
+    backend_described: list[str] = field(default_factory=list)
+
+    @property
+    def packages(self) -> dict[str, Package]:
+        """Every package, by canonical distribution name."""
+        if self._unread is not None:
+            raise StaleBuildLockError(self._unread)
+        return self._packages
 
     @cached_property
     def services(self) -> dict[str, Package]:
@@ -149,7 +223,10 @@ def _read_pyproject(path: Path, where: str) -> dict:
         raise RepositoryError(msg) from None
 
 
-def _load_package(root: Path, directory: Path, kind: str) -> tuple[Package, dict]:
+def _load_package(repository: Repository, directory: Path, kind: str, build_lock: Path) -> tuple[Package, dict]:
+    """The package in `directory`: from its static [project], else from its build backend run
+    in the environment `build_lock` gives (StaleBuildLockError when it cannot)."""
+    root = repository.root
     relative = directory.relative_to(root).as_posix()
     pyproject = directory / "pyproject.toml"
     if not pyproject.is_file():
@@ -157,15 +234,29 @@ def _load_package(root: Path, directory: Path, kind: str) -> tuple[Package, dict
         raise RepositoryError(msg)
     where = f"{relative}/pyproject.toml"
     data = _read_pyproject(pyproject, where)
+    build_system = _build_system(data, pyproject, where)
+    repository.build_systems[relative] = build_system
     project = data.get("project")
-    if not isinstance(project, dict):
+    if project is not None and not isinstance(project, dict):
         msg = f"{where}: expected a [project] table with a name, found {_short(project)}"
         raise RepositoryError(msg)
-    name = project.get("name")
+    if project is None or _dynamic(project, where):
+        # Imported here: reading metadata through a backend stages the package's files
+        # (firstparty), whose functions take this module's types.
+        from . import backends
+
+        repository.backend_described.append(relative)
+        described = backends.read_metadata(repository, PackageLocation(relative, directory), build_system, build_lock)
+        where = f"{relative}: its build backend ({described.backend})"
+        name, version, dependencies = described.name, described.version, list(described.requires)
+        project = {"scripts": described.scripts}
+        metadata_from = "backend"
+    else:
+        name, version, dependencies = project.get("name"), project.get("version"), project.get("dependencies", [])
+        metadata_from = "pyproject.toml"
     if not isinstance(name, str) or not _DISTRIBUTION_NAME.fullmatch(name):
         msg = f"{where}: [project] name must be a distribution name (letters, digits, '.', '_' or '-', starting and ending with a letter or digit), found {_short(name)}"
         raise RepositoryError(msg)
-    version = project.get("version")
     if not isinstance(version, str):
         msg = f"{where}: expected a static [project] version string, found {version!r}"
         raise RepositoryError(msg)
@@ -174,7 +265,6 @@ def _load_package(root: Path, directory: Path, kind: str) -> tuple[Package, dict
     except InvalidVersion:
         msg = f"{where}: version {version!r} is not a valid PEP 440 version"
         raise RepositoryError(msg) from None
-    dependencies = project.get("dependencies", [])
     if not isinstance(dependencies, list) or not all(isinstance(line, str) for line in dependencies):
         # A bare string would otherwise be read one character per requirement.
         msg = f"{where}: [project] dependencies must be a list of requirement strings, found {dependencies!r}"
@@ -184,25 +274,67 @@ def _load_package(root: Path, directory: Path, kind: str) -> tuple[Package, dict
         try:
             requirements.append(Requirement(line))
         except InvalidRequirement as error:
-            number = _line_of(pyproject, line)
+            at = f"{where}:{_line_of(pyproject, line)}" if metadata_from == "pyproject.toml" else where
             # packaging's message draws a caret under the fault on further lines: keep the first.
             reason = str(error).splitlines()[0]
-            msg = f"{where}:{number}: malformed requirement {line!r} in [project] dependencies: {reason}"
+            msg = f"{at}: malformed requirement {line!r} in [project] dependencies: {reason}"
             raise RepositoryError(msg) from None
     service = None
     if kind == "service":
-        service = _service_settings(data, where)
+        # A backend-described service's console scripts are those its metadata declares.
+        service = _service_settings({**data, "project": project}, f"{relative}/pyproject.toml")
     package = Package(
         kind=kind,
         directory=relative,
         path=directory,
-        name=canonicalize_name(project["name"]),
+        name=canonicalize_name(name),
         version=version,
         requirements=tuple(requirements),
         service=service,
+        build_system=build_system,
+        metadata_from=metadata_from,
     )
-    sources = _tool_table(data, where, "sources")
+    sources = _tool_table(data, f"{relative}/pyproject.toml", "sources")
     return package, sources
+
+
+def _dynamic(project: dict, where: str) -> list[str]:
+    """Which of name, version and dependencies [project] declares dynamic (PEP 621)."""
+    dynamic = project.get("dynamic", [])
+    if not isinstance(dynamic, list) or not all(isinstance(key, str) for key in dynamic):
+        msg = f"{where}: [project] dynamic must be a list of field names, found {_short(dynamic)}"
+        raise RepositoryError(msg)
+    return [key for key in _METADATA_KEYS if key in dynamic]
+
+
+def _build_system(data: dict, pyproject: Path, where: str) -> BuildSystem:
+    """The package's [build-system], with PEP 517's legacy setuptools backend where it names none."""
+    table = data.get("build-system")
+    if table is None:
+        return LEGACY_BUILD_SYSTEM
+    if not isinstance(table, dict):
+        msg = f"{where}: [build-system] must be a table, found {_short(table)}"
+        raise RepositoryError(msg)
+    lines = table.get("requires")
+    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+        msg = f"{where}: [build-system] requires must be a list of requirement strings (PEP 518), found {_short(lines)}"
+        raise RepositoryError(msg)
+    requires = []
+    for line in lines:
+        try:
+            requires.append(Requirement(line))
+        except InvalidRequirement as error:
+            msg = f"{where}:{_line_of(pyproject, line)}: malformed requirement {line!r} in [build-system] requires: {str(error).splitlines()[0]}"
+            raise RepositoryError(msg) from None
+    backend = table.get("build-backend", LEGACY_BACKEND)
+    if not isinstance(backend, str) or not _BACKEND.fullmatch(backend.strip()):
+        msg = f"{where}: [build-system] build-backend must be a module path, optionally :object (PEP 517), found {_short(backend)}"
+        raise RepositoryError(msg)
+    paths = table.get("backend-path", [])
+    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+        msg = f"{where}: [build-system] backend-path must be a list of directories, found {_short(paths)}"
+        raise RepositoryError(msg)
+    return BuildSystem(backend.strip(), tuple(requires), tuple(paths))
 
 
 def _tool_table(data: dict, where: str, name: str) -> dict:
@@ -241,26 +373,80 @@ def _line_of(path: Path, text: str) -> int:
     return 0
 
 
-def _service_settings(data: dict, where: str) -> ServiceSettings:
+def _service_settings(data: dict, where: str) -> ServiceSettings | None:
+    """[tool.wheelpipe.service], or None when the service has none: locks, wheels and releases
+    need no more than [project], and only an image (service_settings) needs to know the kind."""
+    if "service" not in _wheelpipe_table(data, where):
+        return None
     table = _tool_table(data, where, "service")
-    if not table:
-        msg = f"{where}: a service needs a [tool.wheelpipe.service] table (command, port-env, default-port)"
+    key = "[tool.wheelpipe.service]"
+    # Without `kind` the table is what it was before workers existed: an http service's.
+    kind = table.get("kind", "http")
+    if kind not in SERVICE_KINDS:
+        msg = f'{where}: {key} kind must be "http" or "worker", found {_short(kind)}'
         raise RepositoryError(msg)
-    command, port_env, port = table.get("command"), table.get("port-env"), table.get("default-port")
+    for name in table:
+        if name in _SERVICE_KEYS[kind]:
+            continue
+        if name in ("port-env", "default-port"):
+            msg = f'{where}: {key} {name} is for kind "http"; a worker listens on no port (remove it, or set kind = "http")'
+        elif name == "health-command":
+            msg = f'{where}: {key} health-command is for kind "worker"; an http service\'s health check is `<command> healthcheck` (GET /healthz)'
+        else:
+            known = ", ".join(dict.fromkeys(k for keys in _SERVICE_KEYS.values() for k in keys))
+            msg = f"{where}: {key} has no key {name!r} (known: {known})"
+        raise RepositoryError(msg)
     scripts = data["project"].get("scripts", {})
     if not isinstance(scripts, dict):
         # A string would otherwise match any command that is a substring of it.
         msg = f"{where}: [project.scripts] must be a table of console scripts, found {_short(scripts)}"
         raise RepositoryError(msg)
+    command = table.get("command")
+    if command is None:
+        # The console script is the command when there is no other to choose.
+        if len(scripts) != 1:
+            found = f"declares several ({', '.join(scripts)}): set command to one of them" if scripts else "declares none to infer it from"
+            msg = f"{where}: {key} command is not set and [project.scripts] {found}"
+            raise RepositoryError(msg)
+        (command,) = scripts
     if not isinstance(command, str) or command not in scripts:
-        msg = f"{where}: [tool.wheelpipe.service] command must name one of [project.scripts] ({', '.join(scripts) or 'none'}), found {_short(command)}"
+        msg = f"{where}: {key} command must name one of [project.scripts] ({', '.join(scripts) or 'none'}), found {_short(command)}"
         raise RepositoryError(msg)
+    if kind == "worker":
+        return WorkerService(command=command, health_command=_health_command(table.get("health-command"), scripts, where))
+    port_env, port = table.get("port-env"), table.get("default-port")
     # bool is an int to Python: `default-port = true` would otherwise be port 1.
     port_ok = isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536
     if not isinstance(port_env, str) or not _ENVIRONMENT_NAME.fullmatch(port_env) or not port_ok:
-        msg = f"{where}: [tool.wheelpipe.service] needs port-env (an environment variable name) and default-port (1-65535), found {_short(port_env)} and {_short(port)}"
+        msg = f'{where}: {key} needs port-env (an environment variable name) and default-port (1-65535) for kind "http", found {_short(port_env)} and {_short(port)}'
         raise RepositoryError(msg)
-    return ServiceSettings(command=command, port_env=port_env, default_port=port)
+    return HttpService(command=command, port_env=port_env, default_port=port)
+
+
+def _health_command(value: object, scripts: dict, where: str) -> tuple[str, ...]:
+    """A worker's health command: argv in exec form, run as it is (no shell parses it), whose
+    program is one of the service's console scripts, so the image build can check it is there."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value or not all(isinstance(word, str) and word for word in value) or value[0] not in scripts:
+        msg = (
+            f"{where}: [tool.wheelpipe.service] health-command must be a list of words (exec form, no shell) "
+            f"whose first is one of [project.scripts] ({', '.join(scripts) or 'none'}), e.g. [\"{next(iter(scripts), 'worker')}\", \"healthcheck\"]; found {_short(value)}"
+        )
+        raise RepositoryError(msg)
+    return tuple(value)
+
+
+def service_settings(package: Package, purpose: str) -> ServiceSettings:
+    """How the service's image runs it, which `purpose` (e.g. "to build an image") needs: an
+    error naming its pyproject.toml when it declares none."""
+    if package.service is None:
+        msg = (
+            f'{package.directory}/pyproject.toml: [tool.wheelpipe.service] is needed {purpose}: kind = "http" '
+            f'(with port-env and default-port) or kind = "worker" (command: its console script when it has one)'
+        )
+        raise RepositoryError(msg)
+    return package.service
 
 
 def _check_service_name(directory: str, name: str) -> None:
@@ -315,8 +501,12 @@ def _git_ignored(root: Path, paths: list[Path]) -> set[Path]:
     return {root / name.rstrip("/") for name in os.fsdecode(result.stdout).split("\0") if name}
 
 
-def load_repository(root: Path) -> Repository:
+def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
+    """The repository at `root`. Packages whose metadata only their backend can give are read
+    with the build environment of `build_lock` (default requirements/build.txt; `invoke lock`
+    passes the one it is making)."""
     root = root.resolve()
+    build_lock = build_lock or root / REQUIREMENTS_DIR / f"{BUILD_LOCK}.txt"
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file():
         msg = f"{root}: no pyproject.toml; run the pipeline from the monorepo's root"
@@ -359,19 +549,26 @@ def load_repository(root: Path) -> Repository:
         for directory in directories:
             if kind == "service":
                 _check_service_name(directory.relative_to(root).as_posix(), directory.name)
-            package, sources = _load_package(root, directory, kind)
-            if package.name in repository.packages:
-                other = repository.packages[package.name]
+            try:
+                package, sources = _load_package(repository, directory, kind, build_lock)
+            except StaleBuildLockError as error:
+                # Every other package is still read, so that any other fault is reported;
+                # `invoke lock` gets past this one (it reads the model again with its new lock).
+                repository._unread = repository._unread or str(error)
+                continue
+            if package.name in repository._packages:
+                other = repository._packages[package.name]
                 msg = f"{package.directory} and {other.directory} both declare the distribution {package.name!r}"
                 raise RepositoryError(msg)
             if kind == "service" and directory.name in RESERVED_SERVICE_NAMES:
                 msg = f"{package.directory}: a service cannot be named {directory.name!r}; requirements/{directory.name}.txt is {RESERVED_SERVICE_NAMES[directory.name]}"
                 raise RepositoryError(msg)
-            repository.packages[package.name] = package
+            repository._packages[package.name] = package
             declared_sources[package.name] = sources
 
-    _link_internal(repository, declared_sources)
-    _check_acyclic(repository)
+    if repository._unread is None:
+        _link_internal(repository, declared_sources)
+        _check_acyclic(repository)
     return repository
 
 

@@ -96,9 +96,15 @@ def dist_directory(repo: Repository) -> Path:
     return dist
 
 
-def run_gates(repo: Repository, reporter: Reporter) -> None:
-    reporter.step("release gates: locks match their inputs, first-party tests pass")
+def lock_gate(repo: Repository, reporter: Reporter) -> None:
+    reporter.step("release gate: the locks match their inputs")
     lock(repo, check=True, reporter=reporter)
+
+
+def test_gate(repo: Repository, reporter: Reporter) -> None:
+    """The first-party packages' tests, run against the wheels just built for the release
+    (the wheelpipe pytest plugin installs them; see packagetests)."""
+    reporter.step("release gate: the first-party packages' tests pass against the wheels to ship")
     test_dirs = [p.path / "tests" for p in repo.packages.values() if (p.path / "tests").is_dir()]
     if not test_dirs:
         # pytest without paths would run the repository's whole suite (its testpaths) instead.
@@ -213,9 +219,11 @@ def release(repo: Repository, *, gates: bool = True, allow_dirty: bool = False, 
     if commit.dirty:
         reporter.info(f"releasing the working tree, which differs from commit {commit.sha[:12]}: the archive is marked {DIRTY}")
     if gates:
-        run_gates(repo, reporter)
+        lock_gate(repo, reporter)
     source = commit.source(repo.root)
     house = build_wheels(repo, source=source, reporter=reporter).wheelhouse
+    if gates:
+        test_gate(repo, reporter)
     reporter.step(f"verifying the wheelhouse for release {repo.release_version} ({commit.sha[:12]}{DIRTY if commit.dirty else ''})")
     check_shippable(house, reporter)
     members = _members(repo, house, commit, source)

@@ -17,7 +17,7 @@ from pathlib import Path
 from invoke import Collection, Context, Exit, task
 
 # Modules whose names a task also takes are imported under another name.
-from . import PipelineError, baseimage, compose, images, load_repository, locks, wheelhouse
+from . import PipelineError, baseimage, compose, images, installcheck, load_repository, locks, wheelhouse
 from . import affected as affected_module
 from . import bench as benchmarks
 from . import publish as publishing
@@ -25,6 +25,7 @@ from . import release as releases
 from .console import Reporter
 from .docker import Docker
 from .errors import describe_os_error
+from .model import HttpService
 
 
 def repository_root(c: Context) -> Path:
@@ -151,23 +152,43 @@ def build_wheels(c, service=None, clean=False, verbose=False):
     wheelhouse.build_wheels(repo, service=service, clean=clean, reporter=_reporter(verbose))
 
 
-@task
+@task(
+    help={
+        "install": "Also install each service's manifest offline into a throwaway environment of the target's interpreter (this host's, else the base image's in a container without network) and import its first-party modules and console scripts' entry points.",
+        "base-image": "With --install on a host that is not the target: the image whose interpreter stands in (config image.base).",
+        "verbose": "Show the underlying commands and output.",
+    }
+)
 @reported
-def verify_wheelhouse(c):
-    """Check wheelhouse/ is exactly what the locks, sources and target give: wheels, install manifests, manifest.json, SHA256SUMS."""
-    for line in wheelhouse.verify_against(load_repository(repository_root(c))).lines():
+def verify_wheelhouse(c, install=False, base_image=None, verbose=False):
+    """Check wheelhouse/ is exactly what the locks, sources and target give: wheels, install manifests, manifest.json, SHA256SUMS (--install: each service installs offline and imports)."""
+    repo = load_repository(repository_root(c))
+    reporter = _reporter(verbose)
+    settings = _image_settings(c, base_image=base_image)
+    # Where the install check can run is known before anything is read.
+    place = installcheck.place_for(repo, settings.base, settings.docker, reporter) if install else None
+    verified = wheelhouse.verify_against(repo)
+    for line in verified.lines():
         print(line)
+    if place is not None:
+        for line in installcheck.check_installs(repo, verified.wheelhouse, list(repo.services), place, reporter):
+            print(line)
 
 
 @task(help={"k": "Only tests matching this pytest -k expression.", "verbose": "Pass -v to pytest."})
+@reported(interrupted=_wheelhouse_interrupted)
 def test(c, k=None, verbose=False):
-    """Run the whole test suite: pipeline, packages and services (pytest)."""
+    """Run the whole test suite: pipeline, packages and services (pytest). The packages'
+    tests import their built wheels: the wheelhouse is brought up to date first."""
+    root = repository_root(c)
+    wheelhouse.build_wheels(load_repository(root), reporter=_reporter(verbose))
     args = [sys.executable, "-m", "pytest"]
     if k:
         args += ["-k", k]
     if verbose:
         args.append("-v")
-    c.run(" ".join(shlex.quote(a) for a in args), pty=False)
+    with c.cd(str(root)):
+        c.run(" ".join(shlex.quote(a) for a in args), pty=False)
 
 
 def _image_settings(c, prefix=None, base_image=None) -> images.ImageSettings:
@@ -352,14 +373,17 @@ def services(c, json=False, github_output=False):  # noqa: A002 - the flag is --
 @task(help={k: v for k, v in IMAGE_HELP.items() if k != "service"})
 @reported
 def up(c, prefix=None, base_image=None, verbose=False):
-    """Build every image, write compose.yaml and start all services; wait until healthy."""
+    """Build every image, write compose.yaml and start all services; wait until healthy (a worker without a health check: running)."""
     repo = load_repository(repository_root(c))
     settings = _image_settings(c, prefix, base_image)
     reporter = _reporter(verbose)
     images.build_images(repo, settings, list(repo.services), reporter)
     for name, package in repo.services.items():
-        port = os.environ.get(package.service.port_env, package.service.default_port)
-        print(f"{name}: http://127.0.0.1:{port}/healthz")
+        if isinstance(package.service, HttpService):
+            port = os.environ.get(package.service.port_env, package.service.default_port)
+            print(f"{name}: http://127.0.0.1:{port}/healthz")
+        else:
+            print(f"{name}: a worker, on no port (its log: docker compose -f {compose.COMPOSE_FILE} logs {name})")
     compose.up(repo, settings, reporter)
 
 

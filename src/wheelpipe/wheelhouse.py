@@ -32,7 +32,7 @@ from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from . import firstparty, sdists, thirdparty
+from . import backends, firstparty, sdists, thirdparty
 from .console import Reporter, parallel
 from .errors import LockError, RepositoryError, WheelhouseError
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
@@ -345,12 +345,11 @@ class _Derived:
 def _origins(repo: Repository, source: firstparty.FileSource | None) -> Callable[[Package], dict]:
     """The origin a first-party wheel built now would record, computed once per package."""
     source = source or firstparty.WorkingTree(repo.root)
-    backend = firstparty.backend_version()
     known: dict[str, dict] = {}
 
     def origin_of(package: Package) -> dict:
         if package.name not in known:
-            known[package.name] = _first_party_origin(package, backend, source)
+            known[package.name] = _first_party_origin(package, backends.backend_of(repo, package), source)
         return known[package.name]
 
     return origin_of
@@ -497,10 +496,9 @@ class _Plan:
 def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]], installer: Pin, old_entries: list[Entry], source: firstparty.FileSource) -> _Plan:
     """What to reuse from the current wheelhouse, build and download, and who needs what."""
     plan = _Plan()
-    backend = firstparty.backend_version()
     first_party_keys = {}
     for package in {p.name: p for name in selected for p in repo.closure(name)}.values():
-        origin = _first_party_origin(package, backend, source)
+        origin = _first_party_origin(package, backends.backend_of(repo, package), source)
         found = _built_wheel(old_entries, package, origin, repo.target)
         if found:
             plan.reuse[found.file] = found
@@ -538,7 +536,7 @@ def _first_party_origin(package: Package, backend: str, source: firstparty.FileS
         "kind": "built",
         "source": package.directory,
         "source_sha256": firstparty.fingerprint(source, package),
-        "build_backend": f"{firstparty.BUILD_BACKEND}=={backend}",
+        "build_backend": backend,  # name==version of what provides its build-backend, from the build lock
         "source_date_epoch": source.date_epoch(package),
     }
 
@@ -619,7 +617,7 @@ def build_wheels(
         try:
             for entry in plan.reuse.values():
                 os.link(old.path / entry.file, partial / entry.file)
-            built = _build_first_party(plan.build, partial, source, reporter)
+            built = _build_first_party(repo, plan.build, partial, source, reporter)
             _refuse(partial, _off_target_build(repo, built))
             fetched = _fetch_third_party(repo, plan.fetch, partial, reporter)
             _refuse(partial, _replacing_for_others(repo, plan, selected, [*built, *fetched]))
@@ -652,12 +650,13 @@ def build_wheels(
         return result
 
 
-def _build_first_party(jobs: list[tuple[Package, dict]], partial: Path, source: firstparty.FileSource, reporter: Reporter) -> list[tuple[str, Entry]]:
+def _build_first_party(repo: Repository, jobs: list[tuple[Package, dict]], partial: Path, source: firstparty.FileSource, reporter: Reporter) -> list[tuple[str, Entry]]:
     def one(job: tuple[Package, dict]) -> tuple[str, Entry]:
         package, origin = job
-        reporter.info(f"building {package.label} {package.version} from {source.describe()}")
+        reporter.info(f"building {package.label} {package.version} from {source.describe()} with {origin['build_backend']}")
         with tempfile.TemporaryDirectory(prefix="wheelpipe-build-") as tmp:
-            built = firstparty.build_wheel(package, source, origin["source_date_epoch"], Path(tmp), reporter)
+            python = backends.python_for(repo, package, reporter)
+            built = firstparty.build_wheel(package, source, origin["source_date_epoch"], Path(tmp), python, reporter)
             # The fingerprint of what was staged, should a file have changed since planning.
             origin = {**origin, "source_sha256": built.source_sha256}
             wheel = built.path

@@ -1,0 +1,122 @@
+"""The first-party packages' tests run against their built wheels, as those ship.
+
+A pytest plugin, registered as wheelpipe's `pytest11` entry point, so every pytest run in a
+venv that has wheelpipe loads it. In a repository whose root pyproject.toml declares
+[tool.wheelpipe.target] it installs the current wheelhouse's first-party wheels into a
+directory of their own (once per set of wheels) and puts that first on sys.path: a package's
+tests import what was built, a compiled extension included, never its raw src/ directory.
+A wheelhouse that is missing, or older than a package's sources, stops the run before any of
+that package's tests is collected, saying to run `invoke build-wheels`; the pipeline's own
+tests need no wheelhouse and never stop for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from . import firstparty
+from .console import Reporter, run
+from .errors import PipelineError
+from .model import load_repository
+from .wheelhouse import STORE, WHEELHOUSE, open_wheelhouse
+
+# Under the wheelhouse store: one installed directory per set of first-party wheels.
+SITES = "test-sites"
+_REBUILD = "run `invoke build-wheels` (`invoke test` does)"
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where the first-party wheels are installed for the tests, and what keeps a package's
+    tests from running (by the package's directory)."""
+
+    path: Path | None
+    problems: dict[Path, str] = field(default_factory=dict)
+
+
+def _declares_target(root: Path) -> bool:
+    try:
+        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(data.get("tool", {}).get("wheelpipe", {}).get("target"), dict)
+
+
+def prepare(root: Path) -> Site:
+    """The installed first-party wheels of the repository at `root`, checked against its
+    working tree; nothing when the repository has no first-party package."""
+    try:
+        repo = load_repository(root)
+    except PipelineError:
+        return Site(None)  # every command says why; the pipeline's own tests need no more
+    if not repo.packages:
+        return Site(None)
+    try:
+        house = open_wheelhouse(root)
+    except PipelineError as error:
+        why = f"the first-party packages' tests run against their built wheels, and {error}"
+        return Site(None, {p.path: why for p in repo.packages.values()})
+    built = {e.name: e for e in house.entries.values() if e.origin.get("kind") == "built"}
+    source = firstparty.WorkingTree(root)
+    problems = {}
+    for package in repo.packages.values():
+        entry = built.get(package.name)
+        if entry is None:
+            problems[package.path] = f"{WHEELHOUSE}/ holds no wheel of {package.label}, whose tests run against it; {_REBUILD}"
+        elif entry.origin.get("source_sha256") != firstparty.fingerprint(source, package):
+            problems[package.path] = f"{WHEELHOUSE}/{entry.file} is older than {package.directory}, whose tests run against it; {_REBUILD}"
+    wheels = sorted(house.path / e.file for e in built.values())
+    digest = hashlib.sha256("\n".join(sorted(e.sha256 for e in built.values())).encode()).hexdigest()
+    site = root / STORE / SITES / digest[:16]
+    if not site.is_dir():
+        _install(wheels, site)
+    return Site(site, problems)
+
+
+def _install(wheels: list[Path], site: Path) -> None:
+    """The wheels installed side by side into `site`, from the files alone, all or nothing."""
+    site.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="partial-", dir=site.parent) as tmp:
+        staged = Path(tmp) / "site"
+        run(
+            [sys.executable, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "--no-compile", "--target", staged, *wheels],
+            reporter=Reporter(stream=io.StringIO()),
+            what="installing the first-party wheels for their tests",
+        )
+        try:
+            staged.rename(site)
+        except OSError:
+            if not site.is_dir():  # not another run's copy of the same wheels: a real failure
+                raise
+
+
+_site = Site(None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Before any conftest.py is imported: a package's tests/conftest.py imports the package."""
+    global _site
+    root = early_config.rootpath
+    if not _declares_target(root):
+        return
+    _site = prepare(root)
+    if _site.path is not None:
+        sys.path.insert(0, str(_site.path))
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    path = getattr(collector, "path", None)
+    if path is None:
+        return
+    for directory, problem in _site.problems.items():
+        if path.is_relative_to(directory):
+            raise pytest.UsageError(problem)

@@ -1,0 +1,3 @@
+"""Built by poetry-core from [tool.poetry]."""
+
+BACKEND = "poetry-core"

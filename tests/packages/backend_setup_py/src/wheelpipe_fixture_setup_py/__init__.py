@@ -1,0 +1,3 @@
+"""Built by setuptools' legacy backend from setup.py."""
+
+BACKEND = "setuptools (legacy)"

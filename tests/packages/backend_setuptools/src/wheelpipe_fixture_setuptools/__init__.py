@@ -1,0 +1,3 @@
+"""Built by setuptools from setup.cfg."""
+
+BACKEND = "setuptools"
