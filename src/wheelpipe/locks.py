@@ -34,17 +34,17 @@ BUILD = BUILD_LOCK  # the build lock: requirements/build.in -> build.txt (first-
 # A monorepo that adopts the pipeline has no requirements/dev.in yet; `invoke lock` starts one
 # with everything the installed wheelpipe imports or runs, so the tooling venv installs
 # hash-checked from dev.txt and wheelpipe itself from its wheel with --no-deps (it need not be
-# on the index). Whatever wheelpipe declares, these three are in it: uv, whose pin build-wheels
+# on the index). Whatever wheelpipe declares, these two are in it: uv, whose pin build-wheels
 # takes into the wheelhouse as the images' installer; pytest, which `invoke test` and the
-# release gate run; hatchling, the backend the first-party wheels are built with.
+# release gate run. (The packages' build backends are in the build lock, not here.)
 PIPELINE = "wheelpipe"
-ALWAYS_TOOLING = ("hatchling", "pytest", "uv")
+ALWAYS_TOOLING = ("pytest", "uv")
 _TOOLING_HEADER = """\
 # The tooling: what the `invoke` tasks and the tests run with. `invoke lock` wrote this file
 # because the repository had none; it is yours to edit from now on. It compiles into dev.txt
 # together with every service's .in, constrained by every service lock. It starts with what
-# the pipeline (wheelpipe) needs, among them uv (the images' installer), pytest and hatchling
-# (the first-party packages' build backend). Set up the tooling venv with
+# the pipeline (wheelpipe) needs, among them uv (the images' installer) and pytest; the
+# packages' build backends are in the build lock (build.in, build.txt). Set up the tooling venv with
 #   pip install --require-hashes -r requirements/dev.txt && pip install --no-deps <the wheelpipe wheel>
 """
 
