@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from monorepo import copy_repository, invoke
 
+# Fixture packages and monorepos: their own tests run in the copies the tests make, not here.
+collect_ignore = ["packages"]
+
 
 @pytest.fixture
 def repo_copy(tmp_path: Path) -> Path:
