@@ -583,10 +583,25 @@ def _indexes(table: dict) -> Indexes:
     return Indexes(tuple(urls))
 
 
+def _direct_reference(package: Package, requirement: Requirement, internal: bool) -> str:
+    """Why a `name @ URL` requirement cannot be shipped, and what to write instead."""
+    found = f"{package.label} requires {requirement.name} @ {requirement.url}"
+    if internal:
+        # A Poetry path dependency ({ path = "../x", develop = true }) is the usual source.
+        return (
+            f"{found}, a path on this machine that its wheel would carry; require {requirement.name} by name "
+            f"or version and mark it [tool.wheelpipe.sources] {requirement.name} = {{ workspace = true }}"
+        )
+    return f"{found}, a direct reference; the locks pin released versions from the index: require a version of {requirement.name} instead"
+
+
 def _link_internal(repository: Repository, declared_sources: dict[str, dict]) -> None:
     """Mark which requirements are first-party packages of this monorepo."""
     for name, package in list(repository.packages.items()):
         where = f"{package.directory}/pyproject.toml"
+        for requirement in package.requirements:
+            if requirement.url:
+                raise RepositoryError(_direct_reference(package, requirement, canonicalize_name(requirement.name) in repository.packages))
         # A name declared as a workspace source must exist here: otherwise pip would
         # quietly fetch a same-named (possibly hostile) package from the index.
         for source, spec in declared_sources[name].items():

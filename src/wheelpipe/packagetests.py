@@ -105,8 +105,11 @@ _site = Site(None)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     """Before any conftest.py is imported: a package's tests/conftest.py imports the package."""
     global _site
-    root = early_config.rootpath
-    if not _declares_target(root):
+    # pytest's rootdir is where its configuration is, or else the arguments' common
+    # directory: the monorepo is the nearest directory at or above it declaring a target.
+    start = early_config.rootpath.resolve()
+    root = next((d for d in (start, *start.parents) if _declares_target(d)), None)
+    if root is None:
         return
     _site = prepare(root)
     if _site.path is not None:

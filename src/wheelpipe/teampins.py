@@ -34,16 +34,22 @@ class ExistingPins:
 
 
 def find(repo: Repository, service: str) -> ExistingPins | None:
-    """The team's pins for the service: its own directory first, then the repository root."""
+    """The team's pins for the service: its own directory first, then the repository root.
+    The monorepo's own packages are never pins (a lock lists them too: Poetry's path
+    dependencies, uv's workspace members)."""
     for directory in (repo.service(service).path, repo.root):
         for name in _LOCK_FILES:
             if (directory / name).is_file():
-                return _read_lock(directory / name, repo.relative(directory / name))
+                return _third_party(repo, _read_lock(directory / name, repo.relative(directory / name)))
         for path in sorted(directory.glob(_REQUIREMENTS_GLOB)):
             pins = _read_requirements(path, repo.relative(path))
             if pins.versions:
-                return pins
+                return _third_party(repo, pins)
     return None
+
+
+def _third_party(repo: Repository, pins: ExistingPins) -> ExistingPins:
+    return ExistingPins(pins.source, {name: version for name, version in pins.versions.items() if name not in repo.packages})
 
 
 def _read_lock(path: Path, label: str) -> ExistingPins:

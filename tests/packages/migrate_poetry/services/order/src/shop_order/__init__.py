@@ -1,0 +1,1 @@
+"""Orders: a Flask app pricing an order with the shared discount calculator."""
