@@ -4,7 +4,10 @@ A wheel is never built from a package's directory in place. A file source lists 
 package's files (the working tree as git sees it, or a commit), they are staged into a
 clean directory, and the wheel is built there; the fingerprint recorded in the manifest
 is taken over exactly the staged files. So an untracked or ignored file, or a file a
-symlink reaches outside the repository, can never slip into a wheel unrecorded.
+symlink reaches outside the repository, can never slip into a wheel unrecorded. The
+backend runs as sdists runs one on this host (a compiler records the staging directory as
+/build, so compiled code is byte-identical from any clone); a wheel holding compiled code
+goes on to compiled.py, to be built for the target's interpreter and tagged for its platform.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import BinaryIO
 
 import pyproject_hooks
 
-from .console import Reporter, run, tool_environment
+from . import sdists
+from .console import Reporter, tool_environment
 from .errors import GitError, PipelineError, ToolError
 from .fsutil import BLOCK, copy_hashing
 from .model import BuildSystem, Package, PackageLocation
@@ -412,19 +416,17 @@ class BuiltWheel:
     source_sha256: str  # the fingerprint of the staged files it was built from
 
 
-def _hooks(staged: Path, system: BuildSystem, python: str, env: dict[str, str], reporter: Reporter, what: str) -> pyproject_hooks.BuildBackendHookCaller:
-    """The package's own PEP 517 backend, called through pyproject_hooks in the build environment.
+def _hooks(workdir: Path, staged: Path, system: BuildSystem, python: str, env: dict[str, str], reporter: Reporter, what: str) -> pyproject_hooks.BuildBackendHookCaller:
+    """The package's own PEP 517 backend, called through pyproject_hooks in the build environment
+    on this host, as sdists.OnHost runs every backend here (`workdir` recorded as /build by a compiler).
 
     One process per hook, where `python -m build` starts a frontend too, and nothing is
     imported from the working directory, so a repository file named build.py cannot stand
     in for the frontend.
     """
-
-    def runner(cmd, cwd=None, extra_environ=None):
-        run(cmd, reporter=reporter, what=what, cwd=Path(cwd) if cwd else None, env={**(extra_environ or {}), **env})
-
     return pyproject_hooks.BuildBackendHookCaller(
-        str(staged), system.backend, backend_path=list(system.backend_path) or None, runner=runner, python_executable=python
+        str(staged), system.backend, backend_path=list(system.backend_path) or None,
+        runner=sdists.OnHost().runner(workdir, env, reporter, what), python_executable=python,
     )
 
 
@@ -447,18 +449,7 @@ def _stage_clean(source: FileSource, package: Package | PackageLocation, workdir
     return staged, stage(source, package, staged)
 
 
-def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path, python: str, reporter: Reporter) -> BuiltWheel:
-    """Stage the package's files in `workdir` and build its wheel there with its backend, run by
-    `python`: the build environment installed from the build lock."""
-    staged, source_sha256 = _stage_clean(source, package, workdir)
-    outdir = workdir / "wheel"
-    outdir.mkdir()
-    what = f"building {package.label} from {source.describe()}"
-    hooks = _hooks(staged, package.build_system, python, {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}, reporter, what)
-    try:
-        hooks.build_wheel(str(outdir))
-    except pyproject_hooks.BackendUnavailable as error:
-        raise _unavailable(what, package.build_system.backend, error) from None
+def _the_wheel(package: Package, outdir: Path, source_sha256: str) -> BuiltWheel:
     wheels = list(outdir.glob("*.whl"))
     if len(wheels) != 1:
         msg = f"building {package.label}: expected one wheel in the build output, found {len(wheels)}"
@@ -472,6 +463,35 @@ def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path,
     return BuiltWheel(wheels[0], source_sha256)
 
 
+def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path, python: str, reporter: Reporter) -> BuiltWheel:
+    """Stage the package's files in `workdir` and build its wheel there with its backend, run by
+    `python`: the build environment installed from the build lock."""
+    staged, source_sha256 = _stage_clean(source, package, workdir)
+    outdir = workdir / "wheel"
+    outdir.mkdir()
+    what = f"building {package.label} from {source.describe()}"
+    hooks = _hooks(workdir, staged, package.build_system, python, {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}, reporter, what)
+    try:
+        hooks.build_wheel(str(outdir))
+    except pyproject_hooks.BackendUnavailable as error:
+        raise _unavailable(what, package.build_system.backend, error) from None
+    return _the_wheel(package, outdir, source_sha256)
+
+
+def build_wheel_in(
+    where: sdists.InContainer, package: Package, source: FileSource, epoch: int, workdir: Path, build_lock: sdists.BuildLock, reporter: Reporter
+) -> BuiltWheel:
+    """As build_wheel, but the backend runs `where` (the target's builder container) in a
+    fresh environment of the whole build lock, for the target's interpreter."""
+    staged, source_sha256 = _stage_clean(source, package, workdir)
+    what = f"building {package.label} from {source.describe()}"
+    try:
+        sdists.run_backend(where, workdir, staged, package.build_system, build_lock, epoch, reporter, what)
+    except pyproject_hooks.BackendUnavailable as error:
+        raise _unavailable(what, package.build_system.backend, error) from None
+    return _the_wheel(package, workdir / "out", source_sha256)
+
+
 def prepare_metadata(location: PackageLocation, system: BuildSystem, source: FileSource, workdir: Path, python: str, reporter: Reporter) -> Path:
     """The .dist-info directory the package's backend gives for its wheel (its
     prepare_metadata_for_build_wheel hook, else a wheel built and read), made from the staged files."""
@@ -479,7 +499,7 @@ def prepare_metadata(location: PackageLocation, system: BuildSystem, source: Fil
     outdir = workdir / "metadata"
     outdir.mkdir()
     what = f"{location.directory}: asking its build backend for its name, version and dependencies (no static [project] gives them)"
-    hooks = _hooks(staged, system, python, {"SOURCE_DATE_EPOCH": str(FALLBACK_EPOCH), "PYTHONHASHSEED": "0"}, reporter, what)
+    hooks = _hooks(workdir, staged, system, python, {"SOURCE_DATE_EPOCH": str(FALLBACK_EPOCH), "PYTHONHASHSEED": "0"}, reporter, what)
     try:
         name = hooks.prepare_metadata_for_build_wheel(str(outdir), _allow_fallback=True)
     except pyproject_hooks.BackendUnavailable as error:

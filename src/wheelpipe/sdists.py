@@ -7,11 +7,14 @@ there. No resolution against an index happens during a build. SOURCE_DATE_EPOCH 
 from the sdist itself and the wheel's zip is rewritten in a canonical form, so two builds
 of one sdist give byte-identical wheels.
 
-Where the backend runs: on this host when its interpreter matches the target; otherwise in
-throwaway containers of the target's builder image (`invoke base-image --builder`: the
-target's base image plus a compiler), with no network and the work directory mounted at one
-fixed path, so that a compiled extension records the same source path in every build. When
-neither is possible the build stops with one line saying what is missing.
+Where the backend runs (where_to_build, run_backend; a first-party package whose wheel
+holds compiled code is built the same way, see compiled.py): on this host when its
+interpreter matches the target; otherwise in throwaway containers of the target's builder
+image (`invoke base-image --builder`: the target's base image plus a compiler), with no
+network and the work directory mounted at one fixed path, /build. On this host the compiler
+is told to record the work directory as /build too, so that a compiled extension records the
+same source paths in every build, wherever it ran. When neither is possible the build stops
+with one line saying what is missing.
 """
 
 from __future__ import annotations
@@ -138,35 +141,66 @@ def build(
     if build_lock is None:
         msg = f"{BUILD_LOCK}: missing, but {pin.requirement_line()} is built from its sdist; run `invoke lock`"
         raise LockError(msg)
-    where = _where_to_build(pin, target, builder or BuilderSettings.from_environment(), reporter)
+    where = where_to_build(pin.requirement_line(), "from its sdist", target, builder or BuilderSettings.from_environment(), reporter)
     _require_locked(system.requires, build_lock, pin, "needs to build", where.markers)
     epoch = source_date_epoch(sdist)
     with tempfile.TemporaryDirectory(prefix="wheelpipe-sdist-") as tmp:
         work = Path(tmp)
-        _build_requirements(work, build_lock, indexes, target)
-        python = where.install(work, reporter)
         with tarfile.open(sdist) as archive:
             top = _top(archive, sdist)
             archive.extractall(work / "src", filter="data")
-        (work / "out").mkdir()
-        environment = {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}
-        runner = where.runner(work, environment, reporter, f"building a wheel from {sdist.name}")
-        hooks = pyproject_hooks.BuildBackendHookCaller(
-            str(work / "src" / top), system.backend, backend_path=list(system.backend_path) or None, runner=runner, python_executable=python
-        )
         try:
-            dynamic = hooks.get_requires_for_build_wheel({})
-            _require_locked(dynamic, build_lock, pin, "its backend asks for", where.markers)
-            name = hooks.build_wheel(where.path(work, work / "out"), {})
+            wheel = run_backend(
+                where, work, work / "src" / top, system, BuildLock(build_lock, indexes, target), epoch, reporter, f"building a wheel from {sdist.name}",
+                check_requires=lambda dynamic: _require_locked(dynamic, build_lock, pin, "its backend asks for", where.markers),
+            )
         except pyproject_hooks.BackendUnavailable as error:
             msg = f"{sdist.name}: the build backend {system.backend!r} is not available from {BUILD_LOCK} ({str(error).splitlines()[0]})"
             raise WheelhouseError(msg) from None
         except pyproject_hooks.HookMissing as error:
             msg = f"{sdist.name}: the build backend {system.backend!r} has no {error.hook_name} hook"
             raise WheelhouseError(msg) from None
-        final = dest / name
-        normalize_wheel(work / "out" / name, final, epoch)
+        final = dest / wheel.name
+        normalize_wheel(wheel, final, epoch)
     return Built(final, epoch, where.built_in)
+
+
+@dataclass(frozen=True)
+class BuildLock:
+    """The build lock's pins, where their wheels come from, and the target they are for."""
+
+    pins: dict[str, Pin]
+    indexes: Indexes
+    target: Target
+
+
+def run_backend(
+    where: OnHost | InContainer,
+    work: Path,
+    tree: Path,
+    system: BuildSystem,
+    build_lock: BuildLock,
+    epoch: int,
+    reporter: Reporter,
+    what: str,
+    check_requires: Callable[[list[str]], object] | None = None,
+) -> Path:
+    """The wheel `system`'s backend builds from the source tree `tree` (inside `work`), run
+    `where` in a fresh environment of the whole build lock; written to work/out.
+
+    The one way a backend builds a wheel for the target, for sdists and first-party packages
+    alike. pyproject_hooks' BackendUnavailable and HookMissing are the caller's to name.
+    """
+    _build_requirements(work, build_lock.pins, build_lock.indexes, build_lock.target)
+    python = where.install(work, reporter)
+    (work / "out").mkdir()
+    runner = where.runner(work, {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}, reporter, what)
+    hooks = pyproject_hooks.BuildBackendHookCaller(
+        str(tree), system.backend, backend_path=list(system.backend_path) or None, runner=runner, python_executable=python
+    )
+    if check_requires is not None:
+        check_requires(hooks.get_requires_for_build_wheel({}))
+    return work / "out" / hooks.build_wheel(where.path(work, work / "out"), {})
 
 
 def _require_locked(
@@ -194,7 +228,7 @@ def host_environment(work: Path, build_lock: dict[str, Pin], indexes: Indexes, t
     """The whole build lock installed, hash-checked and offline, into a fresh venv at work/env
     with this host's interpreter; its python. The first-party backends run there."""
     _build_requirements(work, build_lock, indexes, target)
-    return _OnHost().install(work, reporter)
+    return OnHost().install(work, reporter)
 
 
 def _build_requirements(work: Path, build_lock: dict[str, Pin], indexes: Indexes, target: Target) -> None:
@@ -222,7 +256,7 @@ HookRunner = Callable[..., None]
 
 
 @dataclass(frozen=True)
-class _OnHost:
+class OnHost:
     """This host's interpreter matches the target: the backend runs here."""
 
     markers: None = None  # this interpreter's own
@@ -240,6 +274,8 @@ class _OnHost:
         return str(python)
 
     def runner(self, work: Path, environment: dict[str, str], reporter: Reporter, what: str) -> HookRunner:
+        environment = {**compiler_path_map(work), **environment}
+
         def run_hook(cmd, cwd=None, extra_environ=None):
             run(cmd, reporter=reporter, what=what, cwd=Path(cwd) if cwd else None, env={**(extra_environ or {}), **environment})
 
@@ -249,8 +285,22 @@ class _OnHost:
         return str(path)
 
 
+def compiler_path_map(work: Path) -> dict[str, str]:
+    """A preprocessor flag that records the work directory, a temporary one on this host, as
+    the builder's fixed /build: debug information and __FILE__ then name the same paths in
+    every build, from any clone, so a compiled extension is byte-identical too.
+
+    CPPFLAGS, because setuptools, meson and autotools add it to their own compiler flags
+    (setuptools takes CFLAGS instead of the interpreter's -O and -g); the user's own
+    CPPFLAGS are kept, before it.
+    """
+    # The compiler records its working directory as getcwd() gives it, symlinks resolved.
+    flags = " ".join(f"-ffile-prefix-map={path}={_WORK}" for path in dict.fromkeys([str(work), os.path.realpath(work)]))
+    return {"CPPFLAGS": f"{os.environ.get('CPPFLAGS', '')} {flags}".strip()}
+
+
 @dataclass(frozen=True)
-class _InContainer:
+class InContainer:
     """This host is not the target: the backend runs in throwaway containers of the target's
     builder image, one per step, with no network, as this user, the work directory mounted."""
 
@@ -321,18 +371,22 @@ def _host_description() -> str:
 _CHECKED_BUILDERS: set[tuple[str, Target]] = set()
 
 
-def _where_to_build(pin: Pin, target: Target, settings: BuilderSettings, reporter: Reporter) -> _OnHost | _InContainer:
+def where_to_build(subject: str, how: str, target: Target, settings: BuilderSettings, reporter: Reporter) -> OnHost | InContainer:
     """This host when it matches the target; else the target's builder image, which must
-    exist and match the target; else one line saying what is missing."""
-    what = f"{pin.requirement_line()} from its sdist"
+    exist and match the target; else one line saying what is missing.
+
+    `subject` names what is built (a pin, a first-party package), `how` what makes it need
+    the target ("from its sdist"); both go into every line said about it.
+    """
+    what = f"{subject} {how}"
     try:
         check_host(target, f"build {what}")
     except TargetError:
         pass
     else:
         reporter.info(f"building {what} on this host ({_host_description()}, as the target)")
-        return _OnHost()
-    need = f"{pin.requirement_line()}: building it from its sdist needs {target.describe()}; this host is {_host_description()}"
+        return OnHost()
+    need = f"{subject}: building it {how} needs {target.describe()}; this host is {_host_description()}"
     suite = baseimage.suite_for(target)
     image = settings.image or (baseimage.builder_tag(suite) if suite else None)
     glibc = f"glibc {target.glibc[0]}.{target.glibc[1]}"
@@ -355,10 +409,10 @@ def _where_to_build(pin: Pin, target: Target, settings: BuilderSettings, reporte
         try:
             baseimage.check_builds_for_target(settings.docker, image, target, reporter)
         except TargetError as error:
-            raise TargetError(f"{pin.requirement_line()}: {error}") from None
+            raise TargetError(f"{subject}: {error}") from None
         _CHECKED_BUILDERS.add((image_id, target))
     reporter.info(f"building {what} in a throwaway container of the builder image {image} (this host is {_host_description()})")
-    return _InContainer(image, image_id, settings.docker, target.marker_environment())
+    return InContainer(image, image_id, settings.docker, target.marker_environment())
 
 
 def normalize_wheel(source: Path, destination: Path, epoch: int) -> None:

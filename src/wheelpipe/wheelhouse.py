@@ -32,7 +32,7 @@ from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from . import backends, firstparty, sdists, thirdparty
+from . import backends, compiled, firstparty, sdists, thirdparty
 from .console import Reporter, parallel
 from .errors import LockError, RepositoryError, WheelhouseError
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
@@ -659,7 +659,8 @@ def _build_first_party(repo: Repository, jobs: list[tuple[Package, dict]], parti
             built = firstparty.build_wheel(package, source, origin["source_date_epoch"], Path(tmp), python, reporter)
             # The fingerprint of what was staged, should a file have changed since planning.
             origin = {**origin, "source_sha256": built.source_sha256}
-            wheel = built.path
+            # Compiled code: built for the target's interpreter, checked and tagged for its platform.
+            wheel = compiled.for_target(repo, package, source, built, origin["source_date_epoch"], Path(tmp), reporter)
             name, version, _, _ = parse_wheel_filename(wheel.name)
             if name != package.name or str(version) != package.version:
                 msg = f"{package.label}: the build produced {wheel.name}, expected {package.name} {package.version}"
