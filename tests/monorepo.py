@@ -27,6 +27,19 @@ COMMIT_ENV = {
 }
 
 
+# A root pyproject.toml's wheelpipe tables, for the small monorepos tests write from scratch.
+TARGET_TABLE = """\
+[tool.wheelpipe.release]
+version = "1.0.0"
+
+[tool.wheelpipe.target]
+python-version = "3.11"
+implementation = "cp"
+abi = "cp311"
+platform = "manylinux_2_36_x86_64"
+"""
+
+
 def git(cwd: Path, *args: str) -> str:
     result = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **COMMIT_ENV}, capture_output=True, text=True, check=True)
     return result.stdout

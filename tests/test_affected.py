@@ -15,7 +15,7 @@ from wheelpipe import load_repository
 from wheelpipe.affected import affected_services
 from wheelpipe.errors import GitError
 
-ALL = ["order", "user"]
+ALL = ["order", "pricing-audit", "user"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def changed_since_last_commit(root: Path, *paths: str) -> dict[str, list[str]]:
 
 def test_shared_package_change_affects_only_the_services_using_it(repo: Path) -> None:
     path = "shared/discount_calculator/src/discount_calculator/discount.py"
-    assert changed_since_last_commit(repo, path) == {"order": [path]}
+    assert changed_since_last_commit(repo, path) == {"order": [path], "pricing-audit": [path]}
 
 
 def test_service_code_change_affects_only_that_service(repo: Path) -> None:
@@ -78,7 +78,7 @@ def test_a_packages_declared_readme_is_part_of_its_wheel(repo: Path) -> None:
     # `readme = "README.md"` puts the file into the wheel's METADATA (and the build needs it).
     assert changed_since_last_commit(repo, "services/user/README.md") == {"user": ["services/user/README.md"]}
     readme = "shared/discount_calculator/README.md"
-    assert changed_since_last_commit(repo, readme) == {"order": [readme]}
+    assert changed_since_last_commit(repo, readme) == {"order": [readme], "pricing-audit": [readme]}
 
 
 def test_markdown_inside_the_sources_is_package_data(repo: Path) -> None:
@@ -91,7 +91,11 @@ def test_a_service_lock_affects_that_service(repo: Path) -> None:
     assert changed_since_last_commit(repo, "requirements/user.in") == {"user": ["requirements/user.in"]}
 
 
-@pytest.mark.parametrize("path", ["src/wheelpipe/dockerfiles/service.Dockerfile", "dockerfiles/service.Dockerfile"], ids=["shipped", "the-monorepo's-own"])
+@pytest.mark.parametrize(
+    "path",
+    ["src/wheelpipe/dockerfiles/service.Dockerfile", "dockerfiles/service.Dockerfile", "src/wheelpipe/importcheck.py"],
+    ids=["shipped", "the-monorepo's-own", "the-import-check"],
+)
 def test_the_dockerfile_affects_every_service(repo: Path, path: str) -> None:
     assert changed_since_last_commit(repo, path) == {service: [path] for service in ALL}
 
@@ -151,6 +155,7 @@ def test_uncommitted_and_untracked_changes_count(repo: Path) -> None:
     edit(repo, "shared/discount_calculator/src/discount_calculator/extra.py")  # untracked
     assert affected_services(load_repository(repo), "HEAD") == {
         "order": ["shared/discount_calculator/src/discount_calculator/extra.py"],
+        "pricing-audit": ["shared/discount_calculator/src/discount_calculator/extra.py"],
         "user": ["services/user/src/user_manager/users.py"],
     }
 
@@ -189,6 +194,7 @@ def test_the_first_commit_as_ref(repo: Path) -> None:
     found = affected_services(load_repository(repo), first)
     assert found == {
         "order": ["src/wheelpipe/dockerfiles/service.Dockerfile"],
+        "pricing-audit": ["src/wheelpipe/dockerfiles/service.Dockerfile"],
         "user": ["services/user/src/user_manager/users.py", "src/wheelpipe/dockerfiles/service.Dockerfile"],
     }
 
@@ -222,7 +228,7 @@ def test_task_output_plain_and_json(repo: Path) -> None:
     commit_all(repo, "shared change and recipe")
     assert invoke(repo, "affected", "--since", "HEAD~1").stdout.splitlines() == ALL
     document = json.loads(invoke(repo, "affected", "--since", "HEAD~1", "--json").stdout)
-    expected = {"order": [path, "src/wheelpipe/dockerfiles/service.Dockerfile"], "user": ["src/wheelpipe/dockerfiles/service.Dockerfile"]}
+    expected = {"order": [path, "src/wheelpipe/dockerfiles/service.Dockerfile"], "pricing-audit": [path, "src/wheelpipe/dockerfiles/service.Dockerfile"], "user": ["src/wheelpipe/dockerfiles/service.Dockerfile"]}
     assert document == {"since": "HEAD~1", "services": ALL, "reasons": expected}
     assert document["reasons"] == affected_services(load_repository(repo), "HEAD~1")
 

@@ -284,7 +284,7 @@ def test_a_service_described_by_its_backend_serves_a_console_script_its_backend_
     (service / "src/poems").mkdir(parents=True)
     (service / "src/poems/__init__.py").write_text('"""Poems."""\n')
     (service / "pyproject.toml").write_text(POETRY_SERVICE)
-    assert invoke(repo, "services").stdout.split() == ["order", "poems", "user"]
+    assert invoke(repo, "services").stdout.split() == ["order", "poems", "pricing-audit", "user"]
     poems = load_repository(repo).service("poems")
     assert (poems.name, poems.version, poems.internal, poems.service.command) == ("poems", "1.2.0", ("service-runtime",), "poems")
 

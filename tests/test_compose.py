@@ -26,6 +26,7 @@ def test_up_runs_every_service_healthy_on_the_configured_ports_and_down_removes_
     try:
         result = invoke(built_repo, "up", env=env)
         assert "order is healthy" in result.stderr and "user is healthy" in result.stderr
+        assert "pricing-audit is healthy" in result.stderr  # the worker, by its health command
         compose = (built_repo / "compose.yaml").read_text()
         assert f"{prefix}order:0.1.0" in compose and "ORDER_MANAGER_PORT" in compose
         status, body = get(int(ports["ORDER_MANAGER_PORT"]), "/api/order")
@@ -34,7 +35,7 @@ def test_up_runs_every_service_healthy_on_the_configured_ports_and_down_removes_
         assert status == 201 and body["status"] == "created"
     finally:
         invoke(built_repo, "down", env=env)
-        for service in ("order", "user"):
+        for service in ("order", "pricing-audit", "user"):
             subprocess.run(["docker", "rmi", f"{prefix}{service}:0.1.0"], capture_output=True, check=False)
     running = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={built_repo.name}"], capture_output=True, text=True, check=True)
     assert running.stdout.strip() == ""

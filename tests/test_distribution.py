@@ -80,7 +80,7 @@ def test_tasks_work_on_the_repository_invoke_found_tasks_py_in(repo_copy: Path, 
     git(repo_copy, "rm", "-q", "-r", "services/user")
     from_inside = invoke(repo_copy / "services" / "order" / "src", "services")
     from_elsewhere = invoke(tmp_path, "--search-root", str(repo_copy), "services")
-    assert from_inside.stdout == from_elsewhere.stdout == "order\n"
+    assert from_inside.stdout == from_elsewhere.stdout == "order\npricing-audit\n"
     assert "user" in invoke(ROOT, "services").stdout.split()
 
 

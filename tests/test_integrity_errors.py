@@ -117,7 +117,7 @@ def test_dots_dashes_and_underscores_inside_a_service_name_are_accepted(repo: Pa
 
     listed = invoke(repo, "services")
 
-    assert listed.stdout.split() == ["order", "user", name]
+    assert listed.stdout.split() == ["order", "pricing-audit", "user", name]
 
 
 # --- 3. --service "" -------------------------------------------------------------------
@@ -129,7 +129,7 @@ def test_an_empty_service_name_is_an_error_not_every_service(repo: Path, task: s
 
     line = one_line(invoke(repo, task, "--service", "", check=False))
 
-    assert line == "error: empty service name: expected one of order, user"
+    assert line == "error: empty service name: expected one of order, pricing-audit, user"
     assert_untouched(repo, before)
 
 

@@ -112,7 +112,7 @@ def verifies(repository: Path) -> str:
 def test_verify_prints_what_it_checked(repo):
     output = verifies(repo)
     assert f"{len(manifest(repo)['wheels'])} wheels match their sha256 in manifest.json and run on the target {TARGET_311}" in output
-    assert "install/order.txt, install/user.txt: exactly what requirements/order.txt, requirements/user.txt" in output
+    assert "install/order.txt, install/pricing-audit.txt, install/user.txt: exactly what requirements/order.txt, requirements/pricing-audit.txt, requirements/user.txt" in output
     assert "manifest.json, SHA256SUMS" in output and "no other file" in output
 
 

@@ -161,7 +161,7 @@ def test_pip_tools_refuses_a_host_that_is_not_the_target_in_one_line_and_changes
 def test_unknown_service_fails_listing_the_valid_ones(repo_copy: Path) -> None:
     result = invoke(repo_copy, "lock", "--service", "nope", check=False)
     assert result.returncode != 0
-    assert error_lines(result) == ["error: unknown service 'nope': expected one of order, user"]
+    assert error_lines(result) == ["error: unknown service 'nope': expected one of order, pricing-audit, user"]
     assert not changed_files(repo_copy)
 
 
@@ -187,7 +187,7 @@ def test_a_service_pin_the_tooling_cannot_share_names_the_service_lock_and_the_r
     assert result.returncode == 1
     (line,) = error_lines(result)
     click = parse_pins(repo_copy / "requirements/order.txt")["click"].version
-    assert line.startswith("error: requirements/dev.txt: cannot resolve requirements/dev.in + requirements/order.in + requirements/user.in: ")
+    assert line.startswith("error: requirements/dev.txt: cannot resolve requirements/dev.in + requirements/order.in + requirements/pricing-audit.in + requirements/user.in: ")
     assert f"requirements/order.txt pins click=={click}; requirements/user.txt pins click=={click}; " in line
     assert "you require click<8.2" in line and "error:" not in line.removeprefix("error:")
     assert requirement_files(repo_copy) == before

@@ -13,18 +13,8 @@ from wheelpipe.errors import RepositoryError, UnknownServiceError
 from wheelpipe.model import load_repository
 from wheelpipe.target import Target
 
-from monorepo import ROOT
+from monorepo import ROOT, TARGET_TABLE
 
-TARGET_TABLE = """\
-[tool.wheelpipe.release]
-version = "1.0.0"
-
-[tool.wheelpipe.target]
-python-version = "3.11"
-implementation = "cp"
-abi = "cp311"
-platform = "manylinux_2_36_x86_64"
-"""
 
 
 # --- helpers that build tiny fake monorepos in tmp_path ----------------------------------
@@ -82,7 +72,7 @@ def real():
 
 
 def test_discovers_the_services_and_shared_packages_of_the_monorepo(real) -> None:
-    assert list(real.services) == ["order", "user"]
+    assert list(real.services) == ["order", "pricing-audit", "user"]
     assert real.services["order"].name == "order-manager"
     assert real.services["user"].name == "user-manager"
     shared = {p.name: p for p in real.packages.values() if p.kind == "shared"}
@@ -97,7 +87,7 @@ def test_closure_of_order_lists_its_internal_dependencies_first(real) -> None:
 
 def test_user_does_not_use_discount_calculator(real) -> None:
     assert [p.name for p in real.closure("user")] == ["service-runtime", "user-manager"]
-    assert real.services_using("discount-calculator") == ["order"]
+    assert real.services_using("discount-calculator") == ["order", "pricing-audit"]
 
 
 def test_third_party_requirements_of_order_exclude_first_party_names(real) -> None:
@@ -128,9 +118,9 @@ def test_new_service_directory_is_discovered_without_any_other_edit(repo_copy: P
         "default-port = 8003\n"
     )
     repo = load_repository(repo_copy)
-    assert list(repo.services) == ["inventory", "order", "user"]
+    assert list(repo.services) == ["inventory", "order", "pricing-audit", "user"]
     assert repo.service("inventory").name == "inventory-manager"
-    assert repo.select_services(None) == ["inventory", "order", "user"]
+    assert repo.select_services(None) == ["inventory", "order", "pricing-audit", "user"]
     assert repo.third_party_requirements("inventory") == ["flask>=3.0"]
 
 
@@ -212,11 +202,10 @@ def test_dependencies_that_are_not_a_list_of_strings_are_an_error(fake_root: Pat
         load_repository(fake_root)
 
 
-def test_service_without_service_table_is_an_error_naming_its_file(fake_root: Path) -> None:
+def test_service_without_service_table_loads_without_image_settings(fake_root: Path) -> None:
+    # Only an image needs the table (tests/test_service_kinds.py): locks and wheels do not.
     write_package(fake_root, "services", "api", "api-server", service=False)
-    with pytest.raises(RepositoryError, match=r"^services/api/pyproject\.toml: a service needs a \[tool\.wheelpipe\.service\] table") as error:
-        load_repository(fake_root)
-    assert_one_line(error)
+    assert load_repository(fake_root).services["api"].service is None
 
 
 def test_service_command_must_be_one_of_its_scripts(fake_root: Path) -> None:
@@ -245,9 +234,9 @@ def test_duplicate_name_between_a_shared_package_and_a_service_is_an_error(fake_
 
 
 def test_unknown_service_lists_the_valid_names(real) -> None:
-    with pytest.raises(UnknownServiceError, match=r"^unknown service 'nope': expected one of order, user$"):
+    with pytest.raises(UnknownServiceError, match=r"^unknown service 'nope': expected one of order, pricing-audit, user$"):
         real.service("nope")
-    with pytest.raises(UnknownServiceError, match=r"'nope'.*order, user"):
+    with pytest.raises(UnknownServiceError, match=r"'nope'.*order, pricing-audit, user"):
         real.closure("nope")
 
 

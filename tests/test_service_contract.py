@@ -1,6 +1,6 @@
-"""Every service's console script serves exactly what its [tool.wheelpipe.service] table
+"""Every http service's console script serves exactly what its [tool.wheelpipe.service] table
 declares (the table drives images and compose; the script's ServiceSpec drives the
-process), so the two declarations cannot drift apart."""
+process), so the two declarations cannot drift apart. (A worker declares no port.)"""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from monorepo import ROOT
 
 from service_runtime import ServiceSpec
 from wheelpipe import load_repository
+from wheelpipe.model import HttpService
 
 REPO = load_repository(ROOT)
 
 
-@pytest.mark.parametrize("service", sorted(REPO.services))
+@pytest.mark.parametrize("service", sorted(s for s, p in REPO.services.items() if isinstance(p.service, HttpService)))
 def test_console_script_spec_matches_the_declared_service(service):
     package = REPO.services[service]
     scripts = tomllib.loads((package.path / "pyproject.toml").read_text())["project"]["scripts"]

@@ -10,8 +10,9 @@ read from the repository model:
   backend copies it into the wheel's METADATA (and fails without it), so it is part of the
   wheel like the code. A .md file *inside* the package's sources (package data) counts too;
 - its locks: `requirements/<service>.in` and `requirements/<service>.txt`;
-- the image recipe: anything under `dockerfiles/` (a monorepo's own recipe), or the recipe
-  wheelpipe ships when this is wheelpipe's repository, affects every service;
+- the image recipe: anything under `dockerfiles/` (a monorepo's own recipe), or, when this is
+  wheelpipe's repository, the recipe and the import check it ships into every build, affects
+  every service;
 - the target: a change of the `[tool.wheelpipe.target]` table of the root pyproject.toml
   affects every service; any other change there (pytest settings, the release version) none;
 - the tooling that goes into every image: the pin of uv (the images' installer) in
@@ -44,6 +45,10 @@ from .errors import GitError, LockError, PipelineError
 from .lockfile import parse_pins
 from .model import DOCKERFILES_DIR, REQUIREMENTS_DIR, Package, Repository
 from .resources import SERVICE_DOCKERFILE_SOURCE
+
+# What wheelpipe's repository ships into every image build (the recipe, and the import check
+# every build runs): in that repository, a change to either affects every service.
+SHIPPED_INTO_EVERY_BUILD = (SERVICE_DOCKERFILE_SOURCE, "src/wheelpipe/importcheck.py")
 from .wheelhouse import INSTALLER
 
 ROOT_PYPROJECT = "pyproject.toml"
@@ -223,7 +228,7 @@ def _declared_readme(package: Package) -> set[str]:
 
 
 def _affecting_every_service(root: Path, base: str, changed: list[str]) -> set[str]:
-    found = {path for path in changed if path.startswith(f"{DOCKERFILES_DIR}/") or path == SERVICE_DOCKERFILE_SOURCE}
+    found = {path for path in changed if path.startswith(f"{DOCKERFILES_DIR}/") or path in SHIPPED_INTO_EVERY_BUILD}
     if ROOT_PYPROJECT in changed and _target_table(_show(root, base, ROOT_PYPROJECT)) != _target_table(_read(root / ROOT_PYPROJECT)):
         found.add(ROOT_PYPROJECT)
     if DEV_LOCK in changed and _pins_of(_show(root, base, DEV_LOCK), DEV_LOCK, IMAGE_TOOLING) != _pins_of(_read(root / DEV_LOCK), DEV_LOCK, IMAGE_TOOLING):

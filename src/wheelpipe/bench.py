@@ -26,7 +26,7 @@ from .console import Reporter, run
 from .errors import RepositoryError, ToolError
 from .docker import Docker
 from .images import ImageSettings, build_image
-from .model import Repository, load_repository
+from .model import HttpService, Repository, load_repository
 from .wheelhouse import Wheelhouse, build_wheels
 
 # The issue's targets.
@@ -115,9 +115,9 @@ def empty_cache(directory: Path) -> dict[str, str]:
     return {"XDG_CACHE_HOME": str(directory)}
 
 
-def one_line_change(repo: Repository) -> str:
-    """Append a line to the first module of the first service, as a developer's edit would."""
-    service = next(iter(repo.services.values()))
+def one_line_change(repo: Repository, name: str | None = None) -> str:
+    """Append a line to the first module of a service (default: the first), as a developer's edit would."""
+    service = repo.service(name) if name else next(iter(repo.services.values()))
     module = sorted((service.path / "src").rglob("*.py"))[0]
     with module.open("a") as stream:
         stream.write("# bench: a one-line change\n")
@@ -555,7 +555,8 @@ def install_step_seconds(house: Wheelhouse, service: str, workdir: Path, reporte
 
 
 def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) -> tuple[list[Row], dict[str, float]]:
-    service = next(iter(repo.services))
+    # An http service: the naive image below serves like one.
+    service = next(name for name, package in repo.services.items() if isinstance(package.service, HttpService))
     docker = settings.docker
     quiet = Reporter(stream=io.StringIO(), verbose=reporter.verbose)
     created: list[str] = []
@@ -567,7 +568,7 @@ def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) ->
         reporter.step(f"timing `invoke image --service {service}`: cold, nothing changed, after a one-line change")
         figures["cold"] = timed(lambda: created.append(build_image(ours, bench_settings, service, quiet, no_cache=True)))
         figures["noop"] = timed(lambda: build_image(ours, bench_settings, service, quiet))
-        one_line_change(ours)
+        one_line_change(ours, service)
         figures["change"] = timed(lambda: build_image(ours, bench_settings, service, quiet))
         tag = created[0]
         base_size = _docker_size(docker, settings.base, reporter)
@@ -588,7 +589,7 @@ def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) ->
                        "--build-arg", f"PACKAGES={packages}", str(naive.root), reporter=reporter, what="naive docker build")
 
         figures["naive_cold"] = timed(lambda: naive_build("--no-cache"))
-        one_line_change(naive)
+        one_line_change(naive, service)
         figures["naive_change"] = timed(naive_build)
         figures["naive_added"] = _docker_size(docker, naive_tag, reporter) - base_size
         created.append(naive_tag)

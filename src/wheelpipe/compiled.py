@@ -28,7 +28,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import firstparty, sdists
+from packaging.tags import Tag
+
+from . import firstparty, sdists, thirdparty
 from .console import Reporter, run
 from .errors import ToolError, WheelhouseError
 from .lockfile import parse_pins
@@ -93,10 +95,22 @@ def for_target(
             msg = f"{package.label}: its files changed while it was being built; run the command again"
             raise ToolError(msg)
         wheel = rebuilt.path
+    if not _for_targets_interpreter(WheelFile.read(wheel), repo.target):
+        return wheel  # built for another interpreter: the target check names it as built
     audit(wheel, repo.target, package.label, reporter)
     tagged = workdir / "tagged"
     tagged.mkdir()
     return retag(wheel, repo.target, epoch, tagged)
+
+
+def _for_targets_interpreter(described: WheelFile, target: Target) -> bool:
+    """Whether some tag of the wheel, on the target's platform, is one the target accepts."""
+    accepted = thirdparty.target_tags(target)
+    for tag in described.tags:
+        interpreter, abi, _ = tag.split("-", 2)
+        if Tag(interpreter, abi, target.platform) in accepted:
+            return True
+    return False
 
 
 def audit(wheel: Path, target: Target, subject: str, reporter: Reporter) -> None:

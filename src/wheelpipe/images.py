@@ -27,13 +27,13 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
-from . import baseimage
+from . import baseimage, importcheck
 from .console import Reporter, parallel
 from .docker import Docker
 from .errors import DockerError, ToolError
 from .fsutil import exclusive_lock, write_atomic
 from .lockfile import format_pins, parse_pins
-from .model import DOCKERFILES_DIR, Repository
+from .model import DOCKERFILES_DIR, HttpService, Repository, ServiceSettings, service_settings
 from .resources import service_dockerfile
 from .wheelhouse import STORE, Wheelhouse, build_wheels
 
@@ -46,8 +46,12 @@ SHARED_STAGE = "runtime-deps"
 CONTEXTS = "image-contexts"
 # Where the Dockerfile puts the service's virtual environment.
 VENV = PurePosixPath("/srv/venv")
-# In first-party/ of the build context: the service's console script and port, for the app stage.
+# In first-party/ of the build context: how the image runs the service (kind, console script,
+# port or health command), for the app stage; and the script it imports the service with.
 SERVICE_ENV = "service.env"
+IMPORT_CHECK = "importcheck.py"
+# What image builds need to know of a service before anything is built.
+TO_BUILD = "to build an image"
 # The parts of a build context: what the shared stages need, and what the service's own need.
 INSTALLER_PART, THIRD_PARTY, FIRST_PARTY = "installer", "third-party", "first-party"
 ALL_PARTS = (INSTALLER_PART, THIRD_PARTY, FIRST_PARTY)
@@ -156,15 +160,32 @@ def prepare_context(
         # the installer is that wheel even if the file changed after the check.
         (context / INSTALLER_PART / "SHA256SUMS").write_text(f"{installer.sha256}  {installer.file}\n")
     if FIRST_PARTY in parts:
-        settings = repo.service(service).service
-        # Shell assignments the app stage sources: values quoted, so the file says only this.
-        (context / FIRST_PARTY / SERVICE_ENV).write_text(
-            f"SERVICE_COMMAND={shlex.quote(settings.command)}\nDEFAULT_PORT={shlex.quote(str(settings.default_port))}\n"
-        )
+        (context / FIRST_PARTY / SERVICE_ENV).write_text(service_env(service_settings(repo.service(service), TO_BUILD)))
+        shutil.copyfile(importcheck.__file__, context / FIRST_PARTY / IMPORT_CHECK)
     text = dockerfile_text
     if labels:
         text = text.rstrip("\n") + "\n" + label_instruction(labels)
     (context / DOCKERFILE).write_text(text)
+
+
+def service_env(settings: ServiceSettings) -> str:
+    """first-party/service.env: shell assignments the app stage sources, every value quoted, so
+    the file says only this. A worker's health command is one quoted word list (exec form: the
+    script the app stage writes from it only `exec`s those words)."""
+    values = {"SERVICE_KIND": settings.kind, "SERVICE_COMMAND": settings.command}
+    if isinstance(settings, HttpService):
+        values["DEFAULT_PORT"] = str(settings.default_port)
+    elif settings.health_command:
+        values["HEALTH_COMMAND"] = shlex.join(settings.health_command)
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
+
+
+def shared_arguments(settings: ServiceSettings) -> dict[str, str]:
+    """The build arguments of the shared stages: which runtime-<kind> stage the image starts
+    from, and an http service's port. With the closure, they decide what those stages hold."""
+    if isinstance(settings, HttpService):
+        return {"SERVICE_RUNTIME": "http", "DEFAULT_PORT": str(settings.default_port)}
+    return {"SERVICE_RUNTIME": "worker-health" if settings.health_command else "worker"}
 
 
 def recipe_path(repo: Repository, settings: ImageSettings) -> Path:
@@ -196,7 +217,7 @@ class Recipe:
     """
 
     shared: str  # the lines before the first FROM, then every stage up to SHARED_STAGE
-    shared_stages: tuple[str, ...]  # their names, in order
+    shared_stages: tuple[str, ...]  # the names of those the service's own stages use, in order
     own: str  # the same lines before the first FROM, a stand-in per shared stage, the rest
 
     @staticmethod
@@ -215,7 +236,12 @@ def cut_recipe(text: str) -> Recipe | None:
     shared_count = names.index(SHARED_STAGE) + 1
     preamble = "".join(lines[: starts[0][0]])
     cut = starts[shared_count][0]
-    shared_stages = tuple(name for name in names[:shared_count] if name)
+    # Only the stages the rest names (FROM <stage>, COPY --from=<stage>) need a stand-in, and
+    # each stand-in an image id: one more build of the shared part.
+    rest = "".join(lines[cut:])
+    used = set(re.findall(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", rest, re.IGNORECASE | re.MULTILINE))
+    used |= set(re.findall(r"--from=(\S+)", rest, re.IGNORECASE))
+    shared_stages = tuple(name for name in names[:shared_count] if name and name in used)
     stand_ins = "".join(f"ARG {Recipe.stage_argument(n)}\n" for n in shared_stages)
     stand_ins += "".join(f"FROM ${{{Recipe.stage_argument(n)}}} AS {n}\n" for n in shared_stages)
     return Recipe(shared="".join(lines[:cut]), shared_stages=shared_stages, own=preamble + stand_ins + "".join(lines[cut:]))
@@ -329,7 +355,7 @@ def build_images(
     service's tag where it was; builds not started yet are not started.
     """
     for service in services:
-        repo.service(service)
+        service_settings(repo.service(service), TO_BUILD)  # before anything is checked or built
     require_base(repo, settings, reporter)
     house = build_wheels(repo, service=services[0] if len(services) == 1 else None, reporter=reporter).wheelhouse
     workers = min(jobs if jobs > 0 else os.cpu_count() or 1, len(services))
@@ -358,10 +384,11 @@ def _build_shared_stages(repo: Repository, settings: ImageSettings, house: Wheel
     recipe = cut_recipe(dockerfile_text(repo, settings))
     if recipe is None:
         return
-    shared: dict[tuple[str, int], list[str]] = {}
+    shared: dict[tuple[str, str], list[str]] = {}
     for service in services:
         third_party = _context_parts(repo, house, service)[THIRD_PARTY]
-        shared.setdefault((format_pins(third_party, ""), repo.service(service).service.default_port), []).append(service)
+        arguments = shared_arguments(service_settings(repo.service(service), TO_BUILD))
+        shared.setdefault((format_pins(third_party, ""), json.dumps(arguments, sort_keys=True)), []).append(service)
     for index, group in enumerate(shared.values()):
         reporter.step(f"building the {SHARED_STAGE} stage of {', '.join(group)} first, once for the builds that run at once")
         # One after the other: groups share the deps stage, or at least the runtime's base.
@@ -397,13 +424,14 @@ def _shared_stage_images(
     repo: Repository, settings: ImageSettings, house: Wheelhouse, service: str, recipe: Recipe, reporter: Reporter, *, no_cache: bool
 ) -> dict[str, str]:
     """The image id of each shared stage for the service: recorded ones when the engine still
-    has them and they were made from the same recipe, base, installer, closure and port;
+    has them and they were made from the same recipe, base, installer, closure, kind and port;
     otherwise built now (the last stage first: the legacy builder makes the others on the way,
     so theirs come from its cache) and recorded."""
     docker = settings.docker
     installer = house.installer()
+    arguments = shared_arguments(service_settings(repo.service(service), TO_BUILD))
     made_from = json.dumps(
-        [recipe.shared, settings.base, installer.sha256, format_pins(_context_parts(repo, house, service)[THIRD_PARTY], ""), repo.service(service).service.default_port]
+        [recipe.shared, settings.base, installer.sha256, format_pins(_context_parts(repo, house, service)[THIRD_PARTY], ""), arguments], sort_keys=True
     )
     key = hashlib.sha256(made_from.encode()).hexdigest()
     store = repo.root / STORE / STAGES_FILE
@@ -461,13 +489,12 @@ def _docker_build(
 ) -> str:
     """`docker build` of `text` from a context of the service's `parts`, offline, up to
     `target` (default: the last stage); return the image id."""
-    package = repo.service(service)
     with _context_directory(repo, service, reporter) as context, tempfile.TemporaryDirectory(prefix="wheelpipe-image-") as tmp:
         prepare_context(repo, house, service, context, text, labels, parts)
         iidfile = Path(tmp) / "image.id"
         args = {"BASE_IMAGE": settings.base, **(arguments or {})}
         if THIRD_PARTY in parts:
-            args["DEFAULT_PORT"] = str(package.service.default_port)
+            args.update(shared_arguments(service_settings(repo.service(service), TO_BUILD)))
         # --force-rm: the legacy builder otherwise leaves a failed step's container behind.
         argv = ["build", "--network=none", "--force-rm", "--iidfile", str(iidfile), "-f", str(context / DOCKERFILE)]
         if target:

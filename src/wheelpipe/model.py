@@ -416,8 +416,7 @@ def _service_settings(data: dict, where: str) -> ServiceSettings | None:
         return WorkerService(command=command, health_command=_health_command(table.get("health-command"), scripts, where))
     port_env, port = table.get("port-env"), table.get("default-port")
     # bool is an int to Python: `default-port = true` would otherwise be port 1.
-    port_ok = isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536
-    if not isinstance(port_env, str) or not _ENVIRONMENT_NAME.fullmatch(port_env) or not port_ok:
+    if not (isinstance(port_env, str) and _ENVIRONMENT_NAME.fullmatch(port_env) and isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
         msg = f'{where}: {key} needs port-env (an environment variable name) and default-port (1-65535) for kind "http", found {_short(port_env)} and {_short(port)}'
         raise RepositoryError(msg)
     return HttpService(command=command, port_env=port_env, default_port=port)

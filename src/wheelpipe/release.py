@@ -28,8 +28,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import firstparty, wheelhouse
+from . import firstparty, installcheck, wheelhouse
 from .console import Reporter, run
+from .docker import Docker
 from .errors import PipelineError, ToolError
 from .fsutil import HashingReader, atomic_output, sha256_file
 from .locks import lock
@@ -213,17 +214,28 @@ def write_archive(members: list[Member], stamp: int, target: Path) -> None:
                 raise ReleaseError(msg)
 
 
-def release(repo: Repository, *, gates: bool = True, allow_dirty: bool = False, reporter: Reporter) -> Path:
+def release(
+    repo: Repository, *, gates: bool = True, allow_dirty: bool = False, reporter: Reporter,
+    base_image: str = "python:3.11-slim-bookworm", docker: Docker | None = None,
+) -> Path:
+    """`base_image` stands in for the target's interpreter in the install gate when this host
+    is not the target."""
     dist = dist_directory(repo)
     commit = commit_of(repo, allow_dirty)
     if commit.dirty:
         reporter.info(f"releasing the working tree, which differs from commit {commit.sha[:12]}: the archive is marked {DIRTY}")
+    # Where the install gate can run is known before anything is built.
+    place = installcheck.place_for(repo, base_image, docker or Docker(), reporter) if gates else None
     if gates:
         lock_gate(repo, reporter)
     source = commit.source(repo.root)
     house = build_wheels(repo, source=source, reporter=reporter).wheelhouse
-    if gates:
+    if place is not None:  # the gates are on
         test_gate(repo, reporter)
+        # The release gate of what ships: each service's install manifest, installed offline
+        # from these wheels, imports (see installcheck).
+        for line in installcheck.check_installs(repo, house, list(repo.services), place, reporter):
+            reporter.info(line)
     reporter.step(f"verifying the wheelhouse for release {repo.release_version} ({commit.sha[:12]}{DIRTY if commit.dirty else ''})")
     check_shippable(house, reporter)
     members = _members(repo, house, commit, source)

@@ -324,7 +324,7 @@ def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, ver
 
 @task(
     help={
-        "skip-gates": "Skip `lock --check` and the first-party tests (not for real releases).",
+        "skip-gates": "Skip `lock --check`, the first-party tests and the offline install check (not for real releases).",
         "allow-dirty": "Release the working tree as it is, uncommitted changes and untracked files included; the archive is then dist/wheelhouse-<version>-dirty.tar.gz, its commit marked -dirty.",
         "verbose": "Show every underlying command.",
     }
@@ -333,7 +333,8 @@ def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, ver
 def release(c, skip_gates=False, allow_dirty=False, verbose=False):
     """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS."""
     repo = load_repository(repository_root(c))
-    releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose))
+    settings = _image_settings(c)
+    releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose), base_image=settings.base, docker=settings.docker)
 
 
 AFFECTED_HELP = {
@@ -378,12 +379,13 @@ def up(c, prefix=None, base_image=None, verbose=False):
     settings = _image_settings(c, prefix, base_image)
     reporter = _reporter(verbose)
     images.build_images(repo, settings, list(repo.services), reporter)
+    tool = " ".join(compose.compose_command(settings.docker))
     for name, package in repo.services.items():
         if isinstance(package.service, HttpService):
             port = os.environ.get(package.service.port_env, package.service.default_port)
             print(f"{name}: http://127.0.0.1:{port}/healthz")
         else:
-            print(f"{name}: a worker, on no port (its log: docker compose -f {compose.COMPOSE_FILE} logs {name})")
+            print(f"{name}: a worker, on no port (its log: {tool} -f {compose.COMPOSE_FILE} logs {name})")
     compose.up(repo, settings, reporter)
 
 

@@ -6,17 +6,25 @@
 #   installer/SHA256SUMS                          its sha256 from wheelhouse/manifest.json
 #   third-party/requirements.txt + *.whl          hash-pinned closure of dependencies
 #   first-party/requirements.txt + *.whl          the service and our shared packages
+#   first-party/service.env                       how the image runs the service (shell syntax)
+#   first-party/importcheck.py                    imports what the service ships (stdlib only)
 # Nothing is fetched during the build, so it works with `--network=none`.
 #
 # Stages, in the order the legacy builder runs them:
-#   deps          the venv with the third-party closure (build only)
-#   runtime-deps  the runtime image without the service's own files
-#   app           the service's own files, installed on top of deps (build only)
-#   runtime       runtime-deps + those files: the image
-# deps and runtime-deps hold nothing specific to a service but its closure and
-# port, so every service with the same ones, and every rebuild after a code
-# change, reuses them from the cache; the tooling builds them once before it
-# builds several services at once (`invoke image --all`).
+#   deps                  the venv with the third-party closure (build only)
+#   runtime-base          the runtime image without the service's own files and
+#                         without what depends on the kind of service
+#   runtime-http          + health check over HTTP, EXPOSE of the port
+#   runtime-worker        + no health check: the process itself is the health
+#   runtime-worker-health + health check running the worker's declared command
+#   runtime-deps          the one of the three SERVICE_RUNTIME names
+#   app                   the service's own files, installed on top of deps and
+#                         checked by importing them (build only)
+#   runtime               runtime-deps + those files: the image
+# The stages up to runtime-deps hold nothing specific to a service but its
+# closure, kind and port, so every service with the same ones, and every
+# rebuild after a code change, reuses them from the cache; the tooling builds
+# them once before it builds several services at once (`invoke image --all`).
 #
 # No `# syntax=` line on purpose: the external frontend image cannot be pulled,
 # and the file must build with both the legacy builder and BuildKit.
@@ -26,6 +34,10 @@
 # differs between the official image (/usr/local/bin) and the bootstrapped one
 # (/usr/bin); building and running on the same base keeps that link valid.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+# Which runtime-<kind> stage the image starts from: http, worker or
+# worker-health (the tooling passes it from [tool.wheelpipe.service]). Declared
+# here because a FROM can only use an ARG declared before the first FROM.
+ARG SERVICE_RUNTIME=http
 
 
 # ---------------------------------------------------------------------------
@@ -100,10 +112,10 @@ RUN env -i SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH}" UV_NO_INSTALLER_METADATA=1 /
 
 
 # ---------------------------------------------------------------------------
-# runtime-deps: the base image, an unprivileged account, the runtime settings
+# runtime-base: the base image, an unprivileged account, the runtime settings
 # and the deps venv. No uv, no pip, no compiler, no wheels, no caches.
 # ---------------------------------------------------------------------------
-FROM ${BASE_IMAGE} AS runtime-deps
+FROM ${BASE_IMAGE} AS runtime-base
 
 # Unprivileged account with fixed ids (stable file ownership across images and
 # hosts, easy to match in runAsUser). It needs no home and no login shell;
@@ -137,8 +149,30 @@ RUN if python3 -m pip --version >/dev/null 2>&1; then \
 # Everything from here on runs without root privileges.
 USER 10001:10001
 
-# The service (gunicorn) shuts down gracefully on SIGTERM; stated explicitly.
+# Every service (gunicorn, or a worker) stops gracefully on SIGTERM; stated
+# explicitly.
 STOPSIGNAL SIGTERM
+
+# Exec form so the service is PID 1 and receives SIGTERM directly. `service` is
+# the console script [tool.wheelpipe.service] names (a link the app stage
+# makes). Setting ENTRYPOINT also clears the base image's CMD (["python3"]), so
+# by default the service starts; extra `docker run` arguments go to the service.
+ENTRYPOINT ["service"]
+
+# The venv with the third-party closure: identical across code changes, so this
+# layer is reused. Owned by root: the service user can run it, never modify it.
+COPY --from=deps --chown=0:0 /srv/venv /srv/venv
+
+
+# ---------------------------------------------------------------------------
+# runtime-http, runtime-worker, runtime-worker-health: what differs between
+# kinds of service, after the venv so that every kind shares the layers above.
+# Only settings, no files: the legacy builder makes all three whatever the
+# kind (it runs every stage before the one asked for), at the cost of a few
+# image configurations. A health check cannot be switched by a build arg (Docker
+# expands no variables in HEALTHCHECK), hence a stage per variant.
+# ---------------------------------------------------------------------------
+FROM runtime-base AS runtime-http
 
 # Exec form: no shell needed. `service healthcheck` exits 0 when GET /healthz
 # on the service's port answers 200. A short interval lets callers see
@@ -147,20 +181,32 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
     CMD ["service", "healthcheck"]
 
-# Exec form so the service is PID 1 and receives SIGTERM directly. Setting
-# ENTRYPOINT also clears the base image's CMD (["python3"]), so by default the
-# service starts serving; extra `docker run` arguments go to the service.
-ENTRYPOINT ["service"]
-
-# The venv with the third-party closure: identical across code changes, so this
-# layer is reused. Owned by root: the service user can run it, never modify it.
-COPY --from=deps --chown=0:0 /srv/venv /srv/venv
-
-# Declared after the venv so that services on other ports share the layers above.
+# Declared last so that services on other ports share the layers above.
 ARG DEFAULT_PORT
 
 # Documents the port the service listens on by default.
 EXPOSE ${DEFAULT_PORT}
+
+
+FROM runtime-base AS runtime-worker
+
+# A worker answers on no port: its health is the process. When it dies the
+# container exits, which `docker ps`, a restart policy or an orchestrator
+# sees; a probe that always passed would only hide that. NONE also turns off
+# any health check the base image declares.
+HEALTHCHECK NONE
+
+
+FROM runtime-base AS runtime-worker-health
+
+# The worker's declared health command, which the app stage writes as
+# /srv/venv/bin/service-health (its words quoted, so no shell reads them).
+HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
+    CMD ["service-health"]
+
+
+# The runtime of the service's kind: the stage the image starts from.
+FROM runtime-${SERVICE_RUNTIME} AS runtime-deps
 
 
 # ---------------------------------------------------------------------------
@@ -174,19 +220,26 @@ FROM deps AS app
 # layers above cached. First in the stage, so that from here on every step
 # differs between services: two services built at once by the legacy builder
 # then never both make (and cache) the same step. first-party/service.env
-# names the service's console script and port (written by the tooling, shell
-# syntax): a file rather than build args, because an ARG is a step of its own
-# that a code change would re-run.
+# names the service's kind, console script, port or health command (written by
+# the tooling, shell syntax, values quoted): a file rather than build args,
+# because an ARG is a step of its own that a code change would re-run.
 COPY first-party/ /build/wheels/first-party/
 
 # Same hardened install for the service and its internal shared packages (uv
 # compiles only what lacks bytecode, so the deps files stay untouched); then
 # fail on a wrong service.env, give the console script a fixed name for the
-# exec-form ENTRYPOINT/HEALTHCHECK, and collect every file newer than the
-# stamp: exactly what this step installed. No `pip check` here: the tooling
-# proved, before it wrote the install manifest, that every requirement of
-# every wheel it pins is met by another pin (from the very wheels installed
-# here), and the image verification proves the venv holds exactly those pins.
+# exec-form ENTRYPOINT (and a worker's health command one for its
+# HEALTHCHECK), and collect every file newer than the stamp: exactly what this
+# step installed. No `pip check` here: the tooling proved, before it wrote the
+# install manifest, that every requirement of every wheel it pins is met by
+# another pin (from the very wheels installed here), and the image
+# verification proves the venv holds exactly those pins. What neither proves
+# is that the code runs with them: an incompatible pin (a library removing a
+# name its dependant imports) or an import nobody declared. So, last, the
+# venv's interpreter imports every top-level module of the first-party
+# distributions and loads the console scripts' entry points (not calling
+# them), after the collection so that nothing it could write ships; -I -B:
+# nothing from the environment or the current directory, no bytecode written.
 RUN touch /build/before-first-party \
     && . /build/wheels/first-party/service.env \
     && env -i SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH}" UV_NO_INSTALLER_METADATA=1 /build/uv pip install --no-config \
@@ -194,16 +247,29 @@ RUN touch /build/before-first-party \
         --require-hashes --only-binary :all: --no-deps --compile-bytecode --link-mode copy \
         --find-links /build/wheels/first-party \
         --requirement /build/wheels/first-party/requirements.txt \
-    && case "${DEFAULT_PORT}" in \
-        ''|*[!0-9]*) echo "image check: DEFAULT_PORT='${DEFAULT_PORT}' in first-party/service.env must be a port number" >&2; exit 1;; \
+    && case "${SERVICE_KIND}:${DEFAULT_PORT}" in \
+        http:|http:*[!0-9]*) echo "image check: DEFAULT_PORT='${DEFAULT_PORT}' in first-party/service.env must be a port number" >&2; exit 1;; \
+        http:*|worker:) ;; \
+        *) echo "image check: SERVICE_KIND='${SERVICE_KIND}' in first-party/service.env must be http (with DEFAULT_PORT) or worker (without)" >&2; exit 1;; \
        esac \
     && if [ -z "${SERVICE_COMMAND}" ] || [ ! -x "/srv/venv/bin/${SERVICE_COMMAND}" ]; then \
         echo "image check: SERVICE_COMMAND='${SERVICE_COMMAND}' in first-party/service.env is not a console script in /srv/venv/bin" >&2; exit 1; \
        fi \
     && ln -s "${SERVICE_COMMAND}" /srv/venv/bin/service \
+    && if [ -n "${HEALTH_COMMAND}" ]; then \
+        eval "set -- ${HEALTH_COMMAND}" \
+        && if [ ! -x "/srv/venv/bin/$1" ]; then \
+            echo "image check: HEALTH_COMMAND in first-party/service.env runs '$1', which is not a console script in /srv/venv/bin" >&2; exit 1; \
+           fi \
+        && printf '#!/bin/sh\nexec %s\n' "${HEALTH_COMMAND}" > /srv/venv/bin/service-health \
+        && chmod 0755 /srv/venv/bin/service-health; \
+       fi \
     && mkdir /build/first-party \
     && find /srv/venv -newer /build/before-first-party \( -type f -o -type l \) \
-        -exec cp -a --parents --target-directory=/build/first-party {} +
+        -exec cp -a --parents --target-directory=/build/first-party {} + \
+    && /srv/venv/bin/python -I -B /build/wheels/first-party/importcheck.py --marker "image check: " \
+        --requirements /build/wheels/first-party/requirements.txt \
+        --entry-point "${SERVICE_COMMAND}" ${HEALTH_COMMAND:+--entry-point "$1"}
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,186 @@
+"""The offline install check: each service's install manifest installs, and the service runs.
+
+`verify-wheelhouse` proves the wheelhouse holds exactly what the locks pin, and build-wheels
+proved every pin's requirements met; neither proves the code imports with those pins (a
+dependency that removed a name its dependant imports, werkzeug 3 under Flask 2.2's
+`url_quote`) or imports nothing undeclared. So each service's install manifest is installed
+as another machine would (offline, from the wheelhouse alone, every wheel against its hash,
+wheels only), by the installer the images use (uv, taken from the wheelhouse), into a
+throwaway environment of the target's interpreter; then that interpreter imports every
+top-level module of the service's first-party distributions and loads its console scripts'
+entry points (importcheck.py, which the image build runs too).
+
+The target's interpreter is this host's when it matches the target; otherwise the target's
+base image's, in a throwaway container with no network.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import baseimage, importcheck
+from .console import Reporter, run
+from .docker import Docker
+from .errors import PipelineError, TargetError, ToolError
+from .model import Repository
+from .target import check_host
+from .wheelhouse import STORE, Wheelhouse
+
+# Starts the line importcheck.py prints when an import fails.
+MARKER = "install check: "
+# Where the work directory and the wheelhouse are seen inside a container.
+_WORK, _WHEELS = "/check", "/wheelhouse"
+
+
+class InstallCheckError(PipelineError):
+    """A service's install manifest does not install offline, or what it installs does not import."""
+
+
+@dataclass(frozen=True)
+class OnHost:
+    """This host's interpreter is the target's: the environments are made here."""
+
+    python: str = sys.executable
+
+    def describe(self) -> str:
+        return f"this host's interpreter ({sys.executable})"
+
+    def locate(self, work: Path, wheelhouse: Path) -> tuple[str, str]:
+        """Where the steps see the work directory and the wheelhouse."""
+        return str(work), str(wheelhouse)
+
+    def run(self, steps: list[list[str]], work: Path, wheelhouse: Path, reporter: Reporter, what: str) -> str:
+        return "".join(run(argv, reporter=reporter, what=what, cwd=work).stdout for argv in steps)
+
+
+@dataclass(frozen=True)
+class InContainer:
+    """This host is not the target: the environments are made in a throwaway container of the
+    target's base image, with no network, as this user, the wheelhouse mounted read-only."""
+
+    image: str
+    docker: Docker
+    python: str = "python3"  # the base image's, from its PATH
+
+    def describe(self) -> str:
+        return f"a throwaway container of {self.image} (no network)"
+
+    def locate(self, work: Path, wheelhouse: Path) -> tuple[str, str]:
+        return _WORK, _WHEELS
+
+    def run(self, steps: list[list[str]], work: Path, wheelhouse: Path, reporter: Reporter, what: str) -> str:
+        script = " && ".join(shlex.join(argv) for argv in steps)
+        return self.docker.run(
+            "run", "--rm", "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}", "--env", "HOME=/tmp",
+            "--volume", f"{work}:{_WORK}:rw", "--volume", f"{wheelhouse}:{_WHEELS}:ro", "--workdir", _WORK,
+            "--entrypoint", "sh", self.image, "-c", script,
+            reporter=reporter, what=what,
+        ).stdout
+
+
+Place = OnHost | InContainer
+
+
+def place_for(repo: Repository, base_image: str, docker: Docker, reporter: Reporter) -> Place:
+    """This host when it matches the target; else the first of `base_image` and the target's
+    bootstrapped base image that is present and matches the target; else one line saying what
+    is missing and how to make it."""
+    target = repo.target
+    try:
+        check_host(target, "check the install manifests")
+    except TargetError as error:
+        mismatch = str(error)
+    else:
+        return OnHost()
+    suite = baseimage.suite_for(target)
+    candidates = list(dict.fromkeys([base_image, *([baseimage.base_tag(suite)] if suite else [])]))
+    tried = []
+    docker.require_engine(reporter)
+    for image in candidates:
+        if not docker.image_id(image, reporter):
+            tried.append(f"{image} is not present")
+            continue
+        try:
+            baseimage.check_matches_target(docker, image, target, reporter, cache=repo.root / STORE / "base-images.json")
+        except TargetError as error:
+            tried.append(str(error))
+            continue
+        return InContainer(image, docker)
+    make = f"run `invoke base-image --suite {suite}`" if suite else f"set INVOKE_IMAGE_BASE to an image with CPython {target.python_version} on {target.platform}"
+    msg = f"the install check needs {target.describe()}: {mismatch}, and no base image of the target can stand in ({'; '.join(tried)}): {make}"
+    raise InstallCheckError(msg)
+
+
+def _unpack_installer(house: Wheelhouse, work: Path) -> None:
+    """The uv binary of the wheelhouse's installer wheel (checked against the manifest when the
+    wheelhouse was opened), as the image build takes it."""
+    installer = house.installer()
+    with zipfile.ZipFile(house.path / installer.file) as wheel:
+        (binary,) = [name for name in wheel.namelist() if name.endswith(".data/scripts/uv")]
+        with wheel.open(binary) as source, (work / "uv").open("wb") as target:
+            shutil.copyfileobj(source, target)
+    (work / "uv").chmod(0o755)
+
+
+def _entry_points(repo: Repository, service: str) -> list[str]:
+    """The console scripts the service's image would run: its command and a worker's health
+    command; without [tool.wheelpipe.service], every console script the service declares is
+    loaded instead (by --entry-points-of)."""
+    settings = repo.service(service).service
+    if settings is None:
+        return []
+    return [settings.command, *settings.health_command[:1]] if settings.kind == "worker" else [settings.command]
+
+
+def _steps(repo: Repository, house: Wheelhouse, service: str, python: str, work: str, wheels: str) -> list[list[str]]:
+    """A fresh venv of the target's interpreter, the install manifest installed into it offline,
+    then the import check run by its interpreter (-I -B: nothing from the environment or the
+    working directory, no bytecode written)."""
+    manifest = house.install_manifest(service).relative_to(house.path).as_posix()
+    first_party = [package.name for package in repo.closure(service)]
+    return [
+        [python, "-m", "venv", "--without-pip", f"{work}/{service}"],
+        [f"{work}/uv", "pip", "install", "--no-config", "--python", f"{work}/{service}/bin/python", "--offline", "--no-index",
+         "--no-cache", "--require-hashes", "--only-binary", ":all:", "--link-mode", "copy",
+         "--find-links", wheels, "--requirement", f"{wheels}/{manifest}"],
+        [f"{work}/{service}/bin/python", "-I", "-B", f"{work}/importcheck.py", "--marker", MARKER,
+         *(arg for name in first_party for arg in ("--distribution", name)),
+         "--entry-points-of", repo.service(service).name,
+         *(arg for script in _entry_points(repo, service) for arg in ("--entry-point", script))],
+    ]
+
+
+def check_installs(repo: Repository, house: Wheelhouse, services: list[str], place: Place, reporter: Reporter) -> list[str]:
+    """Install each service's manifest offline into a throwaway environment and import it
+    there; one line per service saying what was checked. The first failure stops the check,
+    named with its service."""
+    reporter.step(f"installing {', '.join(services)} offline from the wheelhouse and importing them, in {place.describe()}")
+    checked = []
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-install-check-") as tmp:
+        work = Path(tmp)
+        _unpack_installer(house, work)
+        shutil.copyfile(importcheck.__file__, work / "importcheck.py")
+        for service in services:
+            try:
+                output = place.run(_steps(repo, house, service, place.python, *place.locate(work, house.path)), work, house.path, reporter, f"the install check of {service}")
+            except ToolError as error:
+                raise InstallCheckError(f"{service}: {_why(error, house, service)}") from None
+            summary = output.strip().splitlines()[-1] if output.strip() else "installed"
+            checked.append(f"{service}: wheelhouse/install/{service}.txt installs offline; {summary}")
+    return checked
+
+
+def _why(error: ToolError, house: Wheelhouse, service: str) -> str:
+    """The import check's own line; else what stopped the install (the installer's error)."""
+    for line in error.output.splitlines():
+        if line.startswith(MARKER):
+            return line.removeprefix(MARKER)
+    detail = str(error).partition("): ")[2] or str(error)
+    return f"wheelhouse/install/{service}.txt does not install offline from the wheelhouse: {detail}"

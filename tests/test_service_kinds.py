@@ -1,0 +1,254 @@
+"""Service kinds: [tool.wheelpipe.service] is optional until an image is built, declares an http
+service or a worker, and every image (and the offline install check) imports what the service
+ships, so an install that cannot run is never tagged or released.
+
+The Docker cases tag under a prefix unique to the run and remove every image they create
+(test_images.Ledger).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from monorepo import ROOT, TARGET_TABLE, commit_all, invoke
+from test_images import Ledger, docker, image_args, inspect_image, last_line
+
+from wheelpipe import compose, images, installcheck, load_repository
+from wheelpipe.console import Reporter
+from wheelpipe.docker import Docker
+from wheelpipe.errors import RepositoryError
+from wheelpipe.model import HttpService, WorkerService
+from wheelpipe.wheelhouse import open_wheelhouse
+
+WORKER = "pricing-audit"  # the demo's worker: services/pricing-audit (discount-audit)
+WORKER_PYPROJECT = f"services/{WORKER}/pyproject.toml"
+LEAKY = "leaky"  # tests/packages/undeclared_import, copied in as services/leaky
+UNDECLARED = "importing leaky_worker (from leaky-worker 0.1.0) failed: ModuleNotFoundError: No module named 'requests'"
+
+
+
+def service_root(tmp_path: Path, table: str, scripts: tuple[str, ...] = ("api-server",)) -> Path:
+    """A monorepo of one service, services/api, whose pyproject.toml ends with `table`."""
+    root = tmp_path / "repo"
+    (root / "services" / "api").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(TARGET_TABLE)
+    listed = "".join(f'{script} = "api:main"\n' for script in scripts)
+    (root / "services/api/pyproject.toml").write_text(f'[project]\nname = "api"\nversion = "0.1.0"\ndependencies = []\n\n[project.scripts]\n{listed}\n{table}')
+    return root
+
+
+# --- the table: kinds, inference, and one line per bad value -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "scripts", "expected"),
+    [
+        ('[tool.wheelpipe.service]\nport-env = "API_PORT"\ndefault-port = 8080\n', ("api-server",), HttpService("api-server", "API_PORT", 8080)),
+        ('[tool.wheelpipe.service]\nkind = "worker"\n', ("api-server",), WorkerService("api-server")),
+        ('[tool.wheelpipe.service]\nkind = "worker"\ncommand = "b"\nhealth-command = ["a", "--probe", "x y"]\n', ("a", "b"), WorkerService("b", ("a", "--probe", "x y"))),
+        ("", ("a", "b"), None),
+    ],
+    ids=["http-without-kind-command-inferred", "worker-command-inferred", "worker-with-health-command", "no-table"],
+)
+def test_the_service_table_declares_an_http_service_or_a_worker_and_is_optional(tmp_path, table, scripts, expected):
+    assert load_repository(service_root(tmp_path, table, scripts)).services["api"].service == expected
+
+
+WHERE = "services/api/pyproject.toml: [tool.wheelpipe.service]"
+BAD_TABLES = {
+    "unknown kind": ('kind = "cron"', (), f"{WHERE} kind must be \"http\" or \"worker\", found 'cron'"),
+    "port-env on a worker": ('kind = "worker"\nport-env = "API_PORT"', (), f'{WHERE} port-env is for kind "http"; a worker listens on no port (remove it, or set kind = "http")'),
+    "default-port on a worker": ('kind = "worker"\ndefault-port = 8080', (), f'{WHERE} default-port is for kind "http"; a worker listens on no port (remove it, or set kind = "http")'),
+    "http without a port": ('kind = "http"', (), f"{WHERE} needs port-env (an environment variable name) and default-port (1-65535) for kind \"http\", found None and None"),
+    "port not an integer": ('port-env = "API_PORT"\ndefault-port = "8080"', (), f"{WHERE} needs port-env (an environment variable name) and default-port (1-65535) for kind \"http\", found 'API_PORT' and '8080'"),
+    "port out of range": ('port-env = "API_PORT"\ndefault-port = 65536', (), f"{WHERE} needs port-env (an environment variable name) and default-port (1-65535) for kind \"http\", found 'API_PORT' and 65536"),
+    "health command on http": ('port-env = "API_PORT"\ndefault-port = 8080\nhealth-command = ["api-server"]', (), f"{WHERE} health-command is for kind \"worker\"; an http service's health check is `<command> healthcheck` (GET /healthz)"),
+    "health command a string": ('kind = "worker"\nhealth-command = "api-server healthcheck"', (), f"{WHERE} health-command must be a list of words (exec form, no shell) whose first is one of [project.scripts] (api-server), e.g. [\"api-server\", \"healthcheck\"]; found 'api-server healthcheck'"),
+    "health command not a script": ('kind = "worker"\nhealth-command = ["curl", "-f", "localhost"]', (), f"{WHERE} health-command must be a list of words (exec form, no shell) whose first is one of [project.scripts] (api-server), e.g. [\"api-server\", \"healthcheck\"]; found ['curl', '-f', 'localhost']"),
+    "health command empty": ('kind = "worker"\nhealth-command = []', (), f"{WHERE} health-command must be a list of words (exec form, no shell) whose first is one of [project.scripts] (api-server), e.g. [\"api-server\", \"healthcheck\"]; found []"),
+    "a misspelt key": ('kind = "worker"\nhealth_command = ["api-server"]', (), f"{WHERE} has no key 'health_command' (known: kind, command, port-env, default-port, health-command)"),
+    "no script to infer the command from": ('kind = "worker"', None, f"{WHERE} command is not set and [project.scripts] declares none to infer it from"),
+    "several scripts to infer the command from": ('kind = "worker"', ("api-server", "api-migrate"), f"{WHERE} command is not set and [project.scripts] declares several (api-server, api-migrate): set command to one of them"),
+    "command not a script": ('kind = "worker"\ncommand = "serve"', (), f"{WHERE} command must name one of [project.scripts] (api-server), found 'serve'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TABLES))
+def test_a_bad_service_table_is_one_line_naming_the_file_and_key(tmp_path, case):
+    table, scripts, expected = BAD_TABLES[case]
+    root = service_root(tmp_path, f"[tool.wheelpipe.service]\n{table}\n", ("api-server",) if scripts == () else scripts or ())
+    with pytest.raises(RepositoryError) as raised:
+        load_repository(root)
+    assert str(raised.value) == expected
+
+
+def test_a_service_without_the_table_locks_and_builds_but_image_and_up_name_what_is_missing(built_copy):
+    pyproject = built_copy / WORKER_PYPROJECT
+    text = pyproject.read_text()
+    table = text[text.index("[tool.wheelpipe.service]") : text.index("[tool.wheelpipe.sources]")]
+    pyproject.write_text(text.replace(table, ""))
+    commit_all(built_copy, "the worker declares no service table")
+
+    assert invoke(built_copy, "lock", "--check").returncode == 0
+    assert invoke(built_copy, "build-wheels", "--service", WORKER).returncode == 0
+    missing = (
+        f'error: {WORKER_PYPROJECT}: [tool.wheelpipe.service] is needed {{}}: kind = "http" (with port-env and default-port) '
+        'or kind = "worker" (command: its console script when it has one)'
+    )
+    # Refused before the engine or the base image is looked at: no Docker needed to say so.
+    env = {"INVOKE_IMAGE_PREFIX": "wheelpipe-test-never/", "DOCKER_HOST": "unix:///nonexistent.sock"}
+    for args, purpose in ((("image", "--service", WORKER), "to build an image"), (("image", "--all"), "to build an image"), (("up",), "to build an image")):
+        result = invoke(built_copy, *args, check=False, env=env)
+        assert (result.returncode, last_line(result.stderr)) == (1, missing.format(purpose)), result.stderr
+        assert "==> building" not in result.stderr
+    assert not (built_copy / compose.COMPOSE_FILE).exists()
+
+
+# --- what the image build and compose are given, by kind ---------------------------------
+
+
+def test_each_kind_gets_its_runtime_stage_and_service_env_and_compose_entry(tmp_path):
+    http = HttpService("api-server", "API_PORT", 8080)
+    probed = WorkerService("audit", ("audit", "health check"))
+    plain = WorkerService("audit")
+    assert images.shared_arguments(http) == {"SERVICE_RUNTIME": "http", "DEFAULT_PORT": "8080"}
+    assert images.shared_arguments(probed) == {"SERVICE_RUNTIME": "worker-health"}
+    assert images.shared_arguments(plain) == {"SERVICE_RUNTIME": "worker"}
+    assert images.service_env(http) == "SERVICE_KIND=http\nSERVICE_COMMAND=api-server\nDEFAULT_PORT=8080\n"
+    # The health command is one shell-quoted word list, quoted again as the variable's value.
+    assert images.service_env(probed) == "SERVICE_KIND=worker\nSERVICE_COMMAND=audit\nHEALTH_COMMAND='audit '\"'\"'health check'\"'\"''\n"
+    assert images.service_env(plain) == "SERVICE_KIND=worker\nSERVICE_COMMAND=audit\n"
+    # A worker has no port; its health check is its command's, or none at all.
+    worker = compose._compose_service("x/audit:1", probed)
+    assert "ports" not in worker and "environment" not in worker
+    assert worker["healthcheck"]["test"] == ["CMD", "service-health"]
+    assert compose._compose_service("x/audit:1", plain)["healthcheck"] == {"disable": True}
+    # Every stage up to runtime-deps is shared; only those the service's stages use get a stand-in.
+    recipe = images.cut_recipe(images.service_dockerfile().read_text())
+    assert recipe.shared_stages == ("deps", "runtime-deps")
+    assert "FROM runtime-${SERVICE_RUNTIME} AS runtime-deps" in recipe.shared
+
+
+# --- images of workers, and the import check (Docker) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ledger(docker_base_image: str):
+    book = Ledger()
+    yield book
+    book.clean()
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:.0f} s")
+        time.sleep(0.5)
+    return found
+
+
+def rounds(container: str) -> list[str]:
+    return [line for line in docker("logs", container).stdout.splitlines() if line.startswith("discount-audit: round ")]
+
+
+@pytest.mark.docker
+def test_a_worker_image_stays_up_healthy_by_its_health_command_logs_its_rounds_and_stops_cleanly_on_sigterm(built_repo, docker_base_image, ledger):
+    ledger.image(built_repo, WORKER, *image_args(ledger, docker_base_image))
+    config = inspect_image(ledger.tag(WORKER))["Config"]
+    assert config["Entrypoint"] == ["service"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "service-health"]
+    assert not config.get("ExposedPorts")
+    container = docker(
+        "run", "-d", "--read-only", "--tmpfs", "/tmp", "--label", ledger.label, "-e", "DISCOUNT_AUDIT_INTERVAL=1", ledger.tag(WORKER)
+    ).stdout.strip()
+    try:
+        wait_for(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", container).stdout.strip() == "healthy", 40, "the worker never became healthy")
+        assert len(wait_for(lambda: len(rounds(container)) >= 3 and rounds(container), 20, "the worker logged no 3 rounds")) >= 3
+        assert all(re.fullmatch(r"discount-audit: round \d+: ok: 1000 discounts, mean [\d.]+ %, \d+ of 21 values unseen", line) for line in rounds(container))
+        begin = time.monotonic()
+        docker("stop", container, timeout=60)
+        took = time.monotonic() - begin
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip() == "0"
+        assert took < 5, f"docker stop took {took:.1f} s: the worker ignored SIGTERM and was killed"
+        assert docker("logs", container).stdout.splitlines()[-1].startswith("discount-audit: stopping after ")
+    finally:
+        docker("rm", "-f", container, check=False)
+
+
+@pytest.mark.docker
+def test_a_worker_without_a_health_command_has_no_health_check_and_its_process_is_its_health(built_repo, docker_base_image, ledger, tmp_path):
+    repository = Path(shutil.copytree(built_repo, tmp_path / "monorepo", symlinks=True))
+    pyproject = repository / WORKER_PYPROJECT
+    pyproject.write_text(re.sub(r"(?m)^health-command = .*\n", "", pyproject.read_text()))
+    commit_all(repository, "the worker declares no health command")
+    sub = "no-health/"
+    ledger.image(repository, WORKER, *image_args(ledger, docker_base_image, sub))
+    assert inspect_image(ledger.tag(WORKER, sub))["Config"]["Healthcheck"] == {"Test": ["NONE"]}
+    container = docker("run", "-d", "--read-only", "--tmpfs", "/tmp", "--label", ledger.label, ledger.tag(WORKER, sub)).stdout.strip()
+    try:
+        wait_for(lambda: rounds(container), 20, "the worker logged no round")
+        state = json.loads(docker("inspect", "-f", "{{json .State}}", container).stdout)
+        assert state["Status"] == "running" and "Health" not in state
+    finally:
+        docker("rm", "-f", container, check=False)
+
+
+@pytest.fixture(scope="module")
+def leaky_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's built copy plus a worker importing a package it never declares, locked
+    and in the wheelhouse: everything but importing it is consistent."""
+    repository = Path(shutil.copytree(built_repo, tmp_path_factory.mktemp("leaky") / "monorepo", symlinks=True))
+    shutil.copytree(ROOT / "tests/packages/undeclared_import", repository / "services" / LEAKY)
+    invoke(repository, "lock")
+    commit_all(repository, "a worker with an undeclared import, locked")
+    invoke(repository, "build-wheels")
+    return repository
+
+
+def test_the_offline_install_check_names_the_module_that_does_not_import(leaky_repo):
+    result = invoke(leaky_repo, "verify-wheelhouse", "--install", check=False)
+    assert (result.returncode, last_line(result.stderr)) == (1, f"error: {LEAKY}: {UNDECLARED}"), result.stderr
+    # The wheelhouse itself is what the locks give: only importing finds the fault.
+    assert "exactly what the wheels and the locks give" in result.stdout
+
+
+def test_a_release_whose_service_does_not_import_stops_at_the_install_gate_writing_nothing(leaky_repo):
+    result = invoke(leaky_repo, "release", check=False)
+    assert (result.returncode, last_line(result.stderr)) == (1, f"error: {LEAKY}: {UNDECLARED}"), result.stderr
+    assert "release gate: the first-party packages' tests pass" in result.stderr  # the gates before it passed
+    assert not (leaky_repo / "dist").exists()
+
+
+def test_the_offline_install_check_passes_for_the_demo_services(built_repo):
+    result = invoke(built_repo, "verify-wheelhouse", "--install")
+    checked = [line for line in result.stdout.splitlines() if "installs offline" in line]
+    assert [line.split(":")[0] for line in checked] == list(load_repository(built_repo).services)
+    assert f"{WORKER}: wheelhouse/install/{WORKER}.txt installs offline; imported 2 top-level modules of discount-calculator, discount-audit; loaded the entry point of discount-audit" in checked
+
+
+@pytest.mark.docker
+def test_the_install_check_runs_in_the_base_image_without_network_when_the_host_is_not_the_target(leaky_repo, docker_base_image):
+    repo = load_repository(leaky_repo)
+    house = open_wheelhouse(leaky_repo)
+    place = installcheck.InContainer(docker_base_image, Docker())
+    checked = installcheck.check_installs(repo, house, ["order", WORKER], place, Reporter(stream=io.StringIO()))
+    assert [line.split(":")[0] for line in checked] == ["order", WORKER]
+    with pytest.raises(installcheck.InstallCheckError) as raised:
+        installcheck.check_installs(repo, house, [LEAKY], place, Reporter(stream=io.StringIO()))
+    assert str(raised.value) == f"{LEAKY}: {UNDECLARED}"
+
+
+@pytest.mark.docker
+def test_an_image_whose_service_does_not_import_is_not_built_naming_the_module(leaky_repo, docker_base_image, ledger):
+    sub = "leaky/"
+    result = ledger.image(leaky_repo, LEAKY, *image_args(ledger, docker_base_image, sub), check=False)
+    assert (result.returncode, last_line(result.stderr)) == (1, f"error: building the image of {LEAKY} failed: {UNDECLARED}"), result.stderr
+    assert ledger.prefixed(sub) == []
+    assert ledger.build_containers() == []
