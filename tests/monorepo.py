@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The monorepo the tests copy, build and break: a fixture, not this repository's demo, so
+# replacing the demo's services breaks no test of the pipeline.
+FIXTURE = ROOT / "tests" / "packages" / "monorepo"
 # A fixed commit time makes wheels built from different copies comparable.
 COMMIT_ENV = {
     "GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z",
@@ -51,8 +54,9 @@ def project_files(root: Path) -> list[str]:
     return sorted({name for name in listed.split("\0") if name and (root / name).is_file()})
 
 
-def copy_repository(destination: Path, source: Path = ROOT) -> Path:
-    """A committed copy of the monorepo at `destination` (its own git repository)."""
+def copy_repository(destination: Path, source: Path = FIXTURE) -> Path:
+    """A committed copy of the fixture monorepo (or of `source`) at `destination`, its own
+    git repository."""
     for name in project_files(source):
         target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)

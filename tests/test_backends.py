@@ -24,6 +24,9 @@ from monorepo import commit_all, copy_repository, git, install_offline, invoke
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.model import load_repository
 
+# Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
+pytestmark = pytest.mark.network
+
 PACKAGES = Path(__file__).parent / "packages"
 # fixture directory -> (distribution, version, the distribution providing its backend)
 FIXTURES = {

@@ -398,7 +398,7 @@ def test_verify_image_passes_on_the_built_image_and_names_every_difference_again
 
 
 def modified_dockerfile(repository: Path, destination: Path, edit) -> Path:
-    text = (repository / "src/wheelpipe/dockerfiles/service.Dockerfile").read_text()
+    text = service_dockerfile().read_text()  # the recipe wheelpipe ships
     destination.write_text(edit(text))
     return destination
 

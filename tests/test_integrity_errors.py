@@ -25,6 +25,9 @@ from wheelpipe.errors import describe_os_error
 
 from monorepo import invoke
 
+# Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
+pytestmark = pytest.mark.network
+
 ORDER = "services/order/pyproject.toml"
 SOURCE_EDIT = "shared/service_runtime/src/service_runtime/__init__.py"
 

@@ -20,6 +20,9 @@ from monorepo import free_port, git, invoke, serving
 from wheelpipe.index import Indexes
 from wheelpipe.lockfile import parse_pins
 
+# Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
+pytestmark = pytest.mark.network
+
 BOGUS = "a" * 64
 
 

@@ -17,9 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from monorepo import ROOT, commit_all, copy_repository, git, invoke
+from monorepo import FIXTURE, ROOT, commit_all, copy_repository, git, invoke
 
 from wheelpipe import firstparty, load_repository
+
+# Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
+pytestmark = pytest.mark.network
 
 ARCHIVE = "dist/wheelhouse-0.1.0.tar.gz"
 DIRTY_ARCHIVE = "dist/wheelhouse-0.1.0-dirty.tar.gz"
@@ -242,7 +245,7 @@ def test_an_install_manifest_damaged_after_the_build_is_derived_again_not_copied
 
 def test_the_fingerprint_outside_git_covers_the_files_git_would_see(tmp_path):
     """Without git, the package's files are walked, skipping build and cache output."""
-    repo = load_repository(ROOT)
+    repo = load_repository(FIXTURE)
     package = repo.packages["discount-calculator"]
     copied = replace(package, path=tmp_path / "plain" / package.directory)
     shutil.copytree(package.path, copied.path)
@@ -250,7 +253,7 @@ def test_the_fingerprint_outside_git_covers_the_files_git_would_see(tmp_path):
     (copied.path / "src/discount_calculator/__pycache__/discount.cpython-311.pyc").write_bytes(b"\0")
     (copied.path / "build").mkdir(exist_ok=True)
     (copied.path / "build/leftover.py").write_text("")
-    expected = firstparty.fingerprint(firstparty.WorkingTree(ROOT), package)
+    expected = firstparty.fingerprint(firstparty.WorkingTree(FIXTURE), package)
     assert firstparty.fingerprint(firstparty.WorkingTree(tmp_path / "plain"), copied) == expected
 
 

@@ -24,6 +24,9 @@ from monorepo import invoke
 from wheelpipe.errors import WheelhouseError
 from wheelpipe.wheelhouse import verify
 
+# Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
+pytestmark = pytest.mark.network
+
 MARKUPSAFE_CP311 = "markupsafe-3.0.4-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl"
 ORDER_MANAGER = "order_manager-0.1.0-py3-none-any.whl"
 SERVICE_RUNTIME = "service_runtime-0.1.0-py3-none-any.whl"

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from monorepo import ROOT
+from monorepo import FIXTURE
 from wheelpipe.errors import LockError
 from wheelpipe.lockfile import format_pins, parse_pins
 
@@ -22,7 +22,7 @@ def write_lock(tmp_path: Path, text: str) -> Path:
 
 
 def test_parses_the_committed_order_lock() -> None:
-    pins = parse_pins(ROOT / "requirements" / "order.txt")
+    pins = parse_pins(FIXTURE / "requirements" / "order.txt")
     assert "flask" in pins
     assert {"gunicorn", "werkzeug"} <= set(pins)
     for name, pin in pins.items():
@@ -126,7 +126,7 @@ def test_format_pins_round_trips_through_parse_pins(tmp_path: Path) -> None:
 
 
 def test_format_pins_round_trips_the_committed_lock(tmp_path: Path) -> None:
-    committed = parse_pins(ROOT / "requirements" / "order.txt")
+    committed = parse_pins(FIXTURE / "requirements" / "order.txt")
     entries = [(p.name, p.version, digest) for p in committed.values() for digest in sorted(p.hashes)[:1]]
     again = parse_pins(write_lock(tmp_path, format_pins(entries, "round trip")), LABEL)
     assert {n: p.version for n, p in again.items()} == {n: p.version for n, p in committed.items()}

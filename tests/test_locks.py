@@ -87,12 +87,14 @@ def test_committed_inputs_are_generated_from_the_pyprojects() -> None:
 # --- invoke lock in throwaway copies ---------------------------------------------------
 
 
+@pytest.mark.network
 def test_check_passes_in_a_fresh_copy(repo_copy: Path) -> None:
     result = invoke(repo_copy, "lock", "--check")
     assert "every lock matches its inputs" in result.stderr
     assert not changed_files(repo_copy)
 
 
+@pytest.mark.network
 def test_new_dependency_makes_the_lock_stale_until_the_service_is_locked(repo_copy: Path) -> None:
     order_lock = (repo_copy / "requirements" / "order.txt").read_bytes()
     add_dependency(repo_copy, "user", "six>=1.16")
@@ -120,6 +122,7 @@ def test_new_dependency_makes_the_lock_stale_until_the_service_is_locked(repo_co
     invoke(repo_copy, "lock", "--check")
 
 
+@pytest.mark.network
 def test_dependency_with_a_marker_locks(repo_copy: Path) -> None:
     add_dependency(repo_copy, "user", "six>=1.16; python_version >= '3.8'")
     invoke(repo_copy, "lock", "--service", "user")
@@ -128,6 +131,7 @@ def test_dependency_with_a_marker_locks(repo_copy: Path) -> None:
     assert "six" in parse_pins(repo_copy / "requirements" / "dev.txt")
 
 
+@pytest.mark.network
 def test_conflict_fails_naming_the_package_and_writes_nothing(repo_copy: Path) -> None:
     dev_in = repo_copy / "requirements" / "dev.in"
     dev_in.write_text(dev_in.read_text() + "flask<3\n")
@@ -165,6 +169,7 @@ def test_unknown_service_fails_listing_the_valid_ones(repo_copy: Path) -> None:
     assert not changed_files(repo_copy)
 
 
+@pytest.mark.network
 def test_existing_pins_hold_until_an_upgrade_moves_them(repo_copy: Path) -> None:
     """pip-compile starts from the committed pins; --upgrade-package moves only that package."""
     newest = parse_pins(repo_copy / "requirements/order.txt")["markupsafe"].version
@@ -179,6 +184,7 @@ def test_existing_pins_hold_until_an_upgrade_moves_them(repo_copy: Path) -> None
     assert parse_pins(repo_copy / "requirements/user.txt")["markupsafe"].version == newest
 
 
+@pytest.mark.network
 def test_a_service_pin_the_tooling_cannot_share_names_the_service_lock_and_the_requirement(repo_copy: Path) -> None:
     dev_in = repo_copy / "requirements" / "dev.in"
     dev_in.write_text(dev_in.read_text() + "click<8.2\n")
@@ -193,6 +199,7 @@ def test_a_service_pin_the_tooling_cannot_share_names_the_service_lock_and_the_r
     assert requirement_files(repo_copy) == before
 
 
+@pytest.mark.network
 def test_pip_tools_explains_a_conflict_naming_the_package_and_both_requirements(repo_copy: Path) -> None:
     """Only order's lock moves click; the tooling lock, constrained by both service locks and
     by what its own packages require, cannot follow, and pip-compile's explanation is one line."""
@@ -206,6 +213,7 @@ def test_pip_tools_explains_a_conflict_naming_the_package_and_both_requirements(
     assert requirement_files(repo_copy) == before
 
 
+@pytest.mark.network
 def test_uv_and_pip_tools_agree_on_every_pin_and_hash_of_the_committed_locks(repo_copy: Path) -> None:
     """pip-compile, run on this host (which is the target), re-derives exactly what uv wrote,
     and the machine's pip settings (dead indexes, a bogus constraint) reach neither."""
@@ -229,6 +237,7 @@ def test_an_unknown_resolver_is_one_line(repo_copy: Path) -> None:
     assert not changed_files(repo_copy)
 
 
+@pytest.mark.network
 def test_a_first_lock_keeps_the_teams_existing_pins_and_says_which_moved(repo_copy: Path) -> None:
     """A migrating team's requirements.txt next to the service seeds its first lock."""
     current = parse_pins(repo_copy / "requirements/user.txt")

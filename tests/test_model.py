@@ -13,7 +13,7 @@ from wheelpipe.errors import RepositoryError, UnknownServiceError
 from wheelpipe.model import load_repository
 from wheelpipe.target import Target
 
-from monorepo import ROOT, TARGET_TABLE
+from monorepo import FIXTURE, TARGET_TABLE
 
 
 
@@ -63,12 +63,12 @@ def fake_root(tmp_path: Path) -> Path:
     return write_root(tmp_path / "repo")
 
 
-# --- the real monorepo -----------------------------------------------------------------
+# --- the fixture monorepo (tests/packages/monorepo) ---------------------------------------
 
 
 @pytest.fixture(scope="module")
 def real():
-    return load_repository(ROOT)
+    return load_repository(FIXTURE)
 
 
 def test_discovers_the_services_and_shared_packages_of_the_monorepo(real) -> None:

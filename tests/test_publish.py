@@ -23,6 +23,9 @@ import pytest
 from monorepo import free_port, serving
 from packaging.utils import canonicalize_name
 
+# Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
+pytestmark = pytest.mark.network
+
 USER = "publisher"
 PASSWORD = "correct-horse-battery-7"
 # At least these; the set published is whatever the wheelhouse records as built here.

@@ -15,6 +15,9 @@ from wheelpipe import load_repository
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.sbom import validate
 
+# Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
+pytestmark = pytest.mark.network
+
 ARCHIVE = "dist/wheelhouse-0.1.0.tar.gz"
 
 
@@ -138,6 +141,8 @@ def test_with_no_package_tests_the_gate_says_so_and_runs_nothing_else(tmp_path):
     repository = copy_repository(tmp_path / "monorepo")
     for tests in [*repository.glob("services/*/tests"), *repository.glob("shared/*/tests")]:
         subprocess.run(["git", "rm", "-rq", str(tests)], cwd=repository, check=True)
+    # The repository's own suite (its testpaths), which the gate must not fall back to.
+    (repository / "tests").mkdir(exist_ok=True)
     (repository / "tests" / "test_never_run_by_the_gate.py").write_text("def test_the_gate_ran_the_whole_suite():\n    assert False\n")
     commit_all(repository, "no package tests")
     result = invoke(repository, "release")

@@ -21,6 +21,9 @@ from monorepo import commit_all, copy_repository, free_port, install_offline, in
 from wheelpipe.fsutil import sha256_file
 from wheelpipe.lockfile import parse_pins
 
+# Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
+pytestmark = pytest.mark.network
+
 PACKAGES = Path(__file__).parent / "packages"
 HATCHLING_SDIST = "wheelpipe-fixture-sdist-only"
 SETUPTOOLS_SDIST = "wheelpipe-fixture-setuptools-sdist"

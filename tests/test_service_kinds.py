@@ -88,7 +88,9 @@ def test_a_bad_service_table_is_one_line_naming_the_file_and_key(tmp_path, case)
     assert str(raised.value) == expected
 
 
+@pytest.mark.network
 def test_a_service_without_the_table_locks_and_builds_but_image_and_up_name_what_is_missing(built_copy):
+    (built_copy / compose.COMPOSE_FILE).unlink(missing_ok=True)  # another test's `invoke up` in the session's copy
     pyproject = built_copy / WORKER_PYPROJECT
     text = pyproject.read_text()
     table = text[text.index("[tool.wheelpipe.service]") : text.index("[tool.wheelpipe.sources]")]
@@ -212,6 +214,7 @@ def leaky_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return repository
 
 
+@pytest.mark.network
 def test_the_offline_install_check_names_the_module_that_does_not_import(leaky_repo):
     result = invoke(leaky_repo, "verify-wheelhouse", "--install", check=False)
     assert (result.returncode, last_line(result.stderr)) == (1, f"error: {LEAKY}: {UNDECLARED}"), result.stderr
@@ -219,6 +222,7 @@ def test_the_offline_install_check_names_the_module_that_does_not_import(leaky_r
     assert "exactly what the wheels and the locks give" in result.stdout
 
 
+@pytest.mark.network
 def test_a_release_whose_service_does_not_import_stops_at_the_install_gate_writing_nothing(leaky_repo):
     result = invoke(leaky_repo, "release", check=False)
     assert (result.returncode, last_line(result.stderr)) == (1, f"error: {LEAKY}: {UNDECLARED}"), result.stderr
@@ -226,6 +230,7 @@ def test_a_release_whose_service_does_not_import_stops_at_the_install_gate_writi
     assert not (leaky_repo / "dist").exists()
 
 
+@pytest.mark.network
 def test_the_offline_install_check_passes_for_the_demo_services(built_repo):
     result = invoke(built_repo, "verify-wheelhouse", "--install")
     checked = [line for line in result.stdout.splitlines() if "installs offline" in line]

@@ -18,6 +18,9 @@ from wheelpipe import load_repository
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.thirdparty import target_tags
 
+# Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
+pytestmark = pytest.mark.network
+
 TARGETS = {
     "cp313-trixie-x86_64": ("3.13", "cp313", "manylinux_2_41_x86_64"),
     "cp311-bookworm-aarch64": ("3.11", "cp311", "manylinux_2_36_aarch64"),

@@ -17,6 +17,9 @@ from wheelpipe import load_repository
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.wheelhouse import verify
 
+# Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
+pytestmark = pytest.mark.network
+
 SERVICES = {
     "order": ("order-manager", "ORDER_MANAGER", "/api/order"),
     "user": ("user-manager", "USER_MANAGER", "/api/user"),

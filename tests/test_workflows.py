@@ -99,12 +99,12 @@ def test_every_job_sets_up_as_the_readme_says_before_its_tasks(name: str) -> Non
         assert python["with"]["python-version"] == "3.11", f"{name}: {job_name}"
 
 
-def test_ci_check_job_runs_the_quick_start_and_the_lock_gate() -> None:
+def test_ci_check_job_runs_the_quick_start_the_lint_and_the_lock_gate() -> None:
     setup, tests = quick_start()
     workflow = load("ci.yml")
     assert set(workflow["on"]) == {"push", "pull_request"}
     commands = [line for line in run_lines(workflow["jobs"]["check"]) if not line.startswith("docker pull ")]
-    assert commands == [setup, ".venv/bin/invoke lock --check", tests]  # what .ci/run runs
+    assert commands == [setup, ".venv/bin/invoke lint", ".venv/bin/invoke lock --check", tests]  # what .ci/run runs
 
 
 def test_ci_builds_the_images_of_the_affected_services_only() -> None:

@@ -36,24 +36,22 @@ import errno
 import json
 import os
 import re
-import subprocess
 import tempfile
 import tomllib
 from pathlib import Path, PurePosixPath
 
 from .errors import GitError, LockError, PipelineError
 from .lockfile import parse_pins
-from .model import DOCKERFILES_DIR, REQUIREMENTS_DIR, Package, Repository
+from .model import DOCKERFILES_DIR, Package, Repository
+from .requirements import BUILD_LOCK, INSTALLER, TOOLING_LOCK, lock_file
 from .resources import SERVICE_DOCKERFILE_SOURCE
+from .tools import CompletedProcess, git
 
 # What wheelpipe's repository ships into every image build (the recipe, and the import check
 # every build runs): in that repository, a change to either affects every service.
 SHIPPED_INTO_EVERY_BUILD = (SERVICE_DOCKERFILE_SOURCE, "src/wheelpipe/importcheck.py")
-from .wheelhouse import INSTALLER
 
 ROOT_PYPROJECT = "pyproject.toml"
-DEV_LOCK = f"{REQUIREMENTS_DIR}/dev.txt"
-BUILD_LOCK = f"{REQUIREMENTS_DIR}/build.txt"
 # Pins of the tooling lock that end up in every image.
 IMAGE_TOOLING = (INSTALLER,)
 _DOC_NAME = re.compile(r"^(README.*|.*\.(md|rst))$", re.IGNORECASE)
@@ -77,7 +75,7 @@ def affected_services(repo: Repository, since: str, *, all_if_unknown: bool = Fa
     found: dict[str, list[str]] = {}
     for service, package in repo.services.items():
         reasons = set(everyone)
-        locks = {f"{REQUIREMENTS_DIR}/{service}.in", f"{REQUIREMENTS_DIR}/{service}.txt"}
+        locks = {lock_file(service, "in"), lock_file(service)}
         closure = repo.closure(service)
         for path in changed:
             if path in locks or any(_part_of_wheel(member, path) for member in closure):
@@ -136,10 +134,10 @@ def _unwritable(error: OSError, path: Path) -> str:
 # -- the base commit ---------------------------------------------------------------------
 
 
-def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _git(root: Path, *args: str, check: bool = True) -> CompletedProcess[str]:
     try:
         # Paths and old file contents are bytes to git; a non-UTF-8 one must not stop the listing.
-        result = subprocess.run(["git", *args], cwd=root, capture_output=True, encoding="utf-8", errors="surrogateescape", check=False)
+        result = git(root, *args, check=False, errors="surrogateescape")
     except FileNotFoundError:
         msg = "git is not installed (affected services are computed from git history)"
         raise GitError(msg) from None
@@ -231,8 +229,8 @@ def _affecting_every_service(root: Path, base: str, changed: list[str]) -> set[s
     found = {path for path in changed if path.startswith(f"{DOCKERFILES_DIR}/") or path in SHIPPED_INTO_EVERY_BUILD}
     if ROOT_PYPROJECT in changed and _target_table(_show(root, base, ROOT_PYPROJECT)) != _target_table(_read(root / ROOT_PYPROJECT)):
         found.add(ROOT_PYPROJECT)
-    if DEV_LOCK in changed and _pins_of(_show(root, base, DEV_LOCK), DEV_LOCK, IMAGE_TOOLING) != _pins_of(_read(root / DEV_LOCK), DEV_LOCK, IMAGE_TOOLING):
-        found.add(DEV_LOCK)
+    if TOOLING_LOCK in changed and _pins_of(_show(root, base, TOOLING_LOCK), TOOLING_LOCK, IMAGE_TOOLING) != _pins_of(_read(root / TOOLING_LOCK), TOOLING_LOCK, IMAGE_TOOLING):
+        found.add(TOOLING_LOCK)
     if BUILD_LOCK in changed and _pins_of(_show(root, base, BUILD_LOCK), BUILD_LOCK) != _pins_of(_read(root / BUILD_LOCK), BUILD_LOCK):
         found.add(BUILD_LOCK)
     return found

@@ -41,8 +41,8 @@ from .errors import LockError, PipelineError, RepositoryError
 from .fsutil import write_atomic
 from .lockfile import Pin, parse_pins
 from .model import BuildSystem, Package, PackageLocation, Repository, StaleBuildLockError
+from .requirements import BUILD_LOCK
 
-BUILD_LOCK = sdists.BUILD_LOCK
 # Inside the wheelhouse store (wheelhouse.STORE), which git ignores.
 METADATA_CACHE = ".wheelhouse/metadata"
 # Requires-Dist entries of an optional dependency group: not what installing the package needs.
@@ -63,7 +63,7 @@ class BuildEnvironment:
     @cached_property
     def _providers(self) -> dict[str, str]:
         """Each file the environment's distributions installed, mapped to name==version."""
-        found = {}
+        found: dict[str, str] = {}
         for dist in metadata.distributions(path=[str(self.site_packages)]):
             spec = f"{canonicalize_name(dist.metadata['Name'])}=={dist.version}"
             for file in dist.files or ():
@@ -177,6 +177,13 @@ def python_for(repository: Repository, package: Package, reporter: Reporter | No
     return environment(repository, repository.root / BUILD_LOCK, package.label, package.build_system, reporter).python
 
 
+class _CaseSensitiveParser(configparser.ConfigParser):
+    """entry_points.txt as written: console script names are case-sensitive."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def read_metadata(repository: Repository, location: PackageLocation, system: BuildSystem, lock: Path, reporter: Reporter | None = None) -> BackendMetadata:
     """The name, version, dependencies and console scripts the package's backend gives, from
     the files git sees; cached by their fingerprint and the backend."""
@@ -222,8 +229,7 @@ def _parse(dist_info: Path, backend: str, directory: str) -> BackendMetadata:
         msg = f"{directory}: no static [project] name, version and dependencies, and its build backend ({backend}) gives none (Name {name!r}, Version {version!r}); declare them in [project] or in the backend's own configuration"
         raise RepositoryError(msg)
     requires = tuple(line for line in headers.get_all("Requires-Dist") or [] if not _optional(line))
-    entry_points = configparser.ConfigParser(interpolation=None)
-    entry_points.optionxform = str  # script names are case-sensitive
+    entry_points = _CaseSensitiveParser(interpolation=None)
     try:
         entry_points.read(dist_info / "entry_points.txt", encoding="utf-8")
     except configparser.Error as error:

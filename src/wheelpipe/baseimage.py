@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from .console import Reporter, run
+from .console import Reporter
 from .docker import Docker
-from .errors import DockerError, TargetError
+from .errors import DockerError, TargetError, ToolError
 from .fsutil import write_atomic
 from .target import Target
+from .tools import pipe, run
 
 BASE_REPOSITORY = "local/python"
 BUILDER_REPOSITORY = "local/python-builder"
@@ -75,13 +75,14 @@ def suite_for(target: Target) -> str | None:
     return None
 
 
-def probe(docker: Docker, image: str, reporter: Reporter, cache: Path | None = None) -> dict:
-    """The interpreter of an image (version, machine, glibc, path) and its wheelpipe role.
+def probe(docker: Docker, image: str, reporter: Reporter, cache: Path | None = None, image_id: str | None = None) -> dict:
+    """The interpreter of an image (version, machine, glibc, path) and its wheelpipe role;
+    `image_id`, when the caller has just looked it up.
 
     An image id names immutable content, labels included, so a probe cached under it never
     goes stale; the cache spares every image build a container start.
     """
-    image_id = docker.image_id(image, reporter) if cache else None
+    image_id = image_id or (docker.image_id(image, reporter) if cache else None)
     known = json.loads(cache.read_text()) if cache and cache.is_file() else {}
     if image_id in known and "role" in known[image_id]:
         return known[image_id]
@@ -97,12 +98,12 @@ def _labels(docker: Docker, image: str, reporter: Reporter) -> dict[str, str]:
     return json.loads(found.stdout.strip() or "null") or {}
 
 
-def check_matches_target(docker: Docker, image: str, target: Target, reporter: Reporter, cache: Path | None = None) -> dict:
+def check_matches_target(docker: Docker, image: str, target: Target, reporter: Reporter, cache: Path | None = None, image_id: str | None = None) -> dict:
     """Wheels for the target must run on the image: same Python, glibc at least the target's.
 
     A builder image is refused: runtime images start from the base it was made from.
     """
-    found = probe(docker, image, reporter, cache)
+    found = probe(docker, image, reporter, cache, image_id)
     if found.get("role") == BUILDER_ROLE:
         msg = f"base image {image} is a builder image (it carries a compiler and headers); runtime images start from the base image it was made from"
         raise TargetError(msg)
@@ -252,10 +253,7 @@ def _trim(root: Path) -> None:
 def _import(docker: Docker, root: Path, tag: str, reporter: Reporter) -> None:
     changes = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "ENV LANG=C.UTF-8", 'CMD ["python3"]']
     argv = [docker.command, "import", *(arg for change in changes for arg in ("--change", change)), "-", tag]
-    reporter.command(argv, None)
-    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-    imported = subprocess.run(argv, stdin=tar.stdout, capture_output=True, text=True, check=False)
-    tar.stdout.close()
-    if tar.wait() != 0 or imported.returncode != 0:
-        msg = f"docker import of {tag} failed: {imported.stderr.strip() or 'tar failed'}"
-        raise DockerError(msg)
+    try:
+        pipe(["tar", "--numeric-owner", "-C", root, "-c", "."], argv, reporter=reporter, what=f"docker import of {tag}", env=docker.env)
+    except ToolError as error:
+        raise DockerError(str(error)) from None

@@ -9,11 +9,11 @@ The two sides of a comparison get caches of their own, in the same state.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,11 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .console import Reporter, run
-from .errors import RepositoryError, ToolError
+from .console import Reporter
 from .docker import Docker
+from .errors import RepositoryError, ToolError
 from .images import ImageSettings, build_image
 from .model import HttpService, Repository, load_repository
+from .requirements import REQUIREMENTS_DIR, TOOLING, TOOLING_LOCK, lock_file
+from .tools import CompletedProcess, run
 from .wheelhouse import Wheelhouse, build_wheels
 
 # The targets.
@@ -42,7 +44,7 @@ SCALING_SIZES = (3, 10, 30)  # services in each generated monorepo of --scaling
 LIGHT_DEPENDENCIES = ("attrs>=23.1", "idna>=3.4", "six>=1.16")
 SHARED_PACKAGE = "bench-common"
 # What a generated monorepo takes from this one: the pipeline and its tooling lock, no packages.
-PIPELINE_FILES = (".gitignore", "pyproject.toml", "tasks.py", "src/", "requirements/dev.in", "requirements/dev.txt")
+PIPELINE_FILES = (".gitignore", "pyproject.toml", "tasks.py", "src/", lock_file(TOOLING, "in"), TOOLING_LOCK)
 _GIT_IDENTITY = ("-c", "user.name=wheelpipe bench", "-c", "user.email=bench@example.invalid", "-c", "commit.gpgsign=false")
 
 
@@ -105,7 +107,7 @@ def _commit(root: Path, message: str, reporter: Reporter, *, init: bool = False)
     run(["git", *_GIT_IDENTITY, "commit", "-q", "--allow-empty", "-m", message], reporter=reporter, what=f"git commit in {root}", cwd=root)
 
 
-def invoke(root: Path, *args: str, reporter: Reporter, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def invoke(root: Path, *args: str, reporter: Reporter, env: dict[str, str] | None = None) -> CompletedProcess[str]:
     return run([sys.executable, "-m", "invoke", *args], reporter=reporter, what=f"invoke {' '.join(args)} in {root}", cwd=root, env=env)
 
 
@@ -255,14 +257,14 @@ def lock_comparison(prepared: Repository, subject: str, workdir: Path, reporter:
         shutil.copytree(prepared.root, copy, symlinks=True)
         env = empty_cache(workdir / f"cache-{name}")
         reporter.step(f"timing `invoke lock` on {subject} with {name}: cold, then --check")
-        cold = timed(lambda: invoke(copy, "lock", "--upgrade", "--resolver", name, reporter=reporter, env=env))
-        check = timed(lambda: invoke(copy, "lock", "--check", "--resolver", name, reporter=reporter, env=env))
+        cold = timed(functools.partial(invoke, copy, "lock", "--upgrade", "--resolver", name, reporter=reporter, env=env))
+        check = timed(functools.partial(invoke, copy, "lock", "--check", "--resolver", name, reporter=reporter, env=env))
         times[name] = LockTimes(cold, check)
     return LockComparison(subject, times["uv"], times["pip-tools"], _differing_locks(workdir / "uv", workdir / "pip-tools"))
 
 
 def _differing_locks(one: Path, other: Path) -> tuple[str, ...]:
-    names = {p.relative_to(root).as_posix() for root in (one, other) for p in (root / "requirements").glob("*.txt")}
+    names = {p.relative_to(root).as_posix() for root in (one, other) for p in (root / REQUIREMENTS_DIR).glob("*.txt")}
     return tuple(sorted(n for n in names if not ((one / n).is_file() and (other / n).is_file() and (one / n).read_bytes() == (other / n).read_bytes())))
 
 
@@ -613,13 +615,10 @@ def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) ->
     return rows + sizes, figures
 
 
-def image_verdicts(figures: dict[str, float]) -> list[str]:
-    def judge(ok: bool) -> str:
-        return "met" if ok else "MISSED"
-
+def image_verdicts(figures: dict[str, float]) -> list[Verdict]:
     return [
-        f"rebuild after a code change <= 25% of cold: {judge(figures['change'] <= 0.25 * figures['cold'])} ({figures['change'] / figures['cold']:.0%})",
-        f"image size minus base <= 1.1x installed: {judge(figures['added'] <= 1.1 * figures['installed'])} ({figures['added'] / figures['installed']:.2f}x)",
-        f"smaller than naive: {judge(figures['added'] < figures['naive_added'])} ({figures['added'] / 1e6:.1f} MB vs {figures['naive_added'] / 1e6:.1f} MB)",
-        f"faster to rebuild than naive: {judge(figures['change'] < figures['naive_change'])} ({figures['change']:.2f} s vs {figures['naive_change']:.2f} s)",
+        Verdict("rebuild after a code change <= 25% of cold", figures["change"] <= 0.25 * figures["cold"], f"{figures['change'] / figures['cold']:.0%}"),
+        Verdict("image size minus base <= 1.1x installed", figures["added"] <= 1.1 * figures["installed"], f"{figures['added'] / figures['installed']:.2f}x"),
+        Verdict("smaller than naive", figures["added"] < figures["naive_added"], f"{figures['added'] / 1e6:.1f} MB vs {figures['naive_added'] / 1e6:.1f} MB"),
+        Verdict("faster to rebuild than naive", figures["change"] < figures["naive_change"], f"{figures['change']:.2f} s vs {figures['naive_change']:.2f} s"),
     ]

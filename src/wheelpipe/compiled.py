@@ -31,11 +31,13 @@ from pathlib import Path
 from packaging.tags import Tag
 
 from . import firstparty, sdists, thirdparty
-from .console import Reporter, run
+from .console import Reporter
 from .errors import ToolError, WheelhouseError
 from .lockfile import parse_pins
 from .model import Package, Repository
+from .requirements import BUILD_LOCK, TOOLING_LOCK
 from .target import Target
+from .tools import run
 
 # What makes the build of a first-party package need the target's interpreter.
 _HOW = "with its compiled code"
@@ -89,7 +91,7 @@ def for_target(
     where = sdists.where_to_build(package.label, _HOW, repo.target, sdists.BuilderSettings.from_environment(), reporter)
     wheel = built.path
     if isinstance(where, sdists.InContainer):
-        pins = parse_pins(repo.root / sdists.BUILD_LOCK, sdists.BUILD_LOCK)  # the build environment on this host checked it
+        pins = parse_pins(repo.root / BUILD_LOCK, BUILD_LOCK)  # the build environment on this host checked it
         rebuilt = firstparty.build_wheel_in(where, package, source, epoch, workdir / "in-builder", sdists.BuildLock(pins, repo.indexes, repo.target), reporter)
         if rebuilt.source_sha256 != built.source_sha256:
             msg = f"{package.label}: its files changed while it was being built; run the command again"
@@ -120,7 +122,7 @@ def audit(wheel: Path, target: Target, subject: str, reporter: Reporter) -> None
     if _first_elf(wheel) is None:
         return  # impure by its own say, but nothing compiled: nothing to load on the target
     if importlib.util.find_spec("auditwheel") is None:
-        msg = f"{subject}: {wheel.name} holds compiled code, which auditwheel checks against the target's manylinux policy, but auditwheel is not installed in {sys.prefix}; install the tooling lock (requirements/dev.txt)"
+        msg = f"{subject}: {wheel.name} holds compiled code, which auditwheel checks against the target's manylinux policy, but auditwheel is not installed in {sys.prefix}; install the tooling lock ({TOOLING_LOCK})"
         raise ToolError(msg)
     shown = run([sys.executable, "-m", "auditwheel", "show", "--json", wheel], reporter=reporter, what=f"{subject}: auditwheel show {wheel.name}")
     try:

@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import time
 
-from .console import Argument, Reporter, run
+from .console import Argument, Reporter
 from .docker import Docker
 from .errors import DockerError, ToolError
 from .fsutil import write_atomic
 from .images import ImageSettings, image_tag
 from .model import HttpService, Repository, ServiceSettings, service_settings
+from .tools import run
 
 COMPOSE_FILE = "compose.yaml"
 TO_RUN = "to run it with `invoke up`"
@@ -37,7 +37,8 @@ def project_name(repo: Repository) -> str:
 
 def compose_command(docker: Docker) -> list[str]:
     """`docker compose` (v2) where the plugin exists, else the standalone docker-compose."""
-    probe = subprocess.run([docker.command, "compose", "version"], capture_output=True, check=False)
+    # A question, not a step: nothing of it is shown, whatever the verbosity.
+    probe = run([docker.command, "compose", "version"], reporter=Reporter(), what="docker compose version", check=False)
     if probe.returncode == 0:
         return [docker.command, "compose"]
     if shutil.which("docker-compose"):

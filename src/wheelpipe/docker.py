@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import tarfile
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .console import Reporter, run, tool_environment
+from .console import Reporter
 from .errors import DockerError, ToolError
+from .tools import CompletedProcess, run, stream_output
 
 START_HINT = "start it (e.g. `sudo systemctl start docker`, or `dockerd &` as root; CI runs .ci/docker-engine)"
 
@@ -36,7 +35,7 @@ class Docker:
     def env(self) -> dict[str, str]:
         return {"DOCKER_BUILDKIT": "1" if self.buildkit else "0"}
 
-    def run(self, *args: str, reporter: Reporter, what: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, reporter: Reporter, what: str) -> CompletedProcess[str]:
         try:
             return run([self.command, *args], reporter=reporter, what=what, env=self.env)
         except FileNotFoundError:
@@ -101,16 +100,16 @@ class Docker:
         return tree
 
     def _read_archive(self, container: str, path: str, reporter: Reporter, wanted: Callable[[PurePosixPath], bool], what: str) -> Tree:
-        # `docker cp` to stdout streams a tar; console.run only handles text, and writing the
+        # `docker cp` to stdout streams a tar (stream_output reads it to its end: docker may
+        # still be writing the trailing blocks when the archive's end is seen); writing the
         # whole tree to disk (what `docker cp` to a directory does) costs several times more.
-        argv = [self.command, "cp", f"{container}:{path}", "-"]
-        reporter.command(argv, None)
         directories: set[PurePosixPath] = set()
         files: dict[PurePosixPath, bytes] = {}
-        with tempfile.TemporaryFile() as errors:
-            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, env=tool_environment(self.env))
+        broken = ""
+        argv = [self.command, "cp", f"{container}:{path}", "-"]
+        with stream_output(argv, reporter=reporter, what=what, env=self.env) as tar:
             try:
-                with tarfile.open(fileobj=process.stdout, mode="r|") as archive:
+                with tarfile.open(fileobj=tar, mode="r|") as archive:
                     for member in archive:
                         # Members are named from the directory itself (venv/...): drop that part.
                         relative = PurePosixPath(*PurePosixPath(member.name).parts[1:])
@@ -119,20 +118,11 @@ class Docker:
                         if member.isdir():
                             directories.add(relative)
                         elif member.isfile() and wanted(relative):
-                            files[relative] = archive.extractfile(member).read()
-                # The archive's end comes before the stream's: docker may still be writing
-                # the trailing blocks, and closing the pipe now would kill it with SIGPIPE.
-                while process.stdout.read(1 << 16):
-                    pass
-                broken = ""
+                            extracted = archive.extractfile(member)
+                            files[relative] = extracted.read() if extracted else b""
             except tarfile.TarError as error:
+                # Kept until docker has finished: when it failed, its own message says why.
                 broken = str(error)
-            finally:
-                process.stdout.close()
-                process.wait()
-            errors.seek(0)
-            said = errors.read().decode(errors="replace").strip()
-        if process.returncode != 0 or broken:
-            detail = said.splitlines()[-1] if said else broken or "no output"
-            raise ToolError(f"{what} failed (exit {process.returncode}): {detail}", said)
+        if broken:
+            raise ToolError(f"{what} failed (exit 0): {broken}")
         return Tree(frozenset(directories), files)

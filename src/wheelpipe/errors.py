@@ -55,9 +55,10 @@ class WheelhouseError(PipelineError):
 class ToolError(PipelineError):
     """An underlying tool (pip, pip-compile, build, docker) failed."""
 
-    def __init__(self, message: str, output: str = "") -> None:
+    def __init__(self, message: str, output: str = "", returncode: int | None = None) -> None:
         super().__init__(message)
         self.output = output  # everything the tool printed, for callers that explain failures
+        self.returncode = returncode  # the tool's exit code, when a tool ran and failed
 
 
 class DockerError(PipelineError):

@@ -16,8 +16,6 @@ import contextlib
 import hashlib
 import os
 import stat
-import subprocess
-import tempfile
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -29,10 +27,12 @@ from typing import BinaryIO
 import pyproject_hooks
 
 from . import sdists
-from .console import Reporter, tool_environment
+from .console import Reporter
 from .errors import GitError, PipelineError, ToolError
-from .fsutil import BLOCK, copy_hashing
+from .fsutil import copy_hashing
 from .model import BuildSystem, Package, PackageLocation
+from .requirements import BUILD_LOCK
+from .tools import CompletedProcess, git, stream_output
 
 # This repository's own packages are built by hatchling; `invoke affected` watches its pin.
 BUILD_BACKEND = "hatchling"
@@ -296,32 +296,20 @@ def _blob_stream(root: Path, spec: str) -> Iterator[BinaryIO]:
     """A file of a commit as a checkout would write it (eol and smudge filters applied),
     streamed from `git cat-file --filters`. One process per file: git 2.39's --batch mode
     cannot apply filters."""
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(
-            ["git", "cat-file", "--filters", spec], cwd=root, stdout=subprocess.PIPE, stderr=errors, env=tool_environment()
-        )
-        try:
-            yield process.stdout
-            while process.stdout.read(BLOCK):
-                pass  # whatever its reader left, so that git can finish
-        except BaseException:
-            process.kill()
-            raise
-        finally:
-            process.stdout.close()
-            process.wait()
-        if process.returncode != 0:
-            errors.seek(0)
-            msg = f"git cat-file could not read {spec} (exit {process.returncode}): {errors.read().decode(errors='replace').strip()}"
-            raise GitError(msg)
+    try:
+        with stream_output(["git", "cat-file", "--filters", spec], cwd=root, what=f"git cat-file --filters {spec}") as blob:
+            yield blob
+    except ToolError as error:
+        msg = f"git cat-file could not read {spec} (exit {error.returncode}): {error.output.strip()}"
+        raise GitError(msg) from None
 
 
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+def _git(root: Path, *args: str) -> CompletedProcess[bytes]:
     # Bytes, not text: file names are whatever bytes the file system holds.
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, env=tool_environment(), check=False)
+    return git(root, *args, check=False, binary=True)
 
 
-def _check(result: subprocess.CompletedProcess[bytes], what: str) -> None:
+def _check(result: CompletedProcess[bytes], what: str) -> None:
     if result.returncode != 0:
         msg = f"git failed {what} (exit {result.returncode}): {result.stderr.decode(errors='replace').strip()}"
         raise GitError(msg)
@@ -433,7 +421,7 @@ def _hooks(workdir: Path, staged: Path, system: BuildSystem, python: str, env: d
 def _unavailable(what: str, backend: str, error: pyproject_hooks.BackendUnavailable) -> ToolError:
     return ToolError(
         f"{what}: the build backend {backend!r} cannot be imported in the build environment from "
-        f"requirements/build.txt ({str(error).splitlines()[0]}); add what provides it to [build-system] requires and run `invoke lock`"
+        f"{BUILD_LOCK} ({str(error).splitlines()[0]}); add what provides it to [build-system] requires and run `invoke lock`"
     )
 
 

@@ -16,10 +16,10 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +35,7 @@ from .fsutil import exclusive_lock, write_atomic
 from .lockfile import format_pins, parse_pins
 from .model import DOCKERFILES_DIR, HttpService, Repository, ServiceSettings, service_settings
 from .resources import service_dockerfile
+from .tools import git
 from .wheelhouse import STORE, Wheelhouse, build_wheels
 
 DOCKERFILE = "service.Dockerfile"
@@ -73,12 +74,20 @@ def image_tag(repo: Repository, settings: ImageSettings, service: str) -> str:
 
 
 def _git(repo: Repository, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=repo.root, capture_output=True, text=True, check=False)
+    result = git(repo.root, *args, check=False, errors="replace")
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def oci_labels(repo: Repository, service: str) -> dict[str, str]:
-    """Version, revision, creation time (the commit's, so rebuilds are identical) and source."""
+@dataclass(frozen=True)
+class CommitFacts:
+    """What the OCI labels say of the commit every image of a run is built from."""
+
+    revision: str  # the commit, "-dirty" when tracked files differ from it
+    created: str  # the commit's time, so rebuilds are identical
+    source: str  # the origin remote when it is a shareable URL
+
+
+def commit_facts(repo: Repository) -> CommitFacts:
     revision = _git(repo, "rev-parse", "HEAD")
     if revision and _git(repo, "status", "--porcelain", "--untracked-files=no"):
         revision += "-dirty"
@@ -87,12 +96,17 @@ def oci_labels(repo: Repository, service: str) -> dict[str, str]:
     remote = _git(repo, "remote", "get-url", "origin")
     # Only a shareable URL is worth recording; a local path would just leak the build host's layout.
     source = remote if remote.startswith(("https://", "http://", "ssh://", "git@")) else ""
+    return CommitFacts(revision, created, source)
+
+
+def oci_labels(repo: Repository, service: str, facts: CommitFacts) -> dict[str, str]:
+    """Title, version, revision, creation time and source."""
     return {
         "org.opencontainers.image.title": service,
         "org.opencontainers.image.version": repo.service(service).version,
-        "org.opencontainers.image.revision": revision,
-        "org.opencontainers.image.created": created,
-        "org.opencontainers.image.source": source,
+        "org.opencontainers.image.revision": facts.revision,
+        "org.opencontainers.image.created": facts.created,
+        "org.opencontainers.image.source": facts.source,
     }
 
 
@@ -273,9 +287,12 @@ def read_installed(docker: Docker, image: str, reporter: Reporter) -> Installed:
     sees the base's site-packages, a .pth entry outside the venv and PYTHONPATH in the image's
     environment are reported rather than followed.
     """
-    environment = docker.environment(image, reporter)
+    # Two reads of the engine at once: the configuration, while the files stream.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        configured = pool.submit(docker.environment, image, reporter)
+        tree = docker.read_tree(image, str(VENV), reporter, _metadata_file)
+        environment = configured.result()
     unaccounted = [f"the image sets {entry}" for entry in environment if entry.startswith("PYTHONPATH=") and entry != "PYTHONPATH="]
-    tree = docker.read_tree(image, str(VENV), reporter, _metadata_file)
     config = tree.files.get(PurePosixPath("pyvenv.cfg"), b"").decode(errors="replace")
     options = {key.strip(): value.strip() for key, _, value in (line.partition("=") for line in config.splitlines())}
     if options.get("include-system-site-packages", "false").lower() == "true":
@@ -298,7 +315,7 @@ def read_installed(docker: Docker, image: str, reporter: Reporter) -> Installed:
         for file, content in tree.files.items():
             (Path(tmp) / file).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / file).write_bytes(content)
-        found = {
+        found: dict[str, str] = {
             canonicalize_name(d.metadata["Name"]): d.version
             for d in importlib.metadata.distributions(path=[str(Path(tmp) / p) for p in path])
             if d.metadata["Name"]
@@ -325,9 +342,11 @@ def verify_image(house: Wheelhouse, docker: Docker, image: str, service: str, re
     reporter.info(f"{image}: its {len(found)} distributions are exactly those of wheelhouse/install/{service}.txt")
 
 
-def require_base(repo: Repository, settings: ImageSettings, reporter: Reporter) -> None:
+def require_base(repo: Repository, settings: ImageSettings, reporter: Reporter) -> str:
+    """The base image's id, once it is known to exist and to match the target."""
     docker = settings.docker
-    if not docker.image_id(settings.base, reporter):
+    base_id = docker.image_id(settings.base, reporter)
+    if not base_id:
         # Only now is it worth a `docker info`: an unreachable engine is the likelier cause.
         docker.require_engine(reporter)
         msg = (
@@ -335,7 +354,8 @@ def require_base(repo: Repository, settings: ImageSettings, reporter: Reporter) 
             f"is reachable run `invoke base-image` and build with --base-image {baseimage.DEFAULT_TAG}"
         )
         raise DockerError(msg)
-    baseimage.check_matches_target(docker, settings.base, repo.target, reporter, cache=repo.root / STORE / "base-images.json")
+    baseimage.check_matches_target(docker, settings.base, repo.target, reporter, cache=repo.root / STORE / "base-images.json", image_id=base_id)
+    return base_id
 
 
 def build_image(repo: Repository, settings: ImageSettings, service: str, reporter: Reporter, *, no_cache: bool = False) -> str:
@@ -356,24 +376,30 @@ def build_images(
     """
     for service in services:
         service_settings(repo.service(service), TO_BUILD)  # before anything is checked or built
-    require_base(repo, settings, reporter)
-    house = build_wheels(repo, service=services[0] if len(services) == 1 else None, reporter=reporter).wheelhouse
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # git's answers about the commit, while the wheelhouse is brought up to date.
+        asked = pool.submit(commit_facts, repo)
+        base_id = require_base(repo, settings, reporter)
+        house = build_wheels(repo, service=services[0] if len(services) == 1 else None, reporter=reporter).wheelhouse
+        facts = asked.result()
     workers = min(jobs if jobs > 0 else os.cpu_count() or 1, len(services))
     if workers == 1:
-        return [build_from_wheelhouse(repo, settings, house, service, reporter, no_cache=no_cache) for service in services]
+        return [build_from_wheelhouse(repo, settings, house, service, reporter, no_cache=no_cache, base_id=base_id, facts=facts) for service in services]
     if not settings.docker.buildkit:
-        _build_shared_stages(repo, settings, house, services, reporter, no_cache=no_cache)
+        _build_shared_stages(repo, settings, house, services, reporter, no_cache=no_cache, base_id=base_id)
         no_cache = False  # what the services share was just built; the rest is new anyway
     lines = threading.Lock()
 
     def build(service: str) -> str:
         prefixed = dataclasses.replace(reporter, stream=_PrefixedLines(reporter.stream, f"{service}: ", lines))
-        return build_from_wheelhouse(repo, settings, house, service, prefixed, no_cache=no_cache)
+        return build_from_wheelhouse(repo, settings, house, service, prefixed, no_cache=no_cache, base_id=base_id, facts=facts)
 
     return parallel(build, services, workers=workers)
 
 
-def _build_shared_stages(repo: Repository, settings: ImageSettings, house: Wheelhouse, services: list[str], reporter: Reporter, *, no_cache: bool) -> None:
+def _build_shared_stages(
+    repo: Repository, settings: ImageSettings, house: Wheelhouse, services: list[str], reporter: Reporter, *, no_cache: bool, base_id: str
+) -> None:
     """Build the stages services share (deps and runtime-deps), once each, before the services.
 
     Only for the legacy builder, whose cache is a chain of images: two builds running at once
@@ -392,25 +418,47 @@ def _build_shared_stages(repo: Repository, settings: ImageSettings, house: Wheel
     for index, group in enumerate(shared.values()):
         reporter.step(f"building the {SHARED_STAGE} stage of {', '.join(group)} first, once for the builds that run at once")
         # One after the other: groups share the deps stage, or at least the runtime's base.
-        _shared_stage_images(repo, settings, house, group[0], recipe, reporter, no_cache=no_cache and index == 0)
+        _shared_stage_images(repo, settings, house, group[0], recipe, reporter, no_cache=no_cache and index == 0, base_id=base_id)
 
 
 def build_from_wheelhouse(
-    repo: Repository, settings: ImageSettings, house: Wheelhouse, service: str, reporter: Reporter, *, no_cache: bool = False
+    repo: Repository,
+    settings: ImageSettings,
+    house: Wheelhouse,
+    service: str,
+    reporter: Reporter,
+    *,
+    no_cache: bool = False,
+    base_id: str | None = None,
+    facts: CommitFacts | None = None,
 ) -> str:
     """Build the service's image from a wheelhouse already checked, verify it, then tag it;
-    return the tag. A failure leaves the tag where it was."""
+    return the tag. A failure leaves the tag where it was. `base_id` and `facts`: the base
+    image's id and the commit's facts, when the caller has just looked them up."""
     tag = image_tag(repo, settings, service)
     reporter.step(f"building {tag} from {settings.base} (network off during the build)")
     text = dockerfile_text(repo, settings)
     recipe = None if settings.docker.buildkit else cut_recipe(text)
-    labels = oci_labels(repo, service)
+    labels = oci_labels(repo, service, facts or commit_facts(repo))
     if recipe is None:
         image_id = _docker_build(repo, settings, house, service, reporter, text, ALL_PARTS, labels=labels, no_cache=no_cache)
     else:
-        stages = _shared_stage_images(repo, settings, house, service, recipe, reporter, no_cache=no_cache)
-        arguments = {Recipe.stage_argument(stage): image for stage, image in stages.items()}
-        image_id = _docker_build(repo, settings, house, service, reporter, recipe.own, (FIRST_PARTY,), labels=labels, arguments=arguments, no_cache=no_cache)
+        base_id = base_id or settings.docker.image_id(settings.base, reporter) or ""
+
+        def own_stages(stages: dict[str, str]) -> str:
+            arguments = {Recipe.stage_argument(stage): image for stage, image in stages.items()}
+            return _docker_build(repo, settings, house, service, reporter, recipe.own, (FIRST_PARTY,), labels=labels, arguments=arguments, no_cache=no_cache)
+
+        stages = _shared_stage_images(repo, settings, house, service, recipe, reporter, no_cache=no_cache, base_id=base_id)
+        try:
+            image_id = own_stages(stages)
+        except DockerError:
+            # The record is taken on trust (one inspection less on every rebuild): when the
+            # build fails and a stage image it names is gone, build the stages again, once.
+            if settings.docker.image_ids(list(stages.values()), reporter) is not None:
+                raise
+            reporter.info(f"an image of the shared stages recorded in {STORE}/{STAGES_FILE} is gone: building them again")
+            image_id = own_stages(_shared_stage_images(repo, settings, house, service, recipe, reporter, no_cache=no_cache, base_id=base_id, rebuild=True))
     try:
         verify_image(house, settings.docker, image_id, service, reporter)
         settings.docker.run("tag", image_id, tag, reporter=reporter, what=f"tagging {tag}")
@@ -421,13 +469,21 @@ def build_from_wheelhouse(
 
 
 def _shared_stage_images(
-    repo: Repository, settings: ImageSettings, house: Wheelhouse, service: str, recipe: Recipe, reporter: Reporter, *, no_cache: bool
+    repo: Repository,
+    settings: ImageSettings,
+    house: Wheelhouse,
+    service: str,
+    recipe: Recipe,
+    reporter: Reporter,
+    *,
+    no_cache: bool,
+    base_id: str,
+    rebuild: bool = False,
 ) -> dict[str, str]:
-    """The image id of each shared stage for the service: recorded ones when the engine still
-    has them and they were made from the same recipe, base, installer, closure, kind and port;
-    otherwise built now (the last stage first: the legacy builder makes the others on the way,
-    so theirs come from its cache) and recorded."""
-    docker = settings.docker
+    """The image id of each shared stage for the service: the recorded ones when they were
+    made from the same recipe, base image (`base_id`), installer, closure, kind and port;
+    otherwise (or to `rebuild`) built now (the last stage first: the legacy builder makes the
+    others on the way, so theirs come from its cache) and recorded."""
     installer = house.installer()
     arguments = shared_arguments(service_settings(repo.service(service), TO_BUILD))
     made_from = json.dumps(
@@ -436,13 +492,8 @@ def _shared_stage_images(
     key = hashlib.sha256(made_from.encode()).hexdigest()
     store = repo.root / STORE / STAGES_FILE
     recorded = _read_stages(store).get(key)
-    if recorded and not no_cache:
-        # One inspection answers both: is the base still the one they were built on, and are
-        # they all still there (an id that is gone fails the command).
-        found = docker.image_ids([settings.base, *recorded["stages"].values()], reporter)
-        if found is not None and found[0] == recorded["base"]:
-            return dict(recorded["stages"])
-    base_id = docker.image_id(settings.base, reporter)
+    if recorded and not no_cache and not rebuild and recorded["base"] == base_id:
+        return dict(recorded["stages"])
     stages: dict[str, str] = {}
     for index, stage in enumerate(reversed(recipe.shared_stages)):
         stages[stage] = _docker_build(

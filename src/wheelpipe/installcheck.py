@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import baseimage, importcheck
-from .console import Reporter, run
+from .console import Reporter
 from .docker import Docker
 from .errors import PipelineError, TargetError, ToolError
 from .model import Repository
 from .target import check_host
+from .tools import run
 from .wheelhouse import STORE, Wheelhouse
 
 # Starts the line importcheck.py prints when an import fails.

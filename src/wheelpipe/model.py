@@ -6,9 +6,7 @@ nothing lists them anywhere else. A service's name is its directory name.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -21,18 +19,13 @@ from packaging.version import InvalidVersion, Version
 
 from .errors import LockError, RepositoryError, UnknownServiceError
 from .index import PYPI, Indexes
+from .requirements import BUILD_LOCK, RESERVED_SERVICE_NAMES, lock_file, lock_path
 from .target import Target
+from .tools import git
 
 SHARED_DIR = "shared"
 SERVICES_DIR = "services"
-REQUIREMENTS_DIR = "requirements"
 DOCKERFILES_DIR = "dockerfiles"
-# requirements/dev.* hold the tooling lock, so no service may take that name.
-# requirements/<name>.* of these hold the tooling lock and the build lock, so no service may
-# take their names.
-TOOLING_LOCK = "dev"
-BUILD_LOCK = "build"
-RESERVED_SERVICE_NAMES = {TOOLING_LOCK: "the tooling lock", BUILD_LOCK: "the build lock of sdist-only dependencies"}
 # A service's name is the last component of its image repository (<prefix><service>), so it
 # must be a path component of Docker's reference grammar.
 _DOCKER_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
@@ -191,7 +184,7 @@ class Repository:
         return [s for s in self.services if any(p.name == package_name for p in self.closure(s))]
 
     def lock_path(self, service: str) -> Path:
-        return self.root / REQUIREMENTS_DIR / f"{service}.txt"
+        return lock_path(self.root, service)
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -240,6 +233,10 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
     if project is not None and not isinstance(project, dict):
         msg = f"{where}: expected a [project] table with a name, found {_short(project)}"
         raise RepositoryError(msg)
+    # Whoever says them (a pyproject.toml may hold anything), they are checked below.
+    name: object
+    version: object
+    dependencies: object
     if project is None or _dynamic(project, where):
         # Imported here: reading metadata through a backend stages the package's files
         # (firstparty), whose functions take this module's types.
@@ -296,6 +293,14 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
     )
     sources = _tool_table(data, f"{relative}/pyproject.toml", "sources")
     return package, sources
+
+
+def _is_version(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
 
 
 def _dynamic(project: dict, where: str) -> list[str]:
@@ -489,15 +494,13 @@ def _git_ignored(root: Path, paths: list[Path]) -> set[Path]:
         return set()
     listed = "".join(f"{p.relative_to(root).as_posix()}/\0" for p in paths)
     try:
-        result = subprocess.run(
-            ["git", "check-ignore", "-z", "--stdin"], cwd=root, input=listed.encode(), capture_output=True, check=False
-        )
+        result = git(root, "check-ignore", "-z", "--stdin", stdin=listed, check=False)
     except FileNotFoundError:
         return set()
     # 0: some are ignored, 1: none are, 128: not a git work tree (then nothing is).
     if result.returncode != 0:
         return set()
-    return {root / name.rstrip("/") for name in os.fsdecode(result.stdout).split("\0") if name}
+    return {root / name.rstrip("/") for name in result.stdout.split("\0") if name}
 
 
 def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
@@ -505,7 +508,7 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
     with the build environment of `build_lock` (default requirements/build.txt; `invoke lock`
     passes the one it is making)."""
     root = root.resolve()
-    build_lock = build_lock or root / REQUIREMENTS_DIR / f"{BUILD_LOCK}.txt"
+    build_lock = build_lock or root / BUILD_LOCK
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file():
         msg = f"{root}: no pyproject.toml; run the pipeline from the monorepo's root"
@@ -517,11 +520,9 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
         msg = f"pyproject.toml: expected a [tool.wheelpipe.target] table declaring the target interpreter and platform{found}"
         raise RepositoryError(msg)
     release = _tool_table(data, "pyproject.toml", "release").get("version")
-    try:
-        Version(release)
-    except (InvalidVersion, TypeError):
+    if not isinstance(release, str) or not _is_version(release):
         msg = f"pyproject.toml: [tool.wheelpipe.release] version must be a PEP 440 version, found {_short(release)}"
-        raise RepositoryError(msg) from None
+        raise RepositoryError(msg)
     repository = Repository(
         root=root,
         target=Target.from_table(table, "pyproject.toml"),
@@ -560,7 +561,7 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
                 msg = f"{package.directory} and {other.directory} both declare the distribution {package.name!r}"
                 raise RepositoryError(msg)
             if kind == "service" and directory.name in RESERVED_SERVICE_NAMES:
-                msg = f"{package.directory}: a service cannot be named {directory.name!r}; requirements/{directory.name}.txt is {RESERVED_SERVICE_NAMES[directory.name]}"
+                msg = f"{package.directory}: a service cannot be named {directory.name!r}; {lock_file(directory.name)} is {RESERVED_SERVICE_NAMES[directory.name]}"
                 raise RepositoryError(msg)
             repository._packages[package.name] = package
             declared_sources[package.name] = sources

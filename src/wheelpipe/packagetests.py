@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 
 from . import firstparty
-from .console import Reporter, run
+from .console import Reporter
 from .errors import PipelineError
 from .model import load_repository
-from .wheelhouse import STORE, WHEELHOUSE, open_wheelhouse
+from .tools import run
+from .wheelhouse import STORE, WHEELHOUSE, BuiltOrigin, open_wheelhouse
 
 # Under the wheelhouse store: one installed directory per set of first-party wheels.
 SITES = "test-sites"
@@ -64,17 +65,18 @@ def prepare(root: Path) -> Site:
     except PipelineError as error:
         why = f"the first-party packages' tests run against their built wheels, and {error}"
         return Site(None, {p.path: why for p in repo.packages.values()})
-    built = {e.name: e for e in house.entries.values() if e.origin.get("kind") == "built"}
+    built = {e.name: (e, e.origin) for e in house.entries.values() if isinstance(e.origin, BuiltOrigin)}
     source = firstparty.WorkingTree(root)
     problems = {}
     for package in repo.packages.values():
-        entry = built.get(package.name)
-        if entry is None:
+        if package.name not in built:
             problems[package.path] = f"{WHEELHOUSE}/ holds no wheel of {package.label}, whose tests run against it; {_REBUILD}"
-        elif entry.origin.get("source_sha256") != firstparty.fingerprint(source, package):
+            continue
+        entry, origin = built[package.name]
+        if origin.source_sha256 != firstparty.fingerprint(source, package):
             problems[package.path] = f"{WHEELHOUSE}/{entry.file} is older than {package.directory}, whose tests run against it; {_REBUILD}"
-    wheels = sorted(house.path / e.file for e in built.values())
-    digest = hashlib.sha256("\n".join(sorted(e.sha256 for e in built.values())).encode()).hexdigest()
+    wheels = sorted(house.path / e.file for e, _ in built.values())
+    digest = hashlib.sha256("\n".join(sorted(e.sha256 for e, _ in built.values())).encode()).hexdigest()
     site = root / STORE / SITES / digest[:16]
     if not site.is_dir():
         _install(wheels, site)
@@ -98,28 +100,23 @@ def _install(wheels: list[Path], site: Path) -> None:
                 raise
 
 
-_site = Site(None)
-
-
 @pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
-    """Before any conftest.py is imported: a package's tests/conftest.py imports the package."""
-    global _site
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """Before any conftest.py is imported (a package's tests/conftest.py imports the package)."""
     # pytest's rootdir is where its configuration is, or else the arguments' common
     # directory: the monorepo is the nearest directory at or above it declaring a target.
     start = early_config.rootpath.resolve()
     root = next((d for d in (start, *start.parents) if _declares_target(d)), None)
     if root is None:
         return
-    _site = prepare(root)
-    if _site.path is not None:
-        sys.path.insert(0, str(_site.path))
-
-
-def pytest_collectstart(collector: pytest.Collector) -> None:
-    path = getattr(collector, "path", None)
-    if path is None:
-        return
-    for directory, problem in _site.problems.items():
-        if path.is_relative_to(directory):
+    site = prepare(root)
+    if site.path is not None:
+        sys.path.insert(0, str(site.path))
+    # Before collection, so the reason is pytest's one ERROR line: the first package among
+    # the paths to be collected whose wheel is missing or older than its files.
+    here = early_config.invocation_params.dir
+    named = [(here / arg.split("::")[0]).resolve() for arg in args if not arg.startswith("-") and (here / arg.split("::")[0]).exists()]
+    collected = named or [(root / path).resolve() for path in early_config.getini("testpaths")] or [root]
+    for directory, problem in sorted(site.problems.items()):
+        if any(directory.is_relative_to(path) or path.is_relative_to(directory) for path in collected):
             raise pytest.UsageError(problem)

@@ -20,14 +20,14 @@ from __future__ import annotations
 import configparser
 import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .console import Reporter
 from .errors import PublishError
-from .wheelhouse import WHEELHOUSE, Entry, Wheelhouse
+from .tools import CompletedProcess, redact, run
+from .wheelhouse import WHEELHOUSE, BuiltOrigin, Entry, Wheelhouse
 
 PUBLIC_PYPI = "https://upload.pypi.org/legacy/"
 PUBLIC_TESTPYPI = "https://test.pypi.org/legacy/"
@@ -40,7 +40,6 @@ HOW_TO_CONFIGURE = (
 # knows, plus pypiserver's 400 "already exists!").
 _EXISTS = re.compile(r"already exist|overwrite artifact|updating asset|cannot be updated", re.IGNORECASE)
 _HTTP_ERROR = re.compile(r"HTTPError: (\d{3})\b")
-_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 @dataclass
@@ -57,18 +56,17 @@ class Published:
 
 
 def first_party_wheels(house: Wheelhouse) -> list[Entry]:
-    wheels = sorted((e for e in house.entries.values() if e.origin.get("kind") == "built"), key=lambda e: e.file)
+    wheels = sorted((e for e in house.entries.values() if isinstance(e.origin, BuiltOrigin)), key=lambda e: e.file)
     if not wheels:
         msg = f"{WHEELHOUSE}/: no first-party wheels to publish; run `invoke build-wheels`"
         raise PublishError(msg)
     return wheels
 
 
-def redact(text: str, environ: dict[str, str] | os._Environ) -> str:
-    """Strip credentials from anything shown: user:password@ in URLs and the password itself."""
-    text = _USERINFO.sub(r"\1***@", text)
+def secrets(environ: dict[str, str] | os._Environ) -> tuple[str, ...]:
+    """What must never be shown (tools.redact also strips user:password@ from URLs)."""
     password = environ.get("TWINE_PASSWORD")
-    return text.replace(password, "***") if password else text
+    return (password,) if password else ()
 
 
 def index_url(repository_url: str | None, environ: dict[str, str] | os._Environ) -> str:
@@ -103,23 +101,18 @@ def index_url(repository_url: str | None, environ: dict[str, str] | os._Environ)
     raise PublishError(msg)
 
 
-def _twine(args: list[str], reporter: Reporter, repository_url: str | None = None) -> subprocess.CompletedProcess[str]:
+def _twine(args: list[str], reporter: Reporter, repository_url: str | None = None) -> CompletedProcess[str]:
     """Run twine from this interpreter; its output is returned, echoed (redacted) with --verbose.
 
     An overriding URL goes to twine as TWINE_REPOSITORY_URL, not on its command line, where
     credentials in it would show in the process list.
     """
     argv = [sys.executable, "-m", "twine", "--no-color", *args]
-    reporter.command([redact(a, os.environ) for a in argv], None)
     # A wide terminal keeps twine's (rich) messages on one line each, so they can be read.
-    env = {**os.environ, "COLUMNS": "400"}
+    env = {"COLUMNS": "400"}
     if repository_url:
         env["TWINE_REPOSITORY_URL"] = repository_url
-    result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
-    if reporter.verbose:
-        for line in redact(result.stdout + result.stderr, os.environ).splitlines():
-            print(f"      {line}", file=reporter.stream)
-    return result
+    return run(argv, reporter=reporter, what=f"twine {args[0]}", env=env, check=False, secrets=secrets(os.environ))
 
 
 def _last_error(output: str) -> str:
@@ -144,7 +137,7 @@ def check(wheels: list[Path], reporter: Reporter) -> None:
 def publish(house: Wheelhouse, *, repository_url: str | None = None, skip_existing: bool = False, reporter: Reporter) -> Published:
     """Check, then upload each first-party wheel; refuse (or skip) a file the index already has."""
     environ = os.environ
-    url = redact(index_url(repository_url, environ), environ)
+    url = redact(index_url(repository_url, environ), secrets(environ))
     wheels = first_party_wheels(house)
     check([house.path / e.file for e in wheels], reporter)
     reporter.step(f"publishing {len(wheels)} first-party wheel(s) to {url}")
@@ -178,6 +171,6 @@ def publish(house: Wheelhouse, *, repository_url: str | None = None, skip_existi
         if "ConnectionError" in output or "NewConnectionError" in output or "NameResolutionError" in output:
             msg = f"cannot reach the package index at {url} (uploading {entry.file}); is it running, is the URL right?"
             raise PublishError(msg)
-        msg = f"uploading {entry.file} to {url} failed: {redact(_last_error(output), environ)}"
+        msg = f"uploading {entry.file} to {url} failed: {redact(_last_error(output), secrets(environ))}"
         raise PublishError(msg)
     return result

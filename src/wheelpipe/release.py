@@ -22,20 +22,20 @@ import io
 import json
 import os
 import posixpath
-import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import firstparty, installcheck, wheelhouse
-from .console import Reporter, run
+from .console import Reporter
 from .docker import Docker
 from .errors import PipelineError, ToolError
 from .fsutil import HashingReader, atomic_output, sha256_file
 from .locks import lock
 from .model import Repository
-from .wheelhouse import CHECKSUMS, INSTALL_DIR, MANIFEST, WHEELHOUSE, Wheelhouse, build_wheels
+from .tools import git, run
+from .wheelhouse import CHECKSUMS, INSTALL_DIR, MANIFEST, WHEELHOUSE, BuiltOrigin, Wheelhouse, build_wheels
 
 DIST = "dist"
 DIRTY = "-dirty"
@@ -67,7 +67,7 @@ def archive_name(repo: Repository, dirty: bool = False) -> str:
 
 def _git(repo: Repository, *args: str) -> str:
     # A file name in git's output may be any bytes (with core.quotePath off): never a traceback.
-    result = subprocess.run(["git", *args], cwd=repo.root, capture_output=True, encoding="utf-8", errors="replace", check=False)
+    result = git(repo.root, *args, check=False, errors="replace")
     if result.returncode != 0:
         msg = f"{repo.root.name}: a release needs a git commit (git {' '.join(args)}: {result.stderr.strip()})"
         raise ReleaseError(msg)
@@ -124,7 +124,7 @@ def check_shippable(house: Wheelhouse, reporter: Reporter) -> None:
     if strays:
         msg = f"wheelhouse/ holds files that are not wheels ({', '.join(strays)}); a release ships wheels only"
         raise ReleaseError(msg)
-    first_party = sorted(house.path / e.file for e in house.entries.values() if e.origin["kind"] == "built")
+    first_party = sorted(house.path / e.file for e in house.entries.values() if isinstance(e.origin, BuiltOrigin))
     reporter.info(f"twine check --strict on {len(first_party)} first-party wheels")
     try:
         run([sys.executable, "-m", "twine", "check", "--strict", *first_party], reporter=reporter, what="twine check")

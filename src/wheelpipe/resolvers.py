@@ -16,11 +16,12 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from .console import Reporter, run
+from .console import Reporter
 from .errors import LockError, RepositoryError, ToolError
 from .index import Indexes
 from .lockfile import canonical_lock, parse_pins
 from .target import Target, check_host
+from .tools import run
 
 COMPILE_COMMAND = "invoke lock"
 

@@ -51,7 +51,7 @@ def service_sbom(repo: Repository, house: Wheelhouse, service: str, manifest: st
             purl=purl,
             bom_ref=purl.to_string(),
             hashes=[HashType(alg=HashAlgorithm.SHA_256, content=digest)],
-            properties=[Property(name="wheelpipe:origin", value=entry.origin["kind"])],
+            properties=[Property(name="wheelpipe:origin", value=entry.origin.kind)],
         )
         components.append(component)
     root = next(c for c in components if c.name == package.name)

@@ -29,7 +29,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -38,16 +38,16 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from . import baseimage, index
-from .console import Reporter, run
+from .console import Reporter
 from .docker import Docker
-from .errors import DockerError, LockError, TargetError, WheelhouseError
+from .errors import DockerError, LockError, TargetError, ToolError, WheelhouseError
 from .index import Indexes
 from .lockfile import Pin
-from .model import BUILD_LOCK as BUILD_LOCK_NAME
-from .model import LEGACY_BUILD_SYSTEM, REQUIREMENTS_DIR, BuildSystem
+from .model import LEGACY_BUILD_SYSTEM, BuildSystem
+from .requirements import BUILD_LOCK, TOOLING_LOCK
 from .target import Target, check_host, host_glibc
+from .tools import run
 
-BUILD_LOCK = f"{REQUIREMENTS_DIR}/{BUILD_LOCK_NAME}.txt"
 # Zip archives cannot store times before 1980.
 _ZIP_EPOCH = 315532800
 # The builder image for a target this host is not, and the docker client (named as for
@@ -84,7 +84,10 @@ def build_system(sdist: Path) -> BuildSystem:
     try:
         with tarfile.open(sdist) as archive:
             member = archive.getmember(f"{_top(archive, sdist)}/pyproject.toml")
-            data = tomllib.loads(archive.extractfile(member).read().decode())
+            extracted = archive.extractfile(member)
+            if extracted is None:
+                raise tarfile.TarError("pyproject.toml is not a file")
+            data = tomllib.loads(extracted.read().decode())
     except KeyError:
         data = {}
     except (tarfile.TarError, OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
@@ -183,7 +186,7 @@ def run_backend(
     epoch: int,
     reporter: Reporter,
     what: str,
-    check_requires: Callable[[list[str]], object] | None = None,
+    check_requires: Callable[[Sequence[str]], object] | None = None,
 ) -> Path:
     """The wheel `system`'s backend builds from the source tree `tree` (inside `work`), run
     `where` in a fresh environment of the whole build lock; written to work/out.
@@ -204,7 +207,7 @@ def run_backend(
 
 
 def _require_locked(
-    requirements: list[str] | tuple[Requirement, ...], build_lock: dict[str, Pin], pin: Pin, why: str, markers: dict[str, str] | None = None
+    requirements: Sequence[str] | tuple[Requirement, ...], build_lock: dict[str, Pin], pin: Pin, why: str, markers: dict[str, str] | None = None
 ) -> list[Pin]:
     """The build lock's pins for these requirements; a requirement it does not satisfy is named.
 
@@ -344,7 +347,7 @@ class InContainer:
         return f"{_WORK}/{path.relative_to(work).as_posix()}"
 
     def _run(self, work: Path, argv: list[str], reporter: Reporter, what: str, *, cwd: str = _WORK,
-             env: dict[str, str] | None = None, mounts: list[tuple[str | Path, str, str]] = ()) -> None:
+             env: dict[str, str] | None = None, mounts: Sequence[tuple[str | Path, str, str]] = ()) -> None:
         volumes = [(work, _WORK, "rw"), *mounts]
         self.docker.run(
             "run", "--rm", "--network", "none", "--label", SDIST_BUILD_LABEL,
@@ -358,7 +361,11 @@ class InContainer:
 
 
 def _pip_directory() -> Path:
-    return Path(importlib.util.find_spec("pip").submodule_search_locations[0])
+    spec = importlib.util.find_spec("pip")
+    if spec is None or not spec.submodule_search_locations:
+        msg = f"pip is not installed in {sys.prefix}; install the tooling lock ({TOOLING_LOCK})"
+        raise ToolError(msg)
+    return Path(spec.submodule_search_locations[0])
 
 
 def _host_description() -> str:

@@ -7,6 +7,7 @@ task works on is the directory invoke found that tasks.py in.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import shlex
 import sys
@@ -26,6 +27,8 @@ from .console import Reporter
 from .docker import Docker
 from .errors import describe_os_error
 from .model import HttpService
+from .requirements import TOOLING, lock_file
+from .tools import run
 
 
 def repository_root(c: Context) -> Path:
@@ -175,20 +178,63 @@ def verify_wheelhouse(c, install=False, base_image=None, verbose=False):
             print(line)
 
 
-@task(help={"k": "Only tests matching this pytest -k expression.", "verbose": "Pass -v to pytest."})
+# What `invoke test --fast` leaves out: the pytest markers of tests that need more than this
+# machine's CPU and disk.
+FAST = "not docker and not network and not slow"
+
+
+@task(
+    help={
+        "k": "Only tests matching this pytest -k expression.",
+        "fast": f"Leave out the tests that need Docker, a package index or a whole build (-m '{FAST}').",
+        "verbose": "Pass -v to pytest.",
+    }
+)
 @reported(interrupted=_wheelhouse_interrupted)
-def test(c, k=None, verbose=False):
+def test(c, k=None, fast=False, verbose=False):
     """Run the whole test suite: pipeline, packages and services (pytest). The packages'
     tests import their built wheels: the wheelhouse is brought up to date first."""
     root = repository_root(c)
     wheelhouse.build_wheels(load_repository(root), reporter=_reporter(verbose))
     args = [sys.executable, "-m", "pytest"]
+    if fast:
+        args += ["-m", FAST]
     if k:
         args += ["-k", k]
     if verbose:
         args.append("-v")
     with c.cd(str(root)):
         c.run(" ".join(shlex.quote(a) for a in args), pty=False)
+
+
+# What `invoke lint` runs, in the repository's root: each linter reads what to check, and how,
+# from the root pyproject.toml ([tool.ruff], [tool.mypy]).
+LINTERS = (("ruff", ("check",)), ("mypy", ()))
+
+
+@task(help={"verbose": "Show every command run, and its output."})
+@reported
+def lint(c, verbose=False):
+    """Check the code with ruff and mypy, as the root pyproject.toml's [tool.ruff] and [tool.mypy] configure them."""
+    root = repository_root(c)
+    reporter = _reporter(verbose)
+    failed = []
+    for tool, args in LINTERS:
+        if importlib.util.find_spec(tool) is None:
+            msg = f"{tool} is not installed in the tooling venv ({sys.prefix}); add it to {lock_file(TOOLING, 'in')}, run `invoke lock` and install {lock_file(TOOLING)}"
+            raise PipelineError(msg)
+        command = " ".join((tool, *args))
+        reporter.step(command)
+        result = run([sys.executable, "-m", tool, *args], reporter=reporter, what=command, cwd=root, check=False)
+        said = (result.stdout + result.stderr).strip()
+        if result.returncode != 0:
+            print(said)  # the findings, each naming its file and line
+            failed.append(command)
+        else:
+            reporter.info(said.splitlines()[-1] if said else "no findings")
+    if failed:
+        msg = f"{' and '.join(failed)} found problems (listed above)"
+        raise PipelineError(msg)
 
 
 def _image_settings(c, prefix=None, base_image=None) -> images.ImageSettings:
@@ -397,7 +443,7 @@ def down(c, prefix=None, verbose=False):
     compose.down(repo, _image_settings(c, prefix), _reporter(verbose))
 
 
-ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, up, down, release, test, bench, affected, services, publish)
+ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, up, down, release, test, lint, bench, affected, services, publish)
 ns.configure(
     {
         "image": {

@@ -59,7 +59,7 @@ def _read_lock(path: Path, label: str) -> ExistingPins:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         msg = f"{label}: not a readable lock ({error})"
         raise LockError(msg) from None
-    versions = {}
+    versions: dict[str, str] = {}
     for package in data.get("package", []):
         if not isinstance(package, dict) or not isinstance(package.get("name"), str) or not isinstance(package.get("version"), str):
             continue
@@ -72,7 +72,7 @@ def _read_lock(path: Path, label: str) -> ExistingPins:
 
 
 def _read_requirements(path: Path, label: str) -> ExistingPins:
-    versions = {}
+    versions: dict[str, str] = {}
     for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
         line = raw.split(" #", 1)[0].strip().rstrip("\\").strip()
         if not line or line.startswith(("#", "-")):

@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from . import index, sdists
 from .console import Reporter, parallel
 from .errors import HashMismatchError, LockError, PackageIndexError, WheelhouseError
-from .index import IndexFile, Indexes
+from .index import Indexes, IndexFile
 from .lockfile import Pin
 from .model import Repository
 from .target import Target
@@ -123,7 +123,7 @@ def merge_pins(pins: Iterable[Pin]) -> dict[tuple[str, str], Pin]:
 def plan(pins: list[Pin], indexes: Indexes, target: Target) -> list[Choice]:
     """One choice per pin, from the indexes' file lists (queried concurrently)."""
     listings = parallel(lambda pin: indexes.files(pin.name), pins, _PARALLEL)
-    return [choose(pin, files, target) for pin, files in zip(pins, listings)]
+    return [choose(pin, files, target) for pin, files in zip(pins, listings, strict=True)]
 
 
 def fetch(
@@ -147,7 +147,7 @@ def fetch(
 
     files = parallel(download, choices, _PARALLEL)
     fetched = []
-    for choice, path in zip(choices, files):
+    for choice, path in zip(choices, files, strict=True):
         if not choice.builds_from_sdist:
             fetched.append(Fetched(choice.pin, path))
             continue

@@ -25,20 +25,21 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from . import backends, compiled, firstparty, sdists, thirdparty
+from . import backends, compiled, firstparty, thirdparty
 from .console import Reporter, parallel
 from .errors import LockError, RepositoryError, WheelhouseError
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
 from .lockfile import Pin, format_pins, parse_pins
-from .locks import DEV, input_text
-from .model import REQUIREMENTS_DIR, Package, Repository
+from .model import Package, Repository
+from .requirements import BUILD_LOCK, INSTALLER, TOOLING_LOCK, installer_pin, load_lock, lock_file
 from .target import Target
 
 WHEELHOUSE = "wheelhouse"
@@ -46,9 +47,6 @@ STORE = ".wheelhouse"
 MANIFEST = "manifest.json"
 CHECKSUMS = "SHA256SUMS"
 INSTALL_DIR = "install"
-# The image installer: uv, pinned by the tooling lock, runs from its wheel in image build
-# stages only, so that no installer ever lands in a runtime image.
-INSTALLER = "uv"
 FORMAT = 1
 # What manifest.json records of each wheel: the JSON type of each field, and how to say it.
 _ENTRY_FIELDS = {
@@ -60,23 +58,124 @@ _ENTRY_FIELDS = {
     "services": (list, "a list of service names"),
 }
 _TARGET_FIELDS = ("abi", "implementation", "platform", "python_version")
-_THIRD_PARTY_KINDS = ("downloaded", "built-from-sdist")
 # One pin of an install manifest, as format_pins writes it.
 _INSTALL_PIN = re.compile(r"^(\S+)==(\S+) \\\n    --hash=sha256:([0-9a-f]{64})$", re.MULTILINE)
 _REBUILD = "rebuild with `invoke build-wheels --clean`"
 _REGENERATE = "run `invoke build-wheels`"
 
 
+# -- where a wheel came from: manifest.json's "origin" of each wheel --------------------
+
+
+@dataclass(frozen=True)
+class BuiltOrigin:
+    """A first-party wheel, built here from the staged files of one of the repository's packages."""
+
+    kind: ClassVar[str] = "built"
+    source: str  # the package's directory
+    source_sha256: str  # the fingerprint of the staged files it was built from
+    build_backend: str  # name==version of what provides its build-backend, from the build lock
+    source_date_epoch: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, **_fields_json(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BuiltOrigin:
+        return cls(**_fields_from_json(cls, data))
+
+
+@dataclass(frozen=True)
+class DownloadedOrigin:
+    """A third-party wheel downloaded from an index, having one of its lock's hashes."""
+
+    kind: ClassVar[str] = "downloaded"
+    locked_hash: str  # sha256:<hex> of the wheel
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, **_fields_json(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DownloadedOrigin:
+        return cls(**_fields_from_json(cls, data))
+
+
+@dataclass(frozen=True)
+class SdistOrigin:
+    """A third-party wheel built here from its sdist, which has one of its lock's hashes,
+    in the build environment of the build lock."""
+
+    kind: ClassVar[str] = "built-from-sdist"
+    sdist: str  # the sdist's file name
+    locked_hash: str  # sha256:<hex> of the sdist
+    build_lock: str  # the lock of its build environment
+    source_date_epoch: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, **_fields_json(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SdistOrigin:
+        return cls(**_fields_from_json(cls, data))
+
+
+Origin = BuiltOrigin | DownloadedOrigin | SdistOrigin
+ThirdPartyOrigin = DownloadedOrigin | SdistOrigin
+_ORIGINS: dict[str, type[Origin]] = {kind.kind: kind for kind in (BuiltOrigin, DownloadedOrigin, SdistOrigin)}
+# What an origin's fields hold in JSON (by their annotation), and how to say it.
+_JSON_TYPES = {"str": (str, "a string"), "int": (int, "a number")}
+# In manifest.json's origin object beside the origin itself: who uses the wheel (derived).
+_LOCKS, _PURPOSE, _INSTALLER_PURPOSE = "locks", "purpose", "installer"
+
+
+class _OriginShapeError(ValueError):
+    """An origin object of manifest.json that is not what its kind needs (said in one line)."""
+
+
+def origin_from_json(data: dict[str, Any]) -> Origin:
+    """The origin an origin object of manifest.json records (its kind's fields, no more)."""
+    kind = data.get("kind")
+    if kind not in _ORIGINS:
+        raise _OriginShapeError(f"expected the origin kind built, downloaded or built-from-sdist, found {_found(kind)}")
+    return _ORIGINS[kind].from_json({k: v for k, v in data.items() if k != "kind"})
+
+
+def _fields_json(origin: Origin) -> dict[str, Any]:
+    return {f.name: getattr(origin, f.name) for f in fields(origin)}
+
+
+def _fields_from_json(cls: type[Origin], data: dict[str, Any]) -> dict[str, Any]:
+    values = {}
+    for item in fields(cls):
+        value = data.get(item.name)
+        kind, described = _JSON_TYPES[str(item.type)]
+        if item.name == "locked_hash":
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", str(value)):
+                raise _OriginShapeError(f"expected the origin locked_hash of a {cls.kind} wheel to be sha256:<64 hex>, found {_found(value)}")
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            raise _OriginShapeError(f"expected the origin {item.name} of a {cls.kind} wheel to be {described}, found {_found(value)}")
+        values[item.name] = value
+    extra = sorted(set(data) - set(values))
+    if extra:
+        raise _OriginShapeError(f"expected only the origin keys kind, {', '.join(values)} of a {cls.kind} wheel, found also {', '.join(extra)}")
+    return values
+
+
 @dataclass
 class Entry:
-    """One wheel in the wheelhouse and where it came from."""
+    """One wheel in the wheelhouse, where it came from, and who uses it."""
 
     name: str
     version: str
     file: str
     sha256: str
-    origin: dict
+    origin: Origin
+    # Derived anew by each run, never a fact about the wheel (manifest.json writes the last
+    # two into its origin object): the services that install it, the locks that pin it (of a
+    # third-party wheel or the installer), whether it is the image installer.
     services: list[str] = field(default_factory=list)
+    locks: list[str] | None = None
+    installer: bool = False
 
     @property
     def tags(self) -> frozenset[Tag]:
@@ -84,6 +183,14 @@ class Entry:
 
     def runs_on(self, target: Target) -> bool:
         return bool(self.tags & _accepted_tags(target))
+
+    def to_json(self) -> dict[str, Any]:
+        origin = self.origin.to_json()
+        if self.locks is not None:
+            origin[_LOCKS] = list(self.locks)
+        if self.installer:
+            origin[_PURPOSE] = _INSTALLER_PURPOSE
+        return {"name": self.name, "version": self.version, "file": self.file, "sha256": self.sha256, "origin": origin, "services": list(self.services)}
 
 
 @functools.lru_cache(maxsize=4)
@@ -111,7 +218,7 @@ class Wheelhouse:
 
     def installer(self) -> Entry:
         # A wheelhouse made while another installer was the pin holds that one: not usable.
-        found = [e for e in self.entries.values() if e.origin.get("purpose") == "installer" and e.name == INSTALLER]
+        found = [e for e in self.entries.values() if e.installer and e.name == INSTALLER]
         if not found:
             msg = f"{WHEELHOUSE}/{MANIFEST}: no installer ({INSTALLER}) wheel; run `invoke build-wheels`"
             raise WheelhouseError(msg)
@@ -135,7 +242,7 @@ class Verified:
 
     def lines(self) -> list[str]:
         manifests = ", ".join(f"{INSTALL_DIR}/{s}.txt" for s in self.services)
-        locks = ", ".join(f"{REQUIREMENTS_DIR}/{s}.txt" for s in self.services)
+        locks = ", ".join(lock_file(s) for s in self.services)
         return [
             f"{WHEELHOUSE}/: {len(self.wheelhouse.entries)} wheels match their sha256 in {MANIFEST} and run on the target {self.target.describe()}",
             f"{WHEELHOUSE}/{manifests}: exactly what {locks} and the first-party sources give",
@@ -305,12 +412,17 @@ def _read_entry(item: object, where: str, malformed: Callable[[str], WheelhouseE
         ok = False
     if not ok:
         raise malformed(f"{where}: expected 'file' to be the wheel file name of {item['name']} {item['version']}, found {_found(file)}")
-    kind = item["origin"].get("kind")
-    if kind not in ("built", *_THIRD_PARTY_KINDS):
-        raise malformed(f"{where}: expected the origin kind built, downloaded or built-from-sdist, found {_found(kind)}")
-    if kind in _THIRD_PARTY_KINDS and not re.fullmatch(r"sha256:[0-9a-f]{64}", str(item["origin"].get("locked_hash"))):
-        raise malformed(f"{where}: expected the origin locked_hash of a {kind} wheel to be sha256:<64 hex>, found {_found(item['origin'].get('locked_hash'))}")
-    return Entry(**item)
+    recorded = dict(item["origin"])
+    locks, purpose = recorded.pop(_LOCKS, None), recorded.pop(_PURPOSE, None)
+    try:
+        origin = origin_from_json(recorded)
+    except _OriginShapeError as error:
+        raise malformed(f"{where}: {error}") from None
+    if locks is not None and not (isinstance(locks, list) and all(isinstance(lock, str) for lock in locks)):
+        raise malformed(f"{where}: expected the origin locks to be a list of lock files, found {_found(locks)}")
+    if purpose not in (None, _INSTALLER_PURPOSE):
+        raise malformed(f"{where}: expected the origin purpose to be {_INSTALLER_PURPOSE!r} or absent, found {_found(purpose)}")
+    return Entry(item["name"], item["version"], file, item["sha256"], origin, item["services"], locks, purpose == _INSTALLER_PURPOSE)
 
 
 def _found(value: object) -> str:
@@ -342,12 +454,12 @@ class _Derived:
         return _render_files(target, self.entries, self.installs)
 
 
-def _origins(repo: Repository, source: firstparty.FileSource | None) -> Callable[[Package], dict]:
+def _origins(repo: Repository, source: firstparty.FileSource | None) -> Callable[[Package], BuiltOrigin]:
     """The origin a first-party wheel built now would record, computed once per package."""
     source = source or firstparty.WorkingTree(repo.root)
-    known: dict[str, dict] = {}
+    known: dict[str, BuiltOrigin] = {}
 
-    def origin_of(package: Package) -> dict:
+    def origin_of(package: Package) -> BuiltOrigin:
         if package.name not in known:
             known[package.name] = _first_party_origin(package, backends.backend_of(repo, package), source)
         return known[package.name]
@@ -361,10 +473,10 @@ def _derive(repo: Repository, entries: Iterable[Entry], source: firstparty.FileS
     pool = sorted(entries, key=lambda e: e.file)
     origin_of = _origins(repo, source)
     chosen = {service: _service_wheels(repo, pool, service, origin_of) for service in repo.services}
-    pin = _installer_pin(repo)
+    pin = installer_pin(repo)
     installer = _locked_wheel(pool, pin, repo.target)
     if installer is None:
-        msg = f"{WHEELHOUSE}/{MANIFEST}: no wheel for {pin.requirement_line()}, the image installer {REQUIREMENTS_DIR}/{DEV}.txt pins; {_REGENERATE}"
+        msg = f"{WHEELHOUSE}/{MANIFEST}: no wheel for {pin.requirement_line()}, the image installer {TOOLING_LOCK} pins; {_REGENERATE}"
         raise WheelhouseError(msg)
     used = {e.file: e for wheels in chosen.values() for e in wheels} | {installer.file: installer}
     installs = {service: {e.file for e in wheels} for service, wheels in chosen.items()}
@@ -372,7 +484,7 @@ def _derive(repo: Repository, entries: Iterable[Entry], source: firstparty.FileS
     return _Derived(composed, _installed(composed, installs))
 
 
-def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of: Callable[[Package], dict]) -> list[Entry]:
+def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of: Callable[[Package], BuiltOrigin]) -> list[Entry]:
     label = f"{WHEELHOUSE}/{INSTALL_DIR}/{service}.txt"
     wheels = []
     for package in repo.closure(service):
@@ -469,34 +581,47 @@ def _strays(directory: Path, allowed: set[str]) -> list[str]:
     return sorted(found)
 
 
-def load_lock(repo: Repository, service: str) -> dict[str, Pin]:
-    """A service's lock, refused when its generated input no longer matches the pyproject files."""
-    lock = repo.lock_path(service)
-    label = repo.relative(lock)
-    if not lock.is_file():
-        msg = f"{label}: missing; run `invoke lock` to create the lock for service {service!r}"
-        raise LockError(msg)
-    source = lock.with_suffix(".in")
-    if not source.is_file() or source.read_text() != input_text(repo, service):
-        msg = f"{repo.relative(source)} does not match the pyproject.toml files of service {service!r}; run `invoke lock`"
-        raise LockError(msg)
-    return parse_pins(lock, label)
+@dataclass(frozen=True)
+class ToBuild:
+    """A first-party wheel a plan still has to build."""
+
+    name: str  # the package's distribution name
+
+
+@dataclass(frozen=True)
+class ToFetch:
+    """A third-party wheel a plan still has to download (or build from its sdist)."""
+
+    name: str
+    version: str
+
+
+# A wheel in a plan: the file name of one already there, or one still to make.
+Planned = str | ToBuild | ToFetch
 
 
 @dataclass
 class _Plan:
     reuse: dict[str, Entry] = field(default_factory=dict)  # new entries taken as they are
-    build: list[tuple[Package, dict]] = field(default_factory=list)
+    build: list[tuple[Package, BuiltOrigin]] = field(default_factory=list)
     fetch: list[Pin] = field(default_factory=list)
-    # service -> wheel files, or "build:NAME" / "fetch:NAME==VERSION" for wheels still to make
-    installs: dict[str, set[str]] = field(default_factory=dict)
-    installer_key: str = ""
+    installs: dict[str, set[Planned]] = field(default_factory=dict)  # service -> its wheels
+    installer_key: Planned = ""
+
+
+def _resolve_installs(installs: dict[str, set[Planned]], made: dict[ToBuild | ToFetch, str]) -> dict[str, set[str]]:
+    """Who installs which wheel file, once every wheel still to make is made (as `made` says)."""
+    return {name: {_file_of(key, made) for key in keys} for name, keys in installs.items()}
+
+
+def _file_of(key: Planned, made: dict[ToBuild | ToFetch, str]) -> str:
+    return key if isinstance(key, str) else made[key]
 
 
 def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]], installer: Pin, old_entries: list[Entry], source: firstparty.FileSource) -> _Plan:
     """What to reuse from the current wheelhouse, build and download, and who needs what."""
     plan = _Plan()
-    first_party_keys = {}
+    first_party_keys: dict[str, Planned] = {}
     for package in {p.name: p for name in selected for p in repo.closure(name)}.values():
         origin = _first_party_origin(package, backends.backend_of(repo, package), source)
         found = _built_wheel(old_entries, package, origin, repo.target)
@@ -505,9 +630,9 @@ def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]
             first_party_keys[package.name] = found.file
         else:
             plan.build.append((package, origin))
-            first_party_keys[package.name] = f"build:{package.name}"
+            first_party_keys[package.name] = ToBuild(package.name)
     pins = thirdparty.merge_pins([*(pin for lock in locks.values() for pin in lock.values()), installer])
-    third_party_keys = {}
+    third_party_keys: dict[tuple[str, str], Planned] = {}
     for key, pin in pins.items():
         found = _locked_wheel(old_entries, pin, repo.target)
         if found:
@@ -515,7 +640,7 @@ def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]
             third_party_keys[key] = found.file
         else:
             plan.fetch.append(pin)
-            third_party_keys[key] = f"fetch:{pin.name}=={pin.version}"
+            third_party_keys[key] = ToFetch(pin.name, pin.version)
     for name in selected:
         plan.installs[name] = {first_party_keys[p.name] for p in repo.closure(name)}
         plan.installs[name] |= {third_party_keys[(p.name, p.version)] for p in locks[name].values()}
@@ -529,40 +654,34 @@ def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]
     return plan
 
 
-def _first_party_origin(package: Package, backend: str, source: firstparty.FileSource) -> dict:
+def _first_party_origin(package: Package, backend: str, source: firstparty.FileSource) -> BuiltOrigin:
     # Which source (working tree or commit) is not recorded: equal files give an equal
     # wheel, so a release of a clean tree reuses what build-wheels built, and vice versa.
-    return {
-        "kind": "built",
-        "source": package.directory,
-        "source_sha256": firstparty.fingerprint(source, package),
-        "build_backend": backend,  # name==version of what provides its build-backend, from the build lock
-        "source_date_epoch": source.date_epoch(package),
-    }
+    return BuiltOrigin(
+        source=package.directory,
+        source_sha256=firstparty.fingerprint(source, package),
+        build_backend=backend,
+        source_date_epoch=source.date_epoch(package),
+    )
 
 
 def _third_party_matches(entry: Entry, pin: Pin) -> bool:
-    locked = entry.origin.get("locked_hash", "").removeprefix("sha256:")
-    return entry.origin.get("kind") in _THIRD_PARTY_KINDS and entry.name == pin.name and entry.version == pin.version and locked in pin.hashes
+    return (
+        isinstance(entry.origin, ThirdPartyOrigin)
+        and entry.name == pin.name
+        and entry.version == pin.version
+        and entry.origin.locked_hash.removeprefix("sha256:") in pin.hashes
+    )
 
 
-def _built_wheel(entries: Iterable[Entry], package: Package, origin: dict, target: Target) -> Entry | None:
+def _built_wheel(entries: Iterable[Entry], package: Package, origin: BuiltOrigin, target: Target) -> Entry | None:
     """The wheel among `entries` that building the package now would give, if it runs on the target."""
-    return next((e for e in entries if e.name == package.name and e.version == package.version and _intrinsic(e.origin) == origin and e.runs_on(target)), None)
+    return next((e for e in entries if e.name == package.name and e.version == package.version and e.origin == origin and e.runs_on(target)), None)
 
 
 def _locked_wheel(entries: Iterable[Entry], pin: Pin, target: Target) -> Entry | None:
     """The first wheel among `entries` with one of the pin's locked hashes, if it runs on the target."""
     return next((e for e in entries if _third_party_matches(e, pin) and e.runs_on(target)), None)
-
-
-def _installer_pin(repo: Repository) -> Pin:
-    dev_lock = repo.root / REQUIREMENTS_DIR / f"{DEV}.txt"
-    installer = parse_pins(dev_lock, repo.relative(dev_lock)).get(INSTALLER) if dev_lock.is_file() else None
-    if installer is None:
-        msg = f"{REQUIREMENTS_DIR}/{DEV}.txt: expected a hashed pin of {INSTALLER} (the image installer); run `invoke lock`"
-        raise LockError(msg)
-    return installer
 
 
 def build_wheels(
@@ -577,7 +696,7 @@ def build_wheels(
     source = source or firstparty.WorkingTree(repo.root)
     selected = repo.select_services(service)
     locks = {name: load_lock(repo, name) for name in selected}
-    installer = _installer_pin(repo)
+    installer = installer_pin(repo)
     store = repo.root / STORE
     reporter.step(f"building the wheelhouse for {', '.join(selected)} ({repo.target.describe()})")
 
@@ -600,10 +719,11 @@ def build_wheels(
         _refuse_keeping_off_target(repo, plan, selected)
 
         if old and not plan.build and not plan.fetch:
-            entries = _compose(plan.reuse, installs, installer_key)
+            installs_now = _resolve_installs(installs, {})
+            entries = _compose(plan.reuse, installs_now, _file_of(installer_key, {}))
             # Up to date means every file it would write is there as it would write it, and
             # nothing else is.
-            files = _render_files(repo.target, entries, _installed(entries, installs))
+            files = _render_files(repo.target, entries, _installed(entries, installs_now))
             unchanged = all((old.path / name).is_file() and (old.path / name).read_bytes() == text.encode() for name, text in files.items())
             if unchanged and not _strays(old.path, set(files) | {e.file for e in entries}):
                 reporter.info("wheelhouse is up to date: nothing to build, nothing to download")
@@ -615,25 +735,27 @@ def build_wheels(
         partial = store / f"partial-{token}"
         partial.mkdir(parents=True)
         try:
-            for entry in plan.reuse.values():
-                os.link(old.path / entry.file, partial / entry.file)
+            if old is not None:  # else nothing is reused
+                for entry in plan.reuse.values():
+                    os.link(old.path / entry.file, partial / entry.file)
             built = _build_first_party(repo, plan.build, partial, source, reporter)
             _refuse(partial, _off_target_build(repo, built))
             fetched = _fetch_third_party(repo, plan.fetch, partial, reporter)
-            _refuse(partial, _replacing_for_others(repo, plan, selected, [*built, *fetched]))
+            wheels_made: list[tuple[ToBuild | ToFetch, Entry]] = [*built, *fetched]
+            _refuse(partial, _replacing_for_others(repo, plan, selected, wheels_made))
             new = dict(plan.reuse)
-            resolved = {}
-            for key, entry in [*built, *fetched]:
+            made: dict[ToBuild | ToFetch, str] = {}
+            for key, entry in wheels_made:
                 new[entry.file] = entry
-                resolved[key] = entry.file
-            installs = {name: {resolved.get(k, k) for k in keys} for name, keys in installs.items()}
-            entries = _compose(new, installs, resolved.get(installer_key, installer_key))
+                made[key] = entry.file
+            installed = _resolve_installs(installs, made)
+            entries = _compose(new, installed, _file_of(installer_key, made))
             for name in selected:
                 wheels = {e.name: partial / e.file for e in new.values() if e.name in locks[name] and e.version == locks[name][e.name].version}
                 own = {p.name for p in repo.closure(name)}
-                built_here = {e.name: partial / e.file for e in new.values() if e.name in own and e.origin["kind"] == "built"}
+                built_here = {e.name: partial / e.file for e in new.values() if e.name in own and isinstance(e.origin, BuiltOrigin)}
                 thirdparty.check_closure(repo, name, locks[name], wheels, built_here)
-            _write_metadata(repo, partial, entries, installs)
+            _write_metadata(repo, partial, entries, installed)
             fsync_tree(partial)
             generation = store / f"gen-{token}"
             partial.rename(generation)
@@ -650,50 +772,49 @@ def build_wheels(
         return result
 
 
-def _build_first_party(repo: Repository, jobs: list[tuple[Package, dict]], partial: Path, source: firstparty.FileSource, reporter: Reporter) -> list[tuple[str, Entry]]:
-    def one(job: tuple[Package, dict]) -> tuple[str, Entry]:
+def _build_first_party(repo: Repository, jobs: list[tuple[Package, BuiltOrigin]], partial: Path, source: firstparty.FileSource, reporter: Reporter) -> list[tuple[ToBuild, Entry]]:
+    def one(job: tuple[Package, BuiltOrigin]) -> tuple[ToBuild, Entry]:
         package, origin = job
-        reporter.info(f"building {package.label} {package.version} from {source.describe()} with {origin['build_backend']}")
+        reporter.info(f"building {package.label} {package.version} from {source.describe()} with {origin.build_backend}")
         with tempfile.TemporaryDirectory(prefix="wheelpipe-build-") as tmp:
             python = backends.python_for(repo, package, reporter)
-            built = firstparty.build_wheel(package, source, origin["source_date_epoch"], Path(tmp), python, reporter)
+            built = firstparty.build_wheel(package, source, origin.source_date_epoch, Path(tmp), python, reporter)
             # The fingerprint of what was staged, should a file have changed since planning.
-            origin = {**origin, "source_sha256": built.source_sha256}
+            origin = replace(origin, source_sha256=built.source_sha256)
             # Compiled code: built for the target's interpreter, checked and tagged for its platform.
-            wheel = compiled.for_target(repo, package, source, built, origin["source_date_epoch"], Path(tmp), reporter)
+            wheel = compiled.for_target(repo, package, source, built, origin.source_date_epoch, Path(tmp), reporter)
             name, version, _, _ = parse_wheel_filename(wheel.name)
             if name != package.name or str(version) != package.version:
                 msg = f"{package.label}: the build produced {wheel.name}, expected {package.name} {package.version}"
                 raise WheelhouseError(msg)
             final = partial / wheel.name
             shutil.move(wheel, final)
-        return f"build:{package.name}", Entry(package.name, package.version, final.name, sha256_file(final), origin)
+        return ToBuild(package.name), Entry(package.name, package.version, final.name, sha256_file(final), origin)
 
     # Two workers: the backends spend most of their time starting up, not computing.
     return parallel(one, jobs, 2)
 
 
-def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path, reporter: Reporter) -> list[tuple[str, Entry]]:
+def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path, reporter: Reporter) -> list[tuple[ToFetch, Entry]]:
     if not pins:
         return []
-    build_lock_path = repo.root / sdists.BUILD_LOCK
-    build_lock = parse_pins(build_lock_path, sdists.BUILD_LOCK) if build_lock_path.is_file() else None
+    build_lock_path = repo.root / BUILD_LOCK
+    build_lock = parse_pins(build_lock_path, BUILD_LOCK) if build_lock_path.is_file() else None
     with tempfile.TemporaryDirectory(prefix="wheelpipe-fetch-", dir=partial.parent) as tmp:
         results = []
         for item in thirdparty.fetch(pins, Path(tmp), repo.indexes, repo.target, build_lock, reporter):
             final = partial / item.wheel.name
             item.wheel.rename(final)
-            origin = {"kind": "downloaded", "locked_hash": f"sha256:{sha256_file(final)}"}
-            if item.sdist:
-                origin = {
-                    "kind": "built-from-sdist",
-                    "sdist": item.sdist.name,
-                    "locked_hash": f"sha256:{sha256_file(item.sdist)}",
-                    "build_lock": sdists.BUILD_LOCK,
-                    "source_date_epoch": item.source_date_epoch,
-                }
+            origin: ThirdPartyOrigin = DownloadedOrigin(locked_hash=f"sha256:{sha256_file(final)}")
+            if item.sdist and item.source_date_epoch is not None:  # thirdparty sets both, or neither
+                origin = SdistOrigin(
+                    sdist=item.sdist.name,
+                    locked_hash=f"sha256:{sha256_file(item.sdist)}",
+                    build_lock=BUILD_LOCK,
+                    source_date_epoch=item.source_date_epoch,
+                )
             entry = Entry(item.pin.name, item.pin.version, final.name, sha256_file(final), origin)
-            results.append((f"fetch:{item.pin.name}=={item.pin.version}", entry))
+            results.append((ToFetch(item.pin.name, item.pin.version), entry))
         return results
 
 
@@ -702,20 +823,13 @@ def _compose(entries: dict[str, Entry], installs: dict[str, set[str]], installer
     composed = []
     for file, entry in sorted(entries.items()):
         services = sorted(name for name, files in installs.items() if file in files)
-        origin = _intrinsic(entry.origin)
-        if origin["kind"] != "built":
-            origin["locks"] = [f"{REQUIREMENTS_DIR}/{name}.txt" for name in services]
-        if file == installer_file:
-            origin["purpose"] = "installer"
-            origin.setdefault("locks", []).append(f"{REQUIREMENTS_DIR}/{DEV}.txt")
-        if services or file == installer_file:
-            composed.append(Entry(entry.name, entry.version, file, entry.sha256, origin, services))
+        locks = None if isinstance(entry.origin, BuiltOrigin) else [lock_file(name) for name in services]
+        installer = file == installer_file
+        if installer:
+            locks = [*(locks or []), TOOLING_LOCK]
+        if services or installer:
+            composed.append(Entry(entry.name, entry.version, file, entry.sha256, entry.origin, services, locks, installer))
     return composed
-
-
-def _intrinsic(origin: dict) -> dict:
-    """What an origin says of the wheel itself, without who uses it (derived anew each run)."""
-    return {k: v for k, v in origin.items() if k not in ("locks", "purpose")}
 
 
 def _manifest_json(target: Target, entries: list[Entry]) -> str:
@@ -723,7 +837,7 @@ def _manifest_json(target: Target, entries: list[Entry]) -> str:
         "format": FORMAT,
         "target": asdict(target),
         "services": sorted({s for e in entries for s in e.services}),
-        "wheels": [asdict(e) for e in entries],
+        "wheels": [e.to_json() for e in entries],
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
@@ -790,15 +904,15 @@ def _refuse_keeping_off_target(repo: Repository, plan: _Plan, selected: list[str
             raise WheelhouseError(msg)
 
 
-def _off_target_build(repo: Repository, built: list[tuple[str, Entry]]) -> str | None:
+def _off_target_build(repo: Repository, built: list[tuple[ToBuild, Entry]]) -> str | None:
     for key, entry in built:
         if not entry.runs_on(repo.target):
-            package = repo.packages[key.removeprefix("build:")]
+            package = repo.packages[key.name]
             return f"{package.label}: the build produced {entry.file}, whose tags {_tag_list(entry.tags)} do not run on the target {repo.target.describe()} (pyproject.toml [tool.wheelpipe.target])"
     return None
 
 
-def _replacing_for_others(repo: Repository, plan: _Plan, selected: list[str], made: list[tuple[str, Entry]]) -> str | None:
+def _replacing_for_others(repo: Repository, plan: _Plan, selected: list[str], made: list[tuple[ToBuild | ToFetch, Entry]]) -> str | None:
     """A wheel made for the selected services that has the file name, but not the bytes, of one
     another service installs: keeping both is impossible, and replacing it would change what
     that service installs."""
@@ -807,11 +921,11 @@ def _replacing_for_others(repo: Repository, plan: _Plan, selected: list[str], ma
         users = _other_users(plan, selected, entry.file)
         if kept is None or not users or kept.sha256 == entry.sha256:
             continue
-        kind, _, name = key.partition(":")
-        what, fix = name, f"bump the version of {entry.name}"
-        if kind == "build":
-            package = repo.packages[name]
+        if isinstance(key, ToBuild):
+            package = repo.packages[key.name]
             what, fix = package.label, f"bump the version in {package.directory}/pyproject.toml"
+        else:
+            what, fix = f"{key.name}=={key.version}", f"bump the version of {entry.name}"
         return (
             f"{what}: the new {entry.file} (sha256 {entry.sha256}) would replace the one service {', '.join(users)} "
             f"installs (sha256 {kept.sha256}); run `invoke build-wheels` without --service, or {fix}"

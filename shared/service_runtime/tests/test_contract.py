@@ -1,20 +1,22 @@
-"""Every http service's console script serves exactly what its [tool.wheelpipe.service] table
-declares (the table drives images and compose; the script's ServiceSpec drives the
-process), so the two declarations cannot drift apart. (A worker declares no port.)"""
+"""Every http service of this monorepo that serves through service_runtime serves exactly what
+its [tool.wheelpipe.service] table declares (the table drives images and compose; the script's
+ServiceSpec drives the process), so the two declarations cannot drift apart. (A worker
+declares no port.) A test of this package's contract with the services, so it lives here."""
 
 from __future__ import annotations
 
 import importlib
 import tomllib
+from pathlib import Path
 
 import pytest
-from monorepo import ROOT
-
 from service_runtime import ServiceSpec
+
 from wheelpipe import load_repository
 from wheelpipe.model import HttpService
 
-REPO = load_repository(ROOT)
+# shared/service_runtime/tests/ -> the monorepo's root.
+REPO = load_repository(Path(__file__).resolve().parents[3])
 
 
 @pytest.mark.parametrize("service", sorted(s for s, p in REPO.services.items() if isinstance(p.service, HttpService)))

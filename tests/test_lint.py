@@ -1,0 +1,27 @@
+"""`invoke lint`: ruff and mypy over the pipeline's code, as the root pyproject.toml configures them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from monorepo import ROOT, invoke
+
+
+def test_lint_lists_what_each_linter_found_and_fails_changing_nothing(tmp_path: Path) -> None:
+    for name in ("pyproject.toml", "tasks.py"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    sbom, fsutil = tmp_path / "src/wheelpipe/sbom.py", tmp_path / "src/wheelpipe/fsutil.py"
+    sbom.write_text(sbom.read_text() + "import os\n")
+    fsutil.write_text(fsutil.read_text() + '\n\ndef size() -> int:\n    return "large"\n')
+    lines = len(sbom.read_text().splitlines())
+    before = {path: path.read_bytes() for path in (sbom, fsutil)}
+
+    result = invoke(tmp_path, "lint", check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "error: ruff check and mypy found problems (listed above)"
+    assert f"src/wheelpipe/sbom.py:{lines}:8: F401 [*] `os` imported but unused" in result.stdout
+    assert 'src/wheelpipe/fsutil.py:' in result.stdout and 'Incompatible return value type (got "str", expected "int")' in result.stdout
+    assert {path: path.read_bytes() for path in (sbom, fsutil)} == before  # a check, never a fix
