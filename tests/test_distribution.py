@@ -56,13 +56,16 @@ def pipeline_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tooling_venv(pipeline_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv outside this repository: the pipeline's dependencies hash-checked from the
-    tooling lock, as the Quick start installs them, then the wheel alone."""
+    tooling lock, then the wheel alone, as the Quick start installs them. Installed by uv (the
+    tooling's, into that venv's interpreter) rather than the venv's pip: the same files and
+    hashes in a tenth of the time."""
     venv = tmp_path_factory.mktemp("tooling") / "venv"
     assert not venv.resolve().is_relative_to(ROOT)
     run([sys.executable, "-m", "venv", venv])
     python = venv / "bin" / "python"
-    run([python, "-m", "pip", "install", "--require-hashes", "-r", ROOT / "requirements" / "dev.txt"])
-    run([python, "-m", "pip", "install", "--no-deps", pipeline_wheel])
+    uv = [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", python]
+    run([*uv, "--require-hashes", "-r", ROOT / "requirements" / "dev.txt"])
+    run([*uv, "--no-deps", pipeline_wheel])
     return venv
 
 

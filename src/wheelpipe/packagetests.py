@@ -88,8 +88,10 @@ def _install(wheels: list[Path], site: Path) -> None:
     site.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="partial-", dir=site.parent) as tmp:
         staged = Path(tmp) / "site"
+        # uv, the tooling's: from the wheel files alone (no index, no cache, no configuration).
         run(
-            [sys.executable, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "--no-compile", "--target", staged, *wheels],
+            [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--offline", "--no-index", "--no-cache", "--no-deps",
+             "--python", sys.executable, "--target", staged, *wheels],
             reporter=Reporter(stream=io.StringIO()),
             what="installing the first-party wheels for their tests",
         )
