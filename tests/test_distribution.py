@@ -89,7 +89,7 @@ def test_tasks_work_on_the_repository_invoke_found_tasks_py_in(repo_copy: Path, 
 
 
 def test_a_context_made_outside_invoke_takes_the_nearest_root_above_the_working_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(ROOT / "services" / "order" / "src")
+    monkeypatch.chdir(ROOT / "src" / "wheelpipe")
     assert repository_root(Context()) == ROOT
     # No pyproject.toml declares a target above: the working directory, which
     # load_repository then reports as no monorepo root.
