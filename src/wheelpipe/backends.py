@@ -111,15 +111,9 @@ def environment(repository: Repository, lock: Path, needed_by: str, system: Buil
         pins = parse_pins(lock, BUILD_LOCK)
     except LockError as error:
         raise StaleBuildLockError(f"{error}; run `invoke lock`") from None
-    markers = repository.target.marker_environment()
-    for requirement in system.requires:
-        if requirement.marker and not requirement.marker.evaluate(markers):
-            continue
-        pin = pins.get(canonicalize_name(requirement.name))
-        if pin is None or not requirement.specifier.contains(pin.version, prereleases=True):
-            found = f"pins {pin.requirement_line()}" if pin else "does not pin it"
-            msg = f"{BUILD_LOCK}: {needed_by} needs {requirement} to build, but the build lock {found}; run `invoke lock`"
-            raise StaleBuildLockError(msg)
+    sdists.require_locked(
+        system.requires, pins, repository.target.marker_environment(), lambda r: f"{needed_by} needs {r} to build", StaleBuildLockError
+    )
     directory = _cache_root() / _key(pins, repository)
     with _CREATING:
         if directory not in _ENVIRONMENTS:

@@ -145,7 +145,7 @@ def build(
         msg = f"{BUILD_LOCK}: missing, but {pin.requirement_line()} is built from its sdist; run `invoke lock`"
         raise LockError(msg)
     where = where_to_build(pin.requirement_line(), "from its sdist", target, builder or BuilderSettings.from_environment(), reporter)
-    _require_locked(system.requires, build_lock, pin, "needs to build", where.markers)
+    require_locked(system.requires, build_lock, where.markers, lambda r: f"{pin.requirement_line()} needs to build {r}")
     epoch = source_date_epoch(sdist)
     with tempfile.TemporaryDirectory(prefix="wheelpipe-sdist-") as tmp:
         work = Path(tmp)
@@ -155,7 +155,7 @@ def build(
         try:
             wheel = run_backend(
                 where, work, work / "src" / top, system, BuildLock(build_lock, indexes, target), epoch, reporter, f"building a wheel from {sdist.name}",
-                check_requires=lambda dynamic: _require_locked(dynamic, build_lock, pin, "its backend asks for", where.markers),
+                check_requires=lambda dynamic: require_locked(dynamic, build_lock, where.markers, lambda r: f"{pin.requirement_line()} its backend asks for {r}"),
             )
         except pyproject_hooks.BackendUnavailable as error:
             msg = f"{sdist.name}: the build backend {system.backend!r} is not available from {BUILD_LOCK} ({str(error).splitlines()[0]})"
@@ -206,10 +206,15 @@ def run_backend(
     return work / "out" / hooks.build_wheel(where.path(work, work / "out"), {})
 
 
-def _require_locked(
-    requirements: Sequence[str] | tuple[Requirement, ...], build_lock: dict[str, Pin], pin: Pin, why: str, markers: dict[str, str] | None = None
+def require_locked(
+    requirements: Sequence[str] | tuple[Requirement, ...],
+    build_lock: dict[str, Pin],
+    markers: dict[str, str] | None,
+    wants: Callable[[Requirement], str],
+    error: type[LockError] = LockError,
 ) -> list[Pin]:
-    """The build lock's pins for these requirements; a requirement it does not satisfy is named.
+    """The build lock's pins for these requirements; the first it does not satisfy is one
+    `error` line, `wants(requirement)` saying who needs it and how.
 
     Environment markers are evaluated with `markers` (None: this interpreter's own).
     """
@@ -221,8 +226,7 @@ def _require_locked(
         locked = build_lock.get(canonicalize_name(requirement.name))
         if locked is None or not requirement.specifier.contains(locked.version, prereleases=True):
             found = f"pins {locked.requirement_line()}" if locked else "does not pin it"
-            msg = f"{BUILD_LOCK}: {pin.requirement_line()} {why} {requirement}, but the build lock {found}; run `invoke lock`"
-            raise LockError(msg)
+            raise error(f"{BUILD_LOCK}: {wants(requirement)}, but the build lock {found}; run `invoke lock`")
         chosen.append(locked)
     return chosen
 
