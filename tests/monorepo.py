@@ -190,3 +190,32 @@ def retarget(repository: Path, python_version: str, abi: str, platform: str) -> 
     text = re.sub(r'abi = "[^"]+"', f'abi = "{abi}"', text)
     text = re.sub(r'platform = "manylinux[^"]+"', f'platform = "{platform}"', text)
     pyproject.write_text(text)
+
+
+def own_temp(repository: Path) -> dict[str, str]:
+    """TMPDIR for a command on `repository`: a directory beside it. The work directories of
+    its builds, which their containers mount, then lie there (see build_step_containers)."""
+    temp = repository.parent / "tmp"
+    temp.mkdir(exist_ok=True)
+    return {"TMPDIR": str(temp)}
+
+
+def build_step_containers(repository: Path) -> list[str]:
+    """Containers of build steps (labelled as such) still there that mount a work directory
+    of a command run on `repository` with own_temp(repository). Under invoke test's workers
+    another file's builds may be running meanwhile: their containers mount other directories."""
+    from wheelpipe.sdists import SDIST_BUILD_LABEL
+
+    temp = Path(own_temp(repository)["TMPDIR"]).resolve()
+    listed = subprocess.run(["docker", "ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={SDIST_BUILD_LABEL}"], capture_output=True, text=True, check=True)
+    if not listed.stdout.split():
+        return []
+    # A container removed between the two commands is left out of inspect's output (and its exit status is 1).
+    mounts = subprocess.run(["docker", "container", "inspect", "--format", "{{.Id}}{{range .Mounts}} {{.Source}}{{end}}", *listed.stdout.split()],
+                            capture_output=True, text=True, check=False)
+    ours = []
+    for line in mounts.stdout.splitlines():
+        container, *sources = line.split(" ")
+        if any(Path(source).resolve().is_relative_to(temp) for source in sources):
+            ours.append(container)
+    return ours

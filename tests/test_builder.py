@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from monorepo import commit_all, copy_repository, free_port, git, install_offline, invoke, serving
+from monorepo import build_step_containers, commit_all, copy_repository, free_port, git, install_offline, invoke, own_temp, serving
 from packaging.utils import parse_wheel_filename
 from monorepo import retarget
 
@@ -57,11 +57,6 @@ def error_lines(stderr: str) -> list[str]:
 def this_host() -> str:
     glibc = host_glibc()
     return f"CPython {sys.version_info.major}.{sys.version_info.minor} on {platform.machine()} (glibc {glibc[0]}.{glibc[1]})"
-
-
-def sdist_build_containers() -> list[str]:
-    listed = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", f"label={SDIST_BUILD_LABEL}"], capture_output=True, text=True, check=True)
-    return listed.stdout.split()
 
 
 def cext_wheel(repository: Path) -> Path:
@@ -113,7 +108,7 @@ def trixie_images(trixie_locked: Path, docker_base_image: str) -> None:
 def trixie_built(trixie_locked: Path, trixie_images: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """A copy of the locked repository with its wheelhouse built once, verbosely."""
     repository = shutil.copytree(trixie_locked, tmp_path_factory.mktemp("trixie-built") / "monorepo", symlinks=True)
-    return repository, invoke(repository, "build-wheels", "--verbose")
+    return repository, invoke(repository, "build-wheels", "--verbose", env=own_temp(repository))
 
 
 def test_base_image_builder_makes_a_builder_from_the_targets_base_and_only_the_builder_has_a_compiler(trixie_locked, trixie_images):
@@ -165,6 +160,8 @@ def test_an_sdist_only_c_extension_for_another_target_is_built_in_a_throwaway_bu
     runs = [line.strip() for line in built.stderr.splitlines() if line.strip().startswith("$ docker run") and BUILDER in line and SDIST_BUILD_LABEL in line]
     assert len(runs) == 3, built.stderr  # the build environment, then the backend's two hooks
     assert all("--rm --network none" in line and f"--user {os.getuid()}:{os.getgid()}" in line and ":/build:rw" in line for line in runs)
+    # The work directory each step mounts lies in the command's TMPDIR: build_step_containers finds them.
+    assert all(f"--volume {own_temp(repository)['TMPDIR']}/" in line for line in runs), runs
 
     wheel = cext_wheel(repository)
     assert wheel.name == "wheelpipe_fixture_cext-0.1.0-cp313-cp313-linux_x86_64.whl"
@@ -173,7 +170,7 @@ def test_an_sdist_only_c_extension_for_another_target_is_built_in_a_throwaway_bu
     manifest = json.loads((repository / "wheelhouse/manifest.json").read_text())
     entry = next(w for w in manifest["wheels"] if w["name"] == CEXT)
     assert entry["origin"]["kind"] == "built-from-sdist" and entry["services"] == ["user"]
-    assert sdist_build_containers() == []
+    assert build_step_containers(repository) == []
     invoke(repository, "verify-wheelhouse")
 
 
@@ -218,7 +215,7 @@ def test_without_a_matching_host_or_builder_image_the_build_stops_with_one_line_
             f"error: {CEXT}==0.1.0: builder image {docker_base_image} does not match the target CPython 3.13 on manylinux_2_41_x86_64: Python 3.11 (target wants 3.13)",
         ),
     }[case]
-    result = invoke(repository, "build-wheels", check=False, env=env)
+    result = invoke(repository, "build-wheels", check=False, env={**env, **own_temp(repository)})
     assert result.returncode == 1
     (line,) = error_lines(result.stderr)
     assert line.startswith(expected), result.stderr
@@ -226,7 +223,7 @@ def test_without_a_matching_host_or_builder_image_the_build_stops_with_one_line_
     assert not (repository / "wheelhouse").exists()
     assert not list((repository / ".wheelhouse").glob("*/*.whl"))
     assert git(repository, "status", "--porcelain") == ""
-    assert sdist_build_containers() == []
+    assert build_step_containers(repository) == []
 
 
 def test_a_host_matching_the_target_builds_the_extension_here_without_any_builder(cext_index, tmp_path):

@@ -27,7 +27,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from monorepo import commit_all, git, install_offline, invoke, retarget
+from monorepo import build_step_containers, commit_all, git, install_offline, invoke, own_temp, retarget
 from packaging.utils import parse_wheel_filename
 
 from wheelpipe.compiled import audit
@@ -149,7 +149,8 @@ def test_clean_builds_from_two_clones_at_different_paths_give_byte_identical_ext
 def test_the_packages_own_tests_import_the_compiled_module_from_the_built_wheel_under_invoke_test(built_copy):
     tested = invoke(built_copy, "test", "-v")
     assert "4 passed" in tested.stdout, tested.stdout
-    assert "test_the_compiled_module_is_imported_from_the_built_wheel_not_from_src PASSED" in tested.stdout
+    # pytest-xdist's verbose line: "[gw0] [ 25%] PASSED <file>::<test>".
+    assert re.search(r"PASSED \S+::test_the_compiled_module_is_imported_from_the_built_wheel_not_from_src\b", tested.stdout), tested.stdout
     # Nothing was compiled in place: the only extension module is the one the wheel installed.
     modules = [p.relative_to(built_copy).parts[:3] for p in built_copy.rglob("_speedups*.so")]
     assert modules and all(parts == (".wheelhouse", "test-sites", parts[2]) for parts in modules), modules
@@ -232,11 +233,6 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def build_containers() -> list[str]:
-    listed = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", f"label={SDIST_BUILD_LABEL}"], capture_output=True, text=True, check=True)
-    return listed.stdout.split()
-
-
 @pytest.fixture(scope="module")
 def trixie_locked(locked: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture monorepo retargeted to Debian trixie's CPython 3.13, locked and committed."""
@@ -258,7 +254,7 @@ def trixie_images(trixie_locked: Path, docker_base_image: str) -> None:
 @pytest.fixture(scope="module")
 def trixie_built(trixie_locked: Path, trixie_images: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     repository = clone(trixie_locked, tmp_path_factory.mktemp("cext-trixie-built") / "monorepo")
-    return repository, invoke(repository, "build-wheels", "--verbose")
+    return repository, invoke(repository, "build-wheels", "--verbose", env=own_temp(repository))
 
 
 @pytest.mark.docker
@@ -268,9 +264,11 @@ def test_for_another_target_the_extension_is_built_in_the_builder_container_and_
     runs = [line for line in result.stderr.splitlines() if line.strip().startswith("$ docker run") and SDIST_BUILD_LABEL in line]
     assert len(runs) == 2, result.stderr  # the build environment, then the backend's build_wheel hook
     assert all("--rm --network none" in line and f"--user {os.getuid()}:{os.getgid()}" in line and ":/build:rw" in line for line in runs)
+    # The work directory each step mounts lies in the command's TMPDIR: build_step_containers finds them.
+    assert all(f"--volume {own_temp(repository)['TMPDIR']}/" in line for line in runs), runs
     assert [Path(path).name for path in AUDIT.findall(result.stderr)] == ["wheelpipe_fixture_native-0.1.0-cp313-cp313-linux_x86_64.whl"]
     assert native_wheel(repository).name == TRIXIE_WHEEL
-    assert build_containers() == []
+    assert build_step_containers(repository) == []
     invoke(repository, "verify-wheelhouse")
 
     # It runs in the target's runtime base, with no network and no compiler there.
@@ -298,7 +296,7 @@ def test_builds_in_the_builder_from_clones_at_different_paths_give_byte_identica
 @pytest.mark.docker
 def test_for_another_target_without_its_builder_image_the_build_is_one_line_and_writes_nothing(trixie_locked, docker_base_image, tmp_path):
     repository = clone(trixie_locked, tmp_path / "monorepo")
-    result = invoke(repository, "build-wheels", check=False, env={"INVOKE_IMAGE_BUILDER": MISSING_BUILDER})
+    result = invoke(repository, "build-wheels", check=False, env={"INVOKE_IMAGE_BUILDER": MISSING_BUILDER, **own_temp(repository)})
     assert result.returncode == 1
     assert error_lines(result) == [
         f"error: {NATIVE}: building it with its compiled code needs CPython 3.13 on manylinux_2_41_x86_64; this host is {this_host()} "
@@ -307,4 +305,4 @@ def test_for_another_target_without_its_builder_image_the_build_is_one_line_and_
     assert not (repository / "wheelhouse").exists()
     assert not list((repository / ".wheelhouse").glob("*/*.whl"))
     assert git(repository, "status", "--porcelain") == ""
-    assert build_containers() == []
+    assert build_step_containers(repository) == []

@@ -18,7 +18,7 @@ from pathlib import Path
 from invoke import Collection, Context, Exit, task
 
 # Modules whose names a task also takes are imported under another name.
-from . import PipelineError, baseimage, compose, images, installcheck, load_repository, locks, wheelhouse
+from . import PipelineError, baseimage, compose, images, installcheck, load_repository, locks, testsuite, wheelhouse
 from . import affected as affected_module
 from . import bench as benchmarks
 from . import publish as publishing
@@ -178,33 +178,23 @@ def verify_wheelhouse(c, install=False, base_image=None, verbose=False):
             print(line)
 
 
-# What `invoke test --fast` leaves out: the pytest markers of tests that need more than this
-# machine's CPU and disk.
-FAST = "not docker and not network and not slow"
-
-
 @task(
     help={
         "k": "Only tests matching this pytest -k expression.",
-        "fast": f"Leave out the tests that need Docker, a package index or a whole build (-m '{FAST}').",
+        "fast": f"Leave out the tests that need Docker, a package index or a whole build (-m '{testsuite.FAST}').",
+        "jobs": f"Workers to run the tests in: a number (1: no workers, one process) or {testsuite.ONE_PER_CPU} (one per CPU, the default).",
         "verbose": "Pass -v to pytest.",
     }
 )
 @reported(interrupted=_wheelhouse_interrupted)
-def test(c, k=None, fast=False, verbose=False):
-    """Run the whole test suite: pipeline, packages and services (pytest). The packages'
-    tests import their built wheels: the wheelhouse is brought up to date first."""
+def test(c, k=None, fast=False, jobs=testsuite.ONE_PER_CPU, verbose=False):
+    """Run the whole test suite: pipeline, packages and services (pytest), in workers. The
+    packages' tests import their built wheels: the wheelhouse is brought up to date first."""
     root = repository_root(c)
+    command = testsuite.suite_command(jobs=jobs, fast=fast, k=k, verbose=verbose)  # bad --jobs: before any build
     wheelhouse.build_wheels(load_repository(root), reporter=_reporter(verbose))
-    args = [sys.executable, "-m", "pytest"]
-    if fast:
-        args += ["-m", FAST]
-    if k:
-        args += ["-k", k]
-    if verbose:
-        args.append("-v")
     with c.cd(str(root)):
-        c.run(" ".join(shlex.quote(a) for a in args), pty=False)
+        c.run(shlex.join(command), pty=False)
 
 
 # What `invoke lint` runs, in the repository's root: each linter reads what to check, and how,

@@ -1,0 +1,61 @@
+"""`invoke test`: the pytest command it runs, in pytest-xdist workers.
+
+The suite runs in workers, one per CPU unless `--jobs` says otherwise. Much of a pipeline
+test's time is spent waiting on something outside pytest (an index, a container, a build in a
+subprocess), so workers overlap those waits even on few CPUs.
+
+Each test file runs whole in one worker, in its order (`--dist loadfile`): its module
+fixtures (a locked and built monorepo, say) are made once, as in a run without workers, and
+only tests of different files ever run at the same time. (Not `--dist loadgroup`, which would
+let a file name a group to share: with pytest 9.2 it silently stops grouping,
+pytest-dev/pytest-xdist#1386.)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from .errors import PipelineError
+from .requirements import TOOLING, lock_file
+
+# What `invoke test --fast` leaves out: the pytest markers of tests that need more than this
+# machine's CPU and disk.
+FAST = "not docker and not network and not slow"
+
+# --jobs: one worker per CPU (pytest-xdist's own count: os.cpu_count(), or
+# PYTEST_XDIST_AUTO_NUM_WORKERS when set).
+ONE_PER_CPU = "auto"
+
+
+def workers(jobs: str) -> int | None:
+    """The number of workers `--jobs` asks for; None for one per CPU."""
+    value = str(jobs).strip()
+    if value == ONE_PER_CPU:
+        return None
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    msg = f'invoke test --jobs: expected a number of workers (1 runs the tests in one process) or "{ONE_PER_CPU}" (one per CPU), found "{jobs}"'
+    raise PipelineError(msg)
+
+
+def suite_command(*, jobs: str = ONE_PER_CPU, fast: bool = False, k: str | None = None, verbose: bool = False) -> list[str]:
+    """The pytest command line of `invoke test`, run from the repository's root."""
+    count = workers(jobs)
+    command = [sys.executable, "-m", "pytest"]
+    if count != 1:
+        if importlib.util.find_spec("xdist") is None:
+            msg = (
+                f"pytest-xdist is not installed in the tooling venv ({sys.prefix}), and invoke test runs its workers; "
+                f"add it to {lock_file(TOOLING, 'in')}, run `invoke lock` and install {lock_file(TOOLING)}, or run `invoke test --jobs 1`"
+            )
+            raise PipelineError(msg)
+        command += ["--numprocesses", ONE_PER_CPU if count is None else str(count), "--dist", "loadfile"]
+    if fast:
+        command += ["-m", FAST]
+    if k:
+        command += ["-k", k]
+    if verbose:
+        command.append("-v")
+    return command
+

@@ -1,0 +1,77 @@
+"""`invoke test` runs the suite in pytest-xdist workers (--jobs): each test file whole in one
+worker, in its order, and --jobs 1 in a single process.
+
+Probe tests placed in a copy of the fixture monorepo record which worker ran them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from monorepo import invoke
+
+# Each probe records its file, its name and its worker ("" in a run without workers).
+PROBE = '''import json, os, pathlib
+
+def _record(name):
+    with open(os.environ["PROBE_LOG"], "a") as log:
+        log.write(json.dumps([pathlib.Path(__file__).name, name, os.environ.get("PYTEST_XDIST_WORKER", "")]) + "\\n")
+''' + "".join(f"\ndef test_workerprobe_{n}():\n    _record({n})\n" for n in range(4))
+
+# Four files of four tests: sent one test at a time (--dist load), a file's tests would go to
+# both workers.
+PROBES = ["test_workerprobe_a.py", "test_workerprobe_b.py", "test_workerprobe_c.py", "test_workerprobe_d.py"]
+
+
+def with_probes(repository: Path) -> None:
+    tests = repository / "tests"
+    tests.mkdir(exist_ok=True)
+    for name in PROBES:
+        tests.joinpath(name).write_text(PROBE)
+
+
+def records(log: Path) -> list[tuple[str, int, str]]:
+    return [tuple(json.loads(line)) for line in log.read_text().splitlines()]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.slow
+def test_each_test_file_runs_whole_in_one_worker_in_its_order(built_copy: Path, tmp_path: Path) -> None:
+    with_probes(built_copy)
+    log = tmp_path / "probes.jsonl"
+    result = invoke(built_copy, "test", "--jobs", "2", "-k", "workerprobe", env={"PROBE_LOG": str(log)})
+    assert "16 passed" in result.stdout, result.stdout
+    ran = records(log)
+    assert len(ran) == 16 and {worker for _, _, worker in ran} == {"gw0", "gw1"}
+    worker_of = {}
+    for file, _, worker in ran:
+        worker_of.setdefault(file, set()).add(worker)
+    assert all(len(workers) == 1 for workers in worker_of.values()), worker_of
+    # In its file's order: a worker runs a file's tests one after another.
+    for file in PROBES:
+        assert [n for f, n, _ in ran if f == file] == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_jobs_1_runs_every_test_in_one_process_without_workers(built_copy: Path, tmp_path: Path) -> None:
+    with_probes(built_copy)
+    log = tmp_path / "probes.jsonl"
+    result = invoke(built_copy, "test", "--jobs", "1", "-k", "workerprobe", env={"PROBE_LOG": str(log)})
+    assert "16 passed" in result.stdout and "workers" not in result.stdout, result.stdout
+    assert {worker for _, _, worker in records(log)} == {""}
+
+
+@pytest.mark.parametrize("jobs", ["0", "many", "-2", "1.5", ""])
+def test_a_jobs_value_that_is_not_a_count_is_one_line_before_anything_is_built(repo_copy: Path, tmp_path: Path, jobs: str) -> None:
+    with_probes(repo_copy)
+    log = tmp_path / "probes.jsonl"
+    result = invoke(repo_copy, "test", "--jobs", jobs, env={"PROBE_LOG": str(log)}, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_lines(result.stderr) == [
+        f'error: invoke test --jobs: expected a number of workers (1 runs the tests in one process) or "auto" (one per CPU), found "{jobs}"'
+    ]
+    assert not log.exists() and not (repo_copy / "wheelhouse").exists()
