@@ -31,6 +31,12 @@ def with_probes(repository: Path) -> None:
         tests.joinpath(name).write_text(PROBE)
 
 
+def probe_env(log: Path) -> dict[str, str]:
+    """Where the probes write, with no worker of ours in the environment: this suite may itself
+    run in a worker, whose PYTEST_XDIST_WORKER a run without workers would pass on."""
+    return {"PROBE_LOG": str(log), "PYTEST_XDIST_WORKER": ""}
+
+
 def records(log: Path) -> list[tuple[str, int, str]]:
     return [tuple(json.loads(line)) for line in log.read_text().splitlines()]
 
@@ -43,7 +49,7 @@ def error_lines(stderr: str) -> list[str]:
 def test_each_test_file_runs_whole_in_one_worker_in_its_order(built_copy: Path, tmp_path: Path) -> None:
     with_probes(built_copy)
     log = tmp_path / "probes.jsonl"
-    result = invoke(built_copy, "test", "--jobs", "2", "-k", "workerprobe", env={"PROBE_LOG": str(log)})
+    result = invoke(built_copy, "test", "--jobs", "2", "-k", "workerprobe", env=probe_env(log))
     assert "16 passed" in result.stdout, result.stdout
     ran = records(log)
     assert len(ran) == 16 and {worker for _, _, worker in ran} == {"gw0", "gw1"}
@@ -60,7 +66,7 @@ def test_each_test_file_runs_whole_in_one_worker_in_its_order(built_copy: Path, 
 def test_jobs_1_runs_every_test_in_one_process_without_workers(built_copy: Path, tmp_path: Path) -> None:
     with_probes(built_copy)
     log = tmp_path / "probes.jsonl"
-    result = invoke(built_copy, "test", "--jobs", "1", "-k", "workerprobe", env={"PROBE_LOG": str(log)})
+    result = invoke(built_copy, "test", "--jobs", "1", "-k", "workerprobe", env=probe_env(log))
     assert "16 passed" in result.stdout and "workers" not in result.stdout, result.stdout
     assert {worker for _, _, worker in records(log)} == {""}
 
@@ -69,7 +75,7 @@ def test_jobs_1_runs_every_test_in_one_process_without_workers(built_copy: Path,
 def test_a_jobs_value_that_is_not_a_count_is_one_line_before_anything_is_built(repo_copy: Path, tmp_path: Path, jobs: str) -> None:
     with_probes(repo_copy)
     log = tmp_path / "probes.jsonl"
-    result = invoke(repo_copy, "test", "--jobs", jobs, env={"PROBE_LOG": str(log)}, check=False)
+    result = invoke(repo_copy, "test", "--jobs", jobs, env=probe_env(log), check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert error_lines(result.stderr) == [
         f'error: invoke test --jobs: expected a number of workers (1 runs the tests in one process) or "auto" (one per CPU), found "{jobs}"'
