@@ -4,7 +4,6 @@ in them exactly as a user would, offline installs and served services."""
 from __future__ import annotations
 
 import contextlib
-
 import os
 import re
 import shutil

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from monorepo import commit_all, copy_repository, git, install_offline, invoke
+
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.model import load_repository
 

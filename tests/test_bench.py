@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from monorepo import ROOT, git, invoke
+
 from wheelpipe import bench
 from wheelpipe.console import Reporter
 from wheelpipe.lockfile import parse_pins

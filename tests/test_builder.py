@@ -21,9 +21,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from monorepo import build_step_containers, commit_all, copy_repository, free_port, git, install_offline, invoke, own_temp, serving
+from monorepo import build_step_containers, commit_all, copy_repository, free_port, git, install_offline, invoke, own_temp, retarget, serving
 from packaging.utils import parse_wheel_filename
-from monorepo import retarget
 
 from wheelpipe import load_repository
 from wheelpipe.baseimage import BASE_ID_LABEL, ROLE_LABEL, check_matches_target

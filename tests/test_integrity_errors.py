@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from wheelpipe.errors import describe_os_error
-
 from monorepo import invoke
+
+from wheelpipe.errors import describe_os_error
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
 pytestmark = pytest.mark.network

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from monorepo import FIXTURE
+
 from wheelpipe.errors import LockError
 from wheelpipe.lockfile import format_pins, parse_pins
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 from monorepo import ROOT, git, invoke
-from wheelpipe.locks import input_text
+
 from wheelpipe.lockfile import parse_pins
+from wheelpipe.locks import input_text
 from wheelpipe.model import load_repository
 
 REQUIREMENTS = ROOT / "requirements"

@@ -7,15 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from monorepo import FIXTURE, TARGET_TABLE
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
 from wheelpipe.errors import RepositoryError, UnknownServiceError
 from wheelpipe.model import load_repository
 from wheelpipe.target import Target
-
-from monorepo import FIXTURE, TARGET_TABLE
-
-
 
 # --- helpers that build tiny fake monorepos in tmp_path ----------------------------------
 
