@@ -5,8 +5,11 @@ line when neither is possible.
 
 This host runs CPython 3.11 (bookworm); the copy below targets Debian trixie's CPython 3.13
 on manylinux_2_41_x86_64. The C extension's wheel names the interpreter that compiled it
-(cp313-cp313-linux_x86_64), so a build by the wrong one would show. Its sdist is served by a
-real index (pypiserver on loopback) that the copy names as an extra index.
+(cp313-cp313), so a build by the wrong one would show, and, once auditwheel finds it within
+the target's manylinux policy, the target's platform (manylinux_2_41_x86_64, where the
+backend wrote linux_x86_64). Its sdist is served by a real index (pypiserver on loopback)
+that the copy names as an extra index, beside a later version that links a library no
+manylinux policy allows.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -40,6 +45,9 @@ TRIXIE = ("3.13", "cp313", "manylinux_2_41_x86_64")
 RUNTIME_BASE = "local/python:3.13-slim-trixie"
 BUILDER = "local/python-builder:3.13-slim-trixie"
 MISSING_BUILDER = "wheelpipe-test/no-such-builder:1"
+OUTSIDE_POLICY = "0.2.0"
+# A step of build-wheels --verbose: auditwheel's analysis of a wheel (its path).
+AUDIT = re.compile(r"^\s+\$ \S+ -m auditwheel show --json (\S+)$", re.M)
 
 
 def _unavailable(reason: str) -> None:
@@ -63,20 +71,32 @@ def cext_wheel(repository: Path) -> Path:
     return wheel
 
 
-def depend_on_cext(repository: Path, index_url: str) -> None:
+def depend_on_cext(repository: Path, index_url: str, version: str = "0.1.0") -> None:
     root = repository / "pyproject.toml"
     root.write_text(root.read_text() + f'\n[tool.wheelpipe.index]\nextra-urls = ["{index_url}"]\n')
-    pyproject = repository / "services/user/pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('"flask>=3.0",', f'"flask>=3.0",\n    "{CEXT}==0.1.0",'))
+    replace_once(repository / "services/user/pyproject.toml", '"flask>=3.0",', f'"flask>=3.0",\n    "{CEXT}=={version}",')
+
+
+def replace_once(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{path}: expected {old!r} once"
+    path.write_text(text.replace(old, new))
 
 
 @pytest.fixture(scope="module")
 def cext_index(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An index holding only the C extension's sdist; its simple URL."""
+    """An index holding only sdists of the C extension, 0.1.0 and OUTSIDE_POLICY; its simple URL."""
     root = tmp_path_factory.mktemp("cext-index")
     # A copy: setuptools writes egg-info next to the sources it builds.
     source = shutil.copytree(PACKAGES / "sdist_only_cext", root / "src")
     subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", root / "packages", source], check=True, capture_output=True)
+    # The next version links libcrypt.so.1: on this host (libc6-dev), in no manylinux policy.
+    linking = shutil.copytree(PACKAGES / "sdist_only_cext", root / "src-linking")
+    replace_once(linking / "pyproject.toml", 'version = "0.1.0"', f'version = "{OUTSIDE_POLICY}"')
+    replace_once(linking / "setup.py", '["src/wheelpipe_fixture_cext/_native.c"])', '["src/wheelpipe_fixture_cext/_native.c"], libraries=["crypt"])')
+    native = linking / "src/wheelpipe_fixture_cext/_native.c"
+    native.write_text(native.read_text() + '\n#include <crypt.h>\nconst char *hashed(const char *phrase) { return crypt(phrase, "$1$salt$"); }\n')
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", root / "packages", linking], check=True, capture_output=True)
     port = free_port()
     argv = [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".", "--disable-fallback", str(root / "packages")]
     with serving(argv, root / "server.log", f"http://127.0.0.1:{port}/health", "pypiserver"):
@@ -163,8 +183,12 @@ def test_an_sdist_only_c_extension_for_another_target_is_built_in_a_throwaway_bu
     assert all(f"--volume {own_temp(repository)['TMPDIR']}/" in line for line in runs), runs
 
     wheel = cext_wheel(repository)
-    assert wheel.name == "wheelpipe_fixture_cext-0.1.0-cp313-cp313-linux_x86_64.whl"
-    assert {str(tag) for tag in parse_wheel_filename(wheel.name)[3]} == {"cp313-cp313-linux_x86_64"}
+    # Compiled by trixie's CPython 3.13, found within the target's policy by auditwheel on this host, tagged for the target.
+    assert [Path(path).name for path in AUDIT.findall(built.stderr)] == ["wheelpipe_fixture_cext-0.1.0-cp313-cp313-linux_x86_64.whl"]
+    assert wheel.name == "wheelpipe_fixture_cext-0.1.0-cp313-cp313-manylinux_2_41_x86_64.whl"
+    assert {str(tag) for tag in parse_wheel_filename(wheel.name)[3]} == {"cp313-cp313-manylinux_2_41_x86_64"}
+    with zipfile.ZipFile(wheel) as archive:
+        assert "Tag: cp313-cp313-manylinux_2_41_x86_64" in archive.read("wheelpipe_fixture_cext-0.1.0.dist-info/WHEEL").decode().splitlines()
     assert wheel.stat().st_uid == os.getuid()
     manifest = json.loads((repository / "wheelhouse/manifest.json").read_text())
     entry = next(w for w in manifest["wheels"] if w["name"] == CEXT)
@@ -233,9 +257,27 @@ def test_a_host_matching_the_target_builds_the_extension_here_without_any_builde
     built = invoke(repository, "build-wheels", "--service", "user", "--verbose", env={"INVOKE_IMAGE_BUILDER": MISSING_BUILDER})
     assert f"building {CEXT}==0.1.0 from its sdist on this host ({this_host()}, as the target)" in built.stderr
     assert "$ docker" not in built.stderr
-    assert cext_wheel(repository).name == "wheelpipe_fixture_cext-0.1.0-cp311-cp311-linux_x86_64.whl"
+    assert cext_wheel(repository).name == "wheelpipe_fixture_cext-0.1.0-cp311-cp311-manylinux_2_36_x86_64.whl"
 
     installed = install_offline(repository, "user", tmp_path / "venv")
     assert installed.returncode == 0, installed.stderr
     imported = subprocess.run([tmp_path / "venv/bin/python", "-c", "import wheelpipe_fixture_cext as m; print(m.compiled_for())"], capture_output=True, text=True, check=True)
     assert imported.stdout.startswith("3.11.")
+
+
+def test_an_sdist_whose_extension_links_a_library_outside_the_manylinux_policy_is_one_line_and_nothing_is_written(cext_index, tmp_path):
+    repository = copy_repository(tmp_path / "monorepo")  # the target is this host's CPython 3.11
+    depend_on_cext(repository, cext_index, OUTSIDE_POLICY)
+    invoke(repository, "lock")
+    commit_all(repository, "user depends on a C extension that links libcrypt")
+
+    result = invoke(repository, "build-wheels", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_lines(result.stderr) == [
+        f"error: {CEXT}=={OUTSIDE_POLICY}: wheelpipe_fixture_cext-{OUTSIDE_POLICY}-cp311-cp311-linux_x86_64.whl links libcrypt.so.1, a shared library "
+        "outside the target's manylinux policy manylinux_2_36_x86_64 (a system it covers need not have it); link it statically or drop it "
+        "(wheelpipe does not graft libraries into wheels, as auditwheel repair does)"
+    ], result.stderr
+    assert not (repository / "wheelhouse").exists()
+    assert not list((repository / ".wheelhouse").glob("*/*.whl"))
+    assert git(repository, "status", "--porcelain") == ""

@@ -12,7 +12,8 @@ target's policy allows is retagged for the target's platform (WHEEL Tag lines, f
 RECORD) and rewritten canonically (sdists.normalize_wheel). One that would need a library
 grafted in (what `auditwheel repair` does, which needs patchelf and changes the binaries),
 or a newer glibc than the target's, is refused in one line naming the library or version;
-so is a wheel that says it is pure Python but holds a binary.
+so is a wheel that says it is pure Python but holds a binary. A third-party wheel built here
+from its sdist gets the same check and tag (from_sdist_for_target).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import importlib.util
 import json
 import re
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +105,25 @@ def for_target(
     tagged = workdir / "tagged"
     tagged.mkdir()
     return retag(wheel, repo.target, epoch, tagged)
+
+
+def from_sdist_for_target(wheel: Path, target: Target, subject: str, epoch: int, reporter: Reporter) -> Path:
+    """A wheel just built from a third-party sdist, in place: when it holds compiled code for
+    the target's interpreter, checked against the target's manylinux policy and retagged for
+    its platform (the file renamed); otherwise as it is. The same check and tag as a compiled
+    first-party wheel gets: a built sdist links what the builder has, which the target's
+    runtime image need not have."""
+    described = WheelFile.read(wheel)
+    if described.pure or not _for_targets_interpreter(described, target):
+        return wheel  # pure, or built for another interpreter: the target check names it as built
+    audit(wheel, target, subject, reporter)
+    with tempfile.TemporaryDirectory(prefix=".retag-", dir=wheel.parent) as tmp:
+        tagged = retag(wheel, target, epoch, Path(tmp))
+        final = wheel.parent / tagged.name
+        tagged.replace(final)
+    if final != wheel:
+        wheel.unlink()
+    return final
 
 
 def _for_targets_interpreter(described: WheelFile, target: Target) -> bool:

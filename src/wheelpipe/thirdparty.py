@@ -20,7 +20,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from . import index, sdists
+from . import compiled, index, sdists
 from .console import Reporter, parallel
 from .errors import HashMismatchError, LockError, PackageIndexError, WheelhouseError
 from .index import Indexes, IndexFile
@@ -153,7 +153,8 @@ def fetch(
             continue
         reporter.info(f"{choice.pin.requirement_line()} has no wheel for the target: building it from its locked sdist {path.name}")
         built = sdists.build(path, choice.pin, dest, target, build_lock, indexes, reporter)
-        fetched.append(Fetched(choice.pin, built.wheel, sdist=path, source_date_epoch=built.source_date_epoch))
+        wheel = compiled.from_sdist_for_target(built.wheel, target, choice.pin.requirement_line(), built.source_date_epoch, reporter)
+        fetched.append(Fetched(choice.pin, wheel, sdist=path, source_date_epoch=built.source_date_epoch))
     accepted = target_tags(target)
     for item in fetched:
         tags = parse_wheel_filename(item.wheel.name)[3]
