@@ -338,6 +338,12 @@ SHAPES: dict[str, tuple[Callable[[dict], object], str]] = {
     "sha256-a-number": (lambda d: _entry(d).update(sha256=12) or d, "expected 'sha256' to be 64 hex digits, found a number 12"),
     "origin-a-list": (lambda d: _entry(d).update(origin=[]) or d, "expected 'origin' to be an object, found a list []"),
     "origin-without-kind": (lambda d: _entry(d)["origin"].pop("kind") and d, "expected the origin kind built, downloaded or built-from-sdist, found null"),
+    # As wheelpipe wrote it before it recorded the build environment: built again, with --clean.
+    "sdist-origin-without-build-environment": (
+        lambda d: _entry(d).update(origin={"kind": "built-from-sdist", "sdist": "order_manager-0.1.0.tar.gz", "locked_hash": "sha256:" + "0" * 64,
+                                           "build_lock": "requirements/build.txt", "source_date_epoch": 1700000000}) or d,
+        "expected the origin build_environment of a built-from-sdist wheel to be a string, found null",
+    ),
     "file-of-another-wheel": (lambda d: _entry(d).update(file="flask-3.1.3-py3-none-any.whl") or d, 'expected \'file\' to be the wheel file name of order-manager 0.1.0, found a string "flask-3.1.3-py3-none-any.whl"'),
 }
 

@@ -9,6 +9,7 @@ copy's root pyproject.toml names as an extra index after PyPI.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from monorepo import commit_all, copy_repository, free_port, install_offline, in
 
 from wheelpipe.fsutil import sha256_file
 from wheelpipe.lockfile import parse_pins
+from wheelpipe.sdists import environment_digest
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
 pytestmark = pytest.mark.network
@@ -85,6 +87,9 @@ def test_sdist_only_dependencies_are_built_into_wheels_and_install_offline(locke
         origin = by_name[name]["origin"]
         assert origin["kind"] == "built-from-sdist"
         assert origin["build_lock"] == "requirements/build.txt"
+        # The environment it was built in: the build lock's pins and hashes, as they are now.
+        assert origin["build_environment"] == environment_digest(parse_pins(repository / "requirements/build.txt"))
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", origin["build_environment"])
         assert origin["locked_hash"].removeprefix("sha256:") in parse_pins(repository / "requirements/user.txt")[name].hashes
         assert by_name[name]["services"] == ["user"]
 
@@ -132,3 +137,33 @@ def test_a_build_requirement_missing_from_the_build_lock_is_named_and_nothing_is
     ], result.stderr
     assert "Traceback" not in result.stderr
     assert not (repository / "wheelhouse").exists()
+
+
+def test_a_new_build_lock_rebuilds_the_wheels_built_from_sdists_and_nothing_else(locked_copy, tmp_path):
+    """Every sdist builds in an environment of the whole build lock: a wheel built in another
+    is what a clean build would no longer give, so verify names it and build-wheels rebuilds it."""
+    repository = shutil.copytree(locked_copy, tmp_path / "monorepo", symlinks=True)
+    invoke(repository, "build-wheels")
+    before = {w["name"]: w for w in json.loads((repository / "wheelhouse/manifest.json").read_text())["wheels"]}
+    current = parse_pins(repository / "requirements/build.txt")["setuptools"].version
+    other = "80.9.0" if current != "80.9.0" else "80.8.0"
+    invoke(repository, "lock", "--upgrade-package", f"setuptools=={other}")
+    assert parse_pins(repository / "requirements/build.txt")["setuptools"].version == other
+
+    stale = invoke(repository, "verify-wheelhouse", check=False)
+    assert stale.returncode == 1 and "Traceback" not in stale.stderr, stale.stderr
+    assert [line for line in stale.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: wheelhouse/install/user.txt: stale: the wheel in wheelhouse/manifest.json of {HATCHLING_SDIST}==0.1.0 was built from its sdist "
+        "with another requirements/build.txt than the current one; run `invoke build-wheels`"
+    ], stale.stderr
+
+    rebuilt = invoke(repository, "build-wheels")
+    assert sorted(re.findall(r"building (\S+) from its sdist", rebuilt.stderr)) == [f"{HATCHLING_SDIST}==0.1.0", f"{SETUPTOOLS_SDIST}==0.2.0"], rebuilt.stderr
+    after = {w["name"]: w for w in json.loads((repository / "wheelhouse/manifest.json").read_text())["wheels"]}
+    now = environment_digest(parse_pins(repository / "requirements/build.txt"))
+    for name in (HATCHLING_SDIST, SETUPTOOLS_SDIST):
+        assert before[name]["origin"]["build_environment"] != now == after[name]["origin"]["build_environment"]
+    unchanged = set(before) - {HATCHLING_SDIST, SETUPTOOLS_SDIST}
+    assert {n: after[n]["sha256"] for n in unchanged} == {n: before[n]["sha256"] for n in unchanged}
+    invoke(repository, "verify-wheelhouse")
+    assert "nothing to build" in invoke(repository, "build-wheels").stderr

@@ -133,9 +133,7 @@ def _cache_root() -> Path:
 def _key(pins: dict[str, Pin], repository: Repository) -> str:
     """What an environment is made of: every pin with its hashes, the target whose wheels it
     holds and the interpreter it runs on. Notes and order in the lock do not count."""
-    digest = hashlib.sha256()
-    for pin in sorted(pins.values(), key=lambda p: p.name):
-        digest.update(f"{pin.requirement_line()} {' '.join(sorted(pin.hashes))}\n".encode())
+    digest = hashlib.sha256(f"{sdists.environment_digest(pins)}\n".encode())
     interpreter = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     digest.update(f"{repository.target}\n{sys.version}\n{interpreter}\n".encode())
     return digest.hexdigest()[:32]

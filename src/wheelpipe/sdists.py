@@ -19,6 +19,7 @@ with one line saying what is missing.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import platform
@@ -166,6 +167,15 @@ def build(
         final = dest / wheel.name
         normalize_wheel(wheel, final, epoch)
     return Built(final, epoch, where.built_in)
+
+
+def environment_digest(build_lock: dict[str, Pin]) -> str:
+    """sha256:<hex> of what a build environment is made of: every pin of the build lock with
+    its hashes (each build installs the whole lock). Notes and order in the lock do not count."""
+    digest = hashlib.sha256()
+    for pin in sorted(build_lock.values(), key=lambda p: p.name):
+        digest.update(f"{pin.requirement_line()} {' '.join(sorted(pin.hashes))}\n".encode())
+    return f"sha256:{digest.hexdigest()}"
 
 
 @dataclass(frozen=True)

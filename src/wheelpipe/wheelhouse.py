@@ -33,7 +33,7 @@ from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from . import backends, compiled, firstparty, thirdparty
+from . import backends, compiled, firstparty, sdists, thirdparty
 from .console import Reporter, parallel
 from .errors import LockError, RepositoryError, WheelhouseError
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
@@ -109,6 +109,7 @@ class SdistOrigin:
     sdist: str  # the sdist's file name
     locked_hash: str  # sha256:<hex> of the sdist
     build_lock: str  # the lock of its build environment
+    build_environment: str  # sha256:<hex> of that lock's pins and hashes when it was built (sdists.environment_digest)
     source_date_epoch: int
 
     def to_json(self) -> dict[str, Any]:
@@ -472,9 +473,10 @@ def _derive(repo: Repository, entries: Iterable[Entry], source: firstparty.FileS
     first-party sources and target, choosing among `entries` as build-wheels would."""
     pool = sorted(entries, key=lambda e: e.file)
     origin_of = _origins(repo, source)
-    chosen = {service: _service_wheels(repo, pool, service, origin_of) for service in repo.services}
+    environment = current_build_environment(repo)
+    chosen = {service: _service_wheels(repo, pool, service, origin_of, environment) for service in repo.services}
     pin = installer_pin(repo)
-    installer = _locked_wheel(pool, pin, repo.target)
+    installer = _locked_wheel(pool, pin, repo.target, environment)
     if installer is None:
         msg = f"{WHEELHOUSE}/{MANIFEST}: no wheel for {pin.requirement_line()}, the image installer {TOOLING_LOCK} pins; {_REGENERATE}"
         raise WheelhouseError(msg)
@@ -484,7 +486,7 @@ def _derive(repo: Repository, entries: Iterable[Entry], source: firstparty.FileS
     return _Derived(composed, _installed(composed, installs))
 
 
-def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of: Callable[[Package], BuiltOrigin]) -> list[Entry]:
+def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of: Callable[[Package], BuiltOrigin], environment: str | None) -> list[Entry]:
     label = f"{WHEELHOUSE}/{INSTALL_DIR}/{service}.txt"
     wheels = []
     for package in repo.closure(service):
@@ -494,7 +496,10 @@ def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of
             raise WheelhouseError(msg)
         wheels.append(found)
     for pin in load_lock(repo, service).values():
-        found = _locked_wheel(pool, pin, repo.target)
+        found = _locked_wheel(pool, pin, repo.target, environment)
+        if found is None and any(_third_party_matches(e, pin) and e.runs_on(repo.target) for e in pool):
+            msg = f"{label}: stale: the wheel in {WHEELHOUSE}/{MANIFEST} of {pin.requirement_line()} was built from its sdist with another {BUILD_LOCK} than the current one; {_REGENERATE}"
+            raise WheelhouseError(msg)
         if found is None:
             msg = f"{label}: stale: {repo.relative(repo.lock_path(service))} pins {pin.requirement_line()} and no wheel in {WHEELHOUSE}/{MANIFEST} has one of its locked hashes for the target; {_REGENERATE}"
             raise WheelhouseError(msg)
@@ -621,6 +626,7 @@ def _file_of(key: Planned, made: dict[ToBuild | ToFetch, str]) -> str:
 def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]], installer: Pin, old_entries: list[Entry], source: firstparty.FileSource) -> _Plan:
     """What to reuse from the current wheelhouse, build and download, and who needs what."""
     plan = _Plan()
+    build_environment = current_build_environment(repo)
     first_party_keys: dict[str, Planned] = {}
     for package in {p.name: p for name in selected for p in repo.closure(name)}.values():
         origin = _first_party_origin(package, backends.backend_of(repo, package), source)
@@ -634,7 +640,7 @@ def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]
     pins = thirdparty.merge_pins([*(pin for lock in locks.values() for pin in lock.values()), installer])
     third_party_keys: dict[tuple[str, str], Planned] = {}
     for key, pin in pins.items():
-        found = _locked_wheel(old_entries, pin, repo.target)
+        found = _locked_wheel(old_entries, pin, repo.target, build_environment)
         if found:
             plan.reuse[found.file] = found
             third_party_keys[key] = found.file
@@ -679,9 +685,21 @@ def _built_wheel(entries: Iterable[Entry], package: Package, origin: BuiltOrigin
     return next((e for e in entries if e.name == package.name and e.version == package.version and e.origin == origin and e.runs_on(target)), None)
 
 
-def _locked_wheel(entries: Iterable[Entry], pin: Pin, target: Target) -> Entry | None:
-    """The first wheel among `entries` with one of the pin's locked hashes, if it runs on the target."""
-    return next((e for e in entries if _third_party_matches(e, pin) and e.runs_on(target)), None)
+def _locked_wheel(entries: Iterable[Entry], pin: Pin, target: Target, build_environment: str | None) -> Entry | None:
+    """The first wheel among `entries` with one of the pin's locked hashes, if it runs on the
+    target; one built from its sdist only if built in the build environment of now (the build
+    lock's digest, None without one), as building it now would be."""
+    return next((e for e in entries if _third_party_matches(e, pin) and e.runs_on(target) and _built_in(e, build_environment)), None)
+
+
+def _built_in(entry: Entry, build_environment: str | None) -> bool:
+    return not isinstance(entry.origin, SdistOrigin) or entry.origin.build_environment == build_environment
+
+
+def current_build_environment(repo: Repository) -> str | None:
+    """The digest of the environment an sdist built now builds in; None without a build lock."""
+    path = repo.root / BUILD_LOCK
+    return sdists.environment_digest(parse_pins(path, BUILD_LOCK)) if path.is_file() else None
 
 
 def build_wheels(
@@ -807,10 +825,12 @@ def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path, reporte
             item.wheel.rename(final)
             origin: ThirdPartyOrigin = DownloadedOrigin(locked_hash=f"sha256:{sha256_file(final)}")
             if item.sdist and item.source_date_epoch is not None:  # thirdparty sets both, or neither
+                assert build_lock is not None  # thirdparty builds no sdist without it
                 origin = SdistOrigin(
                     sdist=item.sdist.name,
                     locked_hash=f"sha256:{sha256_file(item.sdist)}",
                     build_lock=BUILD_LOCK,
+                    build_environment=sdists.environment_digest(build_lock),
                     source_date_epoch=item.source_date_epoch,
                 )
             entry = Entry(item.pin.name, item.pin.version, final.name, sha256_file(final), origin)
