@@ -18,6 +18,9 @@ INVOKE = ".venv/bin/invoke "
 # handing files from one job to the next.
 ALLOWED_ACTIONS = {"actions/checkout", "actions/setup-python", "actions/upload-artifact", "actions/download-artifact"}
 SHELL_LOGIC = re.compile(r"&&|\|\||;|\||`|\$\(|>|<")
+# Provisioning a job may do besides invoke tasks (as setup-python does): a script of .ci/ that
+# .ci/run runs too, so GitHub's machine is made as the local CI's is.
+PROVISION = re.compile(r"^bash \.ci/([\w-]+)$")
 
 
 def quick_start() -> list[str]:
@@ -32,6 +35,15 @@ def configured_base_image() -> str:
     found = re.search(r'"base":\s*"([^"]+)"', ROOT.joinpath("src", "wheelpipe", "tasks.py").read_text())
     assert found, "src/wheelpipe/tasks.py: no image.base default"
     return found.group(1)
+
+
+def ci_run_lines() -> list[str]:
+    """The command lines of .ci/run."""
+    return [line.strip() for line in ROOT.joinpath(".ci", "run").read_text().splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def provisioning(line: str) -> bool:
+    return line.startswith("docker pull ") or PROVISION.match(line) is not None
 
 
 def load(name: str) -> dict:
@@ -77,6 +89,9 @@ def test_every_step_calls_an_invoke_task(name: str) -> None:
                 where = f"{name}: {job_name}: {line!r}"
                 if line.startswith(INVOKE):
                     assert not SHELL_LOGIC.search(line.split("#", 1)[0]), f"{where}: shell logic around a task"
+                elif provisioned := PROVISION.match(line):
+                    script = ROOT / ".ci" / provisioned[1]
+                    assert script.is_file() and line in ci_run_lines(), f"{where}: not a script .ci/run runs"
                 elif line.startswith("docker pull "):
                     # Provisioning, like setup-python: the base image `invoke image` builds on.
                     assert line == f"docker pull {configured_base_image()}", where
@@ -90,7 +105,7 @@ def test_every_step_calls_an_invoke_task(name: str) -> None:
 def test_every_job_sets_up_as_the_readme_says_before_its_tasks(name: str) -> None:
     setup = quick_start()[0]
     for job_name, job in load(name)["jobs"].items():
-        lines = [line for line in run_lines(job) if not line.startswith("docker pull ")]
+        lines = [line for line in run_lines(job) if not provisioning(line)]
         assert lines[0] == setup, f"{name}: {job_name} starts with {lines[0]!r}"
         checkout = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@"))
         # Wheels take SOURCE_DATE_EPOCH from history, and `affected` diffs against it.
@@ -103,8 +118,15 @@ def test_ci_check_job_runs_the_quick_start_the_lint_and_the_lock_gate() -> None:
     setup, tests = quick_start()
     workflow = load("ci.yml")
     assert set(workflow["on"]) == {"push", "pull_request"}
-    commands = [line for line in run_lines(workflow["jobs"]["check"]) if not line.startswith("docker pull ")]
+    lines = run_lines(workflow["jobs"]["check"])
+    commands = [line for line in lines if not provisioning(line)]
     assert commands == [setup, ".venv/bin/invoke lint", ".venv/bin/invoke lock --check", tests]  # what .ci/run runs
+    # Provisioned as .ci/run provisions: every script it runs, each before the step needing it.
+    scripts = [line for line in ci_run_lines() if PROVISION.match(line)]
+    assert scripts == ["bash .ci/docker-engine", "bash .ci/registry", "bash .ci/builders"]
+    assert [line for line in lines if PROVISION.match(line)] == scripts
+    assert lines.index("bash .ci/builders") > lines.index(setup)  # it runs the tooling venv's invoke
+    assert lines.index("bash .ci/builders") < lines.index(tests)
 
 
 def test_ci_builds_the_images_of_the_affected_services_only() -> None:
