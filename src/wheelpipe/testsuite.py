@@ -58,4 +58,3 @@ def suite_command(*, jobs: str = ONE_PER_CPU, fast: bool = False, k: str | None 
     if verbose:
         command.append("-v")
     return command
-

@@ -20,6 +20,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+# compiled imports this module too: each uses the other's names only at call time (compiled.X).
 from . import compiled, index, sdists
 from .console import Reporter, parallel
 from .errors import HashMismatchError, LockError, PackageIndexError, WheelhouseError
