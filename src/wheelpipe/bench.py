@@ -17,7 +17,6 @@ import ssl
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -528,10 +527,7 @@ def install_step_seconds(house: Wheelhouse, service: str, workdir: Path, reporte
     Dockerfile's flags into a venv made --without-pip) next to a bare `uv pip install` of the
     same wheels doing the same work (bytecode compiled, no cache)."""
     manifest = house.install_manifest(service)
-    with zipfile.ZipFile(house.path / house.installer().file) as wheel:
-        (binary,) = [name for name in wheel.namelist() if name.endswith(".data/scripts/uv")]
-        (workdir / "uv").write_bytes(wheel.read(binary))
-    (workdir / "uv").chmod(0o755)
+    house.unpack_installer(workdir)
     run([sys.executable, "-m", "venv", "--without-pip", workdir / "image-env"], reporter=reporter, what="venv")
     ours = timed(
         lambda: run(

@@ -21,7 +21,6 @@ import shlex
 import shutil
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,17 +118,6 @@ def place_for(repo: Repository, base_image: str, docker: Docker, reporter: Repor
     raise InstallCheckError(msg)
 
 
-def _unpack_installer(house: Wheelhouse, work: Path) -> None:
-    """The uv binary of the wheelhouse's installer wheel (checked against the manifest when the
-    wheelhouse was opened), as the image build takes it."""
-    installer = house.installer()
-    with zipfile.ZipFile(house.path / installer.file) as wheel:
-        (binary,) = [name for name in wheel.namelist() if name.endswith(".data/scripts/uv")]
-        with wheel.open(binary) as source, (work / "uv").open("wb") as target:
-            shutil.copyfileobj(source, target)
-    (work / "uv").chmod(0o755)
-
-
 def _entry_points(repo: Repository, service: str) -> list[str]:
     """The console scripts the service's image would run: its command and a worker's health
     command; without [tool.wheelpipe.service], every console script the service declares is
@@ -166,7 +154,7 @@ def check_installs(repo: Repository, house: Wheelhouse, services: list[str], pla
     checked = []
     with tempfile.TemporaryDirectory(prefix="wheelpipe-install-check-") as tmp:
         work = Path(tmp)
-        _unpack_installer(house, work)
+        house.unpack_installer(work)
         shutil.copyfile(importcheck.__file__, work / "importcheck.py")
         for service in services:
             try:

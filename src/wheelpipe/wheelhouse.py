@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -224,6 +225,16 @@ class Wheelhouse:
             msg = f"{WHEELHOUSE}/{MANIFEST}: no installer ({INSTALLER}) wheel; run `invoke build-wheels`"
             raise WheelhouseError(msg)
         return found[0]
+
+    def unpack_installer(self, directory: Path) -> Path:
+        """The uv binary of the installer wheel (checked against the manifest when the
+        wheelhouse was opened), written to directory/uv, executable; as the image build takes it."""
+        with zipfile.ZipFile(self.path / self.installer().file) as wheel:
+            (binary,) = [name for name in wheel.namelist() if name.endswith(".data/scripts/uv")]
+            with wheel.open(binary) as source, (directory / "uv").open("wb") as target:
+                shutil.copyfileobj(source, target)
+        (directory / "uv").chmod(0o755)
+        return directory / "uv"
 
 
 @dataclass
