@@ -503,6 +503,20 @@ def _git_ignored(root: Path, paths: list[Path]) -> set[Path]:
     return {root / name.rstrip("/") for name in result.stdout.split("\0") if name}
 
 
+def nearest_root(start: Path) -> Path | None:
+    """The nearest directory at or above `start` whose pyproject.toml declares
+    [tool.wheelpipe.target]: the monorepo `start` lies in. None when there is none; one that
+    cannot be read does not count (load_repository says why when it is asked to)."""
+    for directory in (start, *start.parents):
+        try:
+            data = tomllib.loads((directory / "pyproject.toml").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        if isinstance(data.get("tool", {}).get("wheelpipe", {}).get("target"), dict):
+            return directory
+    return None
+
+
 def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
     """The repository at `root`. Packages whose metadata only their backend can give are read
     with the build environment of `build_lock` (default requirements/build.txt; `invoke lock`

@@ -16,7 +16,6 @@ import hashlib
 import io
 import sys
 import tempfile
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pytest
 from . import firstparty
 from .console import Reporter
 from .errors import PipelineError
-from .model import load_repository
+from .model import load_repository, nearest_root
 from .tools import run
 from .wheelhouse import STORE, WHEELHOUSE, BuiltOrigin, open_wheelhouse
 
@@ -41,14 +40,6 @@ class Site:
 
     path: Path | None
     problems: dict[Path, str] = field(default_factory=dict)
-
-
-def _declares_target(root: Path) -> bool:
-    try:
-        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False
-    return isinstance(data.get("tool", {}).get("wheelpipe", {}).get("target"), dict)
 
 
 def prepare(root: Path) -> Site:
@@ -108,7 +99,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) 
     # pytest's rootdir is where its configuration is, or else the arguments' common
     # directory: the monorepo is the nearest directory at or above it declaring a target.
     start = early_config.rootpath.resolve()
-    root = next((d for d in (start, *start.parents) if _declares_target(d)), None)
+    root = nearest_root(start)
     if root is None:
         return
     site = prepare(root)

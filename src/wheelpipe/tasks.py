@@ -11,7 +11,6 @@ import importlib.util
 import os
 import shlex
 import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from . import release as releases
 from .console import Reporter
 from .docker import Docker
 from .errors import describe_os_error
-from .model import HttpService
+from .model import HttpService, nearest_root
 from .requirements import TOOLING, lock_file
 from .tools import run
 
@@ -44,18 +43,7 @@ def repository_root(c: Context) -> Path:
     if prefix:
         return Path(prefix).resolve()
     start = Path.cwd().resolve()
-    for directory in (start, *start.parents):
-        if _declares_target(directory / "pyproject.toml"):
-            return directory
-    return start  # load_repository says what is missing there
-
-
-def _declares_target(pyproject: Path) -> bool:
-    try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False
-    return isinstance(data.get("tool", {}).get("wheelpipe", {}).get("target"), dict)
+    return nearest_root(start) or start  # else load_repository says what is missing there
 
 
 # Called with the repository's root and a task's arguments before it runs; returns what to
