@@ -13,7 +13,7 @@ RECORD) and rewritten canonically (sdists.normalize_wheel). One that would need 
 grafted in (what `auditwheel repair` does, which needs patchelf and changes the binaries),
 or a newer glibc than the target's, is refused in one line naming the library or version;
 so is a wheel that says it is pure Python but holds a binary. A third-party wheel built here
-from its sdist gets the same check and tag (from_sdist_for_target).
+from its sdist gets the same check and tag (checked_for_target).
 """
 
 from __future__ import annotations
@@ -99,20 +99,15 @@ def for_target(
             msg = f"{package.label}: its files changed while it was being built; run the command again"
             raise ToolError(msg)
         wheel = rebuilt.path
-    if not _for_targets_interpreter(WheelFile.read(wheel), repo.target):
-        return wheel  # built for another interpreter: the target check names it as built
-    audit(wheel, repo.target, package.label, reporter)
-    tagged = workdir / "tagged"
-    tagged.mkdir()
-    return retag(wheel, repo.target, epoch, tagged)
+    return checked_for_target(wheel, repo.target, package.label, epoch, reporter)
 
 
-def from_sdist_for_target(wheel: Path, target: Target, subject: str, epoch: int, reporter: Reporter) -> Path:
-    """A wheel just built from a third-party sdist, in place: when it holds compiled code for
-    the target's interpreter, checked against the target's manylinux policy and retagged for
-    its platform (the file renamed); otherwise as it is. The same check and tag as a compiled
-    first-party wheel gets: a built sdist links what the builder has, which the target's
-    runtime image need not have."""
+def checked_for_target(wheel: Path, target: Target, subject: str, epoch: int, reporter: Reporter) -> Path:
+    """A wheel just built here, in place: when it holds compiled code for the target's
+    interpreter, checked against the target's manylinux policy and retagged for its platform
+    (the file renamed); otherwise as it is. First-party wheels and wheels built from
+    third-party sdists alike: what a build links comes from the host or builder, which the
+    target's runtime image need not have."""
     described = WheelFile.read(wheel)
     if described.pure or not _for_targets_interpreter(described, target):
         return wheel  # pure, or built for another interpreter: the target check names it as built

@@ -154,7 +154,7 @@ def fetch(
             continue
         reporter.info(f"{choice.pin.requirement_line()} has no wheel for the target: building it from its locked sdist {path.name}")
         built = sdists.build(path, choice.pin, dest, target, build_lock, indexes, reporter)
-        wheel = compiled.from_sdist_for_target(built.wheel, target, choice.pin.requirement_line(), built.source_date_epoch, reporter)
+        wheel = compiled.checked_for_target(built.wheel, target, choice.pin.requirement_line(), built.source_date_epoch, reporter)
         fetched.append(Fetched(choice.pin, wheel, sdist=path, source_date_epoch=built.source_date_epoch))
     accepted = target_tags(target)
     for item in fetched:
