@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from monorepo import copy_repository, invoke
+from monorepo import copy_repository, invoke, unavailable
 
 # Fixture packages and monorepos: their own tests run in the copies the tests make, not here.
 collect_ignore = ["packages"]
@@ -36,15 +36,6 @@ def built_copy(built_repo: Path, tmp_path: Path) -> Path:
 BASE_IMAGE_CANDIDATES = ("python:3.11-slim-bookworm", "local/python:3.11-slim-bookworm")
 
 
-def _docker_unavailable(reason: str) -> None:
-    """Under CI a Docker test must run: fail there; elsewhere skip, saying what to do."""
-    import os
-
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def docker_base_image() -> str:
     """The base image for image builds: $INVOKE_IMAGE_BASE, else the first candidate present.
@@ -56,14 +47,14 @@ def docker_base_image() -> str:
     import subprocess
 
     if not shutil.which("docker"):
-        _docker_unavailable("no docker client on PATH: install Docker (Debian: apt-get install docker.io)")
+        unavailable("no docker client on PATH: install Docker (Debian: apt-get install docker.io)")
     try:
         engine = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30, check=False)
     except subprocess.TimeoutExpired:
         engine = None
     if engine is None or engine.returncode != 0 or not engine.stdout.strip():
         detail = engine.stderr.strip().splitlines()[-1] if engine is not None and engine.stderr.strip() else "docker info timed out"
-        _docker_unavailable(f"no Docker engine reachable ({detail}): start dockerd (CI runs .ci/docker-engine)")
+        unavailable(f"no Docker engine reachable ({detail}): start dockerd (CI runs .ci/docker-engine)")
 
     def present(reference: str) -> bool:
         found = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", reference], capture_output=True, text=True, check=False)
@@ -72,10 +63,10 @@ def docker_base_image() -> str:
     configured = os.environ.get("INVOKE_IMAGE_BASE")
     if configured:
         if not present(configured):
-            _docker_unavailable(f"no base image: INVOKE_IMAGE_BASE={configured} is not in the engine; pull it or run `invoke base-image`")
+            unavailable(f"no base image: INVOKE_IMAGE_BASE={configured} is not in the engine; pull it or run `invoke base-image`")
         return configured
     for candidate in BASE_IMAGE_CANDIDATES:
         if present(candidate):
             return candidate
-    _docker_unavailable(f"no base image: none of {', '.join(BASE_IMAGE_CANDIDATES)} is in the engine; pull one or run `invoke base-image`")
+    unavailable(f"no base image: none of {', '.join(BASE_IMAGE_CANDIDATES)} is in the engine; pull one or run `invoke base-image`")
     raise AssertionError("unreachable")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -218,3 +219,23 @@ def build_step_containers(repository: Path) -> list[str]:
         if any(Path(source).resolve().is_relative_to(temp) for source in sources):
             ours.append(container)
     return ours
+
+
+def unavailable(reason: str) -> None:
+    """A test's prerequisite (an engine, an image, a binary) is missing: under CI=true, where
+    every test must run, that fails; elsewhere the test skips, saying what to do."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def run_from_wheel(repository: Path, wheel: str, image: str, code: str) -> str:
+    """What `code` prints, run by the python3 of `image` with no network, importing from the
+    wheel of the repository's wheelhouse unpacked (not installed: nothing else on the path)."""
+    script = f"python3 -m zipfile -e /wheelhouse/{wheel} /tmp/unpacked && cd / && PYTHONPATH=/tmp/unpacked python3 -c {shlex.quote(code)}"
+    ran = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--volume", f"{repository / 'wheelhouse'}:/wheelhouse:ro", image, "sh", "-c", script],
+        capture_output=True, text=True, check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout

@@ -26,7 +26,20 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from monorepo import build_step_containers, commit_all, copy_repository, free_port, git, install_offline, invoke, own_temp, retarget, serving
+from monorepo import (
+    build_step_containers,
+    commit_all,
+    copy_repository,
+    free_port,
+    git,
+    install_offline,
+    invoke,
+    own_temp,
+    retarget,
+    run_from_wheel,
+    serving,
+    unavailable,
+)
 from packaging.utils import parse_wheel_filename
 
 from wheelpipe import load_repository
@@ -48,13 +61,6 @@ MISSING_BUILDER = "wheelpipe-test/no-such-builder:1"
 OUTSIDE_POLICY = "0.2.0"
 # A step of build-wheels --verbose: auditwheel's analysis of a wheel (its path).
 AUDIT = re.compile(r"^\s+\$ \S+ -m auditwheel show --json (\S+)$", re.M)
-
-
-def _unavailable(reason: str) -> None:
-    """As conftest's Docker fixtures: under CI a missing prerequisite fails, elsewhere it skips."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -120,7 +126,7 @@ def trixie_images(trixie_locked: Path, docker_base_image: str) -> None:
     they exist: CI's .ci/run makes them before the tests)."""
     made = invoke(trixie_locked, "base-image", "--suite", "trixie", "--builder", check=False)
     if made.returncode != 0:
-        _unavailable(f"no builder image for trixie: `invoke base-image --suite trixie --builder` said: {error_lines(made.stderr) or made.stderr[-500:]}")
+        unavailable(f"no builder image for trixie: `invoke base-image --suite trixie --builder` said: {error_lines(made.stderr) or made.stderr[-500:]}")
 
 
 @pytest.fixture(scope="module")
@@ -199,17 +205,8 @@ def test_an_sdist_only_c_extension_for_another_target_is_built_in_a_throwaway_bu
 
 def test_the_wheel_built_in_the_builder_imports_in_the_targets_runtime_base_with_no_network(trixie_built):
     repository, _ = trixie_built
-    wheel = cext_wheel(repository)
-    script = (
-        f"python3 -m zipfile -e /wheelhouse/{wheel.name} /tmp/unpacked && cd / && PYTHONPATH=/tmp/unpacked "
-        "python3 -c 'import platform, wheelpipe_fixture_cext as m; print(m.compiled_for(), platform.python_version())'"
-    )
-    ran = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", "--volume", f"{repository / 'wheelhouse'}:/wheelhouse:ro", RUNTIME_BASE, "sh", "-c", script],
-        capture_output=True, text=True, check=False,
-    )
-    assert ran.returncode == 0, ran.stderr
-    compiled_for, running = ran.stdout.split()
+    printed = run_from_wheel(repository, cext_wheel(repository).name, RUNTIME_BASE, "import platform, wheelpipe_fixture_cext as m; print(m.compiled_for(), platform.python_version())")
+    compiled_for, running = printed.split()
     assert compiled_for.startswith("3.13.") and compiled_for == running
 
 

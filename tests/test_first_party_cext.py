@@ -27,7 +27,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from monorepo import build_step_containers, commit_all, git, install_offline, invoke, own_temp, retarget
+from monorepo import build_step_containers, commit_all, git, install_offline, invoke, own_temp, retarget, run_from_wheel, unavailable
 from packaging.utils import parse_wheel_filename
 
 from wheelpipe.compiled import audit
@@ -226,13 +226,6 @@ def test_glibc_symbol_versions_newer_than_the_targets_are_named(built_copy):
 # -- a target this host is not: the builder container ------------------------------------------
 
 
-def _unavailable(reason: str) -> None:
-    """As conftest's Docker fixtures: under CI a missing prerequisite fails, elsewhere it skips."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def trixie_locked(locked: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture monorepo retargeted to Debian trixie's CPython 3.13, locked and committed."""
@@ -248,7 +241,7 @@ def trixie_images(trixie_locked: Path, docker_base_image: str) -> None:
     """The target's base and builder images, made by the task its users run (a check when they exist)."""
     made = invoke(trixie_locked, "base-image", "--suite", "trixie", "--builder", check=False)
     if made.returncode != 0:
-        _unavailable(f"no builder image for trixie: `invoke base-image --suite trixie --builder` said: {error_lines(made) or made.stderr[-500:]}")
+        unavailable(f"no builder image for trixie: `invoke base-image --suite trixie --builder` said: {error_lines(made) or made.stderr[-500:]}")
 
 
 @pytest.fixture(scope="module")
@@ -272,16 +265,8 @@ def test_for_another_target_the_extension_is_built_in_the_builder_container_and_
     invoke(repository, "verify-wheelhouse")
 
     # It runs in the target's runtime base, with no network and no compiler there.
-    script = (
-        f"python3 -m zipfile -e /wheelhouse/{TRIXIE_WHEEL} /tmp/unpacked && cd / && PYTHONPATH=/tmp/unpacked "
-        "python3 -c 'import wheelpipe_fixture_native as m; print(m.compiled_for(), m.checksum_text(\"Wikipedia\"))'"
-    )
-    ran = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", "--volume", f"{repository / 'wheelhouse'}:/wheelhouse:ro", RUNTIME_BASE, "sh", "-c", script],
-        capture_output=True, text=True, check=False,
-    )
-    assert ran.returncode == 0, ran.stderr
-    compiled_for, checksum = ran.stdout.split()
+    printed = run_from_wheel(repository, TRIXIE_WHEEL, RUNTIME_BASE, 'import wheelpipe_fixture_native as m; print(m.compiled_for(), m.checksum_text("Wikipedia"))')
+    compiled_for, checksum = printed.split()
     assert compiled_for.startswith("3.13.") and checksum == "11e60398"
 
 

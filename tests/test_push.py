@@ -10,7 +10,6 @@ nothing else in the engine is touched.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import free_port, invoke, serving
+from monorepo import free_port, invoke, serving, unavailable
 
 from wheelpipe import images
 
@@ -36,13 +35,6 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.oci.image.index.v1+json",
     )
 )
-
-
-def _unavailable(reason: str) -> None:
-    """As the docker fixtures do: fail under CI=true, where these tests must run; skip elsewhere."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -83,7 +75,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, docker_base_image: str) -
     """docker-registry serving on a free loopback port, its storage and config in a temporary directory."""
     binary = shutil.which("docker-registry")
     if not binary:
-        _unavailable("no docker-registry binary: run .ci/registry (Debian: apt-get install docker-registry)")
+        unavailable("no docker-registry binary: run .ci/registry (Debian: apt-get install docker-registry)")
     root = tmp_path_factory.mktemp("registry")
     port = free_port()
     config = root / "config.yml"
