@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -69,7 +69,21 @@ _REGENERATE = "run `invoke build-wheels`"
 
 
 @dataclass(frozen=True)
-class BuiltOrigin:
+class _Recorded:
+    """What every origin is in manifest.json: its kind and its own fields, no more."""
+
+    kind: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, **_fields_json(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(**_fields_from_json(cls, data))
+
+
+@dataclass(frozen=True)
+class BuiltOrigin(_Recorded):
     """A first-party wheel, built here from the staged files of one of the repository's packages."""
 
     kind: ClassVar[str] = "built"
@@ -78,31 +92,17 @@ class BuiltOrigin:
     build_backend: str  # name==version of what provides its build-backend, from the build lock
     source_date_epoch: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, **_fields_json(self)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BuiltOrigin:
-        return cls(**_fields_from_json(cls, data))
-
 
 @dataclass(frozen=True)
-class DownloadedOrigin:
+class DownloadedOrigin(_Recorded):
     """A third-party wheel downloaded from an index, having one of its lock's hashes."""
 
     kind: ClassVar[str] = "downloaded"
     locked_hash: str  # sha256:<hex> of the wheel
 
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, **_fields_json(self)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DownloadedOrigin:
-        return cls(**_fields_from_json(cls, data))
-
 
 @dataclass(frozen=True)
-class SdistOrigin:
+class SdistOrigin(_Recorded):
     """A third-party wheel built here from its sdist, which has one of its lock's hashes,
     in the build environment of the build lock."""
 
@@ -112,13 +112,6 @@ class SdistOrigin:
     build_lock: str  # the lock of its build environment
     build_environment: str  # sha256:<hex> of that lock's pins and hashes when it was built (sdists.environment_digest)
     source_date_epoch: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, **_fields_json(self)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SdistOrigin:
-        return cls(**_fields_from_json(cls, data))
 
 
 Origin = BuiltOrigin | DownloadedOrigin | SdistOrigin
@@ -142,11 +135,11 @@ def origin_from_json(data: dict[str, Any]) -> Origin:
     return _ORIGINS[kind].from_json({k: v for k, v in data.items() if k != "kind"})
 
 
-def _fields_json(origin: Origin) -> dict[str, Any]:
+def _fields_json(origin: _Recorded) -> dict[str, Any]:
     return {f.name: getattr(origin, f.name) for f in fields(origin)}
 
 
-def _fields_from_json(cls: type[Origin], data: dict[str, Any]) -> dict[str, Any]:
+def _fields_from_json(cls: type[_Recorded], data: dict[str, Any]) -> dict[str, Any]:
     values = {}
     for item in fields(cls):
         value = data.get(item.name)
