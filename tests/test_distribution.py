@@ -159,3 +159,28 @@ def test_the_installed_pipeline_ships_the_service_dockerfile(tooling_venv: Path,
     packaged = Path(probe.stdout.strip())
     assert packaged.is_relative_to(tooling_venv / "lib")
     assert packaged.read_bytes() == (ROOT / SERVICE_DOCKERFILE_SOURCE).read_bytes()
+
+
+@pytest.mark.slow
+def test_invoke_test_in_a_tooling_venv_without_pytest_xdist_is_one_line_until_jobs_1(pipeline_wheel: Path, tmp_path: Path) -> None:
+    # A team's tooling lock from before invoke test ran workers: pytest-xdist is not there.
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", venv])
+    uv = [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", venv / "bin" / "python"]
+    run([*uv, "--require-hashes", "-r", ROOT / "requirements" / "dev.txt"])
+    run([*uv, "--no-deps", pipeline_wheel])
+    run([sys.executable, "-m", "uv", "pip", "uninstall", "--no-config", "--python", venv / "bin" / "python", "pytest-xdist"])
+    monorepo = Path(shutil.copytree(FOREIGN_MONOREPO, tmp_path / "foreign"))
+    git(monorepo, "init", "-q", "-b", "main")
+    commit_all(monorepo, "a monorepo that installs wheelpipe")
+
+    refused = run([venv / "bin" / "invoke", "test"], cwd=monorepo, check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: pytest-xdist is not installed in the tooling venv ({venv}), and invoke test runs its workers; add it to requirements/dev.in, "
+        "run `invoke lock` and install requirements/dev.txt, or run `invoke test --jobs 1`"
+    ], refused.stderr
+    assert not (monorepo / "wheelhouse").exists()
+    run([venv / "bin" / "invoke", "lock"], cwd=monorepo)
+    assert "2 passed" in run([venv / "bin" / "invoke", "test", "--jobs", "1", "-k", "util"], cwd=monorepo).stdout
