@@ -325,13 +325,15 @@ def test_image_holds_no_compiler_no_installer_no_wheels_no_sources_and_runs_unpr
     assert uid and uid != ["0"]
     assert [line for line in as_app if line.startswith("present")] == []
     assert [line for line in as_root if not line.startswith("srv: ")] == []
-    assert [line for line in as_root if line.startswith("srv: ")] == ["srv: venv"]
+    # The venv, and the http health probe beside it (outside the venv, which holds what the wheels installed).
+    assert [line for line in as_root if line.startswith("srv: ")] == ["srv: healthprobe.py", "srv: venv"]
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_image_config_has_healthcheck_unprivileged_user_and_oci_labels_of_the_commit(built_repo, built_images, ledger, service):
     config = inspect_image(ledger.tag(service))["Config"]
-    assert config["Healthcheck"]["Test"] == ["CMD", "service", "healthcheck"]
+    # The standard library's probe of the health path: the app is not started a second time.
+    assert config["Healthcheck"]["Test"] == ["CMD", "service-health"]
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == ["service"]
     labels = config["Labels"]

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from monorepo import invoke
 
+from wheelpipe import load_repository
 from wheelpipe.errors import describe_os_error
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
@@ -102,15 +103,50 @@ def test_a_pyproject_that_is_not_utf8_names_the_file_line_and_byte(repo: Path, n
 # --- 2. service names that Docker refuses ----------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["Order Svc", "-order", "order-", "order..v2", "order_"])
-def test_a_service_directory_that_is_no_docker_repository_name_is_one_line_naming_it(repo: Path, name: str) -> None:
+@pytest.mark.parametrize("name", ["OrderManager", "Order Svc", "-order", "order..v2", "order_"])
+def test_a_service_directory_that_is_no_docker_name_is_never_renamed_its_distribution_name_stands_in_and_says_so(repo: Path, name: str) -> None:
     shutil.copytree(repo / "services" / "order", repo / "services" / name)
+    edit(repo, f"services/{name}/pyproject.toml", 'name = "order-manager"', 'name = "Order_Manager.Two"')
+
+    listed = invoke(repo, "services")
+
+    assert listed.stdout.split() == ["order", "order-manager-two", "pricing-audit", "user"]
+    assert listed.stderr == (
+        f"note: services/{name}: service 'order-manager-two', its distribution name: its directory's name {name!r} is not a Docker repository name "
+        "(lowercase letters and digits, separated by '.', '_', '__' or dashes); [tool.wheelpipe.service] name = \"...\" chooses another\n"
+    )
+
+
+@pytest.mark.parametrize("value", ['"Order"', '"order svc"', '""', "3", '"../order"'])
+def test_a_service_name_in_the_table_that_docker_refuses_is_one_line_and_nothing_is_written(repo: Path, value: str) -> None:
+    edit(repo, "services/order/pyproject.toml", "[tool.wheelpipe.service]\n", f"[tool.wheelpipe.service]\nname = {value}\n")
     before = State.of(repo)
 
     line = one_line(invoke(repo, "build-wheels", check=False))
 
-    assert line.startswith(f"error: services/{name}: the service name {name!r} is not a valid Docker repository name (lowercase")
+    assert line.startswith("error: services/order/pyproject.toml: [tool.wheelpipe.service] name must be a Docker repository name (lowercase"), line
     assert_untouched(repo, before)
+
+
+@pytest.mark.parametrize(("value", "says"), [('"user"', "two services named 'user'"), ('"dev"', "a service cannot be named 'dev'; requirements/dev.txt is")])
+def test_a_service_name_taken_by_another_service_or_a_lock_is_one_line(repo: Path, value: str, says: str) -> None:
+    edit(repo, "services/order/pyproject.toml", "[tool.wheelpipe.service]\n", f"[tool.wheelpipe.service]\nname = {value}\n")
+    before = State.of(repo)
+
+    line = one_line(invoke(repo, "build-wheels", check=False))
+
+    assert says in line and line.endswith("name)" if "two" not in says else "name in one of them)"), line
+    assert_untouched(repo, before)
+
+
+def test_a_service_named_by_its_table_is_that_name_everywhere_and_says_so(repo: Path) -> None:
+    edit(repo, "services/order/pyproject.toml", "[tool.wheelpipe.service]\n", '[tool.wheelpipe.service]\nname = "orders"\n')
+
+    listed = invoke(repo, "services")
+
+    assert listed.stdout.split() == ["orders", "pricing-audit", "user"]
+    assert listed.stderr == "note: services/order: service 'orders', as [tool.wheelpipe.service] name says\n"
+    assert load_repository(repo).lock_path("orders") == repo.resolve() / "requirements" / "orders.txt"
 
 
 def test_dots_dashes_and_underscores_inside_a_service_name_are_accepted(repo: Path) -> None:
@@ -312,8 +348,8 @@ MALFORMED = {
         lambda text: text + '\n[tool.wheelpipe]\nsources = ["service-runtime"]\n',
         r"shared/discount_calculator/pyproject\.toml: \[tool\.wheelpipe\.sources\] must be a table, found \['service-runtime'\]",
     ),
-    "default-port is a boolean": (ORDER, lambda text: text.replace("default-port = 8001", "default-port = true"), rf"{ORDER}: \[tool\.wheelpipe\.service\] needs port-env .* found 'ORDER_MANAGER_PORT' and True"),
-    "port-env has spaces": (ORDER, lambda text: text.replace('port-env = "ORDER_MANAGER_PORT"', 'port-env = "ORDER MANAGER PORT"'), rf"{ORDER}: \[tool\.wheelpipe\.service\] needs port-env .* found 'ORDER MANAGER PORT' and 8001"),
+    "default-port is a boolean": (ORDER, lambda text: text.replace("default-port = 8001", "default-port = true"), rf"{ORDER}: \[tool\.wheelpipe\.service\] port must be the port the service listens on \(1-65535\) for kind \"http\", found True"),
+    "port-env has spaces": (ORDER, lambda text: text.replace('port-env = "ORDER_MANAGER_PORT"', 'port-env = "ORDER MANAGER PORT"'), rf"{ORDER}: \[tool\.wheelpipe\.service\] port-env must be the name of the environment variable the service reads its port from .* found 'ORDER MANAGER PORT'"),
     "arrays nested too deeply": (ORDER, lambda text: "nested = " + "[" * 5000 + "]" * 5000 + "\n" + text, rf"{ORDER}: arrays or inline tables nested too deeply to parse"),
 }
 

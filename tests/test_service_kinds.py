@@ -19,7 +19,7 @@ import pytest
 from monorepo import ROOT, TARGET_TABLE, commit_all, invoke
 from test_images import Ledger, docker, image_args, inspect_image, last_line
 
-from wheelpipe import compose, images, installcheck, load_repository
+from wheelpipe import compose, images, installcheck, launch, load_repository
 from wheelpipe.console import Reporter
 from wheelpipe.docker import Docker
 from wheelpipe.errors import RepositoryError
@@ -49,33 +49,68 @@ def service_root(tmp_path: Path, table: str, scripts: tuple[str, ...] = ("api-se
 @pytest.mark.parametrize(
     ("table", "scripts", "expected"),
     [
-        ('[tool.wheelpipe.service]\nport-env = "API_PORT"\ndefault-port = 8080\n', ("api-server",), HttpService("api-server", "API_PORT", 8080)),
-        ('[tool.wheelpipe.service]\nkind = "worker"\n', ("api-server",), WorkerService("api-server")),
-        ('[tool.wheelpipe.service]\nkind = "worker"\ncommand = "b"\nhealth-command = ["a", "--probe", "x y"]\n', ("a", "b"), WorkerService("b", ("a", "--probe", "x y"))),
+        ('[tool.wheelpipe.service]\nport-env = "API_PORT"\ndefault-port = 8080\n', ("api-server",), HttpService(("api-server",), 8080, "API_PORT")),
+        ('[tool.wheelpipe.service]\nport = 8080\n', ("api-server",), HttpService(("api-server",), 8080, "PORT", "/healthz")),
+        (
+            '[tool.wheelpipe.service]\ncommand = \'gunicorn --workers 2 "api.app:create_app()"\'\nport = 8000\nhealth-path = "/status?deep=1"\n',
+            ("api-server",),
+            HttpService(("gunicorn", "--workers", "2", "api.app:create_app()"), 8000, "PORT", "/status?deep=1"),
+        ),
+        (
+            '[tool.wheelpipe.service]\ncommand = ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "{port}"]\nport = 8000\nport-env = "UVICORN_PORT"\n',
+            ("api-server",),
+            HttpService(("uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "{port}"), 8000, "UVICORN_PORT"),
+        ),
+        ('[tool.wheelpipe.service]\ncommand = "python -m api"\nport = 5000\n', (), HttpService(("python", "-m", "api"), 5000)),
+        ('[tool.wheelpipe.service]\nkind = "worker"\n', ("api-server",), WorkerService(("api-server",))),
+        ('[tool.wheelpipe.service]\nkind = "worker"\ncommand = "b"\nhealth-command = ["a", "--probe", "x y"]\n', ("a", "b"), WorkerService(("b",), ("a", "--probe", "x y"))),
+        ('[tool.wheelpipe.service]\nkind = "worker"\ncommand = "python3 -m api.worker --once"\nhealth-command = "python -m api.health"\n', (), WorkerService(("python3", "-m", "api.worker", "--once"), ("python", "-m", "api.health"))),
         ("", ("a", "b"), None),
     ],
-    ids=["http-without-kind-command-inferred", "worker-command-inferred", "worker-with-health-command", "no-table"],
+    ids=[
+        "http-older-key-names",
+        "http-defaults",
+        "gunicorn-of-a-dependency-string-split-as-a-shell-would",
+        "uvicorn-with-the-port-placeholder",
+        "python-m-without-console-scripts",
+        "worker-command-inferred",
+        "worker-with-health-command",
+        "worker-python-m-commands",
+        "no-table",
+    ],
 )
 def test_the_service_table_declares_an_http_service_or_a_worker_and_is_optional(tmp_path, table, scripts, expected):
     assert load_repository(service_root(tmp_path, table, scripts)).services["api"].service == expected
 
 
 WHERE = "services/api/pyproject.toml: [tool.wheelpipe.service]"
+PORT_MESSAGE = f'{WHERE} port must be the port the service listens on (1-65535) for kind "http", found {{}}'
+COMMAND_EXAMPLE = 'e.g. "api-server", ["uvicorn", "my_app.main:app", "--host", "0.0.0.0", "--port", "{port}"] or "python -m my_app"'
 BAD_TABLES = {
     "unknown kind": ('kind = "cron"', (), f"{WHERE} kind must be \"http\" or \"worker\", found 'cron'"),
     "port-env on a worker": ('kind = "worker"\nport-env = "API_PORT"', (), f'{WHERE} port-env is for kind "http"; a worker listens on no port (remove it, or set kind = "http")'),
     "default-port on a worker": ('kind = "worker"\ndefault-port = 8080', (), f'{WHERE} default-port is for kind "http"; a worker listens on no port (remove it, or set kind = "http")'),
-    "http without a port": ('kind = "http"', (), f"{WHERE} needs port-env (an environment variable name) and default-port (1-65535) for kind \"http\", found None and None"),
-    "port not an integer": ('port-env = "API_PORT"\ndefault-port = "8080"', (), f"{WHERE} needs port-env (an environment variable name) and default-port (1-65535) for kind \"http\", found 'API_PORT' and '8080'"),
-    "port out of range": ('port-env = "API_PORT"\ndefault-port = 65536', (), f"{WHERE} needs port-env (an environment variable name) and default-port (1-65535) for kind \"http\", found 'API_PORT' and 65536"),
-    "health command on http": ('port-env = "API_PORT"\ndefault-port = 8080\nhealth-command = ["api-server"]', (), f"{WHERE} health-command is for kind \"worker\"; an http service's health check is `<command> healthcheck` (GET /healthz)"),
-    "health command a string": ('kind = "worker"\nhealth-command = "api-server healthcheck"', (), f"{WHERE} health-command must be a list of words (exec form, no shell) whose first is one of [project.scripts] (api-server), e.g. [\"api-server\", \"healthcheck\"]; found 'api-server healthcheck'"),
-    "health command not a script": ('kind = "worker"\nhealth-command = ["curl", "-f", "localhost"]', (), f"{WHERE} health-command must be a list of words (exec form, no shell) whose first is one of [project.scripts] (api-server), e.g. [\"api-server\", \"healthcheck\"]; found ['curl', '-f', 'localhost']"),
-    "health command empty": ('kind = "worker"\nhealth-command = []', (), f"{WHERE} health-command must be a list of words (exec form, no shell) whose first is one of [project.scripts] (api-server), e.g. [\"api-server\", \"healthcheck\"]; found []"),
-    "a misspelt key": ('kind = "worker"\nhealth_command = ["api-server"]', (), f"{WHERE} has no key 'health_command' (known: kind, command, port-env, default-port, health-command)"),
+    "health-path on a worker": ('kind = "worker"\nhealth-path = "/healthz"', (), f'{WHERE} health-path is for kind "http"; a worker listens on no port (remove it, or set kind = "http")'),
+    "http without a port": ('kind = "http"', (), PORT_MESSAGE.format("None")),
+    "port not an integer": ('port-env = "API_PORT"\ndefault-port = "8080"', (), PORT_MESSAGE.format("'8080'")),
+    "port out of range": ("port = 65536", (), PORT_MESSAGE.format("65536")),
+    "port a boolean": ("port = true", (), PORT_MESSAGE.format("True")),
+    "both port names": ("port = 8080\ndefault-port = 8081", (), f"{WHERE} sets both port and default-port (its older name): keep port"),
+    "port-env not a variable name": ('port = 8080\nport-env = "API PORT"', (), f"{WHERE} port-env must be the name of the environment variable the service reads its port from (letters, digits, '_'), found 'API PORT'"),
+    "health-path not a path": ('port = 8080\nhealth-path = "healthz"', (), f"{WHERE} health-path must be a URL path starting with '/' (no spaces, quotes or '#'), e.g. \"/healthz\", found 'healthz'"),
+    "health-path with a space": ('port = 8080\nhealth-path = "/health z"', (), f"{WHERE} health-path must be a URL path starting with '/' (no spaces, quotes or '#'), e.g. \"/healthz\", found '/health z'"),
+    "health command on http": ('port = 8080\nhealth-command = ["api-server"]', (), f"{WHERE} health-command is for kind \"worker\"; an http service's health check is a GET of its health-path (default /healthz) on its port"),
+    "health command a path": ('kind = "worker"\nhealth-command = ["/usr/bin/curl", "-f", "localhost"]', (), f"{WHERE} health-command must start with the name of a console script in the service's venv (not a path; no shell), e.g. [\"api-server\", \"healthcheck\"]; found ['/usr/bin/curl', '-f', 'localhost']"),
+    "health command empty": ('kind = "worker"\nhealth-command = []', (), f"{WHERE} health-command must be a console script and its arguments, as a string or a list of words (e.g. [\"api-server\", \"healthcheck\"]); found []"),
+    "a misspelt key": ('kind = "worker"\nhealth_command = ["api-server"]', (), f"{WHERE} has no key 'health_command' (known: name, kind, command, port, default-port, port-env, health-path, health-command)"),
     "no script to infer the command from": ('kind = "worker"', None, f"{WHERE} command is not set and [project.scripts] declares none to infer it from"),
     "several scripts to infer the command from": ('kind = "worker"', ("api-server", "api-migrate"), f"{WHERE} command is not set and [project.scripts] declares several (api-server, api-migrate): set command to one of them"),
-    "command not a script": ('kind = "worker"\ncommand = "serve"', (), f"{WHERE} command must name one of [project.scripts] (api-server), found 'serve'"),
+    "command unbalanced quotes": ('kind = "worker"\ncommand = "api-server \'oops"', (), f"{WHERE} command \"api-server 'oops\" cannot be split into words (No closing quotation); write it as a list of words"),
+    "command python without -m": ('kind = "worker"\ncommand = ["python", "worker.py"]', (), f"{WHERE} command runs the venv's python, which only `python -m <module>` may do (no script files, no -c); found ['python', 'worker.py']"),
+    "command python -c": ('kind = "worker"\ncommand = "python3 -c \'import api\'"', (), f"{WHERE} command runs the venv's python3, which only `python3 -m <module>` may do (no script files, no -c); found \"python3 -c 'import api'\""),
+    "command a path": ('kind = "worker"\ncommand = "./bin/worker"', (), f"{WHERE} command must start with the name of a console script in the service's venv (not a path; no shell), {COMMAND_EXAMPLE}; found './bin/worker'"),
+    "command with a line break": ('kind = "worker"\ncommand = ["api-server", "a\\nb"]', (), f"{WHERE} command must be a console script and its arguments, as a string or a list of words ({COMMAND_EXAMPLE}); found ['api-server', 'a\\nb']"),
+    "port placeholder in a worker": ('kind = "worker"\ncommand = ["api-server", "--port", "{port}"]', (), f"{WHERE} command ['api-server', '--port', '{{port}}'] holds {{port}}, but a worker has no port"),
 }
 
 
@@ -100,7 +135,7 @@ def test_a_service_without_the_table_locks_and_builds_but_image_and_up_name_what
     assert invoke(built_copy, "lock", "--check").returncode == 0
     assert invoke(built_copy, "build-wheels", "--service", WORKER).returncode == 0
     missing = (
-        f'error: {WORKER_PYPROJECT}: [tool.wheelpipe.service] is needed {{}}: kind = "http" (with port-env and default-port) '
+        f'error: {WORKER_PYPROJECT}: [tool.wheelpipe.service] is needed {{}}: kind = "http" (with port; port-env, health-path and command optional) '
         'or kind = "worker" (command: its console script when it has one)'
     )
     # Refused before the engine or the base image is looked at: no Docker needed to say so.
@@ -115,17 +150,32 @@ def test_a_service_without_the_table_locks_and_builds_but_image_and_up_name_what
 # --- what the image build and compose are given, by kind ---------------------------------
 
 
-def test_each_kind_gets_its_runtime_stage_and_service_env_and_compose_entry(tmp_path):
-    http = HttpService("api-server", "API_PORT", 8080)
-    probed = WorkerService("audit", ("audit", "health check"))
-    plain = WorkerService("audit")
+def test_each_kind_gets_its_runtime_stage_launch_files_and_compose_entry(tmp_path):
+    http = HttpService(("uvicorn", "api.main:app", "--port", "{port}", "--bind=0.0.0.0:{port}"), 8080, "API_PORT", "/status")
+    probed = WorkerService(("audit",), ("audit", "health check"))
+    plain = WorkerService(("python", "-m", "audit.worker"))
     assert images.shared_arguments(http) == {"SERVICE_RUNTIME": "http", "DEFAULT_PORT": "8080"}
     assert images.shared_arguments(probed) == {"SERVICE_RUNTIME": "worker-health"}
     assert images.shared_arguments(plain) == {"SERVICE_RUNTIME": "worker"}
-    assert images.service_env(http) == "SERVICE_KIND=http\nSERVICE_COMMAND=api-server\nDEFAULT_PORT=8080\n"
+    served = launch.launch(http)
+    assert served.service_env == (
+        "SERVICE_KIND=http\nSERVICE_PROGRAM=uvicorn\nSERVICE_COMMAND='uvicorn api.main:app --port '\"'\"'{port}'\"'\"' '\"'\"'--bind=0.0.0.0:{port}'\"'\"''\n"
+        "SERVICE_REFERENCES=api.main:app\nSERVICE_PORT=8080\n"
+    )
+    # The program by its path in the venv; {port} is the port variable's value when it runs.
+    assert served.entrypoint.splitlines()[-1] == 'exec /srv/venv/bin/uvicorn api.main:app --port "${API_PORT}" --bind=0.0.0.0:"${API_PORT}" "$@"'
+    assert served.health.splitlines()[-1] == "exec /srv/venv/bin/python -I -B /srv/healthprobe.py API_PORT 8080 /status"
+    assert launch.environment(http) == {"API_PORT": "8080"}
     # The health command is one shell-quoted word list, quoted again as the variable's value.
-    assert images.service_env(probed) == "SERVICE_KIND=worker\nSERVICE_COMMAND=audit\nHEALTH_COMMAND='audit '\"'\"'health check'\"'\"''\n"
-    assert images.service_env(plain) == "SERVICE_KIND=worker\nSERVICE_COMMAND=audit\n"
+    worker = launch.launch(probed)
+    assert worker.service_env == (
+        "SERVICE_KIND=worker\nSERVICE_PROGRAM=audit\nSERVICE_COMMAND=audit\nSERVICE_REFERENCES=''\n"
+        "HEALTH_PROGRAM=audit\nHEALTH_COMMAND='audit '\"'\"'health check'\"'\"''\n"
+    )
+    assert worker.health.splitlines()[-1] == "exec /srv/venv/bin/audit 'health check'"
+    assert launch.launch(plain).health is None
+    assert launch.launch(plain).entrypoint.splitlines()[-1] == 'exec /srv/venv/bin/python -m audit.worker "$@"'
+    assert launch.app_references(plain) == [] and launch.environment(plain) == {}
     # A worker has no port; its health check is its command's, or none at all.
     worker = compose._compose_service("x/audit:1", probed)
     assert "ports" not in worker and "environment" not in worker
@@ -235,7 +285,10 @@ def test_the_offline_install_check_passes_for_the_demo_services(built_repo):
     result = invoke(built_repo, "verify-wheelhouse", "--install")
     checked = [line for line in result.stdout.splitlines() if "installs offline" in line]
     assert [line.split(":")[0] for line in checked] == list(load_repository(built_repo).services)
-    assert f"{WORKER}: wheelhouse/install/{WORKER}.txt installs offline; imported 2 top-level modules of discount-calculator, discount-audit; loaded the entry point of discount-audit" in checked
+    # Every module of the worker's first-party distributions, not only their top-level ones.
+    modules = sum(1 for directory in ("services/pricing-audit/src", "shared/discount_calculator/src") for _ in (built_repo / directory).rglob("*.py"))
+    assert modules == 6
+    assert f"{WORKER}: wheelhouse/install/{WORKER}.txt installs offline; imported {modules} modules of discount-calculator, discount-audit; loaded 1 entry points" in checked
 
 
 @pytest.mark.docker

@@ -50,11 +50,11 @@ def compose_command(docker: Docker) -> list[str]:
 def _compose_service(image: str, settings: ServiceSettings) -> dict:
     service: dict = {"image": image, "read_only": True, "tmpfs": ["/tmp"]}
     if isinstance(settings, HttpService):
-        port = settings.default_port
+        port = settings.port
         service["environment"] = {settings.port_env: str(port)}
         # Loopback only: this is for running the services locally.
         service["ports"] = [f"127.0.0.1:${{{settings.port_env}:-{port}}}:{port}"]
-        service["healthcheck"] = {"test": ["CMD", "service", "healthcheck"], **_HEALTH_TIMING}
+        service["healthcheck"] = {"test": ["CMD", "service-health"], **_HEALTH_TIMING}
     elif settings.health_command:
         service["healthcheck"] = {"test": ["CMD", "service-health"], **_HEALTH_TIMING}
     else:

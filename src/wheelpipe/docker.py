@@ -35,9 +35,9 @@ class Docker:
     def env(self) -> dict[str, str]:
         return {"DOCKER_BUILDKIT": "1" if self.buildkit else "0"}
 
-    def run(self, *args: str, reporter: Reporter, what: str) -> CompletedProcess[str]:
+    def run(self, *args: str, reporter: Reporter, what: str, check: bool = True) -> CompletedProcess[str]:
         try:
-            return run([self.command, *args], reporter=reporter, what=what, env=self.env)
+            return run([self.command, *args], reporter=reporter, what=what, env=self.env, check=check)
         except FileNotFoundError:
             msg = f"the docker client {self.command!r} is not installed; install Docker (Debian: apt-get install docker.io)"
             raise DockerError(msg) from None

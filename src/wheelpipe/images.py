@@ -14,7 +14,6 @@ import importlib.metadata
 import json
 import os
 import re
-import shlex
 import shutil
 import tempfile
 import threading
@@ -27,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
-from . import baseimage, importcheck
+from . import baseimage, healthprobe, importcheck, launch
 from .console import Reporter, parallel
 from .docker import Docker
 from .errors import DockerError, ToolError
@@ -47,10 +46,14 @@ SHARED_STAGE = "runtime-deps"
 CONTEXTS = "image-contexts"
 # Where the Dockerfile puts the service's virtual environment.
 VENV = PurePosixPath("/srv/venv")
-# In first-party/ of the build context: how the image runs the service (kind, console script,
-# port or health command), for the app stage; and the script it imports the service with.
+# In first-party/ of the build context: what the app stage checks of how the image runs the
+# service (launch.Launch), the scripts it installs for that, the script it imports the
+# service with, and an http service's health probe.
 SERVICE_ENV = "service.env"
+ENTRYPOINT_SCRIPT = "service"
+HEALTH_SCRIPT = "service-health"
 IMPORT_CHECK = "importcheck.py"
+HEALTH_PROBE = "healthprobe.py"
 # What image builds need to know of a service before anything is built.
 TO_BUILD = "to build an image"
 # The parts of a build context: what the shared stages need, and what the service's own need.
@@ -153,10 +156,11 @@ def prepare_context(
     dockerfile_text: str,
     labels: dict[str, str] | None = None,
     parts: tuple[str, ...] = ALL_PARTS,
+    environment: dict[str, str] | None = None,
 ) -> None:
     """The only files the build can see: of installer/, third-party/ and first-party/ (with
-    service.env) those in `parts`, and the Dockerfile, ending with a LABEL instruction of
-    `labels` when given."""
+    the launch files) those in `parts`, and the Dockerfile, ending with a LABEL instruction of
+    `labels` and an ENV instruction of `environment` when given."""
     by_hash = {e.sha256: e for e in house.entries.values()}
     for part, pins in _context_parts(repo, house, service).items():
         if part not in parts:
@@ -174,31 +178,34 @@ def prepare_context(
         # the installer is that wheel even if the file changed after the check.
         (context / INSTALLER_PART / "SHA256SUMS").write_text(f"{installer.sha256}  {installer.file}\n")
     if FIRST_PARTY in parts:
-        (context / FIRST_PARTY / SERVICE_ENV).write_text(service_env(service_settings(repo.service(service), TO_BUILD)))
+        settings = service_settings(repo.service(service), TO_BUILD)
+        files = launch.launch(settings)
+        (context / FIRST_PARTY / SERVICE_ENV).write_text(files.service_env)
+        (context / FIRST_PARTY / ENTRYPOINT_SCRIPT).write_text(files.entrypoint)
+        if files.health is not None:
+            (context / FIRST_PARTY / HEALTH_SCRIPT).write_text(files.health)
         shutil.copyfile(importcheck.__file__, context / FIRST_PARTY / IMPORT_CHECK)
+        shutil.copyfile(healthprobe.__file__, context / FIRST_PARTY / HEALTH_PROBE)
     text = dockerfile_text
     if labels:
         text = text.rstrip("\n") + "\n" + label_instruction(labels)
+    if environment:
+        text = text.rstrip("\n") + "\n" + environment_instruction(environment)
     (context / DOCKERFILE).write_text(text)
 
 
-def service_env(settings: ServiceSettings) -> str:
-    """first-party/service.env: shell assignments the app stage sources, every value quoted, so
-    the file says only this. A worker's health command is one quoted word list (exec form: the
-    script the app stage writes from it only `exec`s those words)."""
-    values = {"SERVICE_KIND": settings.kind, "SERVICE_COMMAND": settings.command}
-    if isinstance(settings, HttpService):
-        values["DEFAULT_PORT"] = str(settings.default_port)
-    elif settings.health_command:
-        values["HEALTH_COMMAND"] = shlex.join(settings.health_command)
-    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
+def environment_instruction(environment: dict[str, str]) -> str:
+    """One ENV instruction: the service's port in the variable its code reads. Written into the
+    last stage (the image) rather than a shared one, so that services on the same closure and
+    port share every layer whatever variable they read it from."""
+    return "ENV " + " ".join(f'{key}="{value}"' for key, value in environment.items()) + "\n"
 
 
 def shared_arguments(settings: ServiceSettings) -> dict[str, str]:
     """The build arguments of the shared stages: which runtime-<kind> stage the image starts
     from, and an http service's port. With the closure, they decide what those stages hold."""
     if isinstance(settings, HttpService):
-        return {"SERVICE_RUNTIME": "http", "DEFAULT_PORT": str(settings.default_port)}
+        return {"SERVICE_RUNTIME": "http", "DEFAULT_PORT": str(settings.port)}
     return {"SERVICE_RUNTIME": "worker-health" if settings.health_command else "worker"}
 
 
@@ -541,7 +548,9 @@ def _docker_build(
     """`docker build` of `text` from a context of the service's `parts`, offline, up to
     `target` (default: the last stage); return the image id."""
     with _context_directory(repo, service, reporter) as context, tempfile.TemporaryDirectory(prefix="wheelpipe-image-") as tmp:
-        prepare_context(repo, house, service, context, text, labels, parts)
+        # The image's own configuration (the last stage's), not a shared stage's.
+        environment = launch.environment(service_settings(repo.service(service), TO_BUILD)) if target is None else None
+        prepare_context(repo, house, service, context, text, labels, parts, environment)
         iidfile = Path(tmp) / "image.id"
         args = {"BASE_IMAGE": settings.base, **(arguments or {})}
         if THIRD_PARTY in parts:

@@ -24,11 +24,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import baseimage, importcheck
+from . import baseimage, importcheck, launch
 from .console import Reporter
 from .docker import Docker
 from .errors import PipelineError, TargetError, ToolError
-from .model import Repository
+from .model import Repository, WorkerService
 from .target import check_host
 from .tools import run
 from .wheelhouse import STORE, Wheelhouse
@@ -118,14 +118,19 @@ def place_for(repo: Repository, base_image: str, docker: Docker, reporter: Repor
     raise InstallCheckError(msg)
 
 
-def _entry_points(repo: Repository, service: str) -> list[str]:
-    """The console scripts the service's image would run: its command and a worker's health
-    command; without [tool.wheelpipe.service], every console script the service declares is
-    loaded instead (by --entry-points-of)."""
+def _commands(repo: Repository, service: str) -> list[str]:
+    """The import check's arguments for what the service's image would run: its command and a
+    worker's health command (their console scripts' entry points, or python -m's module) and
+    what the command serves; without [tool.wheelpipe.service], every console script the
+    service declares is loaded instead (by --entry-points-of)."""
     settings = repo.service(service).service
     if settings is None:
         return []
-    return [settings.command, *settings.health_command[:1]] if settings.kind == "worker" else [settings.command]
+    commands = [settings.command, *([settings.health_command] if isinstance(settings, WorkerService) and settings.health_command else [])]
+    return [
+        *(arg for command in commands for arg in ("--command", shlex.join(command))),
+        *(arg for reference in launch.app_references(settings) for arg in ("--reference", reference)),
+    ]
 
 
 def _steps(repo: Repository, house: Wheelhouse, service: str, python: str, work: str, wheels: str) -> list[list[str]]:
@@ -142,7 +147,7 @@ def _steps(repo: Repository, house: Wheelhouse, service: str, python: str, work:
         [f"{work}/{service}/bin/python", "-I", "-B", f"{work}/importcheck.py", "--marker", MARKER,
          *(arg for name in first_party for arg in ("--distribution", name)),
          "--entry-points-of", repo.service(service).name,
-         *(arg for script in _entry_points(repo, service) for arg in ("--entry-point", script))],
+         *_commands(repo, service)],
     ]
 
 

@@ -1,12 +1,15 @@
 """The one model of the monorepo that every step reads.
 
 Packages are discovered from the pyproject.toml files under shared/ and services/;
-nothing lists them anywhere else. A service's name is its directory name.
+nothing lists them anywhere else. A service's name is its directory's name unless its
+[tool.wheelpipe.service] names it, or the directory's name is no Docker name (then its
+distribution's name).
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -39,14 +42,28 @@ class StaleBuildLockError(LockError):
     say what the package is: only `invoke lock` can fix it, so it alone gets past it."""
 
 
+# An http service's defaults, when its table does not say (documented in the README).
+DEFAULT_PORT_ENV = "PORT"  # what gunicorn reads, and most platforms set
+DEFAULT_HEALTH_PATH = "/healthz"
+# In a command's words, where the service's port goes: replaced in the image by the value of
+# its port variable when the command runs (so an override of the variable moves both).
+PORT_PLACEHOLDER = "{port}"
+# The interpreter of the service's venv, as a command's first word: `python -m module`.
+PYTHON_WORDS = ("python", "python3")
+# A console script's name as a command's first word: a file name in the venv's bin/.
+_SCRIPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 @dataclass(frozen=True)
 class HttpService:
-    """[tool.wheelpipe.service] kind = "http": serves on a port; its image's health check is
-    `<command> healthcheck` (GET /healthz)."""
+    """[tool.wheelpipe.service] kind = "http": serves HTTP on `port`, which reaches the app in
+    the environment variable `port_env`; its image's health check is a GET of `health_path` on
+    that port from a probe of the standard library (the app is never started a second time)."""
 
-    command: str  # console script that serves with gunicorn and has a `healthcheck` subcommand
-    port_env: str
-    default_port: int
+    command: tuple[str, ...]  # exec form: a console script of the venv, or python -m module
+    port: int
+    port_env: str = DEFAULT_PORT_ENV
+    health_path: str = DEFAULT_HEALTH_PATH
     kind: Literal["http"] = "http"
 
 
@@ -55,7 +72,7 @@ class WorkerService:
     """[tool.wheelpipe.service] kind = "worker": a long-running process on no port. Its image's
     health is the process itself (Docker sees it exit) unless it declares a health command."""
 
-    command: str  # console script that runs until SIGTERM
+    command: tuple[str, ...]  # exec form: a console script of the venv, or python -m module
     health_command: tuple[str, ...] = ()  # exec form, its first word a console script; () for none
     kind: Literal["worker"] = "worker"
 
@@ -63,7 +80,10 @@ class WorkerService:
 # How a service's image runs it: [tool.wheelpipe.service] in its pyproject.toml.
 ServiceSettings = HttpService | WorkerService
 SERVICE_KINDS = ("http", "worker")
-_SERVICE_KEYS = {"http": ("kind", "command", "port-env", "default-port"), "worker": ("kind", "command", "health-command")}
+_SERVICE_KEYS = {
+    "http": ("name", "kind", "command", "port", "default-port", "port-env", "health-path"),
+    "worker": ("name", "kind", "command", "health-command"),
+}
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,10 @@ class Package:
     # "pyproject.toml" when name, version and dependencies are static in [project]; else
     # "backend": read from its build backend's prepare_metadata_for_build_wheel.
     metadata_from: str = "pyproject.toml"
+    # A service's name (its image's, its lock's): [tool.wheelpipe.service] name, else its
+    # directory's name, else (a directory name Docker refuses) its distribution name. "" for
+    # a shared package.
+    service_name: str = ""
 
     @property
     def label(self) -> str:
@@ -137,6 +161,9 @@ class Repository:
     _unread: str | None = field(default=None, repr=False)
     # The directories of the packages whose metadata comes from their build backend.
     backend_described: list[str] = field(default_factory=list)
+    # What a team should know of how the model read its repository, one line each (a service
+    # named other than its directory): the task layer shows them.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def packages(self) -> dict[str, Package]:
@@ -147,9 +174,9 @@ class Repository:
 
     @cached_property
     def services(self) -> dict[str, Package]:
-        """Services by their name, which is their directory name."""
+        """Services by their name (Package.service_name)."""
         found = (p for p in self.packages.values() if p.kind == "service")
-        return {p.path.name: p for p in sorted(found, key=lambda p: p.path.name)}
+        return {p.service_name: p for p in sorted(found, key=lambda p: p.service_name)}
 
     def service(self, name: str) -> Package:
         try:
@@ -159,7 +186,7 @@ class Repository:
 
     def select_services(self, name: str | None) -> list[str]:
         """`--service NAME` or, without it (None), every service; an empty name is unknown."""
-        return list(self.services) if name is None else [self.service(name).path.name]
+        return list(self.services) if name is None else [self.service(name).service_name]
 
     def closure(self, service: str) -> list[Package]:
         """The service and every internal package it uses, dependencies first."""
@@ -277,9 +304,13 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
             msg = f"{at}: malformed requirement {line!r} in [project] dependencies: {reason}"
             raise RepositoryError(msg) from None
     service = None
+    service_name = ""
     if kind == "service":
         # A backend-described service's console scripts are those its metadata declares.
         service = _service_settings({**data, "project": project}, f"{relative}/pyproject.toml")
+        service_name, note = _service_name(data, relative, directory.name, canonicalize_name(name))
+        if note:
+            repository.notes.append(note)
     package = Package(
         kind=kind,
         directory=relative,
@@ -290,6 +321,7 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
         service=service,
         build_system=build_system,
         metadata_from=metadata_from,
+        service_name=service_name,
     )
     sources = _tool_table(data, f"{relative}/pyproject.toml", "sources")
     return package, sources
@@ -393,10 +425,10 @@ def _service_settings(data: dict, where: str) -> ServiceSettings | None:
     for name in table:
         if name in _SERVICE_KEYS[kind]:
             continue
-        if name in ("port-env", "default-port"):
+        if name in ("port-env", "default-port", "port", "health-path"):
             msg = f'{where}: {key} {name} is for kind "http"; a worker listens on no port (remove it, or set kind = "http")'
         elif name == "health-command":
-            msg = f'{where}: {key} health-command is for kind "worker"; an http service\'s health check is `<command> healthcheck` (GET /healthz)'
+            msg = f'{where}: {key} health-command is for kind "worker"; an http service\'s health check is a GET of its health-path (default {DEFAULT_HEALTH_PATH}) on its port'
         else:
             known = ", ".join(dict.fromkeys(k for keys in _SERVICE_KEYS.values() for k in keys))
             msg = f"{where}: {key} has no key {name!r} (known: {known})"
@@ -406,39 +438,85 @@ def _service_settings(data: dict, where: str) -> ServiceSettings | None:
         # A string would otherwise match any command that is a substring of it.
         msg = f"{where}: [project.scripts] must be a table of console scripts, found {_short(scripts)}"
         raise RepositoryError(msg)
-    command = table.get("command")
-    if command is None:
+    command = _command(table.get("command"), scripts, where)
+    if kind == "worker":
+        if PORT_PLACEHOLDER in " ".join(command):
+            msg = f"{where}: {key} command {_short(list(command))} holds {PORT_PLACEHOLDER}, but a worker has no port"
+            raise RepositoryError(msg)
+        return WorkerService(command=command, health_command=_health_command(table.get("health-command"), scripts, where))
+    if "port" in table and "default-port" in table:
+        msg = f"{where}: {key} sets both port and default-port (its older name): keep port"
+        raise RepositoryError(msg)
+    port = table.get("port", table.get("default-port"))
+    # bool is an int to Python: `port = true` would otherwise be port 1.
+    if not (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
+        msg = f'{where}: {key} port must be the port the service listens on (1-65535) for kind "http", found {_short(port)}'
+        raise RepositoryError(msg)
+    port_env = table.get("port-env", DEFAULT_PORT_ENV)
+    if not (isinstance(port_env, str) and _ENVIRONMENT_NAME.fullmatch(port_env)):
+        msg = f"{where}: {key} port-env must be the name of the environment variable the service reads its port from (letters, digits, '_'), found {_short(port_env)}"
+        raise RepositoryError(msg)
+    health_path = table.get("health-path", DEFAULT_HEALTH_PATH)
+    if not (isinstance(health_path, str) and _HEALTH_PATH.fullmatch(health_path)):
+        msg = f"{where}: {key} health-path must be a URL path starting with '/' (no spaces, quotes or '#'), e.g. \"{DEFAULT_HEALTH_PATH}\", found {_short(health_path)}"
+        raise RepositoryError(msg)
+    return HttpService(command=command, port=port, port_env=port_env, health_path=health_path)
+
+
+# A path (and query) an HTTP GET can ask for as written: what a probe, Docker or a kubelet sends.
+_HEALTH_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*")
+
+
+def _command(value: object, scripts: dict, where: str) -> tuple[str, ...]:
+    """The command the image runs, exec form. Without it, the service's one console script."""
+    if value is None:
         # The console script is the command when there is no other to choose.
         if len(scripts) != 1:
             found = f"declares several ({', '.join(scripts)}): set command to one of them" if scripts else "declares none to infer it from"
-            msg = f"{where}: {key} command is not set and [project.scripts] {found}"
+            msg = f"{where}: [tool.wheelpipe.service] command is not set and [project.scripts] {found}"
             raise RepositoryError(msg)
-        (command,) = scripts
-    if not isinstance(command, str) or command not in scripts:
-        msg = f"{where}: {key} command must name one of [project.scripts] ({', '.join(scripts) or 'none'}), found {_short(command)}"
-        raise RepositoryError(msg)
-    if kind == "worker":
-        return WorkerService(command=command, health_command=_health_command(table.get("health-command"), scripts, where))
-    port_env, port = table.get("port-env"), table.get("default-port")
-    # bool is an int to Python: `default-port = true` would otherwise be port 1.
-    if not (isinstance(port_env, str) and _ENVIRONMENT_NAME.fullmatch(port_env) and isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
-        msg = f'{where}: {key} needs port-env (an environment variable name) and default-port (1-65535) for kind "http", found {_short(port_env)} and {_short(port)}'
-        raise RepositoryError(msg)
-    return HttpService(command=command, port_env=port_env, default_port=port)
+        return (next(iter(scripts)),)
+    example = f'e.g. "{next(iter(scripts), "my-service")}", ["uvicorn", "my_app.main:app", "--host", "0.0.0.0", "--port", "{PORT_PLACEHOLDER}"] or "python -m my_app"'
+    return _exec_words(value, "command", example, where)
 
 
 def _health_command(value: object, scripts: dict, where: str) -> tuple[str, ...]:
-    """A worker's health command: argv in exec form, run as it is (no shell parses it), whose
-    program is one of the service's console scripts, so the image build can check it is there."""
+    """A worker's health command, () for none: the process itself is then its health."""
     if value is None:
         return ()
-    if not isinstance(value, list) or not value or not all(isinstance(word, str) and word for word in value) or value[0] not in scripts:
-        msg = (
-            f"{where}: [tool.wheelpipe.service] health-command must be a list of words (exec form, no shell) "
-            f"whose first is one of [project.scripts] ({', '.join(scripts) or 'none'}), e.g. [\"{next(iter(scripts), 'worker')}\", \"healthcheck\"]; found {_short(value)}"
-        )
+    return _exec_words(value, "health-command", f'e.g. ["{next(iter(scripts), "my-worker")}", "healthcheck"]', where)
+
+
+def _exec_words(value: object, name: str, example: str, where: str) -> tuple[str, ...]:
+    """A command in exec form: a string of words (split as a shell would, but no shell ever runs
+    it) or a list of words. Its first word is a console script of the service's venv (its own,
+    or a dependency's such as uvicorn or gunicorn: the image build checks that it is there), or
+    python -m module."""
+    key = f"[tool.wheelpipe.service] {name}"
+    words: list[str] | None = None
+    if isinstance(value, str):
+        try:
+            words = shlex.split(value)
+        except ValueError as error:
+            msg = f"{where}: {key} {_short(value)} cannot be split into words ({error}); write it as a list of words"
+            raise RepositoryError(msg) from None
+    elif isinstance(value, list) and all(isinstance(word, str) for word in value):
+        words = list(value)
+    if not words or not all(words) or any(c in word for word in words for c in "\n\r\0"):
+        msg = f"{where}: {key} must be a console script and its arguments, as a string or a list of words ({example}); found {_short(value)}"
         raise RepositoryError(msg)
-    return tuple(value)
+    program = words[0]
+    if program in PYTHON_WORDS:
+        if len(words) < 3 or words[1] != "-m" or not _MODULE.fullmatch(words[2]):
+            msg = f"{where}: {key} runs the venv's {program}, which only `{program} -m <module>` may do (no script files, no -c); found {_short(value)}"
+            raise RepositoryError(msg)
+    elif not _SCRIPT_NAME.fullmatch(program):
+        msg = f"{where}: {key} must start with the name of a console script in the service's venv (not a path; no shell), {example}; found {_short(value)}"
+        raise RepositoryError(msg)
+    return tuple(words)
+
+
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def service_settings(package: Package, purpose: str) -> ServiceSettings:
@@ -447,16 +525,33 @@ def service_settings(package: Package, purpose: str) -> ServiceSettings:
     if package.service is None:
         msg = (
             f'{package.directory}/pyproject.toml: [tool.wheelpipe.service] is needed {purpose}: kind = "http" '
-            f'(with port-env and default-port) or kind = "worker" (command: its console script when it has one)'
+            f'(with port; port-env, health-path and command optional) or kind = "worker" (command: its console script when it has one)'
         )
         raise RepositoryError(msg)
     return package.service
 
 
-def _check_service_name(directory: str, name: str) -> None:
-    if not _DOCKER_NAME.fullmatch(name):
-        msg = f"{directory}: the service name {name!r} is not a valid Docker repository name (lowercase letters and digits, separated by '.', '_', '__' or dashes)"
-        raise RepositoryError(msg)
+def _service_name(data: dict, directory: str, directory_name: str, distribution: str) -> tuple[str, str | None]:
+    """The service's name, and a line saying where it came from when that is not what a team
+    would guess (its directory's name). A service's name is the last component of its image
+    repository and its lock's file name, so it must be a Docker repository name; a directory
+    named otherwise (OrderManager) is never renamed: the distribution name stands in."""
+    where = f"{directory}/pyproject.toml"
+    declared = _wheelpipe_table(data, where).get("service", {})
+    name = declared.get("name") if isinstance(declared, dict) else None
+    if name is not None:
+        if not (isinstance(name, str) and _DOCKER_NAME.fullmatch(name)):
+            msg = f"{where}: [tool.wheelpipe.service] name must be a Docker repository name (lowercase letters and digits, separated by '.', '_', '__' or dashes), found {_short(name)}"
+            raise RepositoryError(msg)
+        note = None if name == directory_name else f"{directory}: service {name!r}, as [tool.wheelpipe.service] name says"
+        return name, note
+    if _DOCKER_NAME.fullmatch(directory_name):
+        return directory_name, None
+    note = (
+        f"{directory}: service {distribution!r}, its distribution name: its directory's name {directory_name!r} is not a Docker "
+        f"repository name (lowercase letters and digits, separated by '.', '_', '__' or dashes); [tool.wheelpipe.service] name = \"...\" chooses another"
+    )
+    return distribution, note
 
 
 @dataclass(frozen=True)
@@ -553,16 +648,9 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
     if both:
         msg = f"{both[0].relative_to(root).as_posix()}: matched as a service and as a shared package by [tool.wheelpipe.workspace] ({repository.workspace.describe()})"
         raise RepositoryError(msg)
-    names: dict[str, Path] = {}
-    for directory in service_dirs:
-        if directory.name in names:
-            msg = f"{directory.relative_to(root).as_posix()} and {names[directory.name].relative_to(root).as_posix()}: two services named {directory.name!r} (a service's name is its directory's name)"
-            raise RepositoryError(msg)
-        names[directory.name] = directory
+    names: dict[str, Package] = {}
     for kind, directories in (("shared", shared_dirs), ("service", service_dirs)):
         for directory in directories:
-            if kind == "service":
-                _check_service_name(directory.relative_to(root).as_posix(), directory.name)
             try:
                 package, sources = _load_package(repository, directory, kind, build_lock)
             except StaleBuildLockError as error:
@@ -574,9 +662,8 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
                 other = repository._packages[package.name]
                 msg = f"{package.directory} and {other.directory} both declare the distribution {package.name!r}"
                 raise RepositoryError(msg)
-            if kind == "service" and directory.name in RESERVED_SERVICE_NAMES:
-                msg = f"{package.directory}: a service cannot be named {directory.name!r}; {lock_file(directory.name)} is {RESERVED_SERVICE_NAMES[directory.name]}"
-                raise RepositoryError(msg)
+            if kind == "service":
+                _check_service_unique(package, names)
             repository._packages[package.name] = package
             declared_sources[package.name] = sources
 
@@ -584,6 +671,19 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
         _link_internal(repository, declared_sources)
         _check_acyclic(repository)
     return repository
+
+
+def _check_service_unique(package: Package, names: dict[str, Package]) -> None:
+    """A service's name is its lock's and its image's: two services cannot share one, nor can a
+    service take the name of a lock that is not a service's."""
+    name = package.service_name
+    if name in RESERVED_SERVICE_NAMES:
+        msg = f"{package.directory}: a service cannot be named {name!r}; {lock_file(name)} is {RESERVED_SERVICE_NAMES[name]} (set [tool.wheelpipe.service] name)"
+        raise RepositoryError(msg)
+    if name in names:
+        msg = f"{package.directory} and {names[name].directory}: two services named {name!r} (set [tool.wheelpipe.service] name in one of them)"
+        raise RepositoryError(msg)
+    names[name] = package
 
 
 def _indexes(table: dict) -> Indexes:

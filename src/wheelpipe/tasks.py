@@ -17,7 +17,7 @@ from pathlib import Path
 from invoke import Collection, Context, Exit, task
 
 # Modules whose names a task also takes are imported under another name.
-from . import PipelineError, baseimage, compose, images, installcheck, load_repository, locks, testsuite, wheelhouse
+from . import PipelineError, baseimage, compose, images, installcheck, load_repository, locks, startcheck, testsuite, wheelhouse
 from . import affected as affected_module
 from . import bench as benchmarks
 from . import publish as publishing
@@ -25,7 +25,7 @@ from . import release as releases
 from .console import Reporter
 from .docker import Docker
 from .errors import describe_os_error
-from .model import HttpService, nearest_root
+from .model import HttpService, Repository, nearest_root, service_settings
 from .requirements import TOOLING, lock_file
 from .tools import run
 
@@ -44,6 +44,14 @@ def repository_root(c: Context) -> Path:
         return Path(prefix).resolve()
     start = Path.cwd().resolve()
     return nearest_root(start) or start  # else load_repository says what is missing there
+
+
+def _repository(c: Context) -> Repository:
+    """The repository model, its notes (how it named a service, say) shown once, on stderr."""
+    repo = load_repository(repository_root(c))
+    for note in repo.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return repo
 
 
 # Called with the repository's root and a task's arguments before it runs; returns what to
@@ -117,7 +125,7 @@ def _reporter(verbose: bool) -> Reporter:
 @reported
 def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, resolver=None, verbose=False):
     """Resolve requirements/<service>.txt, dev.txt (and build.txt) with hashes, for the target."""
-    repo = load_repository(repository_root(c))
+    repo = _repository(c)
     locks.lock(
         repo,
         service=service,
@@ -139,7 +147,7 @@ def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, reso
 @reported(interrupted=_wheelhouse_interrupted)
 def build_wheels(c, service=None, clean=False, verbose=False):
     """Build wheelhouse/: every wheel, install/<service>.txt, manifest.json, SHA256SUMS."""
-    repo = load_repository(repository_root(c))
+    repo = _repository(c)
     wheelhouse.build_wheels(repo, service=service, clean=clean, reporter=_reporter(verbose))
 
 
@@ -153,7 +161,7 @@ def build_wheels(c, service=None, clean=False, verbose=False):
 @reported
 def verify_wheelhouse(c, install=False, base_image=None, verbose=False):
     """Check wheelhouse/ is exactly what the locks, sources and target give: wheels, install manifests, manifest.json, SHA256SUMS (--install: each service installs offline and imports)."""
-    repo = load_repository(repository_root(c))
+    repo = _repository(c)
     reporter = _reporter(verbose)
     settings = _image_settings(c, base_image=base_image)
     # Where the install check can run is known before anything is read.
@@ -180,7 +188,7 @@ def test(c, k=None, fast=False, jobs=testsuite.ONE_PER_CPU, verbose=False):
     packages' tests import their built wheels: the wheelhouse is brought up to date first."""
     root = repository_root(c)
     command = testsuite.suite_command(jobs=jobs, fast=fast, k=k, verbose=verbose)  # bad --jobs: before any build
-    wheelhouse.build_wheels(load_repository(root), reporter=_reporter(verbose))
+    wheelhouse.build_wheels(_repository(c), reporter=_reporter(verbose))
     with c.cd(str(root)):
         c.run(shlex.join(command), pty=False)
 
@@ -244,7 +252,7 @@ IMAGE_HELP = {
 @reported
 def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=False, push=False, jobs=0, verbose=False):  # noqa: A002 - the flag is --all
     """Build, verify and tag <prefix><service>:<version> from the wheelhouse, offline; with --push, push it."""
-    repo = load_repository(repository_root(c))
+    repo = _repository(c)
     if (service is not None) == bool(all):  # `--service ""` is a name to look up, not "none given"
         raise Exit(f"error: give --service NAME or --all (services: {', '.join(repo.services)})")
     settings = _image_settings(c, prefix, base_image)
@@ -270,11 +278,13 @@ def publish(c, repository_url=None, skip_existing=False, verbose=False):
     print(publishing.publish(house, repository_url=repository_url, skip_existing=skip_existing, reporter=_reporter(verbose)).summary())
 
 
-@task(help=IMAGE_HELP)
+@task(help={**IMAGE_HELP, "start-timeout": f"Seconds the started image may take until its health check passes (default {startcheck.START_TIMEOUT_SECONDS:g})."})
 @reported
-def verify_image(c, service, prefix=None, base_image=None, verbose=False):
-    """Check that an existing image holds exactly the distributions its install manifest pins."""
-    repo = load_repository(repository_root(c))
+def verify_image(c, service, prefix=None, base_image=None, start_timeout=None, verbose=False):
+    """Check that an existing image holds exactly the distributions its install manifest pins, then start it until its health check passes."""
+    timeout = startcheck.START_TIMEOUT_SECONDS if start_timeout is None else startcheck.timeout_seconds(start_timeout)
+    repo = _repository(c)
+    declared = service_settings(repo.service(service), "to start its image")
     settings = _image_settings(c, prefix, base_image)
     reporter = _reporter(verbose)
     settings.docker.require_engine(reporter)
@@ -282,6 +292,7 @@ def verify_image(c, service, prefix=None, base_image=None, verbose=False):
     if not settings.docker.image_id(tag, reporter):
         raise Exit(f"error: image {tag} does not exist; build it with `invoke image --service {service}`")
     images.verify_image(wheelhouse.open_wheelhouse(repository_root(c)), settings.docker, tag, service, reporter)
+    print(startcheck.check_started(settings.docker, tag, service, declared, reporter, timeout=timeout))
 
 
 @task(
@@ -296,7 +307,7 @@ def verify_image(c, service, prefix=None, base_image=None, verbose=False):
 @reported
 def base_image(c, tag=None, suite="bookworm", builder=False, force=False, verbose=False):
     """Bootstrap a python:3.11-slim-bookworm equivalent from Debian packages (debootstrap + docker import); --builder: the target's builder image."""
-    repo = load_repository(repository_root(c))
+    repo = _repository(c)
     settings = _image_settings(c)
     make = baseimage.bootstrap_builder if builder else baseimage.bootstrap
     make(settings.docker, repo.target, tag, suite, force, _reporter(verbose))
@@ -315,7 +326,7 @@ def base_image(c, tag=None, suite="bookworm", builder=False, force=False, verbos
 @reported
 def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, verbose=False):
     """Time build-wheels and the naive way, lock with uv and pip-tools (and --heavy, --scaling, --with-images); print tables and targets."""
-    repo = load_repository(repository_root(c))
+    repo = _repository(c)
     reporter = _reporter(verbose)
     if with_images:
         settings = _image_settings(c, base_image=base_image)
@@ -356,7 +367,7 @@ def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, ver
 @reported
 def release(c, skip_gates=False, allow_dirty=False, verbose=False):
     """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS."""
-    repo = load_repository(repository_root(c))
+    repo = _repository(c)
     settings = _image_settings(c)
     releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose), base_image=settings.base, docker=settings.docker)
 
@@ -377,7 +388,7 @@ AFFECTED_HELP = {
 @reported(interrupted=_read_only_unless_github_output)
 def affected(c, since, json=False, all_if_unknown=False, github_output=False):  # noqa: A002 - the flag is --json
     """List the services whose image a change since REF can alter (closure, locks, Dockerfile, target)."""
-    found = affected_module.affected_services(load_repository(repository_root(c)), since, all_if_unknown=all_if_unknown)
+    found = affected_module.affected_services(_repository(c), since, all_if_unknown=all_if_unknown)
     if github_output:
         affected_module.write_github_output(list(found), affected=found)
     text = affected_module.render(since, found, as_json=json)
@@ -389,7 +400,7 @@ def affected(c, since, json=False, all_if_unknown=False, github_output=False):  
 @reported(interrupted=_read_only_unless_github_output)
 def services(c, json=False, github_output=False):  # noqa: A002 - the flag is --json
     """List every service of the repository model, one per line (or a JSON list)."""
-    repo = load_repository(repository_root(c))
+    repo = _repository(c)
     if github_output:
         affected_module.write_github_output(list(repo.services))
     print(affected_module.render_services(repo, as_json=json))
@@ -399,15 +410,15 @@ def services(c, json=False, github_output=False):  # noqa: A002 - the flag is --
 @reported
 def up(c, prefix=None, base_image=None, verbose=False):
     """Build every image, write compose.yaml and start all services; wait until healthy (a worker without a health check: running)."""
-    repo = load_repository(repository_root(c))
+    repo = _repository(c)
     settings = _image_settings(c, prefix, base_image)
     reporter = _reporter(verbose)
     images.build_images(repo, settings, list(repo.services), reporter)
     tool = " ".join(compose.compose_command(settings.docker))
     for name, package in repo.services.items():
         if isinstance(package.service, HttpService):
-            port = os.environ.get(package.service.port_env, package.service.default_port)
-            print(f"{name}: http://127.0.0.1:{port}/healthz")
+            port = os.environ.get(package.service.port_env, package.service.port)
+            print(f"{name}: http://127.0.0.1:{port}{package.service.health_path}")
         else:
             print(f"{name}: a worker, on no port (its log: {tool} -f {compose.COMPOSE_FILE} logs {name})")
     compose.up(repo, settings, reporter)
@@ -417,7 +428,7 @@ def up(c, prefix=None, base_image=None, verbose=False):
 @reported
 def down(c, prefix=None, verbose=False):
     """Stop and remove the containers `invoke up` started."""
-    repo = load_repository(repository_root(c))
+    repo = _repository(c)
     compose.down(repo, _image_settings(c, prefix), _reporter(verbose))
 
 

@@ -23,11 +23,12 @@ REPO = load_repository(Path(__file__).resolve().parents[3])
 def test_console_script_spec_matches_the_declared_service(service):
     package = REPO.services[service]
     scripts = tomllib.loads((package.path / "pyproject.toml").read_text())["project"]["scripts"]
-    module_name, _, function = scripts[package.service.command].partition(":")
+    (command,) = package.service.command  # the console script alone: service_runtime parses the rest
+    module_name, _, function = scripts[command].partition(":")
     module = importlib.import_module(module_name)
     assert function == "main" and callable(module.main)
     spec = module.SPEC
     assert isinstance(spec, ServiceSpec)
-    assert (spec.prog, spec.port_env, spec.default_port) == (package.service.command, package.service.port_env, package.service.default_port)
+    assert (spec.prog, spec.port_env, spec.default_port) == (command, package.service.port_env, package.service.port)
     assert spec.host_env == package.service.port_env.replace("_PORT", "_HOST")
     assert spec.app_factory is importlib.import_module(module_name.rpartition(".")[0]).create_app

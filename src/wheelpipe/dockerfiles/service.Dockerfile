@@ -6,15 +6,18 @@
 #   installer/SHA256SUMS                          its sha256 from wheelhouse/manifest.json
 #   third-party/requirements.txt + *.whl          hash-pinned closure of dependencies
 #   first-party/requirements.txt + *.whl          the service and our shared packages
-#   first-party/service.env                       how the image runs the service (shell syntax)
+#   first-party/service.env                       what to check of how the image runs the service
+#   first-party/service, service-health           the entrypoint and the health check's command,
+#                                                 written from [tool.wheelpipe.service]
 #   first-party/importcheck.py                    imports what the service ships (stdlib only)
+#   first-party/healthprobe.py                    an http service's health probe (stdlib only)
 # Nothing is fetched during the build, so it works with `--network=none`.
 #
 # Stages, in the order the legacy builder runs them:
 #   deps                  the venv with the third-party closure (build only)
 #   runtime-base          the runtime image without the service's own files and
 #                         without what depends on the kind of service
-#   runtime-http          + health check over HTTP, EXPOSE of the port
+#   runtime-http          + health check: GET of the service's health path, EXPOSE of the port
 #   runtime-worker        + no health check: the process itself is the health
 #   runtime-worker-health + health check running the worker's declared command
 #   runtime-deps          the one of the three SERVICE_RUNTIME names
@@ -154,9 +157,11 @@ USER 10001:10001
 STOPSIGNAL SIGTERM
 
 # Exec form so the service is PID 1 and receives SIGTERM directly. `service` is
-# the console script [tool.wheelpipe.service] names (a link the app stage
-# makes). Setting ENTRYPOINT also clears the base image's CMD (["python3"]), so
-# by default the service starts; extra `docker run` arguments go to the service.
+# a script the app stage installs that execs the command [tool.wheelpipe.service]
+# declares (a console script of the venv or python -m module), so the command
+# itself becomes PID 1. Setting ENTRYPOINT also clears the base image's CMD
+# (["python3"]), so by default the service starts; extra `docker run` arguments
+# go to the service.
 ENTRYPOINT ["service"]
 
 # The venv with the third-party closure: identical across code changes, so this
@@ -174,12 +179,15 @@ COPY --from=deps --chown=0:0 /srv/venv /srv/venv
 # ---------------------------------------------------------------------------
 FROM runtime-base AS runtime-http
 
-# Exec form: no shell needed. `service healthcheck` exits 0 when GET /healthz
-# on the service's port answers 200. A short interval lets callers see
-# "healthy" within a few seconds of start; the start period tolerates a slow
-# start without counting failures. Override with `docker run --health-*`.
+# `service-health` (installed by the app stage) runs the standard library's
+# HTTP client in the venv's interpreter: GET of the service's health path on its
+# port (the value of its port variable), 2xx or 3xx passing, as a kubelet's
+# httpGet probe counts. It never starts the app a second time. A short interval
+# lets callers see "healthy" within a few seconds of start; the start period
+# tolerates a slow start without counting failures. Override with
+# `docker run --health-*`.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
-    CMD ["service", "healthcheck"]
+    CMD ["service-health"]
 
 # Declared last so that services on other ports share the layers above.
 ARG DEFAULT_PORT
@@ -199,7 +207,7 @@ HEALTHCHECK NONE
 
 FROM runtime-base AS runtime-worker-health
 
-# The worker's declared health command, which the app stage writes as
+# The worker's declared health command, which the app stage installs as
 # /srv/venv/bin/service-health (its words quoted, so no shell reads them).
 HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
     CMD ["service-health"]
@@ -220,26 +228,30 @@ FROM deps AS app
 # layers above cached. First in the stage, so that from here on every step
 # differs between services: two services built at once by the legacy builder
 # then never both make (and cache) the same step. first-party/service.env
-# names the service's kind, console script, port or health command (written by
-# the tooling, shell syntax, values quoted): a file rather than build args,
-# because an ARG is a step of its own that a code change would re-run.
+# names the service's kind, its command's program, port or health command
+# (written by the tooling, shell syntax, values quoted): a file rather than
+# build args, because an ARG is a step of its own that a code change would
+# re-run.
 COPY first-party/ /build/wheels/first-party/
 
 # Same hardened install for the service and its internal shared packages (uv
 # compiles only what lacks bytecode, so the deps files stay untouched); then
-# fail on a wrong service.env, give the console script a fixed name for the
-# exec-form ENTRYPOINT (and a worker's health command one for its
-# HEALTHCHECK), and collect every file newer than the stamp: exactly what this
-# step installed. No `pip check` here: the tooling proved, before it wrote the
-# install manifest, that every requirement of every wheel it pins is met by
+# fail on a wrong service.env or a command whose program is not in the venv,
+# install the entrypoint and health scripts the tooling wrote (each execs its
+# program by its path in the venv, never another on the PATH) and an http
+# service's probe, and collect every file newer than the stamp: exactly what
+# this step installed. No `pip check` here: the tooling proved, before it wrote
+# the install manifest, that every requirement of every wheel it pins is met by
 # another pin (from the very wheels installed here), and the image
 # verification proves the venv holds exactly those pins. What neither proves
 # is that the code runs with them: an incompatible pin (a library removing a
-# name its dependant imports) or an import nobody declared. So, last, the
-# venv's interpreter imports every top-level module of the first-party
-# distributions and loads the console scripts' entry points (not calling
-# them), after the collection so that nothing it could write ships; -I -B:
-# nothing from the environment or the current directory, no bytecode written.
+# name a module deep in its dependant imports) or an import nobody declared.
+# So, last, the venv's interpreter imports every module of the first-party
+# distributions, loads their entry points and those of the commands' console
+# scripts, and finds what the command serves (module:object) or runs (python
+# -m), calling nothing, after the collection so that nothing it could write
+# ships; -I -B: nothing from the environment or the current directory, no
+# bytecode written.
 RUN touch /build/before-first-party \
     && . /build/wheels/first-party/service.env \
     && env -i SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH}" UV_NO_INSTALLER_METADATA=1 /build/uv pip install --no-config \
@@ -247,29 +259,34 @@ RUN touch /build/before-first-party \
         --require-hashes --only-binary :all: --no-deps --compile-bytecode --link-mode copy \
         --find-links /build/wheels/first-party \
         --requirement /build/wheels/first-party/requirements.txt \
-    && case "${SERVICE_KIND}:${DEFAULT_PORT}" in \
-        http:|http:*[!0-9]*) echo "image check: DEFAULT_PORT='${DEFAULT_PORT}' in first-party/service.env must be a port number" >&2; exit 1;; \
+    && case "${SERVICE_KIND}:${SERVICE_PORT}" in \
+        http:|http:*[!0-9]*) echo "image check: SERVICE_PORT='${SERVICE_PORT}' in first-party/service.env must be a port number" >&2; exit 1;; \
         http:*|worker:) ;; \
-        *) echo "image check: SERVICE_KIND='${SERVICE_KIND}' in first-party/service.env must be http (with DEFAULT_PORT) or worker (without)" >&2; exit 1;; \
+        *) echo "image check: SERVICE_KIND='${SERVICE_KIND}' in first-party/service.env must be http (with SERVICE_PORT) or worker (without)" >&2; exit 1;; \
        esac \
-    && if [ -z "${SERVICE_COMMAND}" ] || [ ! -x "/srv/venv/bin/${SERVICE_COMMAND}" ]; then \
-        echo "image check: SERVICE_COMMAND='${SERVICE_COMMAND}' in first-party/service.env is not a console script in /srv/venv/bin" >&2; exit 1; \
+    && for program in "${SERVICE_PROGRAM}" ${HEALTH_PROGRAM:+"${HEALTH_PROGRAM}"}; do \
+        case "${program}" in \
+            ''|*/*|.*) echo "image check: '${program}' in first-party/service.env is not a program name" >&2; exit 1;; \
+        esac; \
+        if [ ! -x "/srv/venv/bin/${program}" ]; then \
+            echo "image check: the command runs '${program}', which is not a console script in /srv/venv/bin (the console scripts of the service's closure: $(cd /srv/venv/bin && ls | grep -v -e '^python' -e '^activate' | tr '\n' ' '))" >&2; exit 1; \
+        fi; \
+       done \
+    && install -m 0755 /build/wheels/first-party/service /srv/venv/bin/service \
+    && if [ -f /build/wheels/first-party/service-health ]; then \
+        install -m 0755 /build/wheels/first-party/service-health /srv/venv/bin/service-health; \
        fi \
-    && ln -s "${SERVICE_COMMAND}" /srv/venv/bin/service \
-    && if [ -n "${HEALTH_COMMAND}" ]; then \
-        eval "set -- ${HEALTH_COMMAND}" \
-        && if [ ! -x "/srv/venv/bin/$1" ]; then \
-            echo "image check: HEALTH_COMMAND in first-party/service.env runs '$1', which is not a console script in /srv/venv/bin" >&2; exit 1; \
-           fi \
-        && printf '#!/bin/sh\nexec %s\n' "${HEALTH_COMMAND}" > /srv/venv/bin/service-health \
-        && chmod 0755 /srv/venv/bin/service-health; \
+    && if [ "${SERVICE_KIND}" = http ]; then \
+        install -m 0644 /build/wheels/first-party/healthprobe.py /srv/healthprobe.py; \
        fi \
     && mkdir /build/first-party \
-    && find /srv/venv -newer /build/before-first-party \( -type f -o -type l \) \
+    && find /srv/venv $(if [ "${SERVICE_KIND}" = http ]; then echo /srv/healthprobe.py; fi) \
+        -newer /build/before-first-party \( -type f -o -type l \) \
         -exec cp -a --parents --target-directory=/build/first-party {} + \
     && /srv/venv/bin/python -I -B /build/wheels/first-party/importcheck.py --marker "image check: " \
         --requirements /build/wheels/first-party/requirements.txt \
-        --entry-point "${SERVICE_COMMAND}" ${HEALTH_COMMAND:+--entry-point "$1"}
+        --command "${SERVICE_COMMAND}" ${HEALTH_COMMAND:+--command "${HEALTH_COMMAND}"} \
+        --references "${SERVICE_REFERENCES}"
 
 
 # ---------------------------------------------------------------------------

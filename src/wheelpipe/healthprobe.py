@@ -1,0 +1,52 @@
+"""The health probe of an http service's image: GET a path on the service's port, as a kubelet's
+httpGet probe does, and exit 0 when it answers 2xx or 3xx.
+
+It runs as a script under the venv's interpreter (`python -I -B healthprobe.py PORT_ENV PORT
+PATH`), so it uses the standard library alone and nothing of wheelpipe or of the service: the
+app is never started a second time to probe the first. The port is read from the service's
+port variable when the container sets it (an override moves the app and the probe together),
+else the image's default. No proxy: a probe of the loopback address must reach the app.
+
+Exit 0 quietly; exit 1 after one line saying what was asked and what came back.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import sys
+
+TIMEOUT_SECONDS = 3.0
+
+
+def probe(port_env: str, default_port: int, path: str, timeout: float = TIMEOUT_SECONDS) -> str | None:
+    """None when GET `path` on the loopback answers 2xx or 3xx, else why not."""
+    value = os.environ.get(port_env) or str(default_port)
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        return f"{port_env}={value!r} is not a port number"
+    url = f"http://127.0.0.1:{value}{path}"
+    connection = http.client.HTTPConnection("127.0.0.1", int(value), timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"User-Agent": "wheelpipe-healthprobe"})
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as error:
+        return f"GET {url}: {error or type(error).__name__}"
+    finally:
+        connection.close()
+    # What a kubelet's httpGet probe counts as success.
+    return None if 200 <= status < 400 else f"GET {url} answered {status}"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or not argv[1].isdigit():
+        print("usage: healthprobe.py PORT_ENV DEFAULT_PORT PATH", file=sys.stderr)
+        return 2
+    failure = probe(argv[0], int(argv[1]), argv[2])
+    if failure:
+        print(f"health probe: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,130 @@
+"""`invoke verify-image`'s last proof: the image, started as an orchestrator starts it, serves.
+
+Reading an image's files proves what is installed, and the build's import check that the code
+imports; neither proves the app starts and answers. So the image runs once, as a restricted
+pod would run it (its own user, a read-only root with a tmpfs at /tmp, every capability
+dropped, no privilege escalation), and its health check runs inside it, as Docker's
+HEALTHCHECK or a kubelet's exec probe would; an http service must then also answer the same
+GET from outside the container on its port, as a kubelet's httpGet probe and a Service reach
+it (an app listening on 127.0.0.1 only passes a probe from inside and nothing else).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import time
+from dataclasses import dataclass
+
+from .console import Reporter
+from .docker import Docker
+from .errors import DockerError, ToolError
+from .model import HttpService, ServiceSettings
+
+# How long a service may take to start answering, and how often it is asked meanwhile.
+START_TIMEOUT_SECONDS = 30.0
+POLL_SECONDS = 0.25
+# A worker without a health check counts as started when it still runs after this long: one
+# that cannot start (a bad setting, a missing module) exits within it.
+WORKER_SETTLE_SECONDS = 2.0
+# What a container's run is told, as a restricted pod (Pod Security Standard) runs it.
+RESTRICTED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+
+
+def timeout_seconds(value: object) -> float:
+    """--start-timeout: a positive number of seconds."""
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 3600:
+        msg = f"invoke verify-image --start-timeout: expected a number of seconds (above 0, below 3600), found {value!r}"
+        raise DockerError(msg)
+    return seconds
+
+
+@dataclass(frozen=True)
+class State:
+    running: bool
+    exit_code: int
+    address: str  # the container's address on the engine's bridge network
+
+
+def check_started(docker: Docker, image: str, service: str, settings: ServiceSettings, reporter: Reporter, timeout: float = START_TIMEOUT_SECONDS) -> str:
+    """Start the image, wait until its health check passes (an http service: and its port
+    answers from outside), stop it; one line saying what passed, else DockerError saying why."""
+    reporter.step(f"starting {image} as a restricted pod would, until its health check passes")
+    container = docker.run("run", "--detach", *RESTRICTED, image, reporter=reporter, what=f"starting a container of {image}").stdout.strip()
+    try:
+        return _wait(docker, container, service, settings, reporter, timeout)
+    finally:
+        with contextlib.suppress(ToolError):
+            docker.run("rm", "--force", "--volumes", container, reporter=reporter, what="removing the started container")
+
+
+def _wait(docker: Docker, container: str, service: str, settings: ServiceSettings, reporter: Reporter, timeout: float) -> str:
+    started = time.monotonic()
+    deadline = started + timeout
+    health = isinstance(settings, HttpService) or bool(settings.health_command)
+    last = "it was never asked"
+    while True:
+        state = _state(docker, container, reporter)
+        if not state.running:
+            msg = f"{service}: the container exited with status {state.exit_code} before its health check passed{_log_tail(docker, container, reporter)}"
+            raise DockerError(msg)
+        if not health:
+            if time.monotonic() - started >= WORKER_SETTLE_SECONDS:
+                return f"{service}: started, and still running after {WORKER_SETTLE_SECONDS:g} s (a worker without a health command)"
+        else:
+            probe = docker.run("exec", container, "service-health", reporter=reporter, what="running the health check in the container", check=False)
+            if probe.returncode == 0:
+                break
+            said = (probe.stderr.strip() or probe.stdout.strip()).splitlines()
+            last = said[-1] if said else f"exit {probe.returncode}"
+        if time.monotonic() >= deadline:
+            msg = f"{service}: the health check did not pass within {timeout:g} s of the start (last: {last}){_log_tail(docker, container, reporter)}"
+            raise DockerError(msg)
+        time.sleep(POLL_SECONDS)
+    took = time.monotonic() - started
+    if not isinstance(settings, HttpService):
+        return f"{service}: started, and its health command passed after {took:.1f} s"
+    failure = _get(state.address, settings)
+    if failure:
+        msg = (
+            f"{service}: the health check passes inside the container, but {failure} from outside it: the service must listen on "
+            f"every address (0.0.0.0), not 127.0.0.1 only, on port {settings.port} (the value of {settings.port_env})"
+        )
+        raise DockerError(msg)
+    return f"{service}: started, and GET {settings.health_path} on port {settings.port} answered from inside and outside the container after {took:.1f} s"
+
+
+def _state(docker: Docker, container: str, reporter: Reporter) -> State:
+    found = docker.run("container", "inspect", container, reporter=reporter, what="inspecting the started container").stdout
+    (record,) = json.loads(found)
+    networks = (record.get("NetworkSettings") or {}).get("Networks") or {}
+    address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), "")
+    return State(bool(record["State"]["Running"]), int(record["State"]["ExitCode"]), address)
+
+
+def _get(address: str, settings: HttpService) -> str | None:
+    """None when GET of the health path on the container's address answers 2xx or 3xx."""
+    if not address:
+        return "the container has no address on the engine's network to GET"
+    url = f"http://{address}:{settings.port}{settings.health_path}"
+    connection = http.client.HTTPConnection(address, settings.port, timeout=5)
+    try:
+        connection.request("GET", settings.health_path)
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as error:
+        return f"GET {url} failed ({error or type(error).__name__})"
+    finally:
+        connection.close()
+    return None if 200 <= status < 400 else f"GET {url} answered {status}"
+
+
+def _log_tail(docker: Docker, container: str, reporter: Reporter) -> str:
+    """The container's last line of output, which usually says why it stopped."""
+    logs = docker.run("logs", "--tail", "5", container, reporter=reporter, what="reading the container's log", check=False)
+    lines = [line.strip() for line in (logs.stdout + logs.stderr).splitlines() if line.strip()]
+    return f"; its log ends: {lines[-1]}" if lines else ""

@@ -1,0 +1,4 @@
+from money.format import cents
+
+
+__all__ = ["cents"]
