@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,8 +236,32 @@ def test_a_full_disk_is_reported_as_such_not_as_a_hash_mismatch(repo: Path) -> N
     assert not (repo / "wheelhouse").exists()
 
 
-def test_ctrl_c_during_build_wheels_keeps_the_previous_wheelhouse(repo: Path) -> None:
-    (repo / SOURCE_EDIT).write_text((repo / SOURCE_EDIT).read_text() + "# changed, so there is a wheel to build\n")
+# hatchling, held: its build_wheel says it started (touches the marker), then waits to be
+# interrupted, so that Ctrl-C lands during a first-party build on every run, however fast the
+# build or slow the machine (a real one-wheel build can finish before a signal arrives).
+HELD_BACKEND = """\
+import pathlib
+import time
+
+from hatchling.build import *  # noqa: F403 - every hook hatchling has, but the one held
+from hatchling.build import build_wheel as _build_wheel
+
+MARKER = pathlib.Path({marker!r})
+
+
+def build_wheel(*args, **kwargs):
+    MARKER.touch()
+    time.sleep(300)
+    return _build_wheel(*args, **kwargs)
+"""
+
+
+def test_ctrl_c_during_build_wheels_keeps_the_previous_wheelhouse(repo: Path, tmp_path: Path) -> None:
+    package = repo / "shared" / "service_runtime"
+    marker = tmp_path / "build-started"
+    (package / "_held").mkdir()
+    (package / "_held" / "held.py").write_text(HELD_BACKEND.format(marker=str(marker)))
+    edit(repo, "shared/service_runtime/pyproject.toml", 'build-backend = "hatchling.build"', 'build-backend = "held"\nbackend-path = ["_held"]')
     before = State.of(repo)
     # Its own session: the signal reaches invoke and the build tools it started, as Ctrl-C
     # reaches a terminal's foreground process group, and not this test.
@@ -246,21 +271,17 @@ def test_ctrl_c_during_build_wheels_keeps_the_previous_wheelhouse(repo: Path) ->
     watchdog = threading.Timer(120, lambda: os.killpg(build.pid, signal.SIGKILL))
     watchdog.start()
     try:
-        progress = []
-        for line in build.stderr:
-            progress.append(line)
-            if line.startswith("    building "):  # a first-party build is under way
-                os.killpg(build.pid, signal.SIGINT)
-                break
-        else:
-            pytest.fail(f"build-wheels never started a build:\n{''.join(progress)}")
-        stderr = "".join(progress) + build.stderr.read()
-        stdout = build.stdout.read()
-        code = build.wait()
+        deadline = time.monotonic() + 100
+        while not marker.exists() and build.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = marker.exists()
+        if started:
+            os.killpg(build.pid, signal.SIGINT)
+        stdout, stderr = build.communicate()
+        code = build.returncode
     finally:
         watchdog.cancel()
-        build.stdout.close()
-        build.stderr.close()
+    assert started, f"build-wheels never started the held build (exit {build.returncode}):\n{stderr}"
 
     line = one_line(subprocess.CompletedProcess(build.args, code, stdout, stderr), prefix="interrupted", code=130)
     assert line == "interrupted: the previous wheelhouse is intact"
