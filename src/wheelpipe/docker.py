@@ -68,10 +68,10 @@ class Docker:
         result = self.run("image", "inspect", reference, reporter=reporter, what=f"inspecting {reference}")
         return json.loads(result.stdout)[0]
 
-    def environment(self, image: str, reporter: Reporter) -> list[str]:
-        """The image's configured environment, as NAME=value entries."""
-        result = self.run("image", "inspect", "--format", "{{json .Config.Env}}", image, reporter=reporter, what=f"inspecting {image}")
-        return json.loads(result.stdout) or []
+    def config(self, image: str, reporter: Reporter) -> dict:
+        """The image's configuration (Env, User, Entrypoint, Healthcheck, ...)."""
+        result = self.run("image", "inspect", "--format", "{{json .Config}}", image, reporter=reporter, what=f"inspecting {image}")
+        return json.loads(result.stdout) or {}
 
     def python(self, image: str, code: str, reporter: Reporter, python: str = "python3") -> str:
         """Run Python code in a throwaway container with no network; return its output."""

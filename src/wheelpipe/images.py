@@ -33,6 +33,7 @@ from .errors import DockerError, ToolError
 from .fsutil import exclusive_lock, write_atomic
 from .lockfile import format_pins, parse_pins
 from .model import DOCKERFILES_DIR, HttpService, Repository, ServiceSettings, service_settings
+from .recipe import check as check_recipe
 from .resources import service_dockerfile
 from .tools import git
 from .wheelhouse import STORE, Wheelhouse, build_wheels
@@ -296,10 +297,16 @@ def read_installed(docker: Docker, image: str, reporter: Reporter) -> Installed:
     """
     # Two reads of the engine at once: the configuration, while the files stream.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        configured = pool.submit(docker.environment, image, reporter)
+        configured = pool.submit(docker.config, image, reporter)
         tree = docker.read_tree(image, str(VENV), reporter, _metadata_file)
-        environment = configured.result()
+        image_config = configured.result()
+    environment = image_config.get("Env") or []
     unaccounted = [f"the image sets {entry}" for entry in environment if entry.startswith("PYTHONPATH=") and entry != "PYTHONPATH="]
+    # An override's `USER root` (or none at all) would ship a root image: the recipe check
+    # refuses it before the build, and the image's own configuration is checked here too.
+    user = str(image_config.get("User") or "")
+    if user.partition(":")[0].lower() in ("", "root", "0"):
+        unaccounted.append(f"the image runs as {'root (it sets no USER)' if not user else f'user {user}'}, not an unprivileged user")
     config = tree.files.get(PurePosixPath("pyvenv.cfg"), b"").decode(errors="replace")
     options = {key.strip(): value.strip() for key, _, value in (line.partition("=") for line in config.splitlines())}
     if options.get("include-system-site-packages", "false").lower() == "true":
@@ -383,6 +390,9 @@ def build_images(
     """
     for service in services:
         service_settings(repo.service(service), TO_BUILD)  # before anything is checked or built
+    path = recipe_path(repo, settings)
+    where = repo.relative(path) if path.is_relative_to(repo.root) else str(path)
+    check_recipe(path.read_text(), where)  # an override that fetches or runs as root: never built
     with ThreadPoolExecutor(max_workers=1) as pool:
         # git's answers about the commit, while the wheelhouse is brought up to date.
         asked = pool.submit(commit_facts, repo)
