@@ -130,3 +130,36 @@ def test_verify_image_refuses_an_image_that_gained_a_setuid_file(built_repo: Pat
         f"error: {ledger.prefix}setuid/order:0.1.0 holds setuid or setgid files its base image {docker_base_image} does not: /srv/inspect"
     ), result.stderr
     assert not docker("ps", "-aq", "--filter", f"ancestor={ledger.prefix}setuid/order:0.1.0").stdout.split()
+
+
+# Overrides that leave the distributions' names and versions as they were, and change files.
+PLANTED = {
+    "a .pth file planted in the venv": (
+        "RUN echo 'import os' > /srv/venv/lib/python3.11/site-packages/zz-planted.pth",
+        "lib/python3.11/site-packages/zz-planted.pth is in no wheel's RECORD",
+    ),
+    "an installed flask module edited": (
+        "RUN echo '# planted' >> /srv/venv/lib/python3.11/site-packages/flask/__init__.py",
+        "lib/python3.11/site-packages/flask/__init__.py differs from flask-",
+    ),
+    "a console-script launcher rewritten": (
+        "RUN sed -i 's/from flask.cli import main/from os import system as main/' /srv/venv/bin/flask",
+        "bin/flask is not the launcher of the entry point flask-",
+    ),
+}
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("case", list(PLANTED))
+def test_an_override_that_changes_an_installed_file_gives_an_image_that_is_not_tagged(built_repo: Path, ledger: Ledger, docker_base_image: str, tmp_path: Path, case: str) -> None:
+    step, says = PLANTED[case]
+    repository = clone(built_repo, tmp_path / "monorepo")
+    override(repository, SHIPPED.rstrip("\n") + f"\nUSER 0\n{step}\nUSER 10001:10001\n")
+
+    result = ledger.image(repository, "order", *image_args(ledger, docker_base_image, "planted/"), check=False)
+
+    line = last_line(result.stderr)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert line.startswith("error: image sha256:") and "does not match wheelhouse/install/order.txt: " in line, line
+    assert says in line, line
+    assert not ledger.prefixed("planted/")

@@ -22,6 +22,7 @@ class Tree:
 
     directories: frozenset[PurePosixPath]  # every subdirectory
     files: dict[PurePosixPath, bytes]  # the files asked for, by path
+    links: frozenset[PurePosixPath] = frozenset()  # every symbolic or hard link
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class Docker:
         # whole tree to disk (what `docker cp` to a directory does) costs several times more.
         directories: set[PurePosixPath] = set()
         files: dict[PurePosixPath, bytes] = {}
+        links: set[PurePosixPath] = set()
         broken = ""
         argv = [self.command, "cp", f"{container}:{path}", "-"]
         with stream_output(argv, reporter=reporter, what=what, env=self.env) as tar:
@@ -117,6 +119,8 @@ class Docker:
                             continue  # not a path inside the directory: nothing docker cp makes
                         if member.isdir():
                             directories.add(relative)
+                        elif member.issym() or member.islnk():
+                            links.add(relative)
                         elif member.isfile() and wanted(relative):
                             extracted = archive.extractfile(member)
                             files[relative] = extracted.read() if extracted else b""
@@ -125,4 +129,4 @@ class Docker:
                 broken = str(error)
         if broken:
             raise ToolError(f"{what} failed (exit 0): {broken}")
-        return Tree(frozenset(directories), files)
+        return Tree(frozenset(directories), files, frozenset(links))

@@ -291,7 +291,7 @@ def verify_image(c, service, prefix=None, base_image=None, start_timeout=None, v
     tag = images.image_tag(repo, settings, service)
     if not settings.docker.image_id(tag, reporter):
         raise Exit(f"error: image {tag} does not exist; build it with `invoke image --service {service}`")
-    images.verify_image(wheelhouse.open_wheelhouse(repository_root(c)), settings.docker, tag, service, reporter)
+    images.verify_image(wheelhouse.open_wheelhouse(repository_root(c)), settings.docker, tag, service, declared, reporter)
     print(startcheck.check_unprivileged(settings.docker, tag, settings.base, reporter))
     print(startcheck.check_started(settings.docker, tag, service, declared, reporter, timeout=timeout))
 
