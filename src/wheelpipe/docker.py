@@ -69,6 +69,12 @@ class Docker:
         result = self.run("image", "inspect", reference, reporter=reporter, what=f"inspecting {reference}")
         return json.loads(result.stdout)[0]
 
+    def last_log_line(self, container: str, reporter: Reporter) -> str:
+        """The container's last line of output, which usually says why it stopped; "" for none."""
+        logs = self.run("logs", "--tail", "5", container, reporter=reporter, what="reading the container's log", check=False)
+        lines = [line.strip() for line in (logs.stdout + logs.stderr).splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
     def config(self, image: str, reporter: Reporter) -> dict:
         """The image's configuration (Env, User, Entrypoint, Healthcheck, ...)."""
         result = self.run("image", "inspect", "--format", "{{json .Config}}", image, reporter=reporter, what=f"inspecting {image}")

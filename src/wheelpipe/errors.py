@@ -8,6 +8,7 @@ expected and what was found.
 from __future__ import annotations
 
 import errno
+import gzip
 import io
 import os
 from pathlib import Path
@@ -132,5 +133,9 @@ def _file_being_written(traceback: TracebackType | None, root: Path) -> str | No
 
 def _opened_for_writing(stream: io.IOBase) -> bool:
     # A `with` block has usually closed the file by the time the error gets here, and a
-    # closed file no longer answers writable(); its mode still says how it was opened.
-    return any(flag in getattr(stream, "mode", "") for flag in "wax+")
+    # closed file no longer answers writable(); its mode still says how it was opened. A
+    # gzip.GzipFile (the release archive's) keeps its mode as a number, gzip.READ or WRITE.
+    mode = getattr(stream, "mode", "")
+    if isinstance(mode, str):
+        return any(flag in mode for flag in "wax+")
+    return isinstance(stream, gzip.GzipFile) and mode == gzip.WRITE

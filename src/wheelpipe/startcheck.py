@@ -153,7 +153,5 @@ def _get(address: str, settings: HttpService) -> str | None:
 
 
 def _log_tail(docker: Docker, container: str, reporter: Reporter) -> str:
-    """The container's last line of output, which usually says why it stopped."""
-    logs = docker.run("logs", "--tail", "5", container, reporter=reporter, what="reading the container's log", check=False)
-    lines = [line.strip() for line in (logs.stdout + logs.stderr).splitlines() if line.strip()]
-    return f"; its log ends: {lines[-1]}" if lines else ""
+    line = docker.last_log_line(container, reporter)
+    return f"; its log ends: {line}" if line else ""
