@@ -39,6 +39,14 @@ class LockError(PipelineError):
     """A lock file is malformed, stale or conflicts with another lock."""
 
 
+class ResolutionError(LockError):
+    """A resolver found no solution; `reason` is its own explanation, on one line."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class StaleLockError(LockError):
     def __init__(self, stale: dict[str, list[str]]) -> None:
         self.stale = stale

@@ -151,6 +151,9 @@ class Repository:
     release_version: str
     indexes: Indexes = field(default_factory=Indexes)  # where locks resolve and wheels come from
     resolver: str = "uv"  # [tool.wheelpipe.lock] resolver: "uv" or "pip-tools"
+    # [tool.wheelpipe.lock] one-version: every service lock must pin the same version of a
+    # package (off: each service's lock stands alone, as services are deployed apart).
+    one_version: bool = False
     workspace: Workspace = field(default_factory=lambda: Workspace())
     # Every package's [build-system], by directory: known from pyproject.toml alone, so that
     # `invoke lock` can lock the backends before it reads what only they can tell.
@@ -632,12 +635,14 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
     if not isinstance(release, str) or not _is_version(release):
         msg = f"pyproject.toml: [tool.wheelpipe.release] version must be a PEP 440 version, found {_short(release)}"
         raise RepositoryError(msg)
+    resolver, one_version = _lock_settings(_tool_table(data, "pyproject.toml", "lock"))
     repository = Repository(
         root=root,
         target=Target.from_table(table, "pyproject.toml"),
         release_version=release,
         indexes=_indexes(_tool_table(data, "pyproject.toml", "index")),
-        resolver=str(_tool_table(data, "pyproject.toml", "lock").get("resolver", "uv")),
+        resolver=resolver,
+        one_version=one_version,
         workspace=_workspace(_tool_table(data, "pyproject.toml", "workspace")),
     )
 
@@ -684,6 +689,26 @@ def _check_service_unique(package: Package, names: dict[str, Package]) -> None:
         msg = f"{package.directory} and {names[name].directory}: two services named {name!r} (set [tool.wheelpipe.service] name in one of them)"
         raise RepositoryError(msg)
     names[name] = package
+
+
+# [tool.wheelpipe.lock]: each key, the Python type of its value, and how to say it.
+_LOCK_KEYS: dict[str, tuple[type, str]] = {
+    "resolver": (str, 'a string ("uv" or "pip-tools")'),
+    "one-version": (bool, "true or false"),
+}
+
+
+def _lock_settings(table: dict) -> tuple[str, bool]:
+    """[tool.wheelpipe.lock]: the resolver and the one-version policy, as Repository fields."""
+    unknown = sorted(set(table) - set(_LOCK_KEYS))
+    if unknown:
+        msg = f"pyproject.toml: [tool.wheelpipe.lock] has no key {unknown[0]!r}: expected {' or '.join(_LOCK_KEYS)}"
+        raise RepositoryError(msg)
+    for key, (kind, described) in _LOCK_KEYS.items():
+        if key in table and not isinstance(table[key], kind):
+            msg = f"pyproject.toml: [tool.wheelpipe.lock] {key} must be {described}, found {_short(table[key])}"
+            raise RepositoryError(msg)
+    return table.get("resolver", "uv"), table.get("one-version", False)
 
 
 def _indexes(table: dict) -> Indexes:

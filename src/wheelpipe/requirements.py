@@ -16,8 +16,12 @@ So no service may be named dev or build.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from packaging.version import Version
 
 from .errors import LockError
 from .lockfile import Pin, parse_pins
@@ -80,3 +84,28 @@ def installer_pin(repo: Repository) -> Pin:
         msg = f"{TOOLING_LOCK}: expected a hashed pin of {INSTALLER} (the image installer); run `invoke lock`"
         raise LockError(msg)
     return installer
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """A package the service locks pin at different versions: each service installs its own."""
+
+    name: str
+    pinned_by: dict[str, tuple[str, ...]]  # version -> the services whose lock pins it, oldest version first
+
+    def describe(self) -> str:
+        """`1.16.0 (order), 1.17.0 (user)`: each version and the services pinning it."""
+        return ", ".join(f"{version} ({', '.join(services)})" for version, services in self.pinned_by.items())
+
+
+def divergences(locks: Mapping[str, Mapping[str, Pin]]) -> list[Divergence]:
+    """Every package that two service locks pin at different versions, by name."""
+    versions: dict[str, dict[str, list[str]]] = {}
+    for service in sorted(locks):
+        for name, pin in locks[service].items():
+            versions.setdefault(name, {}).setdefault(pin.version, []).append(service)
+    return [
+        Divergence(name, {version: tuple(by[version]) for version in sorted(by, key=Version)})
+        for name, by in sorted(versions.items())
+        if len(by) > 1
+    ]
