@@ -179,10 +179,15 @@ def test(c, k=None, fast=False, jobs=testsuite.ONE_PER_CPU, verbose=False):
     """Run the whole test suite: pipeline, packages and services (pytest), in workers. The
     packages' tests import their built wheels: the wheelhouse is brought up to date first."""
     root = repository_root(c)
+    reporter = _reporter(verbose)
     command = testsuite.suite_command(jobs=jobs, fast=fast, k=k, verbose=verbose)  # bad --jobs: before any build
-    wheelhouse.build_wheels(load_repository(root), reporter=_reporter(verbose))
+    wheelhouse.build_wheels(load_repository(root), reporter=reporter)
     with c.cd(str(root)):
-        c.run(shlex.join(command), pty=False)
+        result = c.run(shlex.join(command), pty=False, warn=True)
+    if result.exited == testsuite.NO_TESTS_RAN:
+        print(testsuite.nothing_ran(root, k=k, fast=fast, reporter=reporter))
+    elif result.exited:
+        raise Exit(code=result.exited)  # pytest has said what failed
 
 
 # What `invoke lint` runs, in the repository's root: each linter reads what to check, and how,
