@@ -17,7 +17,7 @@ from pathlib import Path
 from invoke import Collection, Context, Exit, task
 
 # Modules whose names a task also takes are imported under another name.
-from . import PipelineError, baseimage, compose, images, installcheck, load_repository, locks, testsuite, wheelhouse
+from . import PipelineError, baseimage, compose, images, installcheck, load_repository, locks, testsuite, toolingvenv, wheelhouse
 from . import affected as affected_module
 from . import bench as benchmarks
 from . import publish as publishing
@@ -118,6 +118,7 @@ def _reporter(verbose: bool) -> Reporter:
 def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, resolver=None, verbose=False):
     """Resolve requirements/<service>.txt, dev.txt (and build.txt) with hashes, for the target."""
     repo = load_repository(repository_root(c))
+    reporter = _reporter(verbose)
     locks.lock(
         repo,
         service=service,
@@ -125,8 +126,11 @@ def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, reso
         upgrade_packages=tuple(upgrade_package or ()),
         check=check,
         resolver=resolver,
-        reporter=_reporter(verbose),
+        reporter=reporter,
     )
+    stale = None if check else toolingvenv.after_lock(repo.root)
+    if stale:  # said now, not only when invoke test stops on it
+        reporter.warning(stale)
 
 
 @task(
@@ -180,7 +184,9 @@ def test(c, k=None, fast=False, jobs=testsuite.ONE_PER_CPU, verbose=False):
     packages' tests import their built wheels: the wheelhouse is brought up to date first."""
     root = repository_root(c)
     reporter = _reporter(verbose)
-    command = testsuite.suite_command(jobs=jobs, fast=fast, k=k, verbose=verbose)  # bad --jobs: before any build
+    testsuite.workers(jobs)  # a bad --jobs first, then a venv the tests would fail in: before any build
+    toolingvenv.require_installed(root)
+    command = testsuite.suite_command(jobs=jobs, fast=fast, k=k, verbose=verbose)
     wheelhouse.build_wheels(load_repository(root), reporter=reporter)
     with c.cd(str(root)):
         result = c.run(shlex.join(command), pty=False, warn=True)
