@@ -36,7 +36,7 @@ from packaging.version import Version
 
 from . import backends, compiled, firstparty, sdists, thirdparty
 from .console import Reporter, parallel
-from .errors import LockError, RepositoryError, WheelhouseError
+from .errors import LockError, RepositoryError, ToolError, WheelhouseError
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
 from .lockfile import Pin, format_pins, parse_pins
 from .model import Package, Repository
@@ -800,7 +800,10 @@ def _build_first_party(repo: Repository, jobs: list[tuple[Package, BuiltOrigin]]
         reporter.info(f"building {package.label} {package.version} from {source.describe()} with {origin.build_backend}")
         with tempfile.TemporaryDirectory(prefix="wheelpipe-build-") as tmp:
             python = backends.python_for(repo, package, reporter)
-            built = firstparty.build_wheel(package, source, origin.source_date_epoch, Path(tmp), python, reporter)
+            try:
+                built = firstparty.build_wheel(package, source, origin.source_date_epoch, Path(tmp), python, reporter)
+            except ToolError as error:
+                raise backends.explained(package, error) from None
             # The fingerprint of what was staged, should a file have changed since planning.
             origin = replace(origin, source_sha256=built.source_sha256)
             # Compiled code: built for the target's interpreter, checked and tagged for its platform.
