@@ -9,6 +9,9 @@ read from the repository model:
   exception is the file the package's pyproject.toml declares as `[project] readme`: the build
   backend copies it into the wheel's METADATA (and fails without it), so it is part of the
   wheel like the code. A .md file *inside* the package's sources (package data) counts too;
+  and so does any file under what its backend's configuration takes from outside its
+  directory (`Package.includes`: Polylith's bricks, hatch's force-include) or under a
+  directory of the repository one of its symlinks stands for;
 - its locks: `requirements/<service>.in` and `requirements/<service>.txt`;
 - the image recipe: anything under `dockerfiles/` (a monorepo's own recipe), or, when this is
   wheelpipe's repository, the recipe and the import check it ships into every build, affects
@@ -72,13 +75,14 @@ def affected_services(repo: Repository, since: str, *, all_if_unknown: bool = Fa
 
     changed = _changed_paths(repo.root, base)
     everyone = sorted(_affecting_every_service(repo.root, base, changed))
+    linked = {package.name: _linked_directories(repo.root, package) for package in repo.packages.values()}
     found: dict[str, list[str]] = {}
     for service, package in repo.services.items():
         reasons = set(everyone)
         locks = {lock_file(service, "in"), lock_file(service)}
         closure = repo.closure(service)
         for path in changed:
-            if path in locks or any(_part_of_wheel(member, path) for member in closure):
+            if path in locks or any(_part_of_wheel(member, path, linked[member.name]) for member in closure):
                 reasons.add(path)
         if not _exists_at(repo.root, base, package.directory):
             reasons.add(f"{package.directory}/")  # new since the ref: its whole directory
@@ -201,7 +205,10 @@ def _show(root: Path, commit: str, path: str) -> str | None:
 # -- what a path is part of --------------------------------------------------------------
 
 
-def _part_of_wheel(package: Package, path: str) -> bool:
+def _part_of_wheel(package: Package, path: str, linked: list[str]) -> bool:
+    outside = [include.path for include in package.includes] + linked
+    if any(path == prefix or path.startswith(f"{prefix}/") for prefix in outside):
+        return True  # named by its backend's configuration (a Polylith brick), or linked: all of it is built in
     prefix = f"{package.directory}/"
     if not path.startswith(prefix):
         return False
@@ -211,6 +218,21 @@ def _part_of_wheel(package: Package, path: str) -> bool:
     if len(inside.parts) == 1 and _DOC_NAME.match(inside.name):
         return inside.as_posix() in _declared_readme(package)
     return True
+
+
+def _linked_directories(root: Path, package: Package) -> list[str]:
+    """The repository's directories that the package's symlinks stand for (their files are
+    staged under the links' names), as they are in the working tree."""
+    listed = _git(root, "ls-files", "-s", "-z", "--", package.directory).stdout
+    real_root = Path(os.path.realpath(root))
+    found = []
+    for record in listed.split("\0"):
+        meta, _, name = record.partition("\t")
+        if meta.startswith("120000 "):
+            target = Path(os.path.realpath(root / name))
+            if target.is_dir() and target.is_relative_to(real_root) and target != real_root:
+                found.append(target.relative_to(real_root).as_posix())
+    return found
 
 
 def _declared_readme(package: Package) -> set[str]:
