@@ -20,9 +20,10 @@ read from the repository model:
   affects every service; any other change there (pytest settings, the release version) none;
 - the tooling that goes into every image: the pin of uv (the images' installer) in
   `requirements/dev.txt` (any other tooling pin affects none), and any pin of the build lock
-  `requirements/build.txt` (the first-party packages' build backends, and what sdist-only
-  dependencies build with: which package a pin reaches is known only in its environment, so
-  any pin that moves counts for every service).
+  `requirements/build.txt` (the first-party packages' build backends: which package a pin
+  reaches is known only in its environment, so any pin that moves counts for every service);
+- the build lock of an sdist-only dependency its lock pins, `requirements/sdists/<name>-<version>.txt`,
+  when a pin there moves (the wheel built from that sdist is built again).
 
 A service whose directory did not exist at the ref is affected as a whole. Nothing else (the
 root README, the pipeline's own code and tests, CI files) affects an image by this rule; the
@@ -46,7 +47,7 @@ from pathlib import Path, PurePosixPath
 from .errors import GitError, LockError, PipelineError
 from .lockfile import parse_pins
 from .model import DOCKERFILES_DIR, Package, Repository
-from .requirements import BUILD_LOCK, INSTALLER, TOOLING_LOCK, lock_file
+from .requirements import BUILD_LOCK, INSTALLER, SDIST_LOCKS_DIR, TOOLING_LOCK, lock_file, sdist_lock_file
 from .resources import SERVICE_DOCKERFILE_SOURCE
 from .tools import CompletedProcess, git
 
@@ -77,9 +78,10 @@ def affected_services(repo: Repository, since: str, *, all_if_unknown: bool = Fa
     everyone = sorted(_affecting_every_service(repo.root, base, changed))
     linked = {package.name: _linked_directories(repo.root, package) for package in repo.packages.values()}
     found: dict[str, list[str]] = {}
+    sdist_locks = _moved_sdist_locks(repo.root, base, changed)
     for service, package in repo.services.items():
         reasons = set(everyone)
-        locks = {lock_file(service, "in"), lock_file(service)}
+        locks = {lock_file(service, "in"), lock_file(service)} | _sdist_locks_of(repo.root, service, sdist_locks)
         closure = repo.closure(service)
         for path in changed:
             if path in locks or any(_part_of_wheel(member, path, linked[member.name]) for member in closure):
@@ -256,6 +258,25 @@ def _affecting_every_service(root: Path, base: str, changed: list[str]) -> set[s
     if BUILD_LOCK in changed and _pins_of(_show(root, base, BUILD_LOCK), BUILD_LOCK) != _pins_of(_read(root / BUILD_LOCK), BUILD_LOCK):
         found.add(BUILD_LOCK)
     return found
+
+
+def _moved_sdist_locks(root: Path, base: str, changed: list[str]) -> set[str]:
+    """The changed sdist build locks whose pins moved (notes and layout never count)."""
+    return {
+        path for path in changed
+        if path.startswith(f"{SDIST_LOCKS_DIR}/") and path.endswith(".txt") and _pins_of(_show(root, base, path), path) != _pins_of(_read(root / path), path)
+    }
+
+
+def _sdist_locks_of(root: Path, service: str, moved: set[str]) -> set[str]:
+    """Of the `moved` sdist build locks, those of pins of the service's lock (as it is now)."""
+    if not moved:
+        return set()
+    text = _read(root / lock_file(service))
+    pins = _pins_of(text, lock_file(service))
+    if not isinstance(pins, dict):
+        return set()
+    return {label for name, pinned in pins.items() if pinned and (label := sdist_lock_file(name, pinned[0])) in moved}
 
 
 def _read(path: Path) -> str | None:

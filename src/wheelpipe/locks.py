@@ -28,7 +28,7 @@ from .errors import LockError, StaleLockError
 from .fsutil import write_atomic
 from .lockfile import Pin, parse_pins, via_notes
 from .model import Repository, load_repository
-from .requirements import BUILD, REQUIREMENTS_DIR, TOOLING, input_text, lock_file
+from .requirements import BUILD, REQUIREMENTS_DIR, SDIST_LOCKS_DIR, TOOLING, input_text, lock_file, sdist_lock_file
 
 # A monorepo that adopts the pipeline has no requirements/dev.in yet; `invoke lock` starts one
 # with everything the installed wheelpipe imports or runs, so the tooling venv installs
@@ -111,6 +111,8 @@ def _check_upgrade_packages(repo: Repository, names: tuple[str, ...], workdir: P
     known = set()
     for current in (workdir / REQUIREMENTS_DIR).glob("*.txt"):
         known |= set(parse_pins(current, f"{REQUIREMENTS_DIR}/{current.name}"))
+    for current in (repo.root / SDIST_LOCKS_DIR).glob("*.txt"):
+        known |= set(parse_pins(current, f"{SDIST_LOCKS_DIR}/{current.name}"))
     for service in repo.services:
         known |= {canonicalize_name(Requirement(line).name) for line in repo.third_party_requirements(service)}
     for spec in names:
@@ -141,19 +143,10 @@ def _sdist_only(repo: Repository, work: Path, services: list[str], reporter: Rep
     return found
 
 
-def _versions(path: Path, label: str) -> dict[str, tuple[str, frozenset[str]]]:
-    return {name: (pin.version, pin.hashes) for name, pin in parse_pins(path, label).items()}
-
-
-def _check_same_metadata(first: Repository, final: Repository) -> None:
-    """The service locks were resolved from what the backends locked first said of their
-    packages; the final build lock (with the sdist-only dependencies' needs) must say the same."""
-    for directory in first.backend_described:
-        before = next(p for p in first.packages.values() if p.directory == directory)
-        after = next((p for p in final.packages.values() if p.directory == directory), None)
-        if after is None or (after.name, after.version, list(map(str, after.requirements))) != (before.name, before.version, list(map(str, before.requirements))):
-            msg = f"{lock_file(BUILD)}: {before.label}: its backend gives other metadata with the build requirements of the sdist-only dependencies added ({before.build_system.backend}); pin its backend in [build-system] requires"
-            raise LockError(msg)
+def _existing_sdist_locks(root: Path) -> list[str]:
+    """The sdist build locks (and their inputs) the repository has now."""
+    found = sorted((root / SDIST_LOCKS_DIR).glob("*.in")) + sorted((root / SDIST_LOCKS_DIR).glob("*.txt"))
+    return [f"{SDIST_LOCKS_DIR}/{path.name}" for path in found]
 
 
 def lock(
@@ -191,16 +184,17 @@ def lock(
         def compile_lock(output: str, sources: list[str], constraints: Sequence[str] = ()) -> None:
             chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), options, reporter)
 
-        # The build lock: every first-party backend, and what building the sdist-only
-        # dependencies needs, pinned and hashed. A package whose metadata only its backend
-        # gives is read through this lock, so its backends are locked first, on their own.
+        # The build lock: every first-party backend, pinned and hashed. A package whose
+        # metadata only its backend gives is read through this lock, so it is locked first.
         build_in, build_txt = lock_file(BUILD, "in"), lock_file(BUILD, "txt")
-        backends_first = None
         if repo.backend_described:
             reporter.step(f"locking the build backends first: {', '.join(repo.backend_described)} get their metadata from theirs")
-            (work / build_in).write_text(sdists.lock_input(repo.build_systems, []))
+        if repo.build_systems:
+            (work / build_in).write_text(sdists.lock_input(repo.build_systems))
             compile_lock(build_txt, [build_in])
-            backends_first = _versions(work / build_txt, build_txt)
+        else:
+            (work / build_txt).unlink(missing_ok=True)
+        if repo.backend_described:
             repo = load_repository(repo.root, build_lock=work / build_txt)
 
         selected = repo.select_services(service)
@@ -234,17 +228,21 @@ def lock(
         produced = [lock_file(TOOLING, "in")] if starts_tooling_input else []
         produced += [lock_file(n, "in") for n in everything] + [lock_file(n, "txt") for n in selected] + [lock_file(TOOLING, "txt")]
 
-        sdist_only = _sdist_only(repo, work, everything, reporter)
-        (work / build_in).unlink(missing_ok=True)
-        if repo.build_systems or sdist_only:
-            # Seeded by the current build.txt, or by the backends locked first.
-            (work / build_in).write_text(sdists.lock_input(repo.build_systems, sdist_only))
-            compile_lock(build_txt, [build_in])
-        else:
-            (work / build_txt).unlink(missing_ok=True)
-        if backends_first is not None and _versions(work / build_txt, build_txt) != backends_first:
-            _check_same_metadata(repo, load_repository(repo.root, build_lock=work / build_txt))
         produced += [build_in, build_txt]
+
+        # Each sdist-only dependency's own build lock, from its own [build-system] requires,
+        # seeded by the current one: an old sdist builds with the tools it names.
+        (work / SDIST_LOCKS_DIR).mkdir()
+        needed = []
+        for pin, sdist in _sdist_only(repo, work, everything, reporter):
+            sdist_in, sdist_txt = sdist_lock_file(pin.name, pin.version, "in"), sdist_lock_file(pin.name, pin.version)
+            (work / sdist_in).write_text(sdists.sdist_lock_input(pin, sdist))
+            if (repo.root / sdist_txt).is_file():
+                shutil.copy2(repo.root / sdist_txt, work / sdist_txt)
+            compile_lock(sdist_txt, [sdist_in])
+            needed += [sdist_in, sdist_txt]
+        # Those of pins no longer built from an sdist are removed.
+        produced += sorted(set(needed) | set(_existing_sdist_locks(repo.root)))
 
         outputs = [label for label in produced if (work / label).exists()]
         for label in outputs:
@@ -268,7 +266,10 @@ def lock(
                 reporter.info(f"wrote {label}")
             else:
                 (repo.root / label).unlink()
-                reporter.info(f"removed {label} (nothing to build from an sdist)")
+                reporter.info(f"removed {label} (no longer needed)")
+        sdist_locks = repo.root / SDIST_LOCKS_DIR
+        if sdist_locks.is_dir() and not any(sdist_locks.iterdir()):
+            sdist_locks.rmdir()
         if not changed:
             reporter.info("locks already up to date")
         return list(changed)
