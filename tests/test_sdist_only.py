@@ -262,3 +262,15 @@ def test_an_old_sdist_forced_onto_the_current_setuptools_fails_naming_the_pin(le
     assert not (repository / "wheelhouse").exists()
     checked = invoke(repository, "lock", "--check", check=False)
     assert checked.returncode == 1 and f"- setuptools=={current}" in checked.stderr, checked.stderr
+
+
+def test_upgrading_setuptools_to_todays_leaves_the_old_sdists_build_lock_on_the_one_it_needs(legacy_copy, tmp_path):
+    """`--upgrade-package setuptools==<today's>` is for the locks that can take it: the old
+    sdist's build lock keeps its setuptools<70 rather than failing the whole run."""
+    repository = shutil.copytree(legacy_copy, tmp_path / "monorepo", symlinks=True)
+    today = parse_pins(repository / "requirements/dev.txt")["setuptools"].version
+    before = (repository / SDIST_LOCKS[LEGACY_SDIST]).read_bytes()
+    invoke(repository, "lock", "--upgrade-package", f"setuptools=={today}")
+    assert (repository / SDIST_LOCKS[LEGACY_SDIST]).read_bytes() == before
+    assert Version(parse_pins(repository / SDIST_LOCKS[LEGACY_SDIST])["setuptools"].version) < Version("70")
+    invoke(repository, "lock", "--check")

@@ -143,6 +143,25 @@ def _sdist_only(repo: Repository, work: Path, services: list[str], reporter: Rep
     return found
 
 
+def _fitting_upgrades(upgrade_packages: tuple[str, ...], sdist_input: Path) -> tuple[str, ...]:
+    """The --upgrade-package entries an sdist's build lock takes: `NAME==VERSION` only where
+    what the sdist requires of NAME admits VERSION. Moving setuptools to today's for the
+    first-party backends must not ask an old sdist's lock for what its setup.py cannot use."""
+    required: dict[str, list[Requirement]] = {}
+    for line in sdist_input.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            required.setdefault(canonicalize_name(requirement.name), []).append(requirement)
+    fitting = []
+    for spec in upgrade_packages:
+        wanted = Requirement(spec)  # checked by _check_upgrade_packages
+        versions = [s.version for s in wanted.specifier if s.operator == "=="]
+        admitted = all(r.specifier.contains(v, prereleases=True) for v in versions for r in required.get(canonicalize_name(wanted.name), []))
+        if admitted:
+            fitting.append(spec)
+    return tuple(fitting)
+
+
 def _existing_sdist_locks(root: Path) -> list[str]:
     """The sdist build locks (and their inputs) the repository has now."""
     found = sorted((root / SDIST_LOCKS_DIR).glob("*.in")) + sorted((root / SDIST_LOCKS_DIR).glob("*.txt"))
@@ -181,8 +200,8 @@ def lock(
 
         options = resolvers.Options(repo.target, repo.indexes, upgrade, upgrade_packages)
 
-        def compile_lock(output: str, sources: list[str], constraints: Sequence[str] = ()) -> None:
-            chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), options, reporter)
+        def compile_lock(output: str, sources: list[str], constraints: Sequence[str] = (), with_options: resolvers.Options = options) -> None:
+            chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), with_options, reporter)
 
         # The build lock: every first-party backend, pinned and hashed. A package whose
         # metadata only its backend gives is read through this lock, so it is locked first.
@@ -239,7 +258,8 @@ def lock(
             (work / sdist_in).write_text(sdists.sdist_lock_input(pin, sdist))
             if (repo.root / sdist_txt).is_file():
                 shutil.copy2(repo.root / sdist_txt, work / sdist_txt)
-            compile_lock(sdist_txt, [sdist_in])
+            upgrades = _fitting_upgrades(upgrade_packages, work / sdist_in)
+            compile_lock(sdist_txt, [sdist_in], with_options=resolvers.Options(repo.target, repo.indexes, upgrade, upgrades))
             needed += [sdist_in, sdist_txt]
         # Those of pins no longer built from an sdist are removed.
         produced += sorted(set(needed) | set(_existing_sdist_locks(repo.root)))
