@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from .errors import LockError, ResolutionError, StaleLockError
 from .fsutil import write_atomic
 from .lockfile import Pin, parse_pins
 from .model import Repository, load_repository
-from .requirements import BUILD, REQUIREMENTS_DIR, TOOLING, Divergence, divergences, input_text, lock_file
+from .requirements import BUILD, REQUIREMENTS_DIR, SDIST_LOCKS_DIR, TOOLING, Divergence, divergences, input_text, lock_file, sdist_lock_file
 
 # A monorepo that adopts the pipeline has no requirements/dev.in yet; `invoke lock` starts one
 # with everything the installed wheelpipe imports or runs, so the tooling venv installs
@@ -207,19 +207,29 @@ def _sdist_only(repo: Repository, work: Path, services: list[str], reporter: Rep
     return found
 
 
-def _versions(path: Path, label: str) -> dict[str, tuple[str, frozenset[str]]]:
-    return {name: (pin.version, pin.hashes) for name, pin in parse_pins(path, label).items()}
+def _fitting_upgrades(upgrade_packages: tuple[str, ...], sdist_input: Path) -> tuple[str, ...]:
+    """The --upgrade-package entries an sdist's build lock takes: `NAME==VERSION` only where
+    what the sdist requires of NAME admits VERSION. Moving setuptools to today's for the
+    first-party backends must not ask an old sdist's lock for what its setup.py cannot use."""
+    required: dict[str, list[Requirement]] = {}
+    for line in sdist_input.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            required.setdefault(canonicalize_name(requirement.name), []).append(requirement)
+    fitting = []
+    for spec in upgrade_packages:
+        wanted = Requirement(spec)  # checked by _check_upgrade_packages
+        versions = [s.version for s in wanted.specifier if s.operator == "=="]
+        admitted = all(r.specifier.contains(v, prereleases=True) for v in versions for r in required.get(canonicalize_name(wanted.name), []))
+        if admitted:
+            fitting.append(spec)
+    return tuple(fitting)
 
 
-def _check_same_metadata(first: Repository, final: Repository) -> None:
-    """The service locks were resolved from what the backends locked first said of their
-    packages; the final build lock (with the sdist-only dependencies' needs) must say the same."""
-    for directory in first.backend_described:
-        before = next(p for p in first.packages.values() if p.directory == directory)
-        after = next((p for p in final.packages.values() if p.directory == directory), None)
-        if after is None or (after.name, after.version, list(map(str, after.requirements))) != (before.name, before.version, list(map(str, before.requirements))):
-            msg = f"{lock_file(BUILD)}: {before.label}: its backend gives other metadata with the build requirements of the sdist-only dependencies added ({before.build_system.backend}); pin its backend in [build-system] requires"
-            raise LockError(msg)
+def _existing_sdist_locks(root: Path) -> list[str]:
+    """The sdist build locks (and their inputs) the repository has now."""
+    found = sorted((root / SDIST_LOCKS_DIR).glob("*.in")) + sorted((root / SDIST_LOCKS_DIR).glob("*.txt"))
+    return [f"{SDIST_LOCKS_DIR}/{path.name}" for path in found]
 
 
 def lock(
@@ -256,19 +266,20 @@ def lock(
 
         keeping = resolvers.Options(repo.target, repo.indexes)
 
-        def compile_lock(output: str, sources: list[str], options: resolvers.Options = options) -> None:
-            chosen.compile(resolvers.Job(work, output, tuple(sources)), options, reporter)
+        def compile_lock(output: str, sources: list[str], constraints: Sequence[str] = (), with_options: resolvers.Options = options) -> None:
+            chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), with_options, reporter)
 
-        # The build lock: every first-party backend, and what building the sdist-only
-        # dependencies needs, pinned and hashed. A package whose metadata only its backend
-        # gives is read through this lock, so its backends are locked first, on their own.
+        # The build lock: every first-party backend, pinned and hashed. A package whose
+        # metadata only its backend gives is read through this lock, so it is locked first.
         build_in, build_txt = lock_file(BUILD, "in"), lock_file(BUILD, "txt")
-        backends_first = None
         if repo.backend_described:
             reporter.step(f"locking the build backends first: {', '.join(repo.backend_described)} get their metadata from theirs")
-            (work / build_in).write_text(sdists.lock_input(repo.build_systems, []))
+        if repo.build_systems:
+            (work / build_in).write_text(sdists.lock_input(repo.build_systems))
             compile_lock(build_txt, [build_in])
-            backends_first = _versions(work / build_txt, build_txt)
+        else:
+            (work / build_txt).unlink(missing_ok=True)
+        if repo.backend_described:
             repo = load_repository(repo.root, build_lock=work / build_txt)
 
         everything = list(repo.services)
@@ -296,7 +307,7 @@ def lock(
 
         # Service locks are independent of each other: resolve them side by side. The
         # upgrades apply to the services asked for; a first lock of another keeps its team's pins.
-        parallel(lambda n: compile_lock(lock_file(n), [lock_file(n, "in")], options=options if n in asked else keeping), selected, os.cpu_count() or 1)
+        parallel(lambda n: compile_lock(lock_file(n), [lock_file(n, "in")], with_options=options if n in asked else keeping), selected, os.cpu_count() or 1)
         service_locks = {n: parse_pins(work / lock_file(n), lock_file(n)) for n in everything}
 
         def explain(name: str, package: str, was: str) -> str | None:
@@ -340,22 +351,27 @@ def lock(
         produced = [lock_file(TOOLING, "in")] if starts_tooling_input else []
         produced += [lock_file(n, "in") for n in everything] + [lock_file(n, "txt") for n in selected] + [lock_file(TOOLING, "txt")]
 
-        sdist_only = _sdist_only(repo, work, everything, reporter)
-        (work / build_in).unlink(missing_ok=True)
-        if repo.build_systems or sdist_only:
-            # Seeded by the current build.txt, or by the backends locked first.
-            (work / build_in).write_text(sdists.lock_input(repo.build_systems, sdist_only))
-            compile_lock(build_txt, [build_in])
-        else:
-            (work / build_txt).unlink(missing_ok=True)
-        if backends_first is not None and _versions(work / build_txt, build_txt) != backends_first:
-            _check_same_metadata(repo, load_repository(repo.root, build_lock=work / build_txt))
         produced += [build_in, build_txt]
+
+        # Each sdist-only dependency's own build lock, from its own [build-system] requires,
+        # seeded by the current one: an old sdist builds with the tools it names.
+        (work / SDIST_LOCKS_DIR).mkdir()
+        needed = []
+        for pin, sdist in _sdist_only(repo, work, everything, reporter):
+            sdist_in, sdist_txt = sdist_lock_file(pin.name, pin.version, "in"), sdist_lock_file(pin.name, pin.version)
+            (work / sdist_in).write_text(sdists.sdist_lock_input(pin, sdist))
+            if (repo.root / sdist_txt).is_file():
+                shutil.copy2(repo.root / sdist_txt, work / sdist_txt)
+            upgrades = _fitting_upgrades(upgrade_packages, work / sdist_in)
+            compile_lock(sdist_txt, [sdist_in], with_options=resolvers.Options(repo.target, repo.indexes, upgrade, upgrades))
+            needed += [sdist_in, sdist_txt]
+        # Those of pins no longer built from an sdist are removed.
+        produced += sorted(set(needed) | set(_existing_sdist_locks(repo.root)))
 
         outputs = [label for label in produced if (work / label).exists()]
         for label in outputs:
             _check_portable(work / label, label)
-        _check_upgrade_packages(repo, upgrade_names, known | _pinned_names(work / REQUIREMENTS_DIR))
+        _check_upgrade_packages(repo, upgrade_names, known | _pinned_names(work / REQUIREMENTS_DIR) | _pinned_names(work / SDIST_LOCKS_DIR))
 
         changed = {
             label: _diff(repo.root / label, work / label, label)
@@ -374,7 +390,10 @@ def lock(
                 reporter.info(f"wrote {label}")
             else:
                 (repo.root / label).unlink()
-                reporter.info(f"removed {label} (nothing to build from an sdist)")
+                reporter.info(f"removed {label} (no longer needed)")
+        sdist_locks = repo.root / SDIST_LOCKS_DIR
+        if sdist_locks.is_dir() and not any(sdist_locks.iterdir()):
+            sdist_locks.rmdir()
         if not changed:
             reporter.info("locks already up to date")
         return list(changed)

@@ -20,7 +20,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from . import includes
 from .errors import LockError, RepositoryError, UnknownServiceError
+from .includes import Include
 from .index import PYPI, Indexes
 from .requirements import BUILD_LOCK, RESERVED_SERVICE_NAMES, lock_file, lock_path
 from .target import Target
@@ -114,6 +116,8 @@ class PackageLocation:
 
     directory: str  # repository-relative, e.g. "services/order"
     path: Path
+    # What its backend's configuration takes from outside the directory (Polylith's bricks).
+    includes: tuple[Include, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,9 @@ class Package:
     # directory's name, else (a directory name Docker refuses) its distribution name. "" for
     # a shared package.
     service_name: str = ""
+    # What its backend's configuration takes from outside the directory (Polylith's bricks):
+    # staged with it, part of its fingerprint, and of what `invoke affected` watches.
+    includes: tuple[Include, ...] = ()
 
     @property
     def label(self) -> str:
@@ -259,6 +266,7 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
     data = _read_pyproject(pyproject, where)
     build_system = _build_system(data, pyproject, where)
     repository.build_systems[relative] = build_system
+    outside = includes.find(data, build_system.backend, relative)
     project = data.get("project")
     if project is not None and not isinstance(project, dict):
         msg = f"{where}: expected a [project] table with a name, found {_short(project)}"
@@ -273,7 +281,7 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
         from . import backends
 
         repository.backend_described.append(relative)
-        described = backends.read_metadata(repository, PackageLocation(relative, directory), build_system, build_lock)
+        described = backends.read_metadata(repository, PackageLocation(relative, directory, outside), build_system, build_lock)
         where = f"{relative}: its build backend ({described.backend})"
         name, version, dependencies = described.name, described.version, list(described.requires)
         project = {"scripts": described.scripts}
@@ -325,6 +333,7 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
         build_system=build_system,
         metadata_from=metadata_from,
         service_name=service_name,
+        includes=outside,
     )
     sources = _tool_table(data, f"{relative}/pyproject.toml", "sources")
     return package, sources

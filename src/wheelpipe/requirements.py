@@ -9,7 +9,10 @@ pin with its hashes):
 - `dev.in` (the tooling, by hand) compiles into `dev.txt`, the tooling lock, together with
   every service's .in; its pin of uv is the images' installer (installer_pin);
 - `build.in` (generated) compiles into `build.txt`, the build lock: the first-party
-  packages' build backends and what sdist-only dependencies build with.
+  packages' build backends;
+- `sdists/<name>-<version>.in` (generated) compiles into `sdists/<name>-<version>.txt`, the
+  build lock of one dependency the index publishes only as an sdist: what that sdist's own
+  [build-system] requires (sdist_lock_file).
 
 So no service may be named dev or build.
 """
@@ -46,6 +49,15 @@ def lock_file(name: str, suffix: str = "txt") -> str:
 
 TOOLING_LOCK = lock_file(TOOLING)
 BUILD_LOCK = lock_file(BUILD)
+# Each sdist-only dependency's own build lock, in a directory of their own: no service's
+# name can clash with one, and an upgrade's diff touches only the sdist it concerns.
+SDIST_LOCKS_DIR = f"{REQUIREMENTS_DIR}/sdists"
+
+
+def sdist_lock_file(name: str, version: str, suffix: str = "txt") -> str:
+    """requirements/sdists/<name>-<version>.txt: the build lock of the sdist of one pin
+    (name canonical), relative to the repository's root."""
+    return f"{SDIST_LOCKS_DIR}/{name}-{version}.{suffix}"
 
 
 def lock_path(root: Path, name: str) -> Path:
