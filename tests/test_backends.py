@@ -290,11 +290,14 @@ def test_a_service_described_by_its_backend_serves_a_console_script_its_backend_
     (service / "pyproject.toml").write_text(POETRY_SERVICE)
     assert invoke(repo, "services").stdout.split() == ["order", "poems", "pricing-audit", "user"]
     poems = load_repository(repo).service("poems")
-    assert (poems.name, poems.version, poems.internal, poems.service.command) == ("poems", "1.2.0", ("service-runtime",), "poems")
+    assert (poems.name, poems.version, poems.internal, poems.service.command) == ("poems", "1.2.0", ("service-runtime",), ("poems",))
 
-    (service / "pyproject.toml").write_text(POETRY_SERVICE.replace('command = "poems"', 'command = "poem-server"'))
+    # Another console script of its venv (a dependency's) is the image build's to check; a path never is one.
+    (service / "pyproject.toml").write_text(POETRY_SERVICE.replace('command = "poems"', 'command = "gunicorn poems.server:app"'))
+    assert load_repository(repo).service("poems").service.command == ("gunicorn", "poems.server:app")
+    (service / "pyproject.toml").write_text(POETRY_SERVICE.replace('command = "poems"', 'command = "./poem-server"'))
     line = one_error(invoke(repo, "services", check=False))
-    assert line == "error: services/poems/pyproject.toml: [tool.wheelpipe.service] command must name one of [project.scripts] (poems), found 'poem-server'"
+    assert line.startswith("error: services/poems/pyproject.toml: [tool.wheelpipe.service] command must start with the name of a console script in the service's venv (not a path; no shell), e.g. \"poems\""), line
 
 
 POETRY_FIXTURE_DEPENDENCY = 'itsdangerous = "^2.1"\n'
