@@ -5,16 +5,20 @@ offline, exactly as the guide says. Nothing here depends on this repository's se
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from monorepo import ROOT, commit_all, git, install_offline, invoke
 
+from wheelpipe import load_repository
 from wheelpipe.lockfile import parse_pins
+from wheelpipe.model import HttpService
 
 PACKAGES = ROOT / "tests" / "packages"
 
@@ -61,6 +65,9 @@ def bring(fixture: str, destination: Path) -> Path:
 def test_a_worked_example_locks_keeping_the_teams_pins_builds_tests_and_installs_offline(name: str, tmp_path: Path) -> None:
     example = EXAMPLES[name]
     repository = bring(example.fixture, tmp_path / "monorepo")
+    if name == "poetry":
+        # Every package as its team wrote it: wheelpipe's tables are all at the root.
+        assert not [p for p in repository.rglob("pyproject.toml") if p.parent != repository and "[tool.wheelpipe" in p.read_text()]
 
     locked = invoke(repository, "lock")
     # Every third-party pin of the team's file fits, so every one is kept (first-party names
@@ -84,27 +91,60 @@ def test_a_worked_example_locks_keeping_the_teams_pins_builds_tests_and_installs
     assert ran.returncode == 0 and ran.stdout.splitlines()[0] == example.says, ran.stdout + ran.stderr
 
 
-@pytest.mark.slow
-def test_a_poetry_path_dependency_is_one_line_saying_what_to_write_instead(tmp_path: Path) -> None:
-    """The edit the guide asks of a Poetry monorepo, undone: the wheel would carry this
-    machine's path, so the pipeline refuses before it writes anything."""
+@pytest.mark.network
+def test_a_poetry_path_dependency_on_a_workspace_package_needs_no_edit_and_no_wheel_carries_a_path(tmp_path: Path) -> None:
+    """The Poetry team's own `{ path = "../../shared/...", develop = true }`: the staged copy
+    names the workspace's package plainly, so its wheel requires it by name, never by a file:
+    URL of this machine; the model links it as the workspace's own (never the index's)."""
     repository = bring("migrate_poetry", tmp_path / "monorepo")
-    pyproject = repository / "services" / "order" / "pyproject.toml"
-    text = pyproject.read_text()
-    assert 'discount-calculator = "^0.3"\n' in text
-    pyproject.write_text(text.replace('discount-calculator = "^0.3"\n', 'discount-calculator = { path = "../../shared/discount_calculator", develop = true }\n'))
-    commit_all(repository, "a path dependency, as Poetry teams write it")
+    pyproject = (repository / "services/order/pyproject.toml").read_text()
+    assert 'discount-calculator = { path = "../../shared/discount_calculator", develop = true }' in pyproject
+    assert "[tool.wheelpipe" not in pyproject  # as the team wrote it
+
+    invoke(repository, "lock")
+    repo = load_repository(repository)
+    assert repo.service("order").internal == ("discount-calculator",)
+    # How its image runs it is declared at the root, so that the package needs no edit.
+    assert repo.service("order").service == HttpService(("shop-order",), 8080, "SHOP_ORDER_PORT", "/healthz")
+    assert "discount-calculator" not in (repository / "requirements/order.in").read_text()
+    invoke(repository, "build-wheels", "--service", "order")
+    (wheel,) = (repository / "wheelhouse").glob("shop_order-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(archive.read(n).decode() for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+    assert "Requires-Dist: discount-calculator\n" in metadata and "file:" not in metadata
+
+
+@pytest.mark.network
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("../user", "services/order/pyproject.toml: [tool.poetry.dependencies] discount-calculator = { path = ... } names services/user, but the workspace's discount-calculator is shared/discount_calculator: point the path at it"),
+        ("../../../elsewhere/discount_calculator", "services/order/pyproject.toml: [tool.poetry.dependencies] discount-calculator = { path = ... } names ../elsewhere/discount_calculator, but the workspace's discount-calculator is shared/discount_calculator: point the path at it"),
+    ],
+    ids=["another-package", "outside-the-repository"],
+)
+def test_a_poetry_path_dependency_that_is_not_the_workspace_package_it_names_is_one_line(tmp_path: Path, path: str, says: str) -> None:
+    repository = bring("migrate_poetry", tmp_path / "monorepo")
+    pyproject = repository / "services/order/pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('path = "../../shared/discount_calculator"', f'path = "{path}"'))
+    commit_all(repository, "a path dependency that points elsewhere")
 
     result = invoke(repository, "lock", check=False)
-    assert result.returncode == 1
+
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert errors[0].startswith("error: services/order (shop-order) requires discount-calculator @ file:///"), errors[0]
-    assert errors[0].endswith(
-        "a path on this machine that its wheel would carry; require discount-calculator by name or version "
-        "and mark it [tool.wheelpipe.sources] discount-calculator = { workspace = true }"
-    )
+    assert result.returncode == 1 and errors == [f"error: {says}"] and "Traceback" not in result.stderr, result.stderr
     assert not (repository / "requirements" / "order.txt").exists()
+
+
+@pytest.mark.network
+def test_the_readme_s_walk_through_says_what_the_first_lock_of_its_example_keeps(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    walk = readme[readme.index("### Walk-through: a Poetry monorepo, no package edited") :]
+    walk = walk[: walk.index("\n## ", 1)]
+    said = re.search(r"`(requirements/order\.txt: kept \d+ of \d+ pins of services/order/poetry\.lock)`", walk)
+    assert said, "the walk-through quotes the first lock's line"
+    repository = bring("migrate_poetry", tmp_path / "monorepo")
+    assert said.group(1) in invoke(repository, "lock").stderr
 
 
 def test_the_readme_walks_through_each_example_by_its_fixture() -> None:

@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from wheelpipe.errors import RepositoryError, UnknownServiceError
-from wheelpipe.model import load_repository
+from wheelpipe.model import HttpService, load_repository
 from wheelpipe.target import Target
 
 # --- helpers that build tiny fake monorepos in tmp_path ----------------------------------
@@ -354,3 +354,46 @@ def test_a_misspelt_or_mistyped_lock_setting_is_one_line_naming_the_key(fake_roo
     with pytest.raises(RepositoryError) as error:
         load_repository(fake_root)
     assert str(error.value) == expected
+
+
+# --- a service declared at the root: the team's packages need no edit ----------------------
+
+
+def test_a_service_table_at_the_root_declares_how_a_service_runs_without_editing_its_package(fake_root: Path) -> None:
+    write_package(fake_root, "services", "api", "api-server", service=False)
+    (fake_root / "pyproject.toml").write_text(
+        (fake_root / "pyproject.toml").read_text()
+        + '\n[tool.wheelpipe.services."services/api"]\nname = "edge"\ncommand = "gunicorn api.app:app"\nport = 8000\nhealth-path = "/ping"\n'
+    )
+    repo = load_repository(fake_root)
+    assert list(repo.services) == ["edge"]
+    assert repo.services["edge"].service == HttpService(("gunicorn", "api.app:app"), 8000, "PORT", "/ping")
+    assert repo.notes == ["services/api: service 'edge', as [tool.wheelpipe.service] name says"]
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        ('[tool.wheelpipe.services."services/apx"]\nport = 8000\n', "pyproject.toml: [tool.wheelpipe.services] 'services/apx' is no service directory (the workspace's: services/api)"),
+        ('[tool.wheelpipe.services]\n"services/api" = 8000\n', 'pyproject.toml: [tool.wheelpipe.services."services/api"] must be a table like [tool.wheelpipe.service], found 8000'),
+        (
+            '[tool.wheelpipe.services."services/api"]\ncommand = "api-server"\nport = 0\n',
+            'pyproject.toml [tool.wheelpipe.services."services/api"]: [tool.wheelpipe.service] port must be the port the service listens on (1-65535) for kind "http", found 0',
+        ),
+    ],
+    ids=["a-directory-that-is-no-service", "not-a-table", "a-bad-port"],
+)
+def test_a_bad_root_service_table_is_one_line_naming_the_key(fake_root: Path, table: str, says: str) -> None:
+    write_package(fake_root, "services", "api", "api-server", service=False)
+    (fake_root / "pyproject.toml").write_text((fake_root / "pyproject.toml").read_text() + "\n" + table)
+    with pytest.raises(RepositoryError) as raised:
+        load_repository(fake_root)
+    assert str(raised.value) == says
+
+
+def test_a_service_declared_both_at_the_root_and_in_its_package_is_one_line(fake_root: Path) -> None:
+    write_package(fake_root, "services", "api", "api-server")
+    (fake_root / "pyproject.toml").write_text((fake_root / "pyproject.toml").read_text() + '\n[tool.wheelpipe.services."services/api"]\nport = 8000\n')
+    with pytest.raises(RepositoryError) as raised:
+        load_repository(fake_root)
+    assert str(raised.value) == "pyproject.toml: [tool.wheelpipe.services.\"services/api\"] and services/api/pyproject.toml's [tool.wheelpipe.service] both declare the service; keep one"

@@ -17,6 +17,7 @@ import hashlib
 import os
 import posixpath
 import stat
+import tomllib
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -498,9 +499,10 @@ def _stage_clean(source: FileSource, package: Package | PackageLocation, workdir
     staged = staging / package.directory
     staged.mkdir(parents=True)
     fingerprint = stage(source, package, staged)
-    if any(include.staged.startswith(f"{includes.OUTSIDE_DIR}/") for include in package.includes):
-        pyproject = staged / "pyproject.toml"
-        pyproject.write_text(includes.poetry_staged_pyproject(pyproject.read_text(), package.directory))
+    pyproject = staged / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    if any(include.staged.startswith(f"{includes.OUTSIDE_DIR}/") for include in package.includes) or includes.poetry_path_dependencies(tomllib.loads(text), package.directory):
+        pyproject.write_text(includes.poetry_staged_pyproject(text, package.directory), encoding="utf-8")
     # Hatchling reads the first ignore file it finds from the project upwards; empty ones
     # here keep it from reading whatever lies above the staging directory.
     for name in (".gitignore", ".hgignore"):

@@ -149,7 +149,9 @@ def _setuptools(table: object) -> _Named:
 
 def poetry_staged_pyproject(text: str, directory: str) -> str:
     """The package's pyproject.toml as staged: each poetry `from` outside the package pointing
-    at where it was staged instead (OUTSIDE_DIR/<its repository path>). Checked by parsing it again."""
+    at where it was staged instead (OUTSIDE_DIR/<its repository path>), and each path
+    dependency on a workspace package a plain name. Checked by parsing it again."""
+    text = _staged_path_dependencies(text, directory)
     packages = tomllib.loads(text).get("tool", {}).get("poetry", {}).get("packages") or []
     rewritten = text
     expected: dict[int, str] = {}
@@ -166,5 +168,34 @@ def poetry_staged_pyproject(text: str, directory: str) -> str:
     found = tomllib.loads(rewritten).get("tool", {}).get("poetry", {}).get("packages") or []
     if any(len(found) <= n or found[n].get("from") != value for n, value in expected.items()):
         msg = f"{directory}/pyproject.toml: cannot point [tool.poetry] packages from at the staged copy of what it names outside the package; write each from as a plain string"
+        raise RepositoryError(msg)
+    return rewritten
+
+
+def poetry_path_dependencies(data: dict[str, Any], directory: str) -> dict[str, str]:
+    """[tool.poetry.dependencies] written as `name = { path = "../../shared/x", ... }`: each
+    name -> the repository path it names. Poetry writes such a dependency into the wheel as a
+    file: URL of this machine; in a monorepo it means the workspace's own package, which is
+    what the staged copy says instead (poetry_staged_pyproject)."""
+    dependencies = _table(_table(data, "tool").get("poetry", {}), "dependencies") if isinstance(_table(data, "tool").get("poetry"), dict) else {}
+    found = {}
+    for name, spec in dependencies.items():
+        if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+            found[name] = posixpath.normpath(posixpath.join(directory, spec["path"]))
+    return found
+
+
+def _staged_path_dependencies(text: str, directory: str) -> str:
+    """Each path dependency into the repository written as a plain name (any version: the
+    locks pin the workspace package's own), checked by parsing the file again."""
+    data = tomllib.loads(text)
+    paths = poetry_path_dependencies(data, directory)
+    rewritten = text
+    for name in paths:
+        pattern = rf"""(?m)^(\s*["']?{re.escape(name)}["']?\s*=\s*)\{{[^}}\n]*\}}"""
+        rewritten = re.sub(pattern, lambda m: f'{m.group(1)}"*"', rewritten)  # noqa: B023 (used at once)
+    found = tomllib.loads(rewritten).get("tool", {}).get("poetry", {}).get("dependencies", {})
+    if any(found.get(name) != "*" for name in paths):
+        msg = f"{directory}/pyproject.toml: cannot stage its [tool.poetry.dependencies] path dependencies as the workspace's packages; write each as an inline table on one line (name = {{ path = \"...\" }})"
         raise RepositoryError(msg)
     return rewritten

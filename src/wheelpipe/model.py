@@ -253,7 +253,7 @@ def _read_pyproject(path: Path, where: str) -> dict:
         raise RepositoryError(msg) from None
 
 
-def _load_package(repository: Repository, directory: Path, kind: str, build_lock: Path) -> tuple[Package, dict]:
+def _load_package(repository: Repository, directory: Path, kind: str, build_lock: Path, root_services: dict[str, dict]) -> tuple[Package, dict]:
     """The package in `directory`: from its static [project], else from its build backend run
     in the environment `build_lock` gives (StaleBuildLockError when it cannot)."""
     root = repository.root
@@ -318,8 +318,17 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
     service_name = ""
     if kind == "service":
         # A backend-described service's console scripts are those its metadata declares.
-        service = _service_settings({**data, "project": project}, f"{relative}/pyproject.toml")
-        service_name, note = _service_name(data, relative, directory.name, canonicalize_name(name))
+        declared, table_at = data, f"{relative}/pyproject.toml"
+        if relative in root_services:
+            # Declared at the root ([tool.wheelpipe.services."<directory>"]), so that a team's
+            # packages need no edit to get an image.
+            if "service" in _wheelpipe_table(data, table_at):
+                msg = f'pyproject.toml: [tool.wheelpipe.services."{relative}"] and {relative}/pyproject.toml\'s [tool.wheelpipe.service] both declare the service; keep one'
+                raise RepositoryError(msg)
+            declared = {**data, "tool": {**(data.get("tool") or {}), "wheelpipe": {"service": root_services[relative]}}}
+            table_at = f'pyproject.toml [tool.wheelpipe.services."{relative}"]'
+        service = _service_settings({**declared, "project": project}, table_at)
+        service_name, note = _service_name(declared, relative, directory.name, canonicalize_name(name), table_at)
         if note:
             repository.notes.append(note)
     package = Package(
@@ -335,7 +344,12 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
         service_name=service_name,
         includes=outside,
     )
-    sources = _tool_table(data, f"{relative}/pyproject.toml", "sources")
+    sources = dict(_tool_table(data, f"{relative}/pyproject.toml", "sources"))
+    # A Poetry path dependency (`x = { path = "../../shared/x", develop = true }`) is how a
+    # Poetry monorepo names its own packages: a workspace source that must be the package at
+    # that path (the staged copy names it plainly, so no wheel carries this machine's path).
+    for source, path in includes.poetry_path_dependencies(data, relative).items():
+        sources.setdefault(source, {"workspace": True, "path": path})
     return package, sources
 
 
@@ -543,12 +557,11 @@ def service_settings(package: Package, purpose: str) -> ServiceSettings:
     return package.service
 
 
-def _service_name(data: dict, directory: str, directory_name: str, distribution: str) -> tuple[str, str | None]:
+def _service_name(data: dict, directory: str, directory_name: str, distribution: str, where: str) -> tuple[str, str | None]:
     """The service's name, and a line saying where it came from when that is not what a team
     would guess (its directory's name). A service's name is the last component of its image
     repository and its lock's file name, so it must be a Docker repository name; a directory
     named otherwise (OrderManager) is never renamed: the distribution name stands in."""
-    where = f"{directory}/pyproject.toml"
     declared = _wheelpipe_table(data, where).get("service", {})
     name = declared.get("name") if isinstance(declared, dict) else None
     if name is not None:
@@ -663,10 +676,11 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
         msg = f"{both[0].relative_to(root).as_posix()}: matched as a service and as a shared package by [tool.wheelpipe.workspace] ({repository.workspace.describe()})"
         raise RepositoryError(msg)
     names: dict[str, Package] = {}
+    root_services = _root_services(_tool_table(data, "pyproject.toml", "services"), {d.relative_to(root).as_posix() for d in service_dirs})
     for kind, directories in (("shared", shared_dirs), ("service", service_dirs)):
         for directory in directories:
             try:
-                package, sources = _load_package(repository, directory, kind, build_lock)
+                package, sources = _load_package(repository, directory, kind, build_lock, root_services)
             except StaleBuildLockError as error:
                 # Every other package is still read, so that any other fault is reported;
                 # `invoke lock` gets past this one (it reads the model again with its new lock).
@@ -685,6 +699,19 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
         _link_internal(repository, declared_sources)
         _check_acyclic(repository)
     return repository
+
+
+def _root_services(table: dict, directories: set[str]) -> dict[str, dict]:
+    """[tool.wheelpipe.services]: a service table per service directory, at the root."""
+    for key, value in table.items():
+        if key not in directories:
+            known = ", ".join(sorted(directories)) or "none"
+            msg = f"pyproject.toml: [tool.wheelpipe.services] {key!r} is no service directory (the workspace's: {known})"
+            raise RepositoryError(msg)
+        if not isinstance(value, dict):
+            msg = f'pyproject.toml: [tool.wheelpipe.services."{key}"] must be a table like [tool.wheelpipe.service], found {_short(value)}'
+            raise RepositoryError(msg)
+    return table
 
 
 def _check_service_unique(package: Package, names: dict[str, Package]) -> None:
@@ -763,6 +790,13 @@ def _link_internal(repository: Repository, declared_sources: dict[str, dict]) ->
                 raise RepositoryError(msg)
             if wanted not in {canonicalize_name(r.name) for r in package.requirements}:
                 msg = f"{where}: [tool.wheelpipe.sources] names {source!r}, which is not in [project] dependencies"
+                raise RepositoryError(msg)
+            path = spec.get("path")
+            if path is not None and path != repository.packages[wanted].directory:
+                msg = (
+                    f"{where}: [tool.poetry.dependencies] {source} = {{ path = ... }} names {path}, but the workspace's "
+                    f"{wanted} is {repository.packages[wanted].directory}: point the path at it"
+                )
                 raise RepositoryError(msg)
         # An internal name always means the monorepo's package, declared or not.
         internal = tuple(
