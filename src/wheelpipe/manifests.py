@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from . import launch
 from .deploy import DEFAULT_RESOURCES, DNS_LABEL, DeployError, Environment, Pushed, load_pushed
+from .firstparty import FileSource
 from .fsutil import write_atomic
-from .model import PORT_PLACEHOLDER, PYTHON_WORDS, HttpService, Package, Repository, ServiceSettings, service_settings
+from .model import PORT_PLACEHOLDER, HttpService, Package, PackageLocation, Repository, ServiceSettings, service_settings
 from .wheelhouse import STORE
 
 DEPLOY_DIR = "deploy"
@@ -99,10 +100,13 @@ def pushed_image(repo: Repository, env: Environment, service: str, pushed: dict[
 def render(repo: Repository, env: Environment, services: list[str]) -> list[Manifest]:
     """Every asked service's manifest, or the first problem; nothing is written here."""
     pushed = load_pushed(repo.root / STORE)
+    for name in services:  # what the model alone can refuse, before any push is looked up
+        deployable(repo.service(name))
     return [render_service(repo, env, repo.service(name), pushed_image(repo, env, name, pushed)) for name in services]
 
 
-def render_service(repo: Repository, env: Environment, package: Package, pushed: Pushed) -> Manifest:
+def deployable(package: Package) -> ServiceSettings:
+    """The service's settings, once its name is one Kubernetes takes."""
     name = package.service_name
     where = f"{package.directory}/pyproject.toml"
     settings = service_settings(package, "to deploy it")
@@ -112,6 +116,12 @@ def render_service(repo: Repository, env: Environment, package: Package, pushed:
     if isinstance(settings, HttpService) and not _DNS_1035.fullmatch(name):
         msg = f"{where}: the service name {name!r} must start with a letter: a Kubernetes Service's name is a DNS-1035 label; set [tool.wheelpipe.service] name"
         raise DeployError(msg)
+    return settings
+
+
+def render_service(repo: Repository, env: Environment, package: Package, pushed: Pushed) -> Manifest:
+    name = package.service_name
+    settings = deployable(package)
     uid, gid = pushed.numeric_user(name)
     override = env.override(name)
     selector = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": env.part_of}
@@ -214,10 +224,6 @@ def probe_action(settings: ServiceSettings) -> dict | None:
     return None
 
 
-def python_program(settings: ServiceSettings) -> bool:
-    return settings.command[0] in PYTHON_WORDS
-
-
 def write(repo: Repository, manifests: list[Manifest]) -> list[str]:
     """Write every manifest (each atomically), returning the lines to print; unchanged files
     are left alone, so their times say when their content last changed."""
@@ -233,6 +239,16 @@ def write(repo: Repository, manifests: list[Manifest]) -> list[str]:
     return lines
 
 
+def released(source: FileSource) -> dict[str, bytes]:
+    """The committed deploy/ files a release ships (manifests and chart), by their path under
+    deploy/, read from the release's source (the commit, or the dirty working tree): what
+    `invoke manifests --check` validated, never rendered again at release time."""
+    location = PackageLocation(DEPLOY_DIR, source.root / DEPLOY_DIR)
+    if not location.path.is_dir():
+        return {}
+    return {file.path: stream.read() for file, stream in source.contents(source.files(location))}
+
+
 def read_documents(path: Path) -> list[dict]:
     """The documents of a manifest file (JSON-compatible YAML, or any YAML a team committed)."""
     import yaml  # the tooling lock's PyYAML (kubernetes-validate's): only --check reads YAML
@@ -245,7 +261,3 @@ def read_documents(path: Path) -> list[dict]:
         at = f":{mark.line + 1}" if mark is not None else ""
         msg = f"{path.name}{at}: not YAML ({getattr(error, 'problem', None) or error})"
         raise DeployError(msg) from None
-
-
-def relative(path: PurePosixPath | str) -> str:
-    return str(path)

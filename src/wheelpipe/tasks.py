@@ -353,6 +353,9 @@ def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, ver
         benchmarks.heavy_fixture(repo)
     wheels = benchmarks.wheelhouse_figures(repo, reporter)
     rows, verdicts = benchmarks.wheelhouse_rows(wheels), benchmarks.wheelhouse_verdicts(wheels)
+    deployed = benchmarks.deploy_figures(repo, reporter)
+    rows += benchmarks.deploy_rows(deployed)
+    verdicts += benchmarks.deploy_verdicts(deployed)
     lock_rows = benchmarks.repository_lock_comparison(repo, reporter).rows()
     if heavy:
         heavy_locks = benchmarks.heavy_lock_comparison(repo, reporter)
