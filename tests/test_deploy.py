@@ -192,6 +192,7 @@ def test_check_passes_for_what_was_written_then_names_each_problem_by_file_resou
     edit(staging / "wrongport.yaml", '"readOnlyRootFilesystem": true', '"readOnlyRootFilesystem": false')
     missing = "sha256:" + "0" * 64
     edit(staging / "importfail.yaml", deployed.digests["importfail"], missing)
+    (staging / "mailer.yaml").write_text((staging / "beat.yaml").read_text())  # a service nobody has
     result = invoke(shop, "manifests", "--check", check=False)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -204,6 +205,7 @@ def test_check_passes_for_what_was_written_then_names_each_problem_by_file_resou
         "scribbler.yaml: Deployment scribbler: spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation: must be false, found True (Pod Security Standard restricted)",
         "wrongport.yaml: Deployment wrongport: spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem: must be true (wheelpipe's pods write only to their emptyDir at /tmp)",
         f"importfail.yaml: Deployment importfail: spec.template.spec.containers[0].image: the registry does not have {deployed.registry.prefix}importfail@{missing}",
+        f"mailer.yaml: service mailer: (file): the model has no service 'mailer' (services: {', '.join(SERVICES)}); delete the file",
     ]
     for line in expected:
         assert f"deploy/manifests/staging/{line}" in findings, result.stderr

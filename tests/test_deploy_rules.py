@@ -92,3 +92,20 @@ def test_a_manifest_is_json_compatible_yaml_whatever_its_values_hold() -> None:
     text = manifests.dump(document)
     assert json.loads(text) == document
     assert yaml.safe_load(text) == document  # YAML 1.1's yes/0x10 stay strings: they are quoted
+
+
+def test_the_environment_is_resolved_once_and_an_override_of_no_service_is_one_line(tmp_path) -> None:
+    from monorepo import ROOT, copy_repository
+
+    from wheelpipe import load_repository
+
+    repository = copy_repository(tmp_path / "monorepo", ROOT / "tests" / "packages" / "deploy_services")
+    pyproject = repository / "pyproject.toml"
+    assert manifests.environment(load_repository(repository), None).namespace == "shop"  # the only one
+    pyproject.write_text(pyproject.read_text() + '\n[tool.wheelpipe.deploy.staging.services.ghost]\nreplicas = 1\n')
+    with pytest.raises(DeployError) as raised:
+        manifests.environment(load_repository(repository), None)
+    assert str(raised.value) == "pyproject.toml: [tool.wheelpipe.deploy.staging.services.ghost]: no service 'ghost' (services: beat, importfail, scribbler, web, wrongport)"
+    pyproject.write_text(pyproject.read_text() + '\n[tool.wheelpipe.deploy.production]\nregistry = "registry.example.com/shop/"\n')
+    with pytest.raises(DeployError, match=r"^several environments are configured \(staging, production\): give --env NAME$"):
+        manifests.environment(load_repository(repository), None)

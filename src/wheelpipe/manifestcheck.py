@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
-from .deploy import Environment
+from .deploy import DeployError, Environment
 from .manifests import MANIFESTS_DIR, Manifest, read_documents
 from .model import Repository
 
@@ -54,9 +54,16 @@ def kubernetes_versions() -> tuple[str, str]:
     return OLDEST_KUBERNETES, utils.major_minor(utils.latest_version())
 
 
-def check(repo: Repository, env: Environment, expected: list[Manifest]) -> tuple[list[str], list[str]]:
-    """(failures, passes): one line each."""
+def check(repo: Repository, env: Environment, expected: list[Manifest], every_service: bool) -> tuple[list[str], list[str]]:
+    """(failures, passes): one line each. With every_service, a committed file of a service the
+    model no longer has is a failure too (it would still be applied)."""
     findings: list[Finding] = []
+    if every_service:
+        rendered = {manifest.path for manifest in expected}
+        for path in manifest_paths(repo, env):
+            name = repo.relative(path)
+            if name not in rendered:
+                findings.append(Finding(name, f"service {path.stem}", "(file)", f"the model has no service {path.stem!r} (services: {', '.join(repo.services)}); delete the file"))
     passed: list[str] = []
     versions = kubernetes_versions()
     for manifest in expected:
@@ -66,7 +73,7 @@ def check(repo: Repository, env: Environment, expected: list[Manifest]) -> tuple
             continue
         try:
             committed = read_documents(path)
-        except Exception as error:  # noqa: BLE001 - read_documents raises DeployError; said as a finding
+        except DeployError as error:
             findings.append(Finding(manifest.path, f"service {manifest.service}", "(file)", str(error)))
             continue
         before = len(findings)

@@ -65,12 +65,13 @@ def environment(repo: Repository, name: str | None) -> Environment:
     known = ", ".join(repo.environments) or "none"
     if name is None:
         if len(repo.environments) == 1:
-            return next(iter(repo.environments.values()))
-        if not repo.environments:
+            name = next(iter(repo.environments))
+        elif not repo.environments:
             msg = 'pyproject.toml: no [tool.wheelpipe.deploy.<env>] table; add one, e.g. [tool.wheelpipe.deploy.production] with namespace = "shop" and registry = "registry.example.com/shop/"'
             raise DeployError(msg)
-        msg = f"several environments are configured ({known}): give --env NAME"
-        raise DeployError(msg)
+        else:
+            msg = f"several environments are configured ({known}): give --env NAME"
+            raise DeployError(msg)
     if name not in repo.environments:
         msg = f"pyproject.toml: no environment {name!r} is configured (configured: {known}); add [tool.wheelpipe.deploy.{name}]"
         raise DeployError(msg)
@@ -259,5 +260,5 @@ def read_documents(path: Path) -> list[dict]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f":{mark.line + 1}" if mark is not None else ""
-        msg = f"{path.name}{at}: not YAML ({getattr(error, 'problem', None) or error})"
+        msg = f"line {at.lstrip(':') or '?'}: not YAML ({getattr(error, 'problem', None) or error})"
         raise DeployError(msg) from None

@@ -480,7 +480,7 @@ def manifests_(c, env=None, service=None, affected_since=None, check=False):
         for line in manifests.write(repo, rendered):
             print(line)
         return
-    failures, passed = manifestcheck.check(repo, chosen, rendered)
+    failures, passed = manifestcheck.check(repo, chosen, rendered, every_service=service is None and affected_since is None)
     for line in passed:
         print(line)
     if failures:
