@@ -295,3 +295,74 @@ def test_a_service_described_by_its_backend_serves_a_console_script_its_backend_
     (service / "pyproject.toml").write_text(POETRY_SERVICE.replace('command = "poems"', 'command = "poem-server"'))
     line = one_error(invoke(repo, "services", check=False))
     assert line == "error: services/poems/pyproject.toml: [tool.wheelpipe.service] command must name one of [project.scripts] (poems), found 'poem-server'"
+
+
+POETRY_FIXTURE_DEPENDENCY = 'itsdangerous = "^2.1"\n'
+
+
+@pytest.mark.parametrize(
+    ("declared", "expected"),
+    [
+        ('libml = ""', 'expected a version constraint ("*" for any version, "^1.2", ">=1.2,<2"), found an empty string'),
+        ('"libml" = "  "', 'expected a version constraint ("*" for any version, "^1.2", ">=1.2,<2"), found an empty string'),
+        ('libml = "~=abc"', "expected a version constraint (\"*\" for any version, \"^1.2\", \">=1.2,<2\"), found '~=abc'"),
+        (
+            'libml = { version = ">=1,foo", optional = false }',
+            "expected a version constraint (\"*\" for any version, \"^1.2\", \">=1.2,<2\"), found '>=1,foo', whose 'foo' poetry-core cannot read",
+        ),
+        (
+            "libml = 3",
+            'poetry-core says it must be valid exactly by one definition (0 matches found); expected a version constraint '
+            '("*" for any version, "^1.2", ">=1.2,<2"), or a table with one of version, path, git or url',
+        ),
+    ],
+    ids=["empty", "blank", "unreadable", "unreadable-in-table", "not-a-constraint"],
+)
+def test_a_poetry_dependency_poetry_core_cannot_read_is_one_line_naming_file_line_and_dependency(repo: Path, declared: str, expected: str) -> None:
+    pyproject = repo / "shared/backend_poetry/pyproject.toml"
+    text = pyproject.read_text()
+    assert text.count(POETRY_FIXTURE_DEPENDENCY) == 1
+    pyproject.write_text(text.replace(POETRY_FIXTURE_DEPENDENCY, f"{POETRY_FIXTURE_DEPENDENCY}{declared}\n"))
+    line = text[: text.index(POETRY_FIXTURE_DEPENDENCY)].count("\n") + 2
+    before = snapshot(repo)
+    result = invoke(repo, "services", check=False)
+    assert one_error(result) == f"error: shared/backend_poetry/pyproject.toml:{line}: [tool.poetry.dependencies] libml: {expected}"
+    assert snapshot(repo) == before
+
+
+def test_a_poetry_constraint_that_breaks_the_wheel_build_is_named_the_same_way(repo: Path) -> None:
+    # poetry-core 2 with a static [project]: the model needs no backend, the wheel's build reads
+    # [tool.poetry.dependencies] and stops there.
+    pyproject = repo / "shared/backend_poetry/pyproject.toml"
+    pyproject.write_text(
+        '[build-system]\nrequires = ["poetry-core>=2.0"]\nbuild-backend = "poetry.core.masonry.api"\n\n'
+        '[project]\nname = "wheelpipe-fixture-poetry"\nversion = "0.3.1"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["discount-calculator", "itsdangerous>=2.1,<3.0"]\n\n'
+        '[tool.poetry]\npackages = [{ include = "wheelpipe_fixture_poetry", from = "src" }]\n\n'
+        '[tool.poetry.dependencies]\nitsdangerous = ""\n\n'
+        "[tool.wheelpipe.sources]\ndiscount-calculator = { workspace = true }\n"
+    )
+    before = os.readlink(repo / "wheelhouse")
+    result = invoke(repo, "build-wheels", check=False)
+    assert one_error(result) == (
+        "error: shared/backend_poetry/pyproject.toml:15: [tool.poetry.dependencies] itsdangerous: "
+        'expected a version constraint ("*" for any version, "^1.2", ">=1.2,<2"), found an empty string'
+    )
+    assert os.readlink(repo / "wheelhouse") == before
+
+
+def test_a_teams_poetry_monorepo_with_an_empty_constraint_stops_its_first_lock_on_that_line(tmp_path: Path) -> None:
+    # Another team's shape (tests/packages/migrate_poetry), as it arrives: no requirements/ yet.
+    repository = copy_repository(tmp_path / "shop", PACKAGES / "migrate_poetry")
+    pyproject = repository / "services/order/pyproject.toml"
+    text = pyproject.read_text()
+    assert text.count('flask = "^3.0"\n') == 1
+    pyproject.write_text(text.replace('flask = "^3.0"\n', 'flask = "^3.0"\nlibml = ""\n'))
+    commit_all(repository, "a dependency with no constraint, as it was found")
+    result = invoke(repository, "lock", check=False)
+    line = text[: text.index('flask = "^3.0"\n')].count("\n") + 2
+    assert one_error(result) == (
+        f"error: services/order/pyproject.toml:{line}: [tool.poetry.dependencies] libml: "
+        'expected a version constraint ("*" for any version, "^1.2", ">=1.2,<2"), found an empty string'
+    )
+    assert not (repository / "requirements" / "order.txt").exists()

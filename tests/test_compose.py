@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import urllib.request
 import uuid
@@ -39,3 +40,26 @@ def test_up_runs_every_service_healthy_on_the_configured_ports_and_down_removes_
             subprocess.run(["docker", "rmi", f"{prefix}{service}:0.1.0"], capture_output=True, check=False)
     running = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={built_repo.name}"], capture_output=True, text=True, check=True)
     assert running.stdout.strip() == ""
+
+
+def test_up_that_cannot_start_every_service_stops_what_it_started_in_one_line(built_repo, docker_base_image):
+    prefix = f"wheelpipe-test-{uuid.uuid4().hex[:8]}/"
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    env = {"ORDER_MANAGER_PORT": str(port), "USER_MANAGER_PORT": str(free_port()), "INVOKE_IMAGE_BASE": docker_base_image, "INVOKE_IMAGE_PREFIX": prefix}
+    try:
+        result = invoke(built_repo, "up", env=env, check=False)
+        # Checked before any `down` of the test's own: nothing of this project is left, though
+        # the user service and the worker could start.
+        left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={built_repo.name}"], capture_output=True, text=True, check=True)
+    finally:
+        taken.close()
+        invoke(built_repo, "down", env=env, check=False)
+        for service in ("order", "pricing-audit", "user"):
+            subprocess.run(["docker", "rmi", f"{prefix}{service}:0.1.0"], capture_output=True, check=False)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(port) in lines[0] and lines[0].endswith("; the services that had started were stopped (compose down)"), lines[0]
+    assert left.stdout.strip() == ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,34 @@ def tooling_venv(pipeline_wheel: Path, tmp_path_factory: pytest.TempPathFactory)
     run([sys.executable, "-m", "venv", venv])
     python = venv / "bin" / "python"
     uv = [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", python]
+    run([*uv, "--require-hashes", "-r", ROOT / "requirements" / "dev.txt"])
+    run([*uv, "--no-deps", pipeline_wheel])
+    return venv
+
+
+def with_tooling_lock(monorepo: Path, without: str | None = None) -> None:
+    """Give a monorepo this repository's tooling lock as its own: dev.in and dev.txt (less one
+    requirement and its pin), whose pins its `invoke lock` keeps."""
+    requirements = monorepo / "requirements"
+    requirements.mkdir()
+    lines = ROOT.joinpath("requirements", "dev.in").read_text().splitlines(keepends=True)
+    kept = [line for line in lines if without is None or line.strip() != without]
+    assert without is None or len(kept) == len(lines) - 1
+    requirements.joinpath("dev.in").write_text("".join(kept))
+    pinned, skipping = [], False
+    for line in ROOT.joinpath("requirements", "dev.txt").read_text().splitlines(keepends=True):
+        if not line.startswith((" ", "#")):  # a pin's first line; its hashes and notes follow, indented
+            skipping = without is not None and line.startswith(f"{without}==")
+        if not skipping:
+            pinned.append(line)
+    requirements.joinpath("dev.txt").write_text("".join(pinned))
+    assert without is None or without not in parse_pins(requirements / "dev.txt")
+
+
+def installed_tooling_venv(pipeline_wheel: Path, venv: Path) -> Path:
+    """A venv of this repository's tooling lock and the wheelpipe wheel (by uv, as tooling_venv)."""
+    run([sys.executable, "-m", "venv", venv])
+    uv = [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", venv / "bin" / "python"]
     run([*uv, "--require-hashes", "-r", ROOT / "requirements" / "dev.txt"])
     run([*uv, "--no-deps", pipeline_wheel])
     return venv
@@ -138,6 +167,9 @@ def test_a_foreign_monorepo_with_a_one_line_tasks_py_locks_builds_and_installs_o
     # The packages' tests import the wheels just built (the installed pipeline's pytest
     # plugin), and stop, naming the package, once its sources moved past them.
     python = tooling_venv / "bin" / "python"
+    # As the README says: from its first lock on, the tooling venv is the monorepo's own lock
+    # installed (invoke test stops, saying so, until it is).
+    run([sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", python, "--require-hashes", "-r", monorepo / "requirements" / "dev.txt"])
     tested = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "libs"], cwd=monorepo)
     assert "2 passed" in tested.stdout
     util = monorepo / "libs" / "util" / "src" / "foreign_util" / "__init__.py"
@@ -171,6 +203,9 @@ def test_invoke_test_in_a_tooling_venv_without_pytest_xdist_is_one_line_until_jo
     run([*uv, "--no-deps", pipeline_wheel])
     run([sys.executable, "-m", "uv", "pip", "uninstall", "--no-config", "--python", venv / "bin" / "python", "pytest-xdist"])
     monorepo = Path(shutil.copytree(FOREIGN_MONOREPO, tmp_path / "foreign"))
+    # That lock is the monorepo's: its dev.in from before (no pytest-xdist) and its pins (this
+    # repository's), which its first `invoke lock` keeps, so the venv matches it.
+    with_tooling_lock(monorepo, without="pytest-xdist")
     git(monorepo, "init", "-q", "-b", "main")
     commit_all(monorepo, "a monorepo that installs wheelpipe")
 
@@ -182,5 +217,46 @@ def test_invoke_test_in_a_tooling_venv_without_pytest_xdist_is_one_line_until_jo
         "run `invoke lock` and install requirements/dev.txt, or run `invoke test --jobs 1`"
     ], refused.stderr
     assert not (monorepo / "wheelhouse").exists()
-    run([venv / "bin" / "invoke", "lock"], cwd=monorepo)
+    locked = run([venv / "bin" / "invoke", "lock"], cwd=monorepo)
+    assert "pytest-xdist" not in (monorepo / "requirements" / "dev.txt").read_text()
+    assert "warning:" not in locked.stderr  # the venv holds every pin of the lock
+    assert "2 passed" in run([venv / "bin" / "invoke", "test", "--jobs", "1", "-k", "util"], cwd=monorepo).stdout
+
+
+@pytest.mark.slow
+def test_a_tooling_venv_that_no_longer_matches_the_tooling_lock_is_one_line_naming_the_command_that_installs_it(pipeline_wheel: Path, tmp_path: Path) -> None:
+    venv = installed_tooling_venv(pipeline_wheel, tmp_path / "venv")
+    python = venv / "bin" / "python"
+    monorepo = Path(shutil.copytree(FOREIGN_MONOREPO, tmp_path / "foreign"))
+    with_tooling_lock(monorepo)
+    git(monorepo, "init", "-q", "-b", "main")
+    commit_all(monorepo, "a monorepo that installs wheelpipe")
+    locked = run([venv / "bin" / "invoke", "lock"], cwd=monorepo)
+    assert "warning:" not in locked.stderr, locked.stderr
+    pins = parse_pins(monorepo / "requirements" / "dev.txt")
+    assert pins["six"].version == "1.17.0" and pins["iniconfig"].version != "2.0.0"
+
+    # The venv drifts from the lock: the package the tests import is gone (what `invoke lock`
+    # adding a service's dependency does), another is at a version the lock does not pin.
+    uv = [sys.executable, "-m", "uv", "pip", "--no-config"]
+    run([*uv, "uninstall", "--python", python, "six"])
+    run([*uv, "install", "--python", python, "iniconfig==2.0.0"])
+    command = f"{python} -m pip install --require-hashes -r {monorepo / 'requirements' / 'dev.txt'}"
+    refused = run([venv / "bin" / "invoke", "test", "--jobs", "1", "-k", "util"], cwd=monorepo, check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr and "ModuleNotFoundError" not in refused.stdout, refused.stdout + refused.stderr
+    assert [line for line in refused.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: the tooling venv ({venv}) does not match requirements/dev.txt: iniconfig 2.0.0 (pinned {pins['iniconfig'].version}), "
+        f"six==1.17.0 missing; install it with `{command}`"
+    ], refused.stderr
+    assert not (monorepo / "wheelhouse").exists()  # stopped before building anything
+
+    # `invoke lock` says so too, right when it is run, and goes on.
+    relocked = run([venv / "bin" / "invoke", "lock"], cwd=monorepo)
+    assert [line for line in relocked.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: the tooling venv no longer matches requirements/dev.txt: iniconfig 2.0.0 (pinned {pins['iniconfig'].version}), "
+        f"six==1.17.0 missing; before `invoke test`, run `{command}`"
+    ]
+
+    # The command it names, word for word, is all it takes.
+    run(shlex.split(command), cwd=tmp_path)
     assert "2 passed" in run([venv / "bin" / "invoke", "test", "--jobs", "1", "-k", "util"], cwd=monorepo).stdout

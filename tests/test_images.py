@@ -390,7 +390,7 @@ def test_verify_image_passes_on_the_built_image_and_names_every_difference_again
     checked = invoke(built_repo, "verify-image", "--service", "order", *image_args(ledger, docker_base_image))
     assert "exactly those of wheelhouse/install/order.txt" in checked.stderr
     with pytest.raises(DockerError) as raised:
-        images.verify_image(open_wheelhouse(built_repo), Docker(), ledger.tag("order"), "user", Reporter(stream=io.StringIO()))
+        images.verify_image(open_wheelhouse(built_repo), Docker(), ledger.tag("order"), "user", load_repository(built_repo).service("user").service, Reporter(stream=io.StringIO()))
     message = str(raised.value)
     assert f"image {ledger.tag('order')} does not match wheelhouse/install/user.txt" in message
     assert f"extra order-manager=={VERSION}" in message
@@ -411,6 +411,7 @@ USER 0
 RUN site="$(/srv/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     && mkdir -p "$site/rogue-1.0.dist-info" \
     && printf 'Metadata-Version: 2.1\nName: rogue\nVersion: 1.0\n' > "$site/rogue-1.0.dist-info/METADATA"
+USER 10001:10001
 """
     dockerfile = modified_dockerfile(built_repo, tmp_path / "rogue.Dockerfile", lambda text: text + rogue)
     repo = load_repository(built_repo)
@@ -447,7 +448,8 @@ _ROGUE_DIST = r"""mkdir -p /srv/venv/extra/rogue-1.0.dist-info \
 def test_an_image_whose_interpreter_can_import_from_beyond_its_distributions_is_not_tagged(built_repo, built_images, ledger, docker_base_image, tmp_path, addition, says):
     # The distributions are read from the image's files, not by its interpreter: what widens
     # that interpreter's search path is named (or, inside the venv, followed).
-    dockerfile = modified_dockerfile(built_repo, tmp_path / "widened.Dockerfile", lambda text: f"{text}\n{addition}\n")
+    # Back to the unprivileged user afterwards, as an override must to pass the recipe check.
+    dockerfile = modified_dockerfile(built_repo, tmp_path / "widened.Dockerfile", lambda text: f"{text}\n{addition}\nUSER 10001:10001\n")
     repo = load_repository(built_repo)
     settings = images.ImageSettings(prefix=ledger.prefix + "widened/", base=docker_base_image, docker=Docker(), dockerfile=dockerfile)
     with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:

@@ -8,6 +8,7 @@ this module.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import os
 import re
@@ -287,6 +288,18 @@ def test_ctrl_c_during_build_wheels_keeps_the_previous_wheelhouse(repo: Path, tm
     assert line == "interrupted: the previous wheelhouse is intact"
     assert "error:" not in stderr
     assert_untouched(repo, before)
+
+
+def test_a_full_disk_while_the_gzip_archive_is_written_names_the_archive_and_the_handler_does_not_raise(tmp_path: Path) -> None:
+    # gzip.GzipFile keeps its mode as a number: the handler once raised TypeError on it.
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("no /dev/full here")
+    archive_name = str(tmp_path / "dist" / "wheelhouse-0.1.0.tar.gz")
+    with pytest.raises(OSError) as caught, full.open("wb", buffering=0) as raw, gzip.GzipFile(filename=archive_name, mode="wb", fileobj=raw) as archive:
+        archive.write(os.urandom(1 << 16))
+        archive.flush()
+    assert describe_os_error(caught.value, tmp_path) == "no space left on device while writing dist/wheelhouse-0.1.0.tar.gz"
 
 
 def test_a_failed_write_names_the_open_file_the_os_did_not_name(tmp_path: Path) -> None:

@@ -133,13 +133,48 @@ def test_a_dangling_symlink_in_a_package_is_refused_naming_it(repository, comman
     assert wheelhouse_state(repository) == before
 
 
-def test_a_symlink_to_a_directory_is_refused_naming_it(repository):
-    (repository / ORDER_MODULE / "docs").symlink_to("../../../../shared")
+def test_a_symlink_to_a_directory_of_the_repository_ships_the_files_git_sees_there(repository):
+    """A team's symlinked directory (a vendored copy of a shared module, say) is followed, not
+    refused: its target's tracked files ship under the link's name, from the commit and from the
+    working tree alike."""
+    linked = repository / "shared/discount_calculator/src/discount_calculator"
+    (linked / "scratch.txt").write_text("untracked and ignored\n")
+    (repository / ".git/info/exclude").write_text("scratch.txt\n")
+    (repository / ORDER_MODULE / "vendored").symlink_to("../../../../shared/discount_calculator/src/discount_calculator")
     commit_all(repository, "a symlink to a directory")
-    result = invoke(repository, "release", "--skip-gates", check=False)
-    assert result.returncode == 1
-    assert error_line(result) == f"error: {ORDER_MODULE}/docs: symlink to a directory (../../../../shared); only files may be linked"
+    invoke(repository, "release", "--skip-gates")
+    wheel = order_wheel(wheel_files(repository / ARCHIVE))
+    shipped = sorted(name.removeprefix("order_manager/vendored/") for name in wheel if name.startswith("order_manager/vendored/"))
+    assert shipped == ["__init__.py", "discount.py", "py.typed"]
+    assert wheel["order_manager/vendored/discount.py"] == (linked / "discount.py").read_bytes()
+    # The working tree and the commit agree on what the link stands for: the wheel is reused.
+    assert "nothing to build" in invoke(repository, "build-wheels").stderr
+
+
+@pytest.mark.parametrize("command", [("release", "--skip-gates"), ("build-wheels",)], ids=["release", "build-wheels"])
+def test_a_symlink_to_a_directory_outside_the_repository_is_refused_naming_it(repository, command):
+    (repository.parent / "outside").mkdir()
+    (repository.parent / "outside" / "secret.py").write_text("TOKEN = 'not the repository's'\n")
+    (repository / ORDER_MODULE / "vendored").symlink_to("../../../../../outside")
+    commit_all(repository, "a symlink to a directory out of the repository")
+    before = wheelhouse_state(repository)
+    result = invoke(repository, *command, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == f"error: {ORDER_MODULE}/vendored: symlink to a path outside the repository (../../../../../outside)"
     assert not (repository / "dist").exists()
+    assert wheelhouse_state(repository) == before
+
+
+@pytest.mark.parametrize("command", [("release", "--skip-gates"), ("build-wheels",)], ids=["release", "build-wheels"])
+def test_a_symlink_to_a_directory_that_holds_it_is_a_loop_named_in_one_line(repository, command):
+    (repository / ORDER_MODULE / "again").symlink_to("..")
+    commit_all(repository, "a symlink to its own parent")
+    before = wheelhouse_state(repository)
+    result = invoke(repository, *command, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == f"error: {ORDER_MODULE}/again: symlink loop: .. leads back to a directory that holds the link"
+    assert not (repository / "dist").exists()
+    assert wheelhouse_state(repository) == before
 
 
 def test_a_symlink_inside_the_repository_ships_as_the_file_it_points_at(repository):

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from monorepo import FIXTURE as FIXTURE_ROOT
 from monorepo import ROOT, git, invoke
 
 from wheelpipe.lockfile import parse_pins
@@ -202,16 +203,57 @@ def test_a_service_pin_the_tooling_cannot_share_names_the_service_lock_and_the_r
 
 @pytest.mark.network
 def test_pip_tools_explains_a_conflict_naming_the_package_and_both_requirements(repo_copy: Path) -> None:
-    """Only order's lock moves click; the tooling lock, constrained by both service locks and
-    by what its own packages require, cannot follow, and pip-compile's explanation is one line."""
+    """The tooling lock, constrained by the service locks where they agree, cannot follow a
+    tooling requirement they contradict, and pip-compile's explanation is one line."""
+    dev_in = repo_copy / "requirements" / "dev.in"
+    dev_in.write_text(dev_in.read_text() + "click<8.2\n")
     before = requirement_files(repo_copy)
-    result = invoke(repo_copy, "lock", "--service", "order", "--resolver", "pip-tools", "--upgrade-package", "click==8.1.8", check=False)
+    result = invoke(repo_copy, "lock", "--resolver", "pip-tools", check=False)
     assert result.returncode != 0
     (line,) = error_lines(result)
+    click = parse_pins(repo_copy / "requirements/order.txt")["click"].version
     assert "requirements/dev.txt" in line and "click:" in line
-    assert "requirements/order.txt pins click==8.1.8" in line
-    assert re.search(r"requirements/user\.txt pins click==\S+; [\w-]+ \S+ requires click", line), line
+    assert f"requirements/order.txt pins click=={click}" in line
+    assert re.search(r"requirements/user\.txt pins click==\S+; .*requires click<8\.2", line), line
     assert requirement_files(repo_copy) == before
+
+
+@pytest.mark.network
+def test_one_service_moving_a_pin_diverges_from_the_others_and_the_tooling_is_left_free_there(repo_copy: Path) -> None:
+    """Services are deployed apart: --service order moves only order's click; the other locks
+    keep theirs, the run says so in one line, and the tooling lock, no longer constrained on
+    click, keeps the version its own requirements take."""
+    user_click = parse_pins(repo_copy / "requirements/user.txt")["click"].version
+    assert user_click != "8.1.8"
+    result = invoke(repo_copy, "lock", "--service", "order", "--resolver", "pip-tools", "--upgrade-package", "click==8.1.8")
+    pinned = {name: parse_pins(repo_copy / f"requirements/{name}.txt")["click"].version for name in ("order", "user", "dev")}
+    assert pinned == {"order": "8.1.8", "user": user_click, "dev": user_click}
+    assert f"click: the services pin different versions (each installs its own): 8.1.8 (order), {user_click} (user)" in result.stderr
+    assert "requirements/dev.txt: constrained by the service locks except on click" in result.stderr
+    assert changed_files(repo_copy) == {"requirements/order.txt", "requirements/dev.txt"}
+    # Where they agree, the tooling is still constrained by every lock (its `# via` notes say so).
+    entry = re.search(r"^flask==.*?(?=^\S)", (repo_copy / "requirements/dev.txt").read_text(), re.MULTILINE | re.DOTALL)
+    assert entry and "-c requirements/order.txt" in entry[0] and "-c requirements/user.txt" in entry[0], entry
+    invoke(repo_copy, "lock", "--check")
+
+
+@pytest.mark.network
+def test_the_one_version_policy_refuses_services_that_diverge_in_one_line_and_writes_nothing(repo_copy: Path) -> None:
+    pyproject = repo_copy / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "\n[tool.wheelpipe.lock]\none-version = true\n")
+    before = requirement_files(repo_copy)
+    user_click = parse_pins(repo_copy / "requirements/user.txt")["click"].version
+    result = invoke(repo_copy, "lock", "--service", "order", "--upgrade-package", "click==8.1.8", check=False)
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        f"error: click: [tool.wheelpipe.lock] one-version = true, but the service locks pin click 8.1.8 (order), {user_click} (user); "
+        "lock them to one version (`invoke lock --upgrade-package click`, or `click==VERSION`)"
+    ]
+    assert "Traceback" not in result.stderr
+    assert requirement_files(repo_copy) == before
+    # Moving every service to the one version is what the policy asks for.
+    invoke(repo_copy, "lock", "--upgrade-package", "click==8.1.8")
+    assert {parse_pins(repo_copy / f"requirements/{n}.txt")["click"].version for n in ("order", "user", "dev")} == {"8.1.8"}
 
 
 @pytest.mark.network
@@ -255,6 +297,51 @@ def test_a_first_lock_keeps_the_teams_existing_pins_and_says_which_moved(repo_co
     assert {name: pins[name].version for name in current} == {name: pin.version for name, pin in current.items()}
     assert pins["attrs"].version != "19.1.0"
     assert f"requirements/user.txt: kept {len(current) + 1} of {len(team)} pins of services/user/requirements.txt" in result.stderr
-    assert f"requirements/user.txt: moved attrs 19.1.0 -> {pins['attrs'].version}: 19.1.0 does not fit what -r requirements/user.in requires for the target" in result.stderr
+    assert f"requirements/user.txt: moved attrs 19.1.0 -> {pins['attrs'].version}: 19.1.0 does not fit attrs>=22, which requirements/user.in requires" in result.stderr
     assert "1 pins of services/user/requirements.txt are not part of this service's closure: idna" in result.stderr
     invoke(repo_copy, "lock", "--check")
+
+
+@pytest.mark.network
+def test_a_moved_team_pin_is_explained_by_what_moved_it_never_by_a_requirement_it_fits(repo_copy: Path) -> None:
+    """werkzeug 3.0.6 fits everything requirements/user.in says; what rules it out is the
+    team's own flask pin, whose release requires a newer werkzeug: the resolver's reason says
+    that. Under --upgrade, the upgrade is the reason."""
+    current = parse_pins(repo_copy / "requirements/user.txt")
+    (repo_copy / "requirements/user.txt").unlink()
+    team = {name: pin.version for name, pin in current.items()} | {"werkzeug": "3.0.6"}
+    (repo_copy / "services/user/requirements.txt").write_text("".join(f"{n}=={v}\n" for n, v in sorted(team.items())))
+
+    result = invoke(repo_copy, "lock", "--service", "user")
+    werkzeug = parse_pins(repo_copy / "requirements/user.txt")["werkzeug"].version
+    assert werkzeug != "3.0.6"
+    (line,) = [line for line in result.stderr.splitlines() if "moved " in line]
+    assert line.strip().startswith(f"requirements/user.txt: moved werkzeug 3.0.6 -> {werkzeug}: 3.0.6 fits what requirements/user.in requires, but not the rest of the lock: ")
+    assert f"flask=={current['flask'].version}" in line and "depends on werkzeug>=" in line, line
+    assert "does not fit" not in result.stderr
+
+    (repo_copy / "requirements/user.txt").unlink()
+    upgraded = invoke(repo_copy, "lock", "--service", "user", "--upgrade")
+    moved = [line.strip() for line in upgraded.stderr.splitlines() if "moved " in line]
+    assert moved and all(line.endswith(": --upgrade takes the newest version the requirements allow, not the team's pins") for line in moved), moved
+    assert "does not fit" not in upgraded.stderr
+
+
+@pytest.mark.parametrize(
+    ("requirements", "unfit"),
+    [
+        (["keras>=2.14.0,<3"], None),  # the issue's contradiction: 2.14.2 fits
+        (["keras>=2.14.0,<3", "keras!=2.14.2"], "keras!=2.14.2"),
+        (["keras>=3"], "keras>=3"),
+        (["keras>=3; python_version < '3.0'"], None),  # does not apply on the target
+        (["other>=3"], None),
+    ],
+)
+def test_a_team_pin_is_said_not_to_fit_only_a_requirement_it_does_not_fit(requirements: list[str], unfit: str | None) -> None:
+    from packaging.requirements import Requirement
+
+    from wheelpipe.teampins import unfit as first_unfit
+
+    target = load_repository(FIXTURE_ROOT).target
+    found = first_unfit("keras", "2.14.2", [Requirement(r) for r in requirements], target)
+    assert (str(found) if found else None) == unfit

@@ -326,3 +326,31 @@ def test_a_malformed_workspace_table_is_one_line(fake_root: Path, table: str) ->
     with pytest.raises(RepositoryError, match=r"^pyproject\.toml: \[tool\.wheelpipe\.workspace\] \w+ must be a list of glob patterns") as error:
         load_repository(fake_root)
     assert_one_line(error)
+
+
+# --- [tool.wheelpipe.lock] ------------------------------------------------------------
+
+
+def test_one_version_is_off_unless_the_lock_table_turns_it_on(fake_root: Path) -> None:
+    write_package(fake_root, "services", "api", "api-server")
+    assert load_repository(fake_root).one_version is False
+    (fake_root / "pyproject.toml").write_text(TARGET_TABLE + '\n[tool.wheelpipe.lock]\none-version = true\nresolver = "pip-tools"\n')
+    repo = load_repository(fake_root)
+    assert (repo.one_version, repo.resolver) == (True, "pip-tools")
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('one_version = true', "pyproject.toml: [tool.wheelpipe.lock] has no key 'one_version': expected resolver or one-version"),
+        ('one-version = "yes"', "pyproject.toml: [tool.wheelpipe.lock] one-version must be true or false, found 'yes'"),
+        ("one-version = 1", "pyproject.toml: [tool.wheelpipe.lock] one-version must be true or false, found 1"),
+        ("resolver = 5", 'pyproject.toml: [tool.wheelpipe.lock] resolver must be a string ("uv" or "pip-tools"), found 5'),
+    ],
+)
+def test_a_misspelt_or_mistyped_lock_setting_is_one_line_naming_the_key(fake_root: Path, table: str, expected: str) -> None:
+    write_package(fake_root, "services", "api", "api-server")
+    (fake_root / "pyproject.toml").write_text(TARGET_TABLE + f"\n[tool.wheelpipe.lock]\n{table}\n")
+    with pytest.raises(RepositoryError) as error:
+        load_repository(fake_root)
+    assert str(error.value) == expected

@@ -8,6 +8,7 @@ twine's environment variables or ~/.pypirc (HOME is an empty directory per test)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import free_port, serving
+from monorepo import ROOT, commit_all, copy_repository, free_port, invoke, serving
 from packaging.utils import canonicalize_name
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
@@ -56,7 +57,20 @@ class Index:
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
     """pypiserver on a free loopback port: authentication on upload, download and list; no fallback."""
-    root = tmp_path_factory.mktemp("index")
+    with running_index(tmp_path_factory.mktemp("index")) as server:
+        yield server
+
+
+@pytest.fixture
+def own_index(tmp_path: Path) -> Iterator[Index]:
+    """An index of the test's own, empty when the test starts."""
+    with running_index(tmp_path / "index") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_index(root: Path) -> Iterator[Index]:
+    root.mkdir(exist_ok=True)
     packages = root / "packages"
     packages.mkdir()
     with warnings.catch_warnings():
@@ -102,7 +116,9 @@ def test_publish_uploads_the_first_party_wheels_and_a_service_installs_from_the_
 
     result = publish(built_repo, home, TWINE_REPOSITORY_URL=index.upload_url, TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD)
     assert result.returncode == 0, output(result)
-    assert "twine check --strict" in output(result)
+    # Our own index, with no --strict: twine check, which finds nothing in these wheels.
+    assert f"checking {len(first_party)} first-party wheel(s) with twine check\n" in result.stderr
+    assert "warning:" not in output(result)
     assert f"published {len(first_party)} wheel(s) to {index.upload_url}" in result.stdout
     assert PASSWORD not in output(result)
     # Exactly the first-party wheels, byte for byte.
@@ -214,3 +230,112 @@ def test_missing_wheelhouse_is_named(repo_copy, tmp_path):
     assert result.returncode != 0
     (line,) = error_lines(result)
     assert "wheelhouse/" in line and "invoke build-wheels" in line
+
+
+# Another team's monorepo as most arrive (tests/packages/foreign_monorepo, not ours): apps/api
+# declares no readme (hatchling), and libs/util, built here by setuptools, an empty one.
+FOREIGN_MONOREPO = ROOT / "tests" / "packages" / "foreign_monorepo"
+UTIL_WITH_AN_EMPTY_README = """\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "foreign-util"
+version = "0.3.0"
+requires-python = ">=3.11"
+readme = "README.md"
+dependencies = ["six>=1.16"]
+
+[tool.setuptools.packages.find]
+where = ["src"]
+"""
+API_WHEEL = "foreign_api-0.2.0-py3-none-any.whl"
+UTIL_WHEEL = "foreign_util-0.3.0-py3-none-any.whl"
+# What twine check warns about in each, as wheelpipe names it.
+API_FINDINGS = f"{API_WHEEL}: long_description missing, long_description_content_type missing"
+UTIL_FINDINGS = f"{UTIL_WHEEL}: long_description empty"
+
+
+@pytest.fixture(scope="module")
+def readmeless(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The foreign monorepo with those readmes, locked, committed and built."""
+    repository = copy_repository(tmp_path_factory.mktemp("readmeless") / "foreign", FOREIGN_MONOREPO)
+    util = repository / "libs" / "util"
+    util.joinpath("pyproject.toml").write_text(UTIL_WITH_AN_EMPTY_README)
+    util.joinpath("README.md").write_text("")
+    invoke(repository, "lock")
+    commit_all(repository, "locked; libs/util built by setuptools, with an empty readme")
+    invoke(repository, "build-wheels")
+    assert sorted(p.name for p in (repository / "wheelhouse").glob("foreign_*.whl")) == [API_WHEEL, UTIL_WHEEL]
+    return repository
+
+
+def warning_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in output(result).splitlines() if line.startswith("warning:")]
+
+
+def test_a_release_of_wheels_without_a_description_warns_naming_each_wheel_and_field_and_goes_on(readmeless: Path) -> None:
+    result = invoke(readmeless, "release", "--skip-gates")
+    assert "twine check on 2 first-party wheels" in result.stderr
+    assert warning_lines(result) == [
+        f"warning: {API_FINDINGS} (fine for this wheelhouse; `invoke publish` to a public index, or with --strict, refuses it)",
+        f"warning: {UTIL_FINDINGS} (fine for this wheelhouse; `invoke publish` to a public index, or with --strict, refuses it)",
+    ], result.stderr
+    assert (readmeless / "dist" / "wheelhouse-1.0.0.tar.gz").is_file()
+
+
+def test_a_description_that_would_not_render_stops_the_release_naming_the_wheel_and_field(readmeless: Path, tmp_path: Path) -> None:
+    # An error, not a warning: reStructuredText that no index can render.
+    repository = Path(shutil.copytree(readmeless, tmp_path / "foreign", symlinks=True))
+    shutil.rmtree(repository / "dist", ignore_errors=True)
+    api = repository / "apps" / "api"
+    api.joinpath("README.rst").write_text("Foreign API\n===\n\nSee `the docs\n")
+    pyproject = api / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('requires-python = ">=3.11"\n', 'requires-python = ">=3.11"\nreadme = "README.rst"\n'))
+    commit_all(repository, "a readme with broken markup")
+    result = invoke(repository, "release", "--skip-gates", check=False)
+    assert result.returncode == 1 and "Traceback" not in output(result), output(result)
+    (line,) = error_lines(result)
+    assert line.startswith(f"error: twine check refused {API_WHEEL}: long_description has markup errors and would not render on an index (line 4: "), line
+    assert UTIL_WHEEL not in line  # its warning is not an error
+    assert not (repository / "dist").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "url"),
+    [
+        (["--repository-url", "https://upload.pypi.org/legacy/"], {}, "https://upload.pypi.org/legacy/"),
+        ([], {"TWINE_REPOSITORY_URL": "https://test.pypi.org/legacy/"}, "https://test.pypi.org/legacy/"),
+        ([], {"TWINE_REPOSITORY": "pypi"}, "https://upload.pypi.org/legacy/"),
+    ],
+    ids=["pypi-url", "testpypi-env", "pypi-repository"],
+)
+def test_publishing_to_a_public_index_is_strict_one_line_naming_wheels_and_fields_and_uploads_nothing(readmeless, tmp_path, args, env, url):
+    # No credentials: were the check to let a wheel through, twine would stop before uploading.
+    result = publish(readmeless, tmp_path, *args, **env)
+    assert result.returncode == 1 and "Traceback" not in output(result), output(result)
+    assert error_lines(result) == [
+        f"error: twine check --strict refused {API_FINDINGS}; {UTIL_FINDINGS} ({url} is a public index, which shows it on the project's page); "
+        "give the package a readme with text that renders (declared in its pyproject.toml, with its content type); nothing was uploaded"
+    ]
+    assert "publishing" not in output(result)
+
+
+def test_strict_refuses_on_our_own_index_too_and_without_it_the_wheels_go_up_with_a_warning_each(readmeless, own_index, tmp_path):
+    credentials = {"TWINE_REPOSITORY_URL": own_index.upload_url, "TWINE_USERNAME": USER, "TWINE_PASSWORD": PASSWORD}
+    strict = publish(readmeless, tmp_path, "--strict", **credentials)
+    assert strict.returncode == 1, output(strict)
+    assert error_lines(strict) == [
+        f"error: twine check --strict refused {API_FINDINGS}; {UTIL_FINDINGS} (asked for with --strict); "
+        "give the package a readme with text that renders (declared in its pyproject.toml, with its content type); nothing was uploaded"
+    ]
+    assert list(own_index.packages.iterdir()) == []
+
+    lenient = publish(readmeless, tmp_path, **credentials)
+    assert lenient.returncode == 0, output(lenient)
+    assert warning_lines(lenient) == [
+        f"warning: {API_FINDINGS} (`invoke publish` to a public index, or with --strict, refuses it)",
+        f"warning: {UTIL_FINDINGS} (`invoke publish` to a public index, or with --strict, refuses it)",
+    ]
+    assert sorted(p.name for p in own_index.packages.iterdir()) == [API_WHEEL, UTIL_WHEEL]

@@ -1,15 +1,18 @@
 """`invoke test` runs the suite in pytest-xdist workers (--jobs): each test file whole in one
-worker, in its order, and --jobs 1 in a single process.
+worker, in its order, and --jobs 1 in a single process. A repository without tests is said
+to have none, not failed; a -k that matches none of its tests is an error.
 
 Probe tests placed in a copy of the fixture monorepo record which worker ran them."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
-from monorepo import invoke
+from monorepo import commit_all, copy_repository, invoke
 
 # Each probe records its file, its name and its worker ("" in a run without workers).
 PROBE = '''import json, os, pathlib
@@ -81,3 +84,50 @@ def test_a_jobs_value_that_is_not_a_count_is_one_line_before_anything_is_built(r
         f'error: invoke test --jobs: expected a number of workers (1 runs the tests in one process) or "auto" (one per CPU), found "{jobs}"'
     ]
     assert not log.exists() and not (repo_copy / "wheelhouse").exists()
+
+
+NO_TESTS = "no tests: pytest collected none in this repository; nothing to run"
+
+
+@pytest.fixture(scope="module")
+def untested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture monorepo as a team's first afternoon finds theirs: not one test, built."""
+    repository = copy_repository(tmp_path_factory.mktemp("untested") / "monorepo")
+    for tests in [*repository.glob("services/*/tests"), *repository.glob("shared/*/tests")]:
+        subprocess.run(["git", "rm", "-rq", str(tests)], cwd=repository, check=True)
+    commit_all(repository, "no tests")
+    invoke(repository, "build-wheels")
+    return repository
+
+
+@pytest.mark.slow
+def test_a_repository_without_tests_says_so_in_one_line_and_exits_0(untested: Path) -> None:
+    # In workers (the default) and in one process: pytest's exit 5 either way.
+    for args in ([], ["--jobs", "1"]):
+        result = invoke(untested, "test", *args, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.splitlines()[-1] == NO_TESTS, result.stdout
+        assert "error" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_k_that_matches_no_test_is_an_error_and_a_fast_tier_with_none_is_said(untested: Path, tmp_path: Path) -> None:
+    repository = Path(shutil.copytree(untested, tmp_path / "monorepo", symlinks=True))
+    pyproject = repository / "pyproject.toml"
+    markers = '\nmarkers = ["slow: a slow test", "docker: needs Docker", "network: needs an index"]\n'
+    pyproject.write_text(pyproject.read_text().replace('filterwarnings = ["error"]\n', 'filterwarnings = ["error"]' + markers))
+    tests = repository / "shared" / "discount_calculator" / "tests"
+    tests.mkdir()
+    tests.joinpath("test_slow.py").write_text("import pytest\n\n\n@pytest.mark.slow\ndef test_slow():\n    pass\n")
+
+    typo = invoke(repository, "test", "--jobs", "1", "-k", "test_slwo", check=False)
+    assert typo.returncode == 1 and "Traceback" not in typo.stderr, typo.stderr
+    assert error_lines(typo.stderr) == ["error: invoke test -k 'test_slwo': no test matches; the repository has 1 test"]
+
+    fast = invoke(repository, "test", "--jobs", "1", "--fast", check=False)
+    assert fast.returncode == 0, fast.stdout + fast.stderr
+    assert fast.stdout.splitlines()[-1] == (
+        "no test in the fast tier (-m 'not docker and not network and not slow'): the repository has 1 test, "
+        "each needing Docker, a package index or a whole build; nothing to run"
+    )
+    assert "1 passed" in invoke(repository, "test", "--jobs", "1", "-k", "test_slow").stdout

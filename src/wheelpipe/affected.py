@@ -9,6 +9,9 @@ read from the repository model:
   exception is the file the package's pyproject.toml declares as `[project] readme`: the build
   backend copies it into the wheel's METADATA (and fails without it), so it is part of the
   wheel like the code. A .md file *inside* the package's sources (package data) counts too;
+  and so does any file under what its backend's configuration takes from outside its
+  directory (`Package.includes`: Polylith's bricks, hatch's force-include) or under a
+  directory of the repository one of its symlinks stands for;
 - its locks: `requirements/<service>.in` and `requirements/<service>.txt`;
 - the image recipe: anything under `dockerfiles/` (a monorepo's own recipe), or, when this is
   wheelpipe's repository, the recipe and the import check it ships into every build, affects
@@ -17,9 +20,10 @@ read from the repository model:
   affects every service; any other change there (pytest settings, the release version) none;
 - the tooling that goes into every image: the pin of uv (the images' installer) in
   `requirements/dev.txt` (any other tooling pin affects none), and any pin of the build lock
-  `requirements/build.txt` (the first-party packages' build backends, and what sdist-only
-  dependencies build with: which package a pin reaches is known only in its environment, so
-  any pin that moves counts for every service).
+  `requirements/build.txt` (the first-party packages' build backends: which package a pin
+  reaches is known only in its environment, so any pin that moves counts for every service);
+- the build lock of an sdist-only dependency its lock pins, `requirements/sdists/<name>-<version>.txt`,
+  when a pin there moves (the wheel built from that sdist is built again).
 
 A service whose directory did not exist at the ref is affected as a whole. Nothing else (the
 root README, the pipeline's own code and tests, CI files) affects an image by this rule; the
@@ -43,7 +47,7 @@ from pathlib import Path, PurePosixPath
 from .errors import GitError, LockError, PipelineError
 from .lockfile import parse_pins
 from .model import DOCKERFILES_DIR, Package, Repository
-from .requirements import BUILD_LOCK, INSTALLER, TOOLING_LOCK, lock_file
+from .requirements import BUILD_LOCK, INSTALLER, SDIST_LOCKS_DIR, TOOLING_LOCK, lock_file, sdist_lock_file
 from .resources import SERVICE_DOCKERFILE_SOURCE
 from .tools import CompletedProcess, git
 
@@ -72,13 +76,15 @@ def affected_services(repo: Repository, since: str, *, all_if_unknown: bool = Fa
 
     changed = _changed_paths(repo.root, base)
     everyone = sorted(_affecting_every_service(repo.root, base, changed))
+    linked = {package.name: _linked_directories(repo.root, package) for package in repo.packages.values()}
     found: dict[str, list[str]] = {}
+    sdist_locks = _moved_sdist_locks(repo.root, base, changed)
     for service, package in repo.services.items():
         reasons = set(everyone)
-        locks = {lock_file(service, "in"), lock_file(service)}
+        locks = {lock_file(service, "in"), lock_file(service)} | _sdist_locks_of(repo.root, service, sdist_locks)
         closure = repo.closure(service)
         for path in changed:
-            if path in locks or any(_part_of_wheel(member, path) for member in closure):
+            if path in locks or any(_part_of_wheel(member, path, linked[member.name]) for member in closure):
                 reasons.add(path)
         if not _exists_at(repo.root, base, package.directory):
             reasons.add(f"{package.directory}/")  # new since the ref: its whole directory
@@ -201,7 +207,10 @@ def _show(root: Path, commit: str, path: str) -> str | None:
 # -- what a path is part of --------------------------------------------------------------
 
 
-def _part_of_wheel(package: Package, path: str) -> bool:
+def _part_of_wheel(package: Package, path: str, linked: list[str]) -> bool:
+    outside = [include.path for include in package.includes] + linked
+    if any(path == prefix or path.startswith(f"{prefix}/") for prefix in outside):
+        return True  # named by its backend's configuration (a Polylith brick), or linked: all of it is built in
     prefix = f"{package.directory}/"
     if not path.startswith(prefix):
         return False
@@ -211,6 +220,21 @@ def _part_of_wheel(package: Package, path: str) -> bool:
     if len(inside.parts) == 1 and _DOC_NAME.match(inside.name):
         return inside.as_posix() in _declared_readme(package)
     return True
+
+
+def _linked_directories(root: Path, package: Package) -> list[str]:
+    """The repository's directories that the package's symlinks stand for (their files are
+    staged under the links' names), as they are in the working tree."""
+    listed = _git(root, "ls-files", "-s", "-z", "--", package.directory).stdout
+    real_root = Path(os.path.realpath(root))
+    found = []
+    for record in listed.split("\0"):
+        meta, _, name = record.partition("\t")
+        if meta.startswith("120000 "):
+            target = Path(os.path.realpath(root / name))
+            if target.is_dir() and target.is_relative_to(real_root) and target != real_root:
+                found.append(target.relative_to(real_root).as_posix())
+    return found
 
 
 def _declared_readme(package: Package) -> set[str]:
@@ -234,6 +258,25 @@ def _affecting_every_service(root: Path, base: str, changed: list[str]) -> set[s
     if BUILD_LOCK in changed and _pins_of(_show(root, base, BUILD_LOCK), BUILD_LOCK) != _pins_of(_read(root / BUILD_LOCK), BUILD_LOCK):
         found.add(BUILD_LOCK)
     return found
+
+
+def _moved_sdist_locks(root: Path, base: str, changed: list[str]) -> set[str]:
+    """The changed sdist build locks whose pins moved (notes and layout never count)."""
+    return {
+        path for path in changed
+        if path.startswith(f"{SDIST_LOCKS_DIR}/") and path.endswith(".txt") and _pins_of(_show(root, base, path), path) != _pins_of(_read(root / path), path)
+    }
+
+
+def _sdist_locks_of(root: Path, service: str, moved: set[str]) -> set[str]:
+    """Of the `moved` sdist build locks, those of pins of the service's lock (as it is now)."""
+    if not moved:
+        return set()
+    text = _read(root / lock_file(service))
+    pins = _pins_of(text, lock_file(service))
+    if not isinstance(pins, dict):
+        return set()
+    return {label for name, pinned in pins.items() if pinned and (label := sdist_lock_file(name, pinned[0])) in moved}
 
 
 def _read(path: Path) -> str | None:

@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import metadata
@@ -37,7 +38,7 @@ from packaging.utils import canonicalize_name
 
 from . import firstparty, sdists
 from .console import Reporter
-from .errors import LockError, PipelineError, RepositoryError
+from .errors import LockError, PipelineError, RepositoryError, ToolError
 from .fsutil import write_atomic
 from .lockfile import Pin, parse_pins
 from .model import BuildSystem, Package, PackageLocation, Repository, StaleBuildLockError
@@ -47,6 +48,12 @@ from .requirements import BUILD_LOCK
 METADATA_CACHE = ".wheelhouse/metadata"
 # Requires-Dist entries of an optional dependency group: not what installing the package needs.
 _EXTRA_MARKER = re.compile(r"\bextra\s*[=!]=|[=!]=\s*extra\b")
+# poetry-core's last word on a version constraint it cannot read (ParseConstraintError).
+# Its last line, not the traceback's quote of the source that raised it.
+_POETRY_CONSTRAINT = re.compile(r"^[\w.]*ParseConstraintError: Could not parse version constraint: (?P<constraint>.*)$", re.MULTILINE)
+POETRY_CONSTRAINT_EXPECTED = 'a version constraint ("*" for any version, "^1.2", ">=1.2,<2")'
+# poetry-core's schema check: "The Poetry configuration is invalid:", then "  - <key> <what>" each.
+_POETRY_SCHEMA = re.compile(r"^\s+- (?P<key>tool\.poetry\.[\w.-]+) (?P<what>.+)$", re.MULTILINE)
 
 
 class BackendError(PipelineError):
@@ -190,7 +197,10 @@ def read_metadata(repository: Repository, location: PackageLocation, system: Bui
         return cached
     reporter.info(f"{location.directory}: reading its name, version and dependencies from its build backend ({backend})")
     with tempfile.TemporaryDirectory(prefix="wheelpipe-metadata-") as tmp:
-        dist_info = firstparty.prepare_metadata(location, system, source, Path(tmp), built_in.python, reporter)
+        try:
+            dist_info = firstparty.prepare_metadata(location, system, source, Path(tmp), built_in.python, reporter)
+        except ToolError as error:
+            raise explained(location, error) from None
         described = _parse(dist_info, backend, location.directory)
     write_atomic(cache, json.dumps({"name": described.name, "version": described.version, "requires": list(described.requires),
                                     "scripts": described.scripts, "backend": described.backend}, indent=2, sort_keys=True) + "\n")
@@ -237,3 +247,87 @@ def _optional(line: str) -> bool:
     except InvalidRequirement:
         return False  # the model names it
     return bool(requirement.marker and _EXTRA_MARKER.search(str(requirement.marker)))
+
+
+def explained(location: Package | PackageLocation, error: ToolError) -> PipelineError:
+    """A backend's failure as the line of the package's pyproject.toml at fault, where the
+    backend's output says which; else the failure as it is (its last error line)."""
+    return _poetry_constraint_at_fault(location, error.output) or _poetry_schema_at_fault(location, error.output) or error
+
+
+def _poetry_constraint_at_fault(location: Package | PackageLocation, output: str) -> RepositoryError | None:
+    """poetry-core stops on a dependency's version constraint it cannot read (`libml = ""`)
+    with a traceback whose last line gives the constraint but not the dependency: that is
+    found in the [tool.poetry] dependency tables, with its line."""
+    said = _POETRY_CONSTRAINT.findall(output)
+    pyproject = location.path / "pyproject.toml"
+    if not said or not pyproject.is_file():
+        return None
+    bad = said[-1].strip()
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+        poetry = tomllib.loads(text).get("tool", {}).get("poetry", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None  # the model names an unreadable pyproject.toml
+    tables = [("tool.poetry.dependencies", poetry.get("dependencies")), ("tool.poetry.dev-dependencies", poetry.get("dev-dependencies"))]
+    groups = poetry.get("group")
+    if isinstance(groups, dict):
+        tables += [(f"tool.poetry.group.{g}.dependencies", t.get("dependencies")) for g, t in groups.items() if isinstance(t, dict)]
+    # The constraint as written, else one that holds the part poetry-core could not read.
+    for matches in (lambda c: c.strip() == bad, lambda c: bool(bad) and bad in c):
+        for table, dependencies in tables:
+            for name, value in (dependencies or {}).items() if isinstance(dependencies, dict) else ():
+                for constraint in _poetry_constraints(value):
+                    if matches(constraint):
+                        line = _key_line(text, table, name)
+                        where = f"{location.directory}/pyproject.toml{f':{line}' if line else ''}"
+                        found = "an empty string" if not constraint.strip() else repr(constraint)
+                        if bad and bad != constraint.strip():
+                            found += f", whose {bad!r} poetry-core cannot read"
+                        return RepositoryError(f"{where}: [{table}] {name}: expected {POETRY_CONSTRAINT_EXPECTED}, found {found}")
+    return None
+
+
+def _poetry_schema_at_fault(location: Package | PackageLocation, output: str) -> RepositoryError | None:
+    """poetry-core's schema check names the key (`tool.poetry.dependencies.libml must be
+    valid exactly by one definition`) below a first line that says only that the
+    configuration is invalid: the key's line, and what a dependency may be."""
+    if "The Poetry configuration is invalid" not in output:
+        return None
+    said = _POETRY_SCHEMA.findall(output)
+    if not said:
+        return None
+    key, what = said[0]
+    table, _, name = key.rpartition(".")
+    try:
+        line = _key_line((location.path / "pyproject.toml").read_text(encoding="utf-8"), table, name)
+    except (OSError, UnicodeDecodeError):
+        line = 0
+    where = f"{location.directory}/pyproject.toml{f':{line}' if line else ''}"
+    expected = ""
+    if table.endswith(("dependencies", "dev-dependencies")):
+        expected = f"; expected {POETRY_CONSTRAINT_EXPECTED}, or a table with one of version, path, git or url"
+    more = f" (and {len(said) - 1} more)" if len(said) > 1 else ""
+    return RepositoryError(f"{where}: [{table}] {name}: poetry-core says it {what.strip()}{expected}{more}")
+
+
+def _poetry_constraints(value: object) -> list[str]:
+    """The version constraints of one poetry dependency: a string, a table's version, or
+    each table's of a list of them (one per environment)."""
+    if isinstance(value, str):
+        return [value]
+    tables = value if isinstance(value, list) else [value]
+    return [t["version"] for t in tables if isinstance(t, dict) and isinstance(t.get("version"), str)]
+
+
+def _key_line(text: str, table: str, key: str) -> int:
+    """The line of `key = ...` under the `[table]` header, or 0 (a dotted key, an inline table)."""
+    current = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([^\[\]]+?)\s*\]\s*(#.*)?", stripped)
+        if header:
+            current = re.sub(r"\s*\.\s*", ".", header.group(1)).replace('"', "").replace("'", "")
+        elif current == table and re.match(rf"""["']?{re.escape(key)}["']?\s*=""", stripped):
+            return number
+    return 0

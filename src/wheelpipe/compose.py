@@ -8,6 +8,7 @@ has none, and is up when it runs (or, with a health command, when that passes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -84,6 +85,19 @@ def up(repo: Repository, settings: ImageSettings, reporter: Reporter, timeout: f
     command: list[Argument] = [*tool, "-p", project_name(repo), "-f", repo.root / COMPOSE_FILE]
     reporter.step(f"starting {', '.join(repo.services)} with {' '.join(tool)}")
     try:
+        return _start_and_wait(command, repo, settings, reporter, timeout)
+    except (DockerError, KeyboardInterrupt) as error:
+        # Up means every service up: what did start (a port taken, another unhealthy) is
+        # stopped rather than left running with nothing to say it is there.
+        with contextlib.suppress(ToolError):
+            run([*command, "down"], reporter=reporter, what="compose down, after a failed start", cwd=repo.root)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        raise DockerError(f"{error}; the services that had started were stopped (compose down)") from None
+
+
+def _start_and_wait(command: list[Argument], repo: Repository, settings: ImageSettings, reporter: Reporter, timeout: float) -> dict[str, str]:
+    try:
         run([*command, "up", "-d"], reporter=reporter, what="compose up", cwd=repo.root)
     except ToolError as error:
         raise DockerError(str(error)) from None
@@ -102,23 +116,28 @@ def up(repo: Repository, settings: ImageSettings, reporter: Reporter, timeout: f
             ).stdout.split()
             status, code, health = state[0], state[1], state[2] if len(state) > 2 else None
             if status in ("exited", "dead"):
-                msg = f"service {name} exited (status {code}); see `docker logs {container}`"
+                msg = f"service {name} exited (status {code}){_log_tail(settings.docker, container, reporter)}"
                 raise DockerError(msg)
             if health == "healthy":
                 reporter.info(f"{name} is healthy")
                 del pending[name]
             elif health == "unhealthy":
-                msg = f"service {name} became unhealthy; see `docker logs {container}`"
+                msg = f"service {name} became unhealthy{_log_tail(settings.docker, container, reporter)}"
                 raise DockerError(msg)
             elif health is None and status == "running" and time.monotonic() - started >= WORKER_SETTLE_SECONDS:
                 reporter.info(f"{name} is running (a worker without a health check)")
                 del pending[name]
         if pending and time.monotonic() > deadline:
-            msg = f"{', '.join(pending)} not up after {timeout:.0f} s; see `docker logs`"
+            msg = f"{', '.join(pending)} not up after {timeout:.0f} s"
             raise DockerError(msg)
         if pending:
             time.sleep(1)
     return containers
+
+
+def _log_tail(docker: Docker, container: str, reporter: Reporter) -> str:
+    line = docker.last_log_line(container, reporter)
+    return f" (its log ends: {line})" if line else ""
 
 
 def down(repo: Repository, settings: ImageSettings, reporter: Reporter) -> None:

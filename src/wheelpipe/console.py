@@ -44,6 +44,10 @@ class Reporter:
     def info(self, message: str) -> None:
         self.line(f"    {message}")
 
+    def warning(self, message: str) -> None:
+        """Something the user should see that does not stop the step."""
+        self.line(f"warning: {message}")
+
     def command(self, argv: Sequence[Argument], cwd: Path | None) -> None:
         if self.verbose:
             where = f" (in {cwd})" if cwd else ""

@@ -22,6 +22,7 @@ class Tree:
 
     directories: frozenset[PurePosixPath]  # every subdirectory
     files: dict[PurePosixPath, bytes]  # the files asked for, by path
+    links: frozenset[PurePosixPath] = frozenset()  # every symbolic or hard link
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,16 @@ class Docker:
         result = self.run("image", "inspect", reference, reporter=reporter, what=f"inspecting {reference}")
         return json.loads(result.stdout)[0]
 
-    def environment(self, image: str, reporter: Reporter) -> list[str]:
-        """The image's configured environment, as NAME=value entries."""
-        result = self.run("image", "inspect", "--format", "{{json .Config.Env}}", image, reporter=reporter, what=f"inspecting {image}")
-        return json.loads(result.stdout) or []
+    def last_log_line(self, container: str, reporter: Reporter) -> str:
+        """The container's last line of output, which usually says why it stopped; "" for none."""
+        logs = self.run("logs", "--tail", "5", container, reporter=reporter, what="reading the container's log", check=False)
+        lines = [line.strip() for line in (logs.stdout + logs.stderr).splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    def config(self, image: str, reporter: Reporter) -> dict:
+        """The image's configuration (Env, User, Entrypoint, Healthcheck, ...)."""
+        result = self.run("image", "inspect", "--format", "{{json .Config}}", image, reporter=reporter, what=f"inspecting {image}")
+        return json.loads(result.stdout) or {}
 
     def python(self, image: str, code: str, reporter: Reporter, python: str = "python3") -> str:
         """Run Python code in a throwaway container with no network; return its output."""
@@ -105,6 +112,7 @@ class Docker:
         # whole tree to disk (what `docker cp` to a directory does) costs several times more.
         directories: set[PurePosixPath] = set()
         files: dict[PurePosixPath, bytes] = {}
+        links: set[PurePosixPath] = set()
         broken = ""
         argv = [self.command, "cp", f"{container}:{path}", "-"]
         with stream_output(argv, reporter=reporter, what=what, env=self.env) as tar:
@@ -117,6 +125,8 @@ class Docker:
                             continue  # not a path inside the directory: nothing docker cp makes
                         if member.isdir():
                             directories.add(relative)
+                        elif member.issym() or member.islnk():
+                            links.add(relative)
                         elif member.isfile() and wanted(relative):
                             extracted = archive.extractfile(member)
                             files[relative] = extracted.read() if extracted else b""
@@ -125,4 +135,4 @@ class Docker:
                 broken = str(error)
         if broken:
             raise ToolError(f"{what} failed (exit 0): {broken}")
-        return Tree(frozenset(directories), files)
+        return Tree(frozenset(directories), files, frozenset(links))

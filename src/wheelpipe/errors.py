@@ -8,6 +8,7 @@ expected and what was found.
 from __future__ import annotations
 
 import errno
+import gzip
 import io
 import os
 from pathlib import Path
@@ -36,6 +37,14 @@ class TargetError(PipelineError):
 
 class LockError(PipelineError):
     """A lock file is malformed, stale or conflicts with another lock."""
+
+
+class ResolutionError(LockError):
+    """A resolver found no solution; `reason` is its own explanation, on one line."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StaleLockError(LockError):
@@ -132,5 +141,9 @@ def _file_being_written(traceback: TracebackType | None, root: Path) -> str | No
 
 def _opened_for_writing(stream: io.IOBase) -> bool:
     # A `with` block has usually closed the file by the time the error gets here, and a
-    # closed file no longer answers writable(); its mode still says how it was opened.
-    return any(flag in getattr(stream, "mode", "") for flag in "wax+")
+    # closed file no longer answers writable(); its mode still says how it was opened. A
+    # gzip.GzipFile (the release archive's) keeps its mode as a number, gzip.READ or WRITE.
+    mode = getattr(stream, "mode", "")
+    if isinstance(mode, str):
+        return any(flag in mode for flag in "wax+")
+    return isinstance(stream, gzip.GzipFile) and mode == gzip.WRITE

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import posixpath
 import stat
 import zipfile
 from abc import ABC, abstractmethod
@@ -26,10 +27,11 @@ from typing import BinaryIO
 
 import pyproject_hooks
 
-from . import sdists
+from . import includes, sdists
 from .console import Reporter
 from .errors import GitError, PipelineError, ToolError
 from .fsutil import copy_hashing
+from .includes import Include
 from .model import BuildSystem, Package, PackageLocation
 from .requirements import BUILD_LOCK
 from .tools import CompletedProcess, git, stream_output
@@ -95,13 +97,15 @@ class WorkingTree(FileSource):
         return "the working tree"
 
     def files(self, package: Package | PackageLocation) -> list[SourceFile]:
-        names = self._git_listing(package) if self._in_git else _walk(package)
         found = {}
-        for raw in names:
-            relative = _decoded(package, raw)
-            file = self._file(package, relative)
-            if file is not None:
-                found[relative] = file
+        for include in (None, *package.includes):
+            directory = include.path if include else package.directory
+            names = self._listing(directory)
+            if include is not None and not names:
+                raise _nothing_included(package, include)
+            for name in names:
+                for file in self._files(name, self.root / name, _staged_path(package, include, name), frozenset()):
+                    found[file.path] = file
         if not found:
             msg = f"{package.directory}: no files that git does not ignore; check the .gitignore files above it"
             raise SourceError(msg)
@@ -129,31 +133,52 @@ class WorkingTree(FileSource):
         msg = f"{self.root}: git cannot read this work tree ({message})"
         raise GitError(msg)
 
-    def _git_listing(self, package: Package | PackageLocation) -> list[bytes]:
+    def _listing(self, directory: str) -> list[str]:
+        """The repository-relative paths of the files under `directory` (or of that file) git would see."""
+        raw = self._git_listing(directory) if self._in_git else _walk(self.root, directory)
+        return [_decoded(directory, name) for name in raw]
+
+    def _git_listing(self, directory: str) -> list[bytes]:
         # --exclude applies to untracked files only: a committed file is always staged.
         excludes = [f"--exclude={pattern}" for pattern in _TOOL_OUTPUT]
-        result = _git(self.root, "--literal-pathspecs", "ls-files", "--cached", "--others", "--exclude-standard", *excludes, "-z", "--", package.directory)
-        _check(result, f"listing the files of {package.directory}")
-        prefix = package.directory.encode() + b"/"
-        return [name.removeprefix(prefix) for name in result.stdout.split(b"\0") if name]
+        result = _git(self.root, "--literal-pathspecs", "ls-files", "--cached", "--others", "--exclude-standard", *excludes, "-z", "--", directory)
+        _check(result, f"listing the files of {directory}")
+        return [name for name in result.stdout.split(b"\0") if name]
 
-    def _file(self, package: Package | PackageLocation, relative: str) -> SourceFile | None:
-        path = package.path / relative
-        label = f"{package.directory}/{relative}"
+    def _files(self, label: str, path: Path, staged: str, expanding: frozenset[Path]) -> list[SourceFile]:
+        """The file at `path`, shown as `label` and staged at `staged`; a symlinked directory's files."""
         try:
             info = path.lstat()
         except FileNotFoundError:
-            return None  # tracked but deleted in the work tree: not part of it
+            return []  # tracked but deleted in the work tree: not part of it
         if stat.S_ISLNK(info.st_mode):
-            path = self._link_target(path, label)
-            info = path.stat()
+            target = self._link_target(path, label)
+            if target.is_dir():
+                return self._linked_directory(label, path, target, staged, expanding)
+            path, info = target, target.stat()
         if not stat.S_ISREG(info.st_mode):
             msg = f"{label}: not a regular file (a git submodule, a socket or a pipe); a wheel holds files only"
             raise SourceError(msg)
-        return SourceFile(relative, bool(info.st_mode & stat.S_IXUSR), str(path))
+        return [SourceFile(staged, bool(info.st_mode & stat.S_IXUSR), str(path))]
+
+    def _linked_directory(self, label: str, link: Path, target: Path, staged: str, expanding: frozenset[Path]) -> list[SourceFile]:
+        """A symlink to a directory of the repository stands for the files git sees there."""
+        written = os.readlink(link)
+        if target in expanding or Path(os.path.realpath(link.parent)).is_relative_to(target):
+            raise _loop(label, written)
+        inside = target.relative_to(os.path.realpath(self.root)).as_posix()
+        names = self._listing(inside)
+        if not names:
+            msg = f"{label}: symlink to a directory where git sees no file ({written})"
+            raise SourceError(msg)
+        found = []
+        for name in names:
+            rest = name[len(inside):]
+            found += self._files(f"{label}{rest}", self.root / name, f"{staged}{rest}", expanding | {target})
+        return found
 
     def _link_target(self, link: Path, label: str) -> Path:
-        """The file a symlink reaches, if it is one of the repository's own files."""
+        """The file or directory a symlink reaches, if it is one of the repository's own."""
         written = os.readlink(link)
         root = Path(os.path.realpath(self.root))
         target = Path(os.path.realpath(link))
@@ -164,9 +189,7 @@ class WorkingTree(FileSource):
             raise SourceError(msg)
         if not target.exists():
             raise _dangling(label, written)
-        if target.is_dir():
-            raise _to_directory(label, written)
-        if self._in_git and self._ignored(target.relative_to(root).as_posix()):
+        if not target.is_dir() and self._in_git and self._ignored(target.relative_to(root).as_posix()):
             # An ignored file (a local .env, say) must not ship through a link to it.
             msg = f"{label}: symlink to a file git ignores ({written})"
             raise SourceError(msg)
@@ -190,23 +213,45 @@ class Commit(FileSource):
         return f"commit {self.revision[:12]}"
 
     def files(self, package: Package | PackageLocation) -> list[SourceFile]:
-        prefix = package.directory.encode() + b"/"
         found = {}
-        for entry in _ls_tree(self.root, self.revision, package.directory):
-            relative = _decoded(package, entry.raw_path.removeprefix(prefix))
-            label = f"{package.directory}/{relative}"
-            path, blob = entry.path, entry
-            if entry.mode == _SYMLINK_MODE:
-                path = self._resolve(entry.path, label)
-                blob = self._tree[path]
-            if blob.kind != "blob":
-                msg = f"{label}: a git submodule; a wheel holds files only"
-                raise SourceError(msg)
-            found[relative] = SourceFile(relative, blob.mode == _EXECUTABLE_MODE, f"{self.revision}:./{path}")
+        for include in (None, *package.includes):
+            directory = include.path if include else package.directory
+            entries = self._under(directory)
+            if include is not None and not entries:
+                raise _nothing_included(package, include)
+            for entry in entries:
+                name = _decoded(directory, entry.raw_path)
+                for file in self._files(name, name, _staged_path(package, include, name), frozenset()):
+                    found[file.path] = file
         if not found:
             msg = f"{package.directory}: no files in {self.describe()}; commit the package first"
             raise SourceError(msg)
         return [found[name] for name in sorted(found, key=_walk_order)]
+
+    def _under(self, directory: str) -> list[_TreeEntry]:
+        """The commit's files under `directory` (or that file)."""
+        return [entry for path, entry in self._tree.items() if path == directory or path.startswith(f"{directory}/")]
+
+    def _files(self, label: str, path: str, staged: str, expanding: frozenset[str]) -> list[SourceFile]:
+        """The file at `path` in the commit, shown as `label` and staged at `staged`; a symlinked directory's files."""
+        blob = self._tree[path]
+        if blob.mode == _SYMLINK_MODE:
+            link, path = path, self._resolve(path, label)
+            if not path or path in self._directories:
+                written = os.fsdecode(self._blob_bytes(blob.oid))
+                # The link's own directory inside what it links to: it would list itself forever.
+                if not path or path in expanding or link.startswith(f"{path}/"):
+                    raise _loop(label, written)
+                found = []
+                for entry in self._under(path):
+                    rest = entry.path[len(path):]
+                    found += self._files(f"{label}{rest}", entry.path, f"{staged}{rest}", expanding | {path})
+                return found
+            blob = self._tree[path]
+        if blob.kind != "blob":
+            msg = f"{label}: a git submodule; a wheel holds files only"
+            raise SourceError(msg)
+        return [SourceFile(staged, blob.mode == _EXECUTABLE_MODE, f"{self.revision}:./{path}")]
 
     def contents(self, files: Sequence[SourceFile]) -> Iterator[tuple[SourceFile, BinaryIO]]:
         for file in files:
@@ -225,7 +270,8 @@ class Commit(FileSource):
         return {path.rsplit("/", i)[0] for path in self._tree for i in range(1, path.count("/") + 1)}
 
     def _resolve(self, link: str, label: str) -> str:
-        """The path, in the commit, of the file a symlink reaches (through any chain of links)."""
+        """The path, in the commit, of the file or directory a symlink reaches (through any
+        chain of links; "" for the repository's root)."""
         written = os.fsdecode(self._blob_bytes(self._tree[link].oid))
         root = Path(os.path.realpath(self.root))
         pending = link.split("/")
@@ -257,9 +303,7 @@ class Commit(FileSource):
                 resolved, target = [], Path(target).relative_to(root).as_posix()
             pending = target.split("/") + pending
         path = "/".join(resolved)
-        if not path or path in self._directories:
-            raise _to_directory(label, written)
-        if path not in self._tree:
+        if path and path not in self._tree and path not in self._directories:
             raise _dangling(label, written)
         return path
 
@@ -315,26 +359,41 @@ def _check(result: CompletedProcess[bytes], what: str) -> None:
         raise GitError(msg)
 
 
-def _walk(package: Package | PackageLocation) -> list[bytes]:
+def _walk(root: Path, directory: str) -> list[bytes]:
+    """Outside a git work tree: the repository-relative names under `directory` (or that file)."""
+    top = root / directory
+    if top.is_symlink() or not top.is_dir():
+        return [os.fsencode(directory)] if os.path.lexists(top) else []
     names = []
-    for directory, dirs, files in os.walk(package.path):
-        # A symlink to a directory is listed so that it is refused, not silently skipped.
-        links = [d for d in dirs if os.path.islink(os.path.join(directory, d))]
+    for current, dirs, files in os.walk(top):
+        # A symlink to a directory is listed, not walked: it is checked and followed as a link.
+        links = [d for d in dirs if os.path.islink(os.path.join(current, d))]
         dirs[:] = [d for d in dirs if d not in _IGNORED_DIRS and not d.endswith(_IGNORED_SUFFIXES) and d not in links]
         for name in [*files, *links]:
             if not name.endswith(_IGNORED_SUFFIXES):
-                names.append(os.fsencode(Path(directory, name).relative_to(package.path)))
+                names.append(os.fsencode(Path(current, name).relative_to(root)))
     return names
 
 
-def _decoded(package: Package | PackageLocation, raw: bytes) -> str:
-    """A package-relative file name, which wheels (RECORD) and the fingerprint hold as UTF-8."""
+def _decoded(directory: str, raw: bytes) -> str:
+    """A repository-relative file name, which wheels (RECORD) and the fingerprint hold as UTF-8."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        shown = raw.decode("utf-8", errors="backslashreplace")
-        msg = f"{package.directory}: file name '{shown}' is not valid UTF-8; rename it"
+        shown = raw.removeprefix(directory.encode() + b"/").decode("utf-8", errors="backslashreplace")
+        msg = f"{directory}: file name '{shown}' is not valid UTF-8; rename it"
         raise SourceError(msg) from None
+
+
+def _staged_path(package: Package | PackageLocation, include: Include | None, name: str) -> str:
+    """Where the file `name` (repository-relative) is staged, relative to the staged package."""
+    if include is None:
+        return posixpath.relpath(name, package.directory)
+    return include.staged + name[len(include.path):]
+
+
+def _nothing_included(package: Package | PackageLocation, include: Include) -> SourceError:
+    return SourceError(f"{include.describe(package.directory)}: names {include.path}, where git sees no file")
 
 
 def _walk_order(path: str) -> tuple[tuple[int, str], ...]:
@@ -352,8 +411,8 @@ def _dangling(label: str, written: str) -> SourceError:
     return SourceError(f"{label}: dangling symlink: its target {written} does not exist")
 
 
-def _to_directory(label: str, written: str) -> SourceError:
-    return SourceError(f"{label}: symlink to a directory ({written}); only files may be linked")
+def _loop(label: str, written: str) -> SourceError:
+    return SourceError(f"{label}: symlink loop: {written} leads back to a directory that holds the link")
 
 
 def _record(digest: hashlib._Hash, file: SourceFile, content: hashlib._Hash) -> None:
@@ -375,10 +434,14 @@ def fingerprint(source: FileSource, package: Package | PackageLocation) -> str:
 
 
 def stage(source: FileSource, package: Package | PackageLocation, destination: Path) -> str:
-    """Copy the package's files into `destination`; the fingerprint of exactly what was copied."""
+    """Copy the package's files into `destination`; the fingerprint of exactly what was copied.
+
+    What its backend includes from outside the package lands beside it as in the repository
+    (`../../bases/x` under the directory above), so `destination` must lie as deep in a
+    staging directory as the package does in the repository."""
     digest = hashlib.sha256()
     for file, stream in source.contents(source.files(package)):
-        target = destination / file.path
+        target = Path(os.path.normpath(destination / file.path))
         target.parent.mkdir(parents=True, exist_ok=True)
         content = hashlib.sha256()
         with target.open("xb") as copy:
@@ -389,9 +452,11 @@ def stage(source: FileSource, package: Package | PackageLocation, destination: P
 
 
 def source_date_epoch(root: Path, package: Package | PackageLocation, revision: str = "HEAD") -> int:
-    """The time of the last commit up to `revision` touching the package."""
+    """The time of the last commit up to `revision` touching the package, or what its backend
+    includes from outside it."""
+    paths = [package.directory, *(include.path for include in package.includes)]
     try:
-        result = _git(root, "--literal-pathspecs", "log", "-1", "--format=%ct", revision, "--", package.directory)
+        result = _git(root, "--literal-pathspecs", "log", "-1", "--format=%ct", revision, "--", *paths)
     except FileNotFoundError:
         return FALLBACK_EPOCH
     stamp = result.stdout.strip()
@@ -428,13 +493,19 @@ def _unavailable(what: str, backend: str, error: pyproject_hooks.BackendUnavaila
 def _stage_clean(source: FileSource, package: Package | PackageLocation, workdir: Path) -> tuple[Path, str]:
     """The package's files staged under `workdir`, and their fingerprint."""
     staging = workdir / "source"
-    staged = staging / package.path.name
+    # At its place in the repository: what it includes from outside (../../bases) lands at
+    # its own place beside it. The directory names are the repository's, the same in every clone.
+    staged = staging / package.directory
     staged.mkdir(parents=True)
+    fingerprint = stage(source, package, staged)
+    if any(include.staged.startswith(f"{includes.OUTSIDE_DIR}/") for include in package.includes):
+        pyproject = staged / "pyproject.toml"
+        pyproject.write_text(includes.poetry_staged_pyproject(pyproject.read_text(), package.directory))
     # Hatchling reads the first ignore file it finds from the project upwards; empty ones
     # here keep it from reading whatever lies above the staging directory.
-    (staging / ".gitignore").touch()
-    (staging / ".hgignore").touch()
-    return staged, stage(source, package, staged)
+    for name in (".gitignore", ".hgignore"):
+        (staging / name).touch(exist_ok=True)
+    return staged, fingerprint
 
 
 def _the_wheel(package: Package, outdir: Path, source_sha256: str) -> BuiltWheel:

@@ -26,13 +26,14 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
-from . import baseimage, healthprobe, importcheck, launch
+from . import baseimage, healthprobe, importcheck, launch, venvfiles
 from .console import Reporter, parallel
-from .docker import Docker
+from .docker import Docker, Tree
 from .errors import DockerError, ToolError
 from .fsutil import exclusive_lock, write_atomic
 from .lockfile import format_pins, parse_pins
 from .model import DOCKERFILES_DIR, HttpService, Repository, ServiceSettings, service_settings
+from .recipe import check as check_recipe
 from .resources import service_dockerfile
 from .tools import git
 from .wheelhouse import STORE, Wheelhouse, build_wheels
@@ -273,6 +274,7 @@ class Installed:
     """What the image's interpreter can import distributions from, read from the image."""
 
     distributions: dict[str, str]  # canonical name -> version
+    tree: Tree  # the venv: every file's bytes, every link
     unaccounted: list[str]  # what puts places outside the venv on its path: no manifest covers them
 
 
@@ -296,10 +298,17 @@ def read_installed(docker: Docker, image: str, reporter: Reporter) -> Installed:
     """
     # Two reads of the engine at once: the configuration, while the files stream.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        configured = pool.submit(docker.environment, image, reporter)
-        tree = docker.read_tree(image, str(VENV), reporter, _metadata_file)
-        environment = configured.result()
+        configured = pool.submit(docker.config, image, reporter)
+        # Every file: each is compared with the wheel it came from (venvfiles).
+        tree = docker.read_tree(image, str(VENV), reporter, lambda _: True)
+        image_config = configured.result()
+    environment = image_config.get("Env") or []
     unaccounted = [f"the image sets {entry}" for entry in environment if entry.startswith("PYTHONPATH=") and entry != "PYTHONPATH="]
+    # An override's `USER root` (or none at all) would ship a root image: the recipe check
+    # refuses it before the build, and the image's own configuration is checked here too.
+    user = str(image_config.get("User") or "")
+    if user.partition(":")[0].lower() in ("", "root", "0"):
+        unaccounted.append(f"the image runs as {'root (it sets no USER)' if not user else f'user {user}'}, not an unprivileged user")
     config = tree.files.get(PurePosixPath("pyvenv.cfg"), b"").decode(errors="replace")
     options = {key.strip(): value.strip() for key, _, value in (line.partition("=") for line in config.splitlines())}
     if options.get("include-system-site-packages", "false").lower() == "true":
@@ -320,6 +329,8 @@ def read_installed(docker: Docker, image: str, reporter: Reporter) -> Installed:
     with tempfile.TemporaryDirectory(prefix="wheelpipe-verify-") as tmp:
         # importlib.metadata reads distributions from a file system: give it the files read.
         for file, content in tree.files.items():
+            if not _metadata_file(file):
+                continue
             (Path(tmp) / file).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / file).write_bytes(content)
         found: dict[str, str] = {
@@ -327,12 +338,15 @@ def read_installed(docker: Docker, image: str, reporter: Reporter) -> Installed:
             for d in importlib.metadata.distributions(path=[str(Path(tmp) / p) for p in path])
             if d.metadata["Name"]
         }
-    return Installed(found, unaccounted)
+    return Installed(found, tree, unaccounted)
 
 
-def verify_image(house: Wheelhouse, docker: Docker, image: str, service: str, reporter: Reporter) -> None:
-    """The image's venv holds exactly the install manifest's pins: nothing more, nothing less."""
-    expected = {name: pin.version for name, pin in parse_pins(house.install_manifest(service)).items()}
+def verify_image(house: Wheelhouse, docker: Docker, image: str, service: str, settings: ServiceSettings, reporter: Reporter) -> None:
+    """The image's venv holds exactly the install manifest's pins, nothing more, nothing less,
+    and every file of it is what the pinned wheels (or the installer, or the tooling's launch
+    scripts) put there (venvfiles)."""
+    pins = parse_pins(house.install_manifest(service))
+    expected = {name: pin.version for name, pin in pins.items()}
     installed = read_installed(docker, image, reporter)
     found = installed.distributions
     problems = [f"missing {name}=={version}" for name, version in sorted(expected.items()) if name not in found]
@@ -343,10 +357,33 @@ def verify_image(house: Wheelhouse, docker: Docker, image: str, service: str, re
         if name in found and found[name] != version
     ]
     problems += installed.unaccounted
+    if not problems:
+        problems += _file_differences(house, pins, installed.tree, settings)
     if problems:
-        msg = f"image {image} does not match wheelhouse/install/{service}.txt: {'; '.join(problems)}"
+        shown = problems[:5] + ([f"and {len(problems) - 5} more"] if len(problems) > 5 else [])
+        msg = f"image {image} does not match wheelhouse/install/{service}.txt: {'; '.join(shown)}"
         raise DockerError(msg)
-    reporter.info(f"{image}: its {len(found)} distributions are exactly those of wheelhouse/install/{service}.txt")
+    reporter.info(f"{image}: its {len(found)} distributions are exactly those of wheelhouse/install/{service}.txt, file for file")
+
+
+def _file_differences(house: Wheelhouse, pins: dict, tree: Tree, settings: ServiceSettings) -> list[str]:
+    by_hash = {e.sha256: e for e in house.entries.values()}
+    wheels = []
+    for pin in pins.values():
+        (digest,) = pin.hashes
+        entry = by_hash.get(digest.removeprefix("sha256:"))
+        if entry is None:
+            return [f"{pin.name}=={pin.version}: no wheel of the wheelhouse has the sha256 the manifest pins"]
+        wheels.append(house.path / entry.file)
+    sites = sorted(d for d in tree.directories if len(d.parts) == 3 and d.match("lib*/python*/site-packages"))
+    if len(sites) != 1:
+        return [f"expected one lib/pythonX.Y/site-packages in {VENV}, found {len(sites)}"]
+    launched = launch.launch(settings)
+    written = {PurePosixPath("bin") / ENTRYPOINT_SCRIPT: launched.entrypoint.encode()}
+    if launched.health is not None:
+        written[PurePosixPath("bin") / HEALTH_SCRIPT] = launched.health.encode()
+    layout = venvfiles.layout(wheels, sites[0], VENV)
+    return venvfiles.differences(tree.files, set(tree.links), layout, written)
 
 
 def require_base(repo: Repository, settings: ImageSettings, reporter: Reporter) -> str:
@@ -383,6 +420,9 @@ def build_images(
     """
     for service in services:
         service_settings(repo.service(service), TO_BUILD)  # before anything is checked or built
+    path = recipe_path(repo, settings)
+    where = repo.relative(path) if path.is_relative_to(repo.root) else str(path)
+    check_recipe(path.read_text(), where)  # an override that fetches or runs as root: never built
     with ThreadPoolExecutor(max_workers=1) as pool:
         # git's answers about the commit, while the wheelhouse is brought up to date.
         asked = pool.submit(commit_facts, repo)
@@ -467,7 +507,7 @@ def build_from_wheelhouse(
             reporter.info(f"an image of the shared stages recorded in {STORE}/{STAGES_FILE} is gone: building them again")
             image_id = own_stages(_shared_stage_images(repo, settings, house, service, recipe, reporter, no_cache=no_cache, base_id=base_id, rebuild=True))
     try:
-        verify_image(house, settings.docker, image_id, service, reporter)
+        verify_image(house, settings.docker, image_id, service, service_settings(repo.service(service), TO_BUILD), reporter)
         settings.docker.run("tag", image_id, tag, reporter=reporter, what=f"tagging {tag}")
     except ToolError as error:
         raise DockerError(f"the image of {service} was built but not tagged: {error}") from None

@@ -3,19 +3,22 @@
 Layering: each service's third-party closure is derived from the pyproject.toml files
 of the service and the internal packages it uses, written to a generated
 requirements/<service>.in and compiled with hashes into requirements/<service>.txt.
-The tooling lock (requirements/dev.txt) is compiled from requirements/dev.in plus every
-service's .in, constrained by every service lock, so the tooling can never pin another
-version of a package than a service does.
+Services are deployed apart, so each service's lock stands alone: two services may pin
+different versions of a package (reported, not refused; `[tool.wheelpipe.lock] one-version`
+refuses it). The tooling lock (requirements/dev.txt) is compiled from requirements/dev.in
+plus every service's .in, constrained by the service locks wherever they agree, so the
+tooling pins what the services pin unless the services themselves differ.
 """
 
 from __future__ import annotations
 
 import difflib
+import io
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -24,11 +27,11 @@ from packaging.utils import canonicalize_name
 
 from . import index, resolvers, sdists, teampins, thirdparty
 from .console import Reporter, parallel
-from .errors import LockError, StaleLockError
+from .errors import LockError, ResolutionError, StaleLockError
 from .fsutil import write_atomic
-from .lockfile import Pin, parse_pins, via_notes
+from .lockfile import Pin, parse_pins
 from .model import Repository, load_repository
-from .requirements import BUILD, REQUIREMENTS_DIR, TOOLING, input_text, lock_file
+from .requirements import BUILD, REQUIREMENTS_DIR, SDIST_LOCKS_DIR, TOOLING, Divergence, divergences, input_text, lock_file, sdist_lock_file
 
 # A monorepo that adopts the pipeline has no requirements/dev.in yet; `invoke lock` starts one
 # with everything the installed wheelpipe imports or runs, so the tooling venv installs
@@ -41,7 +44,7 @@ ALWAYS_TOOLING = ("pytest", "uv")
 _TOOLING_HEADER = """\
 # The tooling: what the `invoke` tasks and the tests run with. `invoke lock` wrote this file
 # because the repository had none; it is yours to edit from now on. It compiles into dev.txt
-# together with every service's .in, constrained by every service lock. It starts with what
+# together with every service's .in, constrained by the service locks where they agree. It starts with what
 # the pipeline (wheelpipe) needs, among them uv (the images' installer) and pytest; the
 # packages' build backends are in the build lock (build.in, build.txt). Set up the tooling venv with
 #   pip install --require-hashes -r requirements/dev.txt && pip install --no-deps <the wheelpipe wheel>
@@ -72,16 +75,35 @@ def _check_portable(path: Path, label: str) -> None:
             raise LockError(msg)
 
 
-def _check_consistent(paths: dict[str, Path]) -> None:
-    """Every lock pins the same version of a package: one wheel per package in the wheelhouse."""
-    seen: dict[str, tuple[str, str]] = {}
-    for label, path in paths.items():
-        for name, pin in parse_pins(path, label).items():
-            if name in seen and seen[name][0] != pin.version:
-                version, other = seen[name]
-                msg = f"{name}: {other} pins {version} but {label} pins {pin.version}; lock all services together (`invoke lock --upgrade-package {name}`)"
-                raise LockError(msg)
-            seen.setdefault(name, (pin.version, label))
+def _one_version_refusal(divergent: list[Divergence]) -> str:
+    """[tool.wheelpipe.lock] one-version = true: the first package the service locks disagree on, in one line."""
+    first = divergent[0]
+    more = f" (and {len(divergent) - 1} more packages)" if len(divergent) > 1 else ""
+    return (
+        f"{first.name}: [tool.wheelpipe.lock] one-version = true, but the service locks pin {first.name} {first.describe()}{more}; "
+        f"lock them to one version (`invoke lock --upgrade-package {first.name}`, or `{first.name}==VERSION`)"
+    )
+
+
+def _tooling_workdir(work: Path, services: list[str], locks: Mapping[str, Mapping[str, Pin]], divergent: list[Divergence]) -> Path:
+    """A copy of `work`'s inputs for the tooling lock in which each service lock holds only
+    the packages the services agree on: the tooling's constraints, under the locks' own names
+    (the resolvers write them into the `# via` notes)."""
+    left_out = {d.name for d in divergent}
+    directory = work / "tooling"
+    (directory / REQUIREMENTS_DIR).mkdir(parents=True)
+    for name in [TOOLING, *services]:
+        shutil.copy2(work / lock_file(name, "in"), directory / lock_file(name, "in"))
+    if (work / lock_file(TOOLING)).exists():
+        shutil.copy2(work / lock_file(TOOLING), directory / lock_file(TOOLING))
+    for name in services:
+        (directory / lock_file(name)).write_text(_pins_text(pin for pin in locks[name].values() if pin.name not in left_out))
+    return directory
+
+
+def _pins_text(pins: Iterable[Pin]) -> str:
+    """Hashed pins, one line each, as a constraint file for a resolver."""
+    return "".join(f"{pin.requirement_line()} {' '.join(f'--hash=sha256:{h}' for h in sorted(pin.hashes))}\n" for pin in sorted(pins, key=lambda p: p.name))
 
 
 def _diff(old: Path, new: Path, label: str) -> list[str]:
@@ -106,22 +128,66 @@ def _diff(old: Path, new: Path, label: str) -> list[str]:
     return [f"{line[0]} {line[1:]}" for line in changed if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 
-def _check_upgrade_packages(repo: Repository, names: tuple[str, ...], workdir: Path) -> None:
-    """An --upgrade-package that no lock pins is a typo, not a no-op."""
-    known = set()
-    for current in (workdir / REQUIREMENTS_DIR).glob("*.txt"):
-        known |= set(parse_pins(current, f"{REQUIREMENTS_DIR}/{current.name}"))
-    for service in repo.services:
-        known |= {canonicalize_name(Requirement(line).name) for line in repo.third_party_requirements(service)}
-    for spec in names:
+def _upgrade_names(specs: tuple[str, ...]) -> dict[str, str]:
+    """Each --upgrade-package by its canonical name (-> what was given), before anything resolves."""
+    names: dict[str, str] = {}
+    for spec in specs:
         try:
-            name = canonicalize_name(Requirement(spec).name)
+            names[canonicalize_name(Requirement(spec).name)] = spec
         except InvalidRequirement:
             msg = f"--upgrade-package {spec!r}: expected a package name, optionally ==VERSION"
             raise LockError(msg) from None
+    return names
+
+
+def _pinned_names(directory: Path) -> set[str]:
+    return {name for lock in directory.glob("*.txt") for name in parse_pins(lock, f"{REQUIREMENTS_DIR}/{lock.name}")}
+
+
+def _check_upgrade_packages(repo: Repository, names: dict[str, str], known: set[str]) -> None:
+    """An --upgrade-package that no lock pins (before or after this run) and no service
+    requires is a typo, not a no-op. Checked after resolving: before a repository's first
+    lock, only the resolution knows what its services' closures hold."""
+    for service in repo.services:
+        known |= {canonicalize_name(Requirement(line).name) for line in repo.third_party_requirements(service)}
+    for name, spec in names.items():
         if name not in known:
             msg = f"--upgrade-package {spec!r}: no lock pins {name} and no service requires it"
             raise LockError(msg)
+
+
+def _why_moved(
+    explain: Callable[[str, str, str], str | None],
+    service: str,
+    moved: dict[str, str],
+    requirements: list[Requirement],
+    repo: Repository,
+    upgrade: bool,
+    upgrade_names: dict[str, str],
+) -> dict[str, str]:
+    """Why each of the team's pins (name -> its version) moved in the service's first lock.
+
+    Only what is true is said: that the run asked for it (--upgrade, --upgrade-package), the
+    requirement of the service's input the version does not fit, or else the resolver's own
+    reason the version cannot stand beside the rest of the new lock (`explain`)."""
+    source = lock_file(service, "in")
+    why = {}
+    for name, was in moved.items():
+        unfit = teampins.unfit(name, was, requirements, repo.target)
+        if upgrade:
+            why[name] = "--upgrade takes the newest version the requirements allow, not the team's pins"
+        elif name in upgrade_names:
+            why[name] = f"--upgrade-package {upgrade_names[name]}"
+        elif unfit is not None:
+            why[name] = f"{was} does not fit {unfit}, which {source} requires"
+        else:
+            reason = explain(service, name, was)
+            why[name] = (
+                f"{was} fits what {source} requires, but not the rest of the lock: {reason}"
+                if reason
+                else f"{was} fits what {source} requires and the rest of the lock, and the resolver took another version"
+            )
+    return why
 
 
 def _sdist_only(repo: Repository, work: Path, services: list[str], reporter: Reporter) -> list[tuple[Pin, Path]]:
@@ -141,19 +207,29 @@ def _sdist_only(repo: Repository, work: Path, services: list[str], reporter: Rep
     return found
 
 
-def _versions(path: Path, label: str) -> dict[str, tuple[str, frozenset[str]]]:
-    return {name: (pin.version, pin.hashes) for name, pin in parse_pins(path, label).items()}
+def _fitting_upgrades(upgrade_packages: tuple[str, ...], sdist_input: Path) -> tuple[str, ...]:
+    """The --upgrade-package entries an sdist's build lock takes: `NAME==VERSION` only where
+    what the sdist requires of NAME admits VERSION. Moving setuptools to today's for the
+    first-party backends must not ask an old sdist's lock for what its setup.py cannot use."""
+    required: dict[str, list[Requirement]] = {}
+    for line in sdist_input.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            required.setdefault(canonicalize_name(requirement.name), []).append(requirement)
+    fitting = []
+    for spec in upgrade_packages:
+        wanted = Requirement(spec)  # checked by _check_upgrade_packages
+        versions = [s.version for s in wanted.specifier if s.operator == "=="]
+        admitted = all(r.specifier.contains(v, prereleases=True) for v in versions for r in required.get(canonicalize_name(wanted.name), []))
+        if admitted:
+            fitting.append(spec)
+    return tuple(fitting)
 
 
-def _check_same_metadata(first: Repository, final: Repository) -> None:
-    """The service locks were resolved from what the backends locked first said of their
-    packages; the final build lock (with the sdist-only dependencies' needs) must say the same."""
-    for directory in first.backend_described:
-        before = next(p for p in first.packages.values() if p.directory == directory)
-        after = next((p for p in final.packages.values() if p.directory == directory), None)
-        if after is None or (after.name, after.version, list(map(str, after.requirements))) != (before.name, before.version, list(map(str, before.requirements))):
-            msg = f"{lock_file(BUILD)}: {before.label}: its backend gives other metadata with the build requirements of the sdist-only dependencies added ({before.build_system.backend}); pin its backend in [build-system] requires"
-            raise LockError(msg)
+def _existing_sdist_locks(root: Path) -> list[str]:
+    """The sdist build locks (and their inputs) the repository has now."""
+    found = sorted((root / SDIST_LOCKS_DIR).glob("*.in")) + sorted((root / SDIST_LOCKS_DIR).glob("*.txt"))
+    return [f"{SDIST_LOCKS_DIR}/{path.name}" for path in found]
 
 
 def lock(
@@ -172,7 +248,7 @@ def lock(
     """
     chosen = resolvers.resolver(resolver, "--resolver") if resolver else resolvers.resolver(repo.resolver, "pyproject.toml: [tool.wheelpipe.lock] resolver")
     chosen.prepare(repo.target)
-    requirements = repo.root / REQUIREMENTS_DIR
+    committed = repo.root / REQUIREMENTS_DIR
     dev_in = repo.root / lock_file(TOOLING, "in")
     starts_tooling_input = not dev_in.is_file()
     tooling_input = default_tooling_input().encode() if starts_tooling_input else dev_in.read_bytes()
@@ -182,33 +258,43 @@ def lock(
         (work / REQUIREMENTS_DIR).mkdir()
         # The current locks seed the resolution, so only what the inputs force (or an
         # upgrade asks for) moves; their hashes are never reused (--no-reuse-hashes).
-        for current_lock in requirements.glob("*.txt"):
+        for current_lock in committed.glob("*.txt"):
             shutil.copy2(current_lock, work / REQUIREMENTS_DIR / current_lock.name)
         (work / REQUIREMENTS_DIR / dev_in.name).write_bytes(tooling_input)
 
         options = resolvers.Options(repo.target, repo.indexes, upgrade, upgrade_packages)
 
-        def compile_lock(output: str, sources: list[str], constraints: Sequence[str] = ()) -> None:
-            chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), options, reporter)
+        keeping = resolvers.Options(repo.target, repo.indexes)
 
-        # The build lock: every first-party backend, and what building the sdist-only
-        # dependencies needs, pinned and hashed. A package whose metadata only its backend
-        # gives is read through this lock, so its backends are locked first, on their own.
+        def compile_lock(output: str, sources: list[str], constraints: Sequence[str] = (), with_options: resolvers.Options = options) -> None:
+            chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), with_options, reporter)
+
+        # The build lock: every first-party backend, pinned and hashed. A package whose
+        # metadata only its backend gives is read through this lock, so it is locked first.
         build_in, build_txt = lock_file(BUILD, "in"), lock_file(BUILD, "txt")
-        backends_first = None
         if repo.backend_described:
             reporter.step(f"locking the build backends first: {', '.join(repo.backend_described)} get their metadata from theirs")
-            (work / build_in).write_text(sdists.lock_input(repo.build_systems, []))
+        if repo.build_systems:
+            (work / build_in).write_text(sdists.lock_input(repo.build_systems))
             compile_lock(build_txt, [build_in])
-            backends_first = _versions(work / build_txt, build_txt)
+        else:
+            (work / build_txt).unlink(missing_ok=True)
+        if repo.backend_described:
             repo = load_repository(repo.root, build_lock=work / build_txt)
 
-        selected = repo.select_services(service)
         everything = list(repo.services)
+        asked = repo.select_services(service)
+        # A service with no lock yet gets its first one (from its team's pins) whichever
+        # service was asked for: the tooling lock is layered on every service's lock.
+        first_locks = [n for n in everything if n not in asked and not (work / lock_file(n)).exists()]
+        selected = [n for n in everything if n in asked or n in first_locks]
         reporter.step(("checking" if check else "compiling") + f" locks for {', '.join(selected)} and the tooling ({chosen.name}, for {repo.target.describe()})")
+        if first_locks:
+            reporter.info(f"{', '.join(lock_file(n) for n in first_locks)}: no lock yet; locking it too, keeping the team's pins")
         for name in everything:
             (work / REQUIREMENTS_DIR / f"{name}.in").write_text(input_text(repo, name))
-        _check_upgrade_packages(repo, upgrade_packages, work)
+        upgrade_names = _upgrade_names(upgrade_packages)
+        known = _pinned_names(work / REQUIREMENTS_DIR)
 
         # A service's first lock starts from the team's existing pins, if it has any.
         first_party = set(repo.packages)
@@ -219,37 +305,73 @@ def lock(
                 (work / lock_file(name, "txt")).write_text(existing.seed(first_party))
                 adopted[name] = existing
 
-        # Service locks are independent of each other: resolve them side by side.
-        parallel(lambda n: compile_lock(lock_file(n, "txt"), [lock_file(n, "in")]), selected, os.cpu_count() or 1)
+        # Service locks are independent of each other: resolve them side by side. The
+        # upgrades apply to the services asked for; a first lock of another keeps its team's pins.
+        parallel(lambda n: compile_lock(lock_file(n), [lock_file(n, "in")], with_options=options if n in asked else keeping), selected, os.cpu_count() or 1)
+        service_locks = {n: parse_pins(work / lock_file(n), lock_file(n)) for n in everything}
+
+        def explain(name: str, package: str, was: str) -> str | None:
+            """The resolver's reason `package==was` cannot stand beside the rest of the service's new lock."""
+            why = f"why/{name}/{package}"
+            (work / why).mkdir(parents=True)
+            (work / why / "wanted.in").write_text(f"{package}=={was}\n")
+            (work / why / "rest.txt").write_text(_pins_text(p for p in service_locks[name].values() if p.name != package))
+            job = resolvers.Job(work, f"{why}/lock.txt", (lock_file(name, "in"), f"{why}/wanted.in"), (f"{why}/rest.txt",))
+            try:
+                chosen.compile(job, keeping, Reporter(stream=io.StringIO()))
+            except ResolutionError as error:
+                return error.reason
+            return None
+
         for name, existing in adopted.items():
-            written = work / lock_file(name, "txt")
-            resolved = {n: pin.version for n, pin in parse_pins(written, lock_file(name, "txt")).items()}
-            for line in teampins.report(existing, resolved, via_notes(written.read_text())):
+            resolved = {n: pin.version for n, pin in service_locks[name].items()}
+            requirements = [Requirement(line) for line in repo.third_party_requirements(name)]
+            upgraded = name in asked and upgrade
+            why = _why_moved(explain, name, teampins.moved(existing, resolved), requirements, repo, upgraded, upgrade_names if name in asked else {})
+            for line in teampins.report(existing, resolved, why):
                 reporter.info(f"{lock_file(name, 'txt')}: {line}")
-        missing = [n for n in everything if not (work / lock_file(n, "txt")).exists()]
-        if missing:
-            msg = f"{', '.join(lock_file(n, 'txt') for n in missing)}: missing; run `invoke lock` for every service first"
-            raise LockError(msg)
-        compile_lock(lock_file(TOOLING, "txt"), [lock_file(TOOLING, "in"), *(lock_file(n, "in") for n in everything)], [lock_file(n, "txt") for n in everything])
+
+        divergent = divergences(service_locks)
+        if repo.one_version and divergent:
+            raise LockError(_one_version_refusal(divergent))
+        for divergence in divergent:
+            reporter.info(f"{divergence.name}: the services pin different versions (each installs its own): {divergence.describe()}")
+        # The tooling follows the services where they agree; where they differ it cannot
+        # follow all of them, and it need not: each service's tests run in its own environment.
+        tooling_work = _tooling_workdir(work, everything, service_locks, divergent) if divergent else work
+        if divergent:
+            reporter.info(f"{lock_file(TOOLING)}: constrained by the service locks except on {', '.join(d.name for d in divergent)}")
+        # An --upgrade-package X==V moves the service locks; the tooling follows them through the
+        # constraints where they agree, and elsewhere takes what its own requirements allow of X.
+        tooling_options = resolvers.Options(repo.target, repo.indexes, upgrade, tuple(upgrade_names))
+        sources = [lock_file(TOOLING, "in"), *(lock_file(n, "in") for n in everything)]
+        chosen.compile(resolvers.Job(tooling_work, lock_file(TOOLING), tuple(sources), tuple(lock_file(n) for n in everything)), tooling_options, reporter)
+        if tooling_work != work:
+            shutil.copy2(tooling_work / lock_file(TOOLING), work / lock_file(TOOLING))
         produced = [lock_file(TOOLING, "in")] if starts_tooling_input else []
         produced += [lock_file(n, "in") for n in everything] + [lock_file(n, "txt") for n in selected] + [lock_file(TOOLING, "txt")]
 
-        sdist_only = _sdist_only(repo, work, everything, reporter)
-        (work / build_in).unlink(missing_ok=True)
-        if repo.build_systems or sdist_only:
-            # Seeded by the current build.txt, or by the backends locked first.
-            (work / build_in).write_text(sdists.lock_input(repo.build_systems, sdist_only))
-            compile_lock(build_txt, [build_in])
-        else:
-            (work / build_txt).unlink(missing_ok=True)
-        if backends_first is not None and _versions(work / build_txt, build_txt) != backends_first:
-            _check_same_metadata(repo, load_repository(repo.root, build_lock=work / build_txt))
         produced += [build_in, build_txt]
+
+        # Each sdist-only dependency's own build lock, from its own [build-system] requires,
+        # seeded by the current one: an old sdist builds with the tools it names.
+        (work / SDIST_LOCKS_DIR).mkdir()
+        needed = []
+        for pin, sdist in _sdist_only(repo, work, everything, reporter):
+            sdist_in, sdist_txt = sdist_lock_file(pin.name, pin.version, "in"), sdist_lock_file(pin.name, pin.version)
+            (work / sdist_in).write_text(sdists.sdist_lock_input(pin, sdist))
+            if (repo.root / sdist_txt).is_file():
+                shutil.copy2(repo.root / sdist_txt, work / sdist_txt)
+            upgrades = _fitting_upgrades(upgrade_packages, work / sdist_in)
+            compile_lock(sdist_txt, [sdist_in], with_options=resolvers.Options(repo.target, repo.indexes, upgrade, upgrades))
+            needed += [sdist_in, sdist_txt]
+        # Those of pins no longer built from an sdist are removed.
+        produced += sorted(set(needed) | set(_existing_sdist_locks(repo.root)))
 
         outputs = [label for label in produced if (work / label).exists()]
         for label in outputs:
             _check_portable(work / label, label)
-        _check_consistent({lock_file(n, "txt"): work / lock_file(n, "txt") for n in [*everything, TOOLING]})
+        _check_upgrade_packages(repo, upgrade_names, known | _pinned_names(work / REQUIREMENTS_DIR) | _pinned_names(work / SDIST_LOCKS_DIR))
 
         changed = {
             label: _diff(repo.root / label, work / label, label)
@@ -268,7 +390,10 @@ def lock(
                 reporter.info(f"wrote {label}")
             else:
                 (repo.root / label).unlink()
-                reporter.info(f"removed {label} (nothing to build from an sdist)")
+                reporter.info(f"removed {label} (no longer needed)")
+        sdist_locks = repo.root / SDIST_LOCKS_DIR
+        if sdist_locks.is_dir() and not any(sdist_locks.iterdir()):
+            sdist_locks.rmdir()
         if not changed:
             reporter.info("locks already up to date")
         return list(changed)

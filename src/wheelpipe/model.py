@@ -20,8 +20,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from . import includes
 from .deploy import Environment, Resources, parse_environments, parse_resources
 from .errors import LockError, RepositoryError, UnknownServiceError
+from .includes import Include
 from .index import PYPI, Indexes
 from .requirements import BUILD_LOCK, RESERVED_SERVICE_NAMES, lock_file, lock_path
 from .target import Target
@@ -117,6 +119,8 @@ class PackageLocation:
 
     directory: str  # repository-relative, e.g. "services/order"
     path: Path
+    # What its backend's configuration takes from outside the directory (Polylith's bricks).
+    includes: tuple[Include, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,9 @@ class Package:
     # directory's name, else (a directory name Docker refuses) its distribution name. "" for
     # a shared package.
     service_name: str = ""
+    # What its backend's configuration takes from outside the directory (Polylith's bricks):
+    # staged with it, part of its fingerprint, and of what `invoke affected` watches.
+    includes: tuple[Include, ...] = ()
 
     @property
     def label(self) -> str:
@@ -154,6 +161,9 @@ class Repository:
     release_version: str
     indexes: Indexes = field(default_factory=Indexes)  # where locks resolve and wheels come from
     resolver: str = "uv"  # [tool.wheelpipe.lock] resolver: "uv" or "pip-tools"
+    # [tool.wheelpipe.lock] one-version: every service lock must pin the same version of a
+    # package (off: each service's lock stands alone, as services are deployed apart).
+    one_version: bool = False
     workspace: Workspace = field(default_factory=lambda: Workspace())
     # Every package's [build-system], by directory: known from pyproject.toml alone, so that
     # `invoke lock` can lock the backends before it reads what only they can tell.
@@ -261,6 +271,7 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
     data = _read_pyproject(pyproject, where)
     build_system = _build_system(data, pyproject, where)
     repository.build_systems[relative] = build_system
+    outside = includes.find(data, build_system.backend, relative)
     project = data.get("project")
     if project is not None and not isinstance(project, dict):
         msg = f"{where}: expected a [project] table with a name, found {_short(project)}"
@@ -275,7 +286,7 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
         from . import backends
 
         repository.backend_described.append(relative)
-        described = backends.read_metadata(repository, PackageLocation(relative, directory), build_system, build_lock)
+        described = backends.read_metadata(repository, PackageLocation(relative, directory, outside), build_system, build_lock)
         where = f"{relative}: its build backend ({described.backend})"
         name, version, dependencies = described.name, described.version, list(described.requires)
         project = {"scripts": described.scripts}
@@ -327,6 +338,7 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
         build_system=build_system,
         metadata_from=metadata_from,
         service_name=service_name,
+        includes=outside,
     )
     sources = _tool_table(data, f"{relative}/pyproject.toml", "sources")
     return package, sources
@@ -638,12 +650,14 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
     if not isinstance(release, str) or not _is_version(release):
         msg = f"pyproject.toml: [tool.wheelpipe.release] version must be a PEP 440 version, found {_short(release)}"
         raise RepositoryError(msg)
+    resolver, one_version = _lock_settings(_tool_table(data, "pyproject.toml", "lock"))
     repository = Repository(
         root=root,
         target=Target.from_table(table, "pyproject.toml"),
         release_version=release,
         indexes=_indexes(_tool_table(data, "pyproject.toml", "index")),
-        resolver=str(_tool_table(data, "pyproject.toml", "lock").get("resolver", "uv")),
+        resolver=resolver,
+        one_version=one_version,
         workspace=_workspace(_tool_table(data, "pyproject.toml", "workspace")),
         environments=parse_environments(_tool_table(data, "pyproject.toml", "deploy")),
     )
@@ -691,6 +705,26 @@ def _check_service_unique(package: Package, names: dict[str, Package]) -> None:
         msg = f"{package.directory} and {names[name].directory}: two services named {name!r} (set [tool.wheelpipe.service] name in one of them)"
         raise RepositoryError(msg)
     names[name] = package
+
+
+# [tool.wheelpipe.lock]: each key, the Python type of its value, and how to say it.
+_LOCK_KEYS: dict[str, tuple[type, str]] = {
+    "resolver": (str, 'a string ("uv" or "pip-tools")'),
+    "one-version": (bool, "true or false"),
+}
+
+
+def _lock_settings(table: dict) -> tuple[str, bool]:
+    """[tool.wheelpipe.lock]: the resolver and the one-version policy, as Repository fields."""
+    unknown = sorted(set(table) - set(_LOCK_KEYS))
+    if unknown:
+        msg = f"pyproject.toml: [tool.wheelpipe.lock] has no key {unknown[0]!r}: expected {' or '.join(_LOCK_KEYS)}"
+        raise RepositoryError(msg)
+    for key, (kind, described) in _LOCK_KEYS.items():
+        if key in table and not isinstance(table[key], kind):
+            msg = f"pyproject.toml: [tool.wheelpipe.lock] {key} must be {described}, found {_short(table[key])}"
+            raise RepositoryError(msg)
+    return table.get("resolver", "uv"), table.get("one-version", False)
 
 
 def _indexes(table: dict) -> Indexes:

@@ -13,14 +13,24 @@ Each wheel is uploaded by its own `twine upload --non-interactive`, so a refusal
 file. A version the index already has is an error (a published file is never replaced), or,
 with skip_existing, a reported skip. twine's own --skip-existing only works against PyPI, and
 pypiserver refuses a re-upload with 400 (not 409), so the index's answer is read here.
+
+`twine check` is also here, for `invoke release` too: one seam for twine. What it finds is
+typed (MetadataFinding), per wheel and field. An error (a description that would not render)
+stops both; a warning (no or an empty long_description, no content type) is the publish
+step's choice: refused when the index is public (pypi.org, test.pypi.org) or with --strict,
+since a public index shows that page to everyone; shown and let through otherwise, since a
+team's own registry or a wheelhouse release shows no project page.
 """
 
 from __future__ import annotations
 
 import configparser
+import email.parser
 import os
 import re
 import sys
+import urllib.parse
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +50,13 @@ HOW_TO_CONFIGURE = (
 # knows, plus pypiserver's 400 "already exists!").
 _EXISTS = re.compile(r"already exist|overwrite artifact|updating asset|cannot be updated", re.IGNORECASE)
 _HTTP_ERROR = re.compile(r"HTTPError: (\d{3})\b")
+# The indexes whose project pages everyone sees: publishing there checks metadata strictly.
+PUBLIC_INDEX_HOSTS = ("pypi.org", "pypi.python.org", "testpypi.python.org")
+# twine check's report: a "Checking <file>: <status>" line per file, then its messages, each
+# starting with its level, continued on indented lines.
+_CHECKING = re.compile(r"^Checking (?P<file>.+?):(?: (?P<status>PASSED with warnings|PASSED|FAILED due to warnings|FAILED))?\s*$")
+_MESSAGE = re.compile(r"^(?P<level>WARNING|ERROR)\s+(?P<text>.*)$")
+_FIELD = re.compile(r"^`(?P<field>\w+)`\s+(?P<rest>.*)$")
 
 
 @dataclass
@@ -101,7 +118,7 @@ def index_url(repository_url: str | None, environ: dict[str, str] | os._Environ)
     raise PublishError(msg)
 
 
-def _twine(args: list[str], reporter: Reporter, repository_url: str | None = None) -> CompletedProcess[str]:
+def _twine(args: list[str], reporter: Reporter, repository_url: str | None = None, cwd: Path | None = None) -> CompletedProcess[str]:
     """Run twine from this interpreter; its output is returned, echoed (redacted) with --verbose.
 
     An overriding URL goes to twine as TWINE_REPOSITORY_URL, not on its command line, where
@@ -112,7 +129,7 @@ def _twine(args: list[str], reporter: Reporter, repository_url: str | None = Non
     env = {"COLUMNS": "400"}
     if repository_url:
         env["TWINE_REPOSITORY_URL"] = repository_url
-    return run(argv, reporter=reporter, what=f"twine {args[0]}", env=env, check=False, secrets=secrets(os.environ))
+    return run(argv, reporter=reporter, what=f"twine {args[0]}", cwd=cwd, env=env, check=False, secrets=secrets(os.environ))
 
 
 def _last_error(output: str) -> str:
@@ -122,24 +139,143 @@ def _last_error(output: str) -> str:
     return re.sub(r"^ERROR\s+", "", found)
 
 
-def check(wheels: list[Path], reporter: Reporter) -> None:
-    """`twine check --strict`: the metadata an index will show renders, and nothing is warned about."""
-    reporter.step(f"checking {len(wheels)} first-party wheel(s) with twine check --strict")
-    result = _twine(["check", "--strict", *map(str, wheels)], reporter)
-    if result.returncode != 0:
-        output = result.stdout + result.stderr
-        failed = [w.name for w in wheels if re.search(rf"{re.escape(w.name)}: (FAILED|PASSED with warnings)", output)]
-        which = ", ".join(failed) or ", ".join(w.name for w in wheels)
-        msg = f"twine check --strict refused {which}: {_last_error(output)}"
+def is_public_index(url: str) -> bool:
+    """Whether `url` uploads to the public PyPI or TestPyPI."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    return host in PUBLIC_INDEX_HOSTS or host.endswith(".pypi.org")
+
+
+@dataclass(frozen=True)
+class MetadataFinding:
+    """One thing `twine check` says of a wheel's metadata, as an index would render it."""
+
+    wheel: str  # the wheel's file name
+    field: str  # twine's (setuptools') name of the field: long_description, long_description_content_type
+    problem: str  # what is wrong with it: "missing", "empty", "has markup errors ..."
+    error: bool  # twine check fails on it even without --strict: the description would not render
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.problem}"
+
+
+def _description_state(wheel: Path) -> str:
+    """twine says "missing" both when no readme was declared and when the one declared is
+    empty: "empty" when the wheel's METADATA shows a readme was declared (a content type, or
+    a description of blanks), else "missing"."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            name = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+            metadata = email.parser.Parser().parsestr(archive.read(name).decode("utf-8", "replace"))
+    except (OSError, zipfile.BadZipFile, StopIteration):
+        return "missing"
+    body = metadata.get_payload()
+    declared = any(metadata.get(key) is not None for key in ("Description", "Description-Content-Type")) or (isinstance(body, str) and body != "")
+    return "empty" if declared else "missing"
+
+
+def _finding(wheel: Path, level: str, text: str, details: list[str]) -> MetadataFinding:
+    found = _FIELD.match(text)
+    name, rest = (found["field"], found["rest"]) if found else ("metadata", text)
+    if rest.startswith("missing. defaulting to"):
+        problem = "missing"
+    elif rest == "missing." and name == "long_description":
+        problem = _description_state(wheel)
+    elif "syntax errors in markup" in rest:
+        problem = "has markup errors and would not render on an index"
+    else:
+        problem = rest.rstrip(".")
+    if details:
+        problem += f" ({'; '.join(details)})"
+    return MetadataFinding(wheel.name, name, problem, error=level == "ERROR")
+
+
+def check_metadata(wheels: list[Path], reporter: Reporter, *, strict: bool = False) -> list[MetadataFinding]:
+    """`twine check` (with strict, `--strict`) of wheels in one directory: every finding, by
+    wheel and field. A failure twine explains with no finding (a wheel it cannot read) raises,
+    naming the wheel it was checking."""
+    if not wheels:
+        return []
+    where = wheels[0].parent
+    result = _twine(["check", *(["--strict"] if strict else []), *(w.name for w in wheels)], reporter, cwd=where)
+    # Apart: a "Checking" line twine's crash cut short has no newline before stderr's words.
+    output = result.stdout + "\n" + result.stderr
+    findings: list[MetadataFinding] = []
+    checking: Path | None = None
+    status: str | None = None
+    message: tuple[str, str, list[str]] | None = None
+
+    def close() -> None:
+        if message is not None and checking is not None:
+            findings.append(_finding(checking, *message))
+
+    for raw in output.splitlines():
+        line = raw.rstrip()
+        header = _CHECKING.match(line)
+        if header:
+            close()
+            checking, status, message = where / header["file"], header["status"], None
+            continue
+        level = _MESSAGE.match(line)
+        if level:
+            close()
+            message = (level["level"], level["text"].strip(), [])
+        elif message is not None and line.startswith(" ") and line.strip():
+            message[2].append(line.strip())
+    close()
+    # twine stops at a wheel it cannot read, its "Checking" line left without a verdict.
+    stopped_at = checking if checking is not None and status is None else None
+    if stopped_at is not None or (result.returncode != 0 and not any(f.error for f in findings) and not (strict and findings)):
+        if stopped_at is not None:  # what stopped it is the last thing it said
+            which, said = stopped_at.name, ([line.strip() for line in output.splitlines() if line.strip()] or ["no output"])[-1]
+        else:
+            which, said = ", ".join(w.name for w in wheels), _last_error(output)
+        msg = f"twine check failed on {which}: {said}"
         raise PublishError(msg)
+    return findings
 
 
-def publish(house: Wheelhouse, *, repository_url: str | None = None, skip_existing: bool = False, reporter: Reporter) -> Published:
-    """Check, then upload each first-party wheel; refuse (or skip) a file the index already has."""
+def by_wheel(findings: list[MetadataFinding]) -> dict[str, str]:
+    """Each wheel's findings, as a line names them: `field problem, field problem`."""
+    wheels: dict[str, list[str]] = {}
+    for finding in sorted(findings, key=lambda f: (f.wheel, f.field)):
+        wheels.setdefault(finding.wheel, []).append(str(finding))
+    return {wheel: ", ".join(problems) for wheel, problems in wheels.items()}
+
+
+# What the owner of a wheel with a finding does about it.
+DESCRIPTION_HINT = "give the package a readme with text that renders (declared in its pyproject.toml, with its content type)"
+
+
+def check(wheels: list[Path], url: str, reporter: Reporter, *, strict: bool = False) -> None:
+    """`twine check` before anything is uploaded. An error always stops; a warning stops with
+    strict, else it is shown and the upload goes on."""
+    command = "twine check --strict" if strict else "twine check"
+    reporter.step(f"checking {len(wheels)} first-party wheel(s) with {command}")
+    findings = check_metadata(wheels, reporter, strict=strict)
+    refused = [f for f in findings if f.error or strict]
+    if refused:
+        if not strict:
+            why = "an index would not render it"
+        elif is_public_index(url):
+            why = f"{url} is a public index, which shows it on the project's page"
+        else:
+            why = "asked for with --strict"
+        named = "; ".join(f"{wheel}: {problems}" for wheel, problems in by_wheel(refused).items())
+        msg = f"{command} refused {named} ({why}); {DESCRIPTION_HINT}; nothing was uploaded"
+        raise PublishError(msg)
+    for wheel, problems in by_wheel(findings).items():
+        reporter.warning(f"{wheel}: {problems} (`invoke publish` to a public index, or with --strict, refuses it)")
+
+
+def publish(
+    house: Wheelhouse, *, repository_url: str | None = None, skip_existing: bool = False, strict: bool = False, reporter: Reporter,
+) -> Published:
+    """Check (strictly for a public index, or with strict), then upload each first-party
+    wheel; refuse (or skip) a file the index already has."""
     environ = os.environ
     url = redact(index_url(repository_url, environ), secrets(environ))
     wheels = first_party_wheels(house)
-    check([house.path / e.file for e in wheels], reporter)
+    check([house.path / e.file for e in wheels], url, reporter, strict=strict or is_public_index(url))
     reporter.step(f"publishing {len(wheels)} first-party wheel(s) to {url}")
     result = Published(url)
     upload = ["upload", "--non-interactive", "--disable-progress-bar", "--verbose"]

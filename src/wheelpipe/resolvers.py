@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from .console import Reporter
-from .errors import LockError, RepositoryError, ToolError
+from .errors import RepositoryError, ResolutionError, ToolError
 from .index import Indexes
 from .lockfile import canonical_lock, parse_pins
 from .target import Target, check_host
@@ -82,7 +83,7 @@ class Uv(Resolver):
         try:
             run(argv, reporter=reporter, what=f"uv pip compile of {job.output}", cwd=job.workdir)
         except ToolError as error:
-            raise LockError(f"{job.output}: cannot resolve {' + '.join(job.sources)}: {_uv_reason(error.output, job) or error}") from None
+            raise _unresolvable(job, _uv_reason(error.output), str(error), _pinned(error.output, job)) from None
         _canonicalize(job)
 
 
@@ -106,8 +107,7 @@ class PipTools(Resolver):
         try:
             run(argv, reporter=reporter, what=f"pip-compile of {job.output}", cwd=job.workdir, env={"CUSTOM_COMPILE_COMMAND": COMPILE_COMMAND})
         except ToolError as error:
-            conflict = _pip_conflict(error.output, [job.workdir / c for c in job.constraints])
-            raise LockError(f"{job.output}: cannot resolve {' + '.join(job.sources)}: {conflict or error}") from None
+            raise _unresolvable(job, _pip_conflict(error.output, job), str(error)) from None
         _canonicalize(job)
 
 
@@ -144,8 +144,15 @@ def _strip_hashes(lock: Path) -> None:
     lock.write_text("".join(f"{pin.requirement_line()}\n" for pin in sorted(pins.values(), key=lambda p: p.name)))
 
 
-def _uv_reason(output: str, job: Job) -> str:
-    """uv's explanation of a failed resolution on one line, after the constraint pins it involves.
+def _unresolvable(job: Job, reason: str, failure: str, pinned: Sequence[str] = ()) -> ResolutionError:
+    """The one line of a resolution that failed: the lock, its inputs, the constraint pins the
+    reason involves, then the resolver's reason (or, with none, the failure itself)."""
+    said = "; ".join([*pinned, reason]) if reason else failure
+    return ResolutionError(f"{job.output}: cannot resolve {' + '.join(job.sources)}: {said}", reason or failure)
+
+
+def _uv_reason(output: str) -> str:
+    """uv's explanation of a failed resolution on one line.
 
     uv says `error: No solution found ...` then `cause: Because ...` lines (or, for other
     failures, just `error: ...`); keep what explains, drop the labels.
@@ -158,22 +165,25 @@ def _uv_reason(output: str, job: Job) -> str:
             text = rest
         if text and not text.lower().startswith(("hint", "help", "no solution found when resolving")):
             reasons.append(text)
-    if not reasons:
-        return ""
-    text = re.sub(r"\s+", " ", " ".join(reasons))
+    return re.sub(r"\s+", " ", " ".join(reasons)) if reasons else ""
+
+
+def _pinned(output: str, job: Job) -> list[str]:
+    """`<lock> pins name==version` for each constraint pin uv's explanation names."""
+    text = _uv_reason(output)
     pinned = []
     for constraint in job.constraints:
         pins = parse_pins(job.workdir / constraint, constraint)
         for name in sorted(pins):
-            if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE):
+            if text and re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE):
                 pinned.append(f"{constraint} pins {name}=={pins[name].version}")
-    return "; ".join([*pinned, text])
+    return pinned
 
 
 _REQUIREMENT_INFO = re.compile(r"SpecifierRequirement\('(?P<spec>[^']+)'\), parent=(?:\w+Candidate\('(?P<link>[^' ]+)|None)")
 
 
-def _pip_conflict(output: str, constraints: list[Path]) -> str:
+def _pip_conflict(output: str, job: Job) -> str:
     """Name the package, each requirement on it, and the service lock pinning it.
 
     pip-compile --quiet hides pip's own explanation, but the ResolutionImpossible it
@@ -190,5 +200,5 @@ def _pip_conflict(output: str, constraints: list[Path]) -> str:
             parent = f"{canonicalize_name(name)} {version}"
         wanted.append(f"{parent} requires {spec}")
     package = canonicalize_name(re.split(r"[<>=!~;\[ ]", found[0][0], maxsplit=1)[0])
-    pinned = [f"{c.parent.name}/{c.name} pins {package}=={pins[package].version}" for c in constraints if package in (pins := parse_pins(c))]
+    pinned = [f"{c} pins {package}=={pins[package].version}" for c in job.constraints if package in (pins := parse_pins(job.workdir / c, c))]
     return f"{package}: " + "; ".join([*pinned, *wanted])

@@ -1,9 +1,12 @@
 """Building a locked sdist into a reproducible wheel, with locked build requirements.
 
-The build requirements of every sdist-only dependency are locked with hashes in
-requirements/build.txt (by `invoke lock`); a build installs exactly those wheels,
-hash-checked and offline, into a fresh environment and calls the sdist's PEP 517 backend
-there. No resolution against an index happens during a build. SOURCE_DATE_EPOCH comes
+Each sdist-only dependency has a build lock of its own, requirements/sdists/<name>-<version>.txt
+(written by `invoke lock` from the [build-system] requires in the sdist's pyproject.toml), so
+an old sdist builds with the tools it names (grpcio 1.37's setup.py imports pkg_resources,
+which a current setuptools no longer has), whatever the others or the first-party packages
+need. A build installs exactly that lock's wheels, hash-checked and offline, into a fresh
+environment and calls the sdist's PEP 517 backend there. No resolution against an index
+happens during a build. SOURCE_DATE_EPOCH comes
 from the sdist itself and the wheel's zip is rewritten in a canonical form, so two builds
 of one sdist give byte-identical wheels.
 
@@ -43,9 +46,9 @@ from .console import Reporter
 from .docker import Docker
 from .errors import DockerError, LockError, TargetError, ToolError, WheelhouseError
 from .index import Indexes
-from .lockfile import Pin
+from .lockfile import Pin, parse_pins
 from .model import LEGACY_BUILD_SYSTEM, BuildSystem
-from .requirements import BUILD_LOCK, TOOLING_LOCK
+from .requirements import BUILD_LOCK, TOOLING_LOCK, sdist_lock_file
 from .target import Target, check_host, host_glibc
 from .tools import run
 
@@ -129,24 +132,44 @@ class BuilderSettings:
         return cls(os.environ.get(BUILDER_IMAGE_ENV) or None, Docker(command=os.environ.get(DOCKER_ENV) or "docker"))
 
 
+@dataclass(frozen=True)
+class SdistLock:
+    """The build lock of one sdist-only pin: requirements/sdists/<name>-<version>.txt."""
+
+    label: str
+    pins: dict[str, Pin]
+
+    @property
+    def digest(self) -> str:
+        return environment_digest(self.pins)
+
+
+def sdist_lock(root: Path, pin: Pin) -> SdistLock | None:
+    """The pin's own build lock in the repository at `root`; None when there is none."""
+    label = sdist_lock_file(pin.name, pin.version)
+    path = root / label
+    return SdistLock(label, parse_pins(path, label)) if path.is_file() else None
+
+
 def build(
     sdist: Path,
     pin: Pin,
     dest: Path,
     target: Target,
-    build_lock: dict[str, Pin] | None,
+    build_lock: SdistLock | None,
     indexes: Indexes,
     reporter: Reporter,
     builder: BuilderSettings | None = None,
 ) -> Built:
-    """Build `sdist` into a canonical wheel in `dest` with the locked build requirements,
+    """Build `sdist` into a canonical wheel in `dest` with its own locked build requirements,
     on this host when it matches the target, else in the target's builder image."""
     system = build_system(sdist)
     if build_lock is None:
-        msg = f"{BUILD_LOCK}: missing, but {pin.requirement_line()} is built from its sdist; run `invoke lock`"
+        msg = f"{sdist_lock_file(pin.name, pin.version)}: missing, but {pin.requirement_line()} is built from its sdist with it; run `invoke lock`"
         raise LockError(msg)
+    label, pins = build_lock.label, build_lock.pins
     where = where_to_build(pin.requirement_line(), "from its sdist", target, builder or BuilderSettings.from_environment(), reporter)
-    require_locked(system.requires, build_lock, where.markers, lambda r: f"{pin.requirement_line()} needs to build {r}")
+    require_locked(system.requires, pins, where.markers, lambda r: f"{pin.requirement_line()} needs to build {r}", label=label)
     epoch = source_date_epoch(sdist)
     with tempfile.TemporaryDirectory(prefix="wheelpipe-sdist-") as tmp:
         work = Path(tmp)
@@ -155,11 +178,11 @@ def build(
             archive.extractall(work / "src", filter="data")
         try:
             wheel = run_backend(
-                where, work, work / "src" / top, system, BuildLock(build_lock, indexes, target), epoch, reporter, f"building a wheel from {sdist.name}",
-                check_requires=lambda dynamic: require_locked(dynamic, build_lock, where.markers, lambda r: f"{pin.requirement_line()} its backend asks for {r}"),
+                where, work, work / "src" / top, system, BuildLock(pins, indexes, target, label), epoch, reporter, f"building a wheel from {sdist.name}",
+                check_requires=lambda dynamic: require_locked(dynamic, pins, where.markers, lambda r: f"{pin.requirement_line()} its backend asks for {r}", label=label),
             )
         except pyproject_hooks.BackendUnavailable as error:
-            msg = f"{sdist.name}: the build backend {system.backend!r} is not available from {BUILD_LOCK} ({str(error).splitlines()[0]})"
+            msg = f"{sdist.name}: the build backend {system.backend!r} is not available from {label} ({str(error).splitlines()[0]})"
             raise WheelhouseError(msg) from None
         except pyproject_hooks.HookMissing as error:
             msg = f"{sdist.name}: the build backend {system.backend!r} has no {error.hook_name} hook"
@@ -170,8 +193,8 @@ def build(
 
 
 def environment_digest(build_lock: dict[str, Pin]) -> str:
-    """sha256:<hex> of what a build environment is made of: every pin of the build lock with
-    its hashes (each build installs the whole lock). Notes and order in the lock do not count."""
+    """sha256:<hex> of what a build environment is made of: every pin of a build lock with
+    its hashes (each build installs the whole of its lock). Notes and order in the lock do not count."""
     digest = hashlib.sha256()
     for pin in sorted(build_lock.values(), key=lambda p: p.name):
         digest.update(f"{pin.requirement_line()} {' '.join(sorted(pin.hashes))}\n".encode())
@@ -180,11 +203,12 @@ def environment_digest(build_lock: dict[str, Pin]) -> str:
 
 @dataclass(frozen=True)
 class BuildLock:
-    """The build lock's pins, where their wheels come from, and the target they are for."""
+    """A build lock's pins, where their wheels come from, and the target they are for."""
 
     pins: dict[str, Pin]
     indexes: Indexes
     target: Target
+    label: str = BUILD_LOCK  # the lock file, as messages name it
 
 
 def run_backend(
@@ -199,13 +223,13 @@ def run_backend(
     check_requires: Callable[[Sequence[str]], object] | None = None,
 ) -> Path:
     """The wheel `system`'s backend builds from the source tree `tree` (inside `work`), run
-    `where` in a fresh environment of the whole build lock; written to work/out.
+    `where` in a fresh environment of the whole of `build_lock`; written to work/out.
 
     The one way a backend builds a wheel for the target, for sdists and first-party packages
     alike. pyproject_hooks' BackendUnavailable and HookMissing are the caller's to name.
     """
-    _build_requirements(work, build_lock.pins, build_lock.indexes, build_lock.target)
-    python = where.install(work, reporter)
+    _build_requirements(work, build_lock)
+    python = where.install(work, reporter, build_lock.label)
     (work / "out").mkdir()
     runner = where.runner(work, {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}, reporter, what)
     hooks = pyproject_hooks.BuildBackendHookCaller(
@@ -222,9 +246,10 @@ def require_locked(
     markers: dict[str, str] | None,
     wants: Callable[[Requirement], str],
     error: type[LockError] = LockError,
+    label: str = BUILD_LOCK,
 ) -> list[Pin]:
     """The build lock's pins for these requirements; the first it does not satisfy is one
-    `error` line, `wants(requirement)` saying who needs it and how.
+    `error` line naming the lock (`label`), `wants(requirement)` saying who needs it and how.
 
     Environment markers are evaluated with `markers` (None: this interpreter's own).
     """
@@ -236,7 +261,7 @@ def require_locked(
         locked = build_lock.get(canonicalize_name(requirement.name))
         if locked is None or not requirement.specifier.contains(locked.version, prereleases=True):
             found = f"pins {locked.requirement_line()}" if locked else "does not pin it"
-            raise error(f"{BUILD_LOCK}: {wants(requirement)}, but the build lock {found}; run `invoke lock`")
+            raise error(f"{label}: {wants(requirement)}, but the build lock {found}; run `invoke lock`")
         chosen.append(locked)
     return chosen
 
@@ -244,22 +269,23 @@ def require_locked(
 def host_environment(work: Path, build_lock: dict[str, Pin], indexes: Indexes, target: Target, reporter: Reporter) -> str:
     """The whole build lock installed, hash-checked and offline, into a fresh venv at work/env
     with this host's interpreter; its python. The first-party backends run there."""
-    _build_requirements(work, build_lock, indexes, target)
-    return OnHost().install(work, reporter)
+    _build_requirements(work, BuildLock(build_lock, indexes, target))
+    return OnHost().install(work, reporter, BUILD_LOCK)
 
 
-def _build_requirements(work: Path, build_lock: dict[str, Pin], indexes: Indexes, target: Target) -> None:
+def _build_requirements(work: Path, build_lock: BuildLock) -> None:
     """The whole build lock's wheels for the target in work/build-wheels, each checked against
     its locked hash, and work/build-requirements.txt pinning each with its hashes."""
-    pins = sorted(build_lock.values(), key=lambda p: p.name)
+    pins = sorted(build_lock.pins.values(), key=lambda p: p.name)
+    target, label = build_lock.target, build_lock.label
     # Imported here: thirdparty imports this module.
     from .thirdparty import plan
 
-    for choice in plan(pins, indexes, target):
+    for choice in plan(pins, build_lock.indexes, target):
         if choice.builds_from_sdist:
-            msg = f"{BUILD_LOCK}: {choice.pin.requirement_line()} has no wheel for {target.describe()}; build requirements must be wheels"
+            msg = f"{label}: {choice.pin.requirement_line()} has no wheel for {target.describe()}; build requirements must be wheels"
             raise LockError(msg)
-        index.download(choice.file, choice.pin.hashes, work / "build-wheels", f"{BUILD_LOCK}: {choice.pin.requirement_line()}")
+        index.download(choice.file, choice.pin.hashes, work / "build-wheels", f"{label}: {choice.pin.requirement_line()}")
     (work / "build-requirements.txt").write_text(
         "".join(f"{p.name}=={p.version} " + " ".join(f"--hash=sha256:{h}" for h in sorted(p.hashes)) + "\n" for p in pins)
     )
@@ -279,14 +305,14 @@ class OnHost:
     markers: None = None  # this interpreter's own
     built_in: str = "this host"
 
-    def install(self, work: Path, reporter: Reporter) -> str:
-        """A fresh venv holding the build lock, installed by the tooling's pip; its python."""
+    def install(self, work: Path, reporter: Reporter, label: str) -> str:
+        """A fresh venv holding the build lock `label`, installed by the tooling's pip; its python."""
         run([sys.executable, "-m", "venv", "--without-pip", work / "env"], reporter=reporter, what="creating the build environment")
         python = work / "env" / "bin" / "python"
         run(
             [sys.executable, "-m", "pip", "--python", python, *_PIP_INSTALL, "--find-links", work / "build-wheels", "-r", work / "build-requirements.txt"],
             reporter=reporter,
-            what=f"installing {BUILD_LOCK} into the build environment",
+            what=f"installing {label} into the build environment",
         )
         return str(python)
 
@@ -330,8 +356,8 @@ class InContainer:
     def built_in(self) -> str:
         return f"{self.image}@{self.image_id}"
 
-    def install(self, work: Path, reporter: Reporter) -> str:
-        """A fresh venv in the work directory holding the build lock; its python, as the container sees it.
+    def install(self, work: Path, reporter: Reporter, label: str) -> str:
+        """A fresh venv in the work directory holding the build lock `label`; its python, as the container sees it.
 
         The pip that installs it is the tooling's own (installed from requirements/dev.txt with
         its hashes), mounted read-only and run from outside the venv, so the venv holds the
@@ -340,7 +366,7 @@ class InContainer:
         install = [f"{_WORK}/env/bin/python", _INSTALLER, *_PIP_INSTALL, "--no-cache-dir", "--root-user-action=ignore",
                    "--find-links", f"{_WORK}/build-wheels", "-r", f"{_WORK}/build-requirements.txt"]
         script = f"python3 -m venv --without-pip {_WORK}/env && exec {shlex.join(install)}"
-        self._run(work, ["sh", "-c", script], reporter, f"installing {BUILD_LOCK} into a build environment in {self.image}",
+        self._run(work, ["sh", "-c", script], reporter, f"installing {label} into a build environment in {self.image}",
                   mounts=[(_pip_directory(), _INSTALLER, "ro")])
         return f"{_WORK}/env/bin/python"
 
@@ -468,20 +494,35 @@ def normalize_wheel(source: Path, destination: Path, epoch: int) -> None:
             raise
 
 
-def lock_input(first_party: dict[str, BuildSystem], sdists: list[tuple[Pin, Path]]) -> str:
-    """requirements/build.in: what every first-party package's [build-system] requires (its
-    backend), and the build requirements of the sdist-only dependencies."""
+def lock_input(first_party: dict[str, BuildSystem]) -> str:
+    """requirements/build.in: what every first-party package's [build-system] requires (its backend)."""
     header = (
-        "# Generated by `invoke lock`; do not edit. What builds need, locked in build.txt and installed\n"
-        "# from it: the backends of the first-party packages and the build requirements of the\n"
-        "# dependencies the index publishes only as sdists.\n"
+        "# Generated by `invoke lock`; do not edit. What the first-party packages' build backends\n"
+        "# need, locked in build.txt and installed from it (each sdist-only dependency has a build\n"
+        "# lock of its own under sdists/).\n"
     )
     lines = set()
     for directory, system in sorted(first_party.items()):
         header += f"#   {directory} ({system.backend}): {', '.join(map(str, system.requires)) or 'nothing'}\n"
         lines |= {str(r) for r in system.requires}
-    for pin, sdist in sdists:
-        system = build_system(sdist)
-        header += f"#   {pin.requirement_line()} ({pin.source}): {', '.join(map(str, system.requires)) or 'nothing'}\n"
-        lines |= {str(r) for r in system.requires}
+    return header + "".join(f"{line}\n" for line in sorted(lines, key=str.lower))
+
+
+# setuptools before 70.1 asks for wheel through get_requires_for_build_wheel, after the
+# static requirements are installed: locked beside them, as a build frontend would add it.
+_SETUPTOOLS_ASKS_FOR = ("wheel",)
+
+
+def sdist_lock_input(pin: Pin, sdist: Path) -> str:
+    """requirements/sdists/<name>-<version>.in: what the sdist's own [build-system] requires
+    (PEP 517's legacy setuptools without one), for its own build lock."""
+    system = build_system(sdist)
+    lines = {str(r) for r in system.requires}
+    if system.module.startswith("setuptools"):
+        lines |= set(_SETUPTOOLS_ASKS_FOR)
+    header = (
+        f"# Generated by `invoke lock`; do not edit. What building {pin.requirement_line()} from\n"
+        f"# its sdist {sdist.name} needs, as its [build-system] says ({system.backend}), locked in\n"
+        f"# {Path(sdist_lock_file(pin.name, pin.version)).name} and installed from it for that build alone.\n"
+    )
     return header + "".join(f"{line}\n" for line in sorted(lines, key=str.lower))

@@ -109,6 +109,35 @@ def _wait(docker: Docker, container: str, service: str, settings: ServiceSetting
     return f"{service}: started, and GET {settings.health_path} on port {settings.port} answered from inside and outside the container after {took:.1f} s"
 
 
+# Every file that runs with its owner's or group's privileges, whoever starts it.
+_SETUID_FILES = "find / -xdev -type f -perm /6000 2>/dev/null | sort"
+
+
+def check_unprivileged(docker: Docker, image: str, base: str, reporter: Reporter) -> str:
+    """The image's user is not root once resolved in the image (a name can be uid 0), and the
+    image holds no setuid or setgid file its base does not: a recipe can add one (`chmod u+s`)
+    that a process of the service's user would run as root. One line, else DockerError."""
+    reporter.step(f"checking who {image} runs as, and its setuid and setgid files against {base}")
+    if not docker.image_id(base, reporter):
+        # `docker run` would pull it: verification reaches no registry.
+        msg = f"base image {base} is not present, and {image}'s setuid and setgid files are compared with it's: pass the base it was built from (--base-image)"
+        raise DockerError(msg)
+    uid = docker.run("run", "--rm", "--network", "none", "--entrypoint", "id", image, "-u", reporter=reporter, what=f"running id in {image}").stdout.strip()
+    if uid in ("", "0"):
+        msg = f"{image} runs as uid {uid or '?'} (root): the image must run as an unprivileged user"
+        raise DockerError(msg)
+
+    def setuid_files(reference: str) -> set[str]:
+        argv = ("run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh", reference, "-c", _SETUID_FILES)
+        return set(docker.run(*argv, reporter=reporter, what=f"listing the setuid and setgid files of {reference}").stdout.split())
+
+    added = sorted(setuid_files(image) - setuid_files(base))
+    if added:
+        msg = f"{image} holds setuid or setgid files its base image {base} does not: {', '.join(added)}"
+        raise DockerError(msg)
+    return f"{image}: runs as uid {uid}, and holds no setuid or setgid file beyond its base image's"
+
+
 def _state(docker: Docker, container: str, reporter: Reporter) -> State:
     found = docker.run("container", "inspect", container, reporter=reporter, what="inspecting the started container").stdout
     (record,) = json.loads(found)
@@ -118,7 +147,5 @@ def _state(docker: Docker, container: str, reporter: Reporter) -> State:
 
 
 def _log_tail(docker: Docker, container: str, reporter: Reporter) -> str:
-    """The container's last line of output, which usually says why it stopped."""
-    logs = docker.run("logs", "--tail", "5", container, reporter=reporter, what="reading the container's log", check=False)
-    lines = [line.strip() for line in (logs.stdout + logs.stderr).splitlines() if line.strip()]
-    return f"; its log ends: {lines[-1]}" if lines else ""
+    line = docker.last_log_line(container, reporter)
+    return f"; its log ends: {line}" if line else ""

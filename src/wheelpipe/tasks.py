@@ -30,6 +30,7 @@ from . import (
     manifests,
     startcheck,
     testsuite,
+    toolingvenv,
     wheelhouse,
 )
 from . import affected as affected_module
@@ -141,6 +142,7 @@ def _reporter(verbose: bool) -> Reporter:
 def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, resolver=None, verbose=False):
     """Resolve requirements/<service>.txt, dev.txt (and build.txt) with hashes, for the target."""
     repo = _repository(c)
+    reporter = _reporter(verbose)
     locks.lock(
         repo,
         service=service,
@@ -148,8 +150,11 @@ def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, reso
         upgrade_packages=tuple(upgrade_package or ()),
         check=check,
         resolver=resolver,
-        reporter=_reporter(verbose),
+        reporter=reporter,
     )
+    stale = None if check else toolingvenv.after_lock(repo.root)
+    if stale:  # said now, not only when invoke test stops on it
+        reporter.warning(stale)
 
 
 @task(
@@ -202,10 +207,17 @@ def test(c, k=None, fast=False, jobs=testsuite.ONE_PER_CPU, verbose=False):
     """Run the whole test suite: pipeline, packages and services (pytest), in workers. The
     packages' tests import their built wheels: the wheelhouse is brought up to date first."""
     root = repository_root(c)
-    command = testsuite.suite_command(jobs=jobs, fast=fast, k=k, verbose=verbose)  # bad --jobs: before any build
-    wheelhouse.build_wheels(_repository(c), reporter=_reporter(verbose))
+    reporter = _reporter(verbose)
+    testsuite.workers(jobs)  # a bad --jobs first, then a venv the tests would fail in: before any build
+    toolingvenv.require_installed(root)
+    command = testsuite.suite_command(jobs=jobs, fast=fast, k=k, verbose=verbose)
+    wheelhouse.build_wheels(_repository(c), reporter=reporter)
     with c.cd(str(root)):
-        c.run(shlex.join(command), pty=False)
+        result = c.run(shlex.join(command), pty=False, warn=True)
+    if result.exited == testsuite.NO_TESTS_RAN:
+        print(testsuite.nothing_ran(root, k=k, fast=fast, reporter=reporter))
+    elif result.exited:
+        raise Exit(code=result.exited)  # pytest has said what failed
 
 
 # What `invoke lint` runs, in the repository's root: each linter reads what to check, and how,
@@ -286,14 +298,16 @@ def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=Fal
     help={
         "repository-url": "Upload URL of the index; overrides TWINE_REPOSITORY_URL (credentials: TWINE_USERNAME/TWINE_PASSWORD or ~/.pypirc).",
         "skip-existing": "Skip (and report) a wheel whose file the index already has, instead of failing.",
+        "strict": "Refuse a wheel twine check warns about (no or an empty long_description, no content type), as for a public index (pypi.org, test.pypi.org), where this is always on.",
         "verbose": "Show the twine commands and their (redacted) output.",
     }
 )
 @reported
-def publish(c, repository_url=None, skip_existing=False, verbose=False):
-    """Upload the wheelhouse's first-party wheels to a package index with twine (after twine check --strict)."""
+def publish(c, repository_url=None, skip_existing=False, strict=False, verbose=False):
+    """Upload the wheelhouse's first-party wheels to a package index with twine (after twine check; --strict for a public index)."""
     house = wheelhouse.open_wheelhouse(repository_root(c))
-    print(publishing.publish(house, repository_url=repository_url, skip_existing=skip_existing, reporter=_reporter(verbose)).summary())
+    published = publishing.publish(house, repository_url=repository_url, skip_existing=skip_existing, strict=strict, reporter=_reporter(verbose))
+    print(published.summary())
 
 
 @task(help={**IMAGE_HELP, "start-timeout": f"Seconds the started image may take until its health check passes (default {startcheck.START_TIMEOUT_SECONDS:g})."})
@@ -309,7 +323,8 @@ def verify_image(c, service, prefix=None, base_image=None, start_timeout=None, v
     tag = images.image_tag(repo, settings, service)
     if not settings.docker.image_id(tag, reporter):
         raise Exit(f"error: image {tag} does not exist; build it with `invoke image --service {service}`")
-    images.verify_image(wheelhouse.open_wheelhouse(repository_root(c)), settings.docker, tag, service, reporter)
+    images.verify_image(wheelhouse.open_wheelhouse(repository_root(c)), settings.docker, tag, service, declared, reporter)
+    print(startcheck.check_unprivileged(settings.docker, tag, settings.base, reporter))
     print(startcheck.check_started(settings.docker, tag, service, declared, reporter, timeout=timeout))
 
 

@@ -9,14 +9,17 @@ the index like every other hash.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from .errors import LockError
 from .model import Repository
+from .target import Target
 
 # In order of preference: a full lock over a hand-kept list.
 _LOCK_FILES = ("poetry.lock", "uv.lock")
@@ -87,16 +90,36 @@ def _read_requirements(path: Path, label: str) -> ExistingPins:
     return ExistingPins(label, versions)
 
 
-def report(existing: ExistingPins, resolved: dict[str, str], via: dict[str, list[str]]) -> list[str]:
-    """What the first lock kept of the team's pins, and each one it moved with what requires it."""
+def unfit(name: str, was: str, requirements: Sequence[Requirement], target: Target) -> Requirement | None:
+    """The first requirement on `name`, applying on the target, whose specifier `was` does not
+    fit; None when it fits every one of them (then something else moved it)."""
+    environment = {**target.marker_environment(), "extra": ""}
+    try:
+        version = Version(was)
+    except InvalidVersion:
+        return None
+    for requirement in requirements:
+        if canonicalize_name(requirement.name) != name or (requirement.marker and not requirement.marker.evaluate(environment)):
+            continue
+        if not requirement.specifier.contains(version, prereleases=True):
+            return requirement
+    return None
+
+
+def report(existing: ExistingPins, resolved: dict[str, str], why: Mapping[str, str]) -> list[str]:
+    """What the first lock kept of the team's pins, and each one it moved with why (`why`, by name)."""
     kept = [name for name, version in existing.versions.items() if resolved.get(name) == version]
     lines = [f"kept {len(kept)} of {len(existing.versions)} pins of {existing.source}"]
     for name, was in sorted(existing.versions.items()):
         now = resolved.get(name)
         if now is not None and now != was:
-            wanted = ", ".join(via.get(name, [])) or "the service's requirements"
-            lines.append(f"moved {name} {was} -> {now}: {was} does not fit what {wanted} requires for the target")
+            lines.append(f"moved {name} {was} -> {now}: {why[name]}")
     unused = sorted(set(existing.versions) - set(resolved))
     if unused:
         lines.append(f"{len(unused)} pins of {existing.source} are not part of this service's closure: {', '.join(unused)}")
     return lines
+
+
+def moved(existing: ExistingPins, resolved: dict[str, str]) -> dict[str, str]:
+    """The team's pins the first lock moved: name -> the team's version."""
+    return {name: was for name, was in existing.versions.items() if resolved.get(name) not in (None, was)}

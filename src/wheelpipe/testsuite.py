@@ -14,14 +14,21 @@ pytest-dev/pytest-xdist#1386.)
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
+from pathlib import Path
 
+from .console import Reporter
 from .errors import PipelineError
 from .requirements import TOOLING, lock_file
+from .tools import run
 
 # What `invoke test --fast` leaves out: the pytest markers of tests that need more than this
 # machine's CPU and disk.
 FAST = "not docker and not network and not slow"
+
+# pytest's exit code when it ran no test: none collected, or all deselected (-k, -m).
+NO_TESTS_RAN = 5
 
 # --jobs: one worker per CPU (pytest-xdist's own count: os.cpu_count(), or
 # PYTEST_XDIST_AUTO_NUM_WORKERS when set).
@@ -58,3 +65,29 @@ def suite_command(*, jobs: str = ONE_PER_CPU, fast: bool = False, k: str | None 
     if verbose:
         command.append("-v")
     return command
+
+
+def collected_tests(root: Path, reporter: Reporter) -> int | None:
+    """How many tests pytest collects in `root` with no selection; None when it cannot say
+    (a collection error, which the run before this one has shown)."""
+    result = run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"], reporter=reporter, what="pytest --collect-only", cwd=root, check=False)
+    if result.returncode == NO_TESTS_RAN:
+        return 0
+    counted = re.search(r"^(\d+) tests? collected", result.stdout, re.MULTILINE)
+    return int(counted.group(1)) if result.returncode == 0 and counted else None
+
+
+def nothing_ran(root: Path, *, k: str | None, fast: bool, reporter: Reporter) -> str:
+    """What pytest's exit 5 means here, in one line: a repository with no tests is not a
+    failure (a team's first afternoon); a -k that matches none of its tests is, raised."""
+    if not (k or fast):
+        return "no tests: pytest collected none in this repository; nothing to run"
+    total = collected_tests(root, reporter)
+    if total == 0:
+        return "no tests: pytest collected none in this repository; nothing to run"
+    found = f"the repository has {total} test{'s' if total != 1 else ''}" if total is not None else "pytest selected none"
+    if k:
+        also = f" among those --fast leaves (-m '{FAST}')" if fast else ""
+        msg = f"invoke test -k {k!r}: no test matches{also}; {found}"
+        raise PipelineError(msg)
+    return f"no test in the fast tier (-m '{FAST}'): {found}, each needing Docker, a package index or a whole build; nothing to run"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import email.parser
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -68,6 +68,7 @@ class Fetched:
     wheel: Path
     sdist: Path | None = None  # set when the wheel was built here from a locked sdist
     source_date_epoch: int | None = None  # of that build
+    build_lock: sdists.SdistLock | None = None  # the sdist's own build lock it was built with
 
 
 def choose(pin: Pin, files: list[IndexFile], target: Target) -> Choice:
@@ -132,10 +133,11 @@ def fetch(
     dest: Path,
     indexes: Indexes,
     target: Target,
-    build_lock: dict[str, Pin] | None,
+    build_lock_of: Callable[[Pin], sdists.SdistLock | None],
     reporter: Reporter,
 ) -> list[Fetched]:
-    """Download the pinned wheels for the target into dest, building sdist-only ones."""
+    """Download the pinned wheels for the target into dest, building sdist-only ones, each
+    with its own build lock (`build_lock_of` the pin)."""
     if not pins:
         return []
     dest.mkdir(parents=True, exist_ok=True)
@@ -153,9 +155,10 @@ def fetch(
             fetched.append(Fetched(choice.pin, path))
             continue
         reporter.info(f"{choice.pin.requirement_line()} has no wheel for the target: building it from its locked sdist {path.name}")
+        build_lock = build_lock_of(choice.pin)
         built = sdists.build(path, choice.pin, dest, target, build_lock, indexes, reporter)
         wheel = compiled.checked_for_target(built.wheel, target, choice.pin.requirement_line(), built.source_date_epoch, reporter)
-        fetched.append(Fetched(choice.pin, wheel, sdist=path, source_date_epoch=built.source_date_epoch))
+        fetched.append(Fetched(choice.pin, wheel, sdist=path, source_date_epoch=built.source_date_epoch, build_lock=build_lock))
     accepted = target_tags(target)
     for item in fetched:
         tags = parse_wheel_filename(item.wheel.name)[3]

@@ -36,11 +36,11 @@ from packaging.version import Version
 
 from . import backends, compiled, firstparty, sdists, thirdparty
 from .console import Reporter, parallel
-from .errors import LockError, RepositoryError, WheelhouseError
+from .errors import LockError, RepositoryError, ToolError, WheelhouseError
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
 from .lockfile import Pin, format_pins, parse_pins
 from .model import Package, Repository
-from .requirements import BUILD_LOCK, INSTALLER, TOOLING_LOCK, installer_pin, load_lock, lock_file
+from .requirements import INSTALLER, TOOLING_LOCK, installer_pin, load_lock, lock_file, sdist_lock_file
 from .target import Target
 
 WHEELHOUSE = "wheelhouse"
@@ -104,7 +104,7 @@ class DownloadedOrigin(_Recorded):
 @dataclass(frozen=True)
 class SdistOrigin(_Recorded):
     """A third-party wheel built here from its sdist, which has one of its lock's hashes,
-    in the build environment of the build lock."""
+    in the build environment of the sdist's own build lock (requirements/sdists/<name>-<version>.txt)."""
 
     kind: ClassVar[str] = "built-from-sdist"
     sdist: str  # the sdist's file name
@@ -477,10 +477,9 @@ def _derive(repo: Repository, entries: Iterable[Entry], source: firstparty.FileS
     first-party sources and target, choosing among `entries` as build-wheels would."""
     pool = sorted(entries, key=lambda e: e.file)
     origin_of = _origins(repo, source)
-    environment = current_build_environment(repo)
-    chosen = {service: _service_wheels(repo, pool, service, origin_of, environment) for service in repo.services}
+    chosen = {service: _service_wheels(repo, pool, service, origin_of) for service in repo.services}
     pin = installer_pin(repo)
-    installer = _locked_wheel(pool, pin, repo.target, environment)
+    installer = _locked_wheel(pool, pin, repo.target, sdist_build_environment(repo, pin))
     if installer is None:
         msg = f"{WHEELHOUSE}/{MANIFEST}: no wheel for {pin.requirement_line()}, the image installer {TOOLING_LOCK} pins; {_REGENERATE}"
         raise WheelhouseError(msg)
@@ -490,7 +489,7 @@ def _derive(repo: Repository, entries: Iterable[Entry], source: firstparty.FileS
     return _Derived(composed, _installed(composed, installs))
 
 
-def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of: Callable[[Package], BuiltOrigin], environment: str | None) -> list[Entry]:
+def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of: Callable[[Package], BuiltOrigin]) -> list[Entry]:
     label = f"{WHEELHOUSE}/{INSTALL_DIR}/{service}.txt"
     wheels = []
     for package in repo.closure(service):
@@ -500,9 +499,9 @@ def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of
             raise WheelhouseError(msg)
         wheels.append(found)
     for pin in load_lock(repo, service).values():
-        found = _locked_wheel(pool, pin, repo.target, environment)
+        found = _locked_wheel(pool, pin, repo.target, sdist_build_environment(repo, pin))
         if found is None and any(_third_party_matches(e, pin) and e.runs_on(repo.target) for e in pool):
-            msg = f"{label}: stale: the wheel in {WHEELHOUSE}/{MANIFEST} of {pin.requirement_line()} was built from its sdist with another {BUILD_LOCK} than the current one; {_REGENERATE}"
+            msg = f"{label}: stale: the wheel in {WHEELHOUSE}/{MANIFEST} of {pin.requirement_line()} was built from its sdist with another build lock than the current {sdist_lock_file(pin.name, pin.version)}; {_REGENERATE}"
             raise WheelhouseError(msg)
         if found is None:
             msg = f"{label}: stale: {repo.relative(repo.lock_path(service))} pins {pin.requirement_line()} and no wheel in {WHEELHOUSE}/{MANIFEST} has one of its locked hashes for the target; {_REGENERATE}"
@@ -630,7 +629,6 @@ def _file_of(key: Planned, made: dict[ToBuild | ToFetch, str]) -> str:
 def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]], installer: Pin, old_entries: list[Entry], source: firstparty.FileSource) -> _Plan:
     """What to reuse from the current wheelhouse, build and download, and who needs what."""
     plan = _Plan()
-    build_environment = current_build_environment(repo)
     first_party_keys: dict[str, Planned] = {}
     for package in {p.name: p for name in selected for p in repo.closure(name)}.values():
         origin = _first_party_origin(package, backends.backend_of(repo, package), source)
@@ -644,7 +642,7 @@ def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]
     pins = thirdparty.merge_pins([*(pin for lock in locks.values() for pin in lock.values()), installer])
     third_party_keys: dict[tuple[str, str], Planned] = {}
     for key, pin in pins.items():
-        found = _locked_wheel(old_entries, pin, repo.target, build_environment)
+        found = _locked_wheel(old_entries, pin, repo.target, sdist_build_environment(repo, pin))
         if found:
             plan.reuse[found.file] = found
             third_party_keys[key] = found.file
@@ -691,8 +689,8 @@ def _built_wheel(entries: Iterable[Entry], package: Package, origin: BuiltOrigin
 
 def _locked_wheel(entries: Iterable[Entry], pin: Pin, target: Target, build_environment: str | None) -> Entry | None:
     """The first wheel among `entries` with one of the pin's locked hashes, if it runs on the
-    target; one built from its sdist only if built in the build environment of now (the build
-    lock's digest, None without one), as building it now would be."""
+    target; one built from its sdist only if built in the build environment of now (the digest
+    of the pin's own build lock, None without one), as building it now would be."""
     return next((e for e in entries if _third_party_matches(e, pin) and e.runs_on(target) and _built_in(e, build_environment)), None)
 
 
@@ -700,10 +698,11 @@ def _built_in(entry: Entry, build_environment: str | None) -> bool:
     return not isinstance(entry.origin, SdistOrigin) or entry.origin.build_environment == build_environment
 
 
-def current_build_environment(repo: Repository) -> str | None:
-    """The digest of the environment an sdist built now builds in; None without a build lock."""
-    path = repo.root / BUILD_LOCK
-    return sdists.environment_digest(parse_pins(path, BUILD_LOCK)) if path.is_file() else None
+def sdist_build_environment(repo: Repository, pin: Pin) -> str | None:
+    """The digest of the environment the pin's sdist builds in now: its own build lock's; None
+    when it has none (a pin the index has a wheel of)."""
+    lock = sdists.sdist_lock(repo.root, pin)
+    return lock.digest if lock else None
 
 
 def build_wheels(
@@ -800,7 +799,10 @@ def _build_first_party(repo: Repository, jobs: list[tuple[Package, BuiltOrigin]]
         reporter.info(f"building {package.label} {package.version} from {source.describe()} with {origin.build_backend}")
         with tempfile.TemporaryDirectory(prefix="wheelpipe-build-") as tmp:
             python = backends.python_for(repo, package, reporter)
-            built = firstparty.build_wheel(package, source, origin.source_date_epoch, Path(tmp), python, reporter)
+            try:
+                built = firstparty.build_wheel(package, source, origin.source_date_epoch, Path(tmp), python, reporter)
+            except ToolError as error:
+                raise backends.explained(package, error) from None
             # The fingerprint of what was staged, should a file have changed since planning.
             origin = replace(origin, source_sha256=built.source_sha256)
             # Compiled code: built for the target's interpreter, checked and tagged for its platform.
@@ -820,21 +822,19 @@ def _build_first_party(repo: Repository, jobs: list[tuple[Package, BuiltOrigin]]
 def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path, reporter: Reporter) -> list[tuple[ToFetch, Entry]]:
     if not pins:
         return []
-    build_lock_path = repo.root / BUILD_LOCK
-    build_lock = parse_pins(build_lock_path, BUILD_LOCK) if build_lock_path.is_file() else None
     with tempfile.TemporaryDirectory(prefix="wheelpipe-fetch-", dir=partial.parent) as tmp:
         results = []
-        for item in thirdparty.fetch(pins, Path(tmp), repo.indexes, repo.target, build_lock, reporter):
+        for item in thirdparty.fetch(pins, Path(tmp), repo.indexes, repo.target, lambda pin: sdists.sdist_lock(repo.root, pin), reporter):
             final = partial / item.wheel.name
             item.wheel.rename(final)
             origin: ThirdPartyOrigin = DownloadedOrigin(locked_hash=f"sha256:{sha256_file(final)}")
             if item.sdist and item.source_date_epoch is not None:  # thirdparty sets both, or neither
-                assert build_lock is not None  # thirdparty builds no sdist without it
+                assert item.build_lock is not None  # thirdparty builds no sdist without it
                 origin = SdistOrigin(
                     sdist=item.sdist.name,
                     locked_hash=f"sha256:{sha256_file(item.sdist)}",
-                    build_lock=BUILD_LOCK,
-                    build_environment=sdists.environment_digest(build_lock),
+                    build_lock=item.build_lock.label,
+                    build_environment=item.build_lock.digest,
                     source_date_epoch=item.source_date_epoch,
                 )
             entry = Entry(item.pin.name, item.pin.version, final.name, sha256_file(final), origin)

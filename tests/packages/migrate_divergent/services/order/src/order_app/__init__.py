@@ -1,0 +1,7 @@
+"""The order service: prints its label."""
+
+from wording import label
+
+
+def main() -> None:
+    print(label("order"))

@@ -1,0 +1,7 @@
+"""The user service: prints its label."""
+
+from wording import label
+
+
+def main() -> None:
+    print(label("user"))
