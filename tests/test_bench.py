@@ -126,3 +126,21 @@ def test_scaling_table_prints_seconds_per_size_and_growth_against_the_smallest()
     cold = next(line for line in lines if line.startswith("build-wheels, cold"))
     assert "13.00 (x2.2)" in cold and "33.00 (x5.5)" in cold and cold.endswith("1.000 s")
     assert lines[-1] == "(seconds; xN: against 3 services, warm caches)"
+
+
+def test_the_deploy_row_renders_and_writes_manifests_and_chart_of_generated_services() -> None:
+    figures = bench.deploy_figures(load_repository(ROOT), quiet(), services=3)
+    assert figures.services == 3
+    assert min(figures.manifests, figures.chart, figures.in_process) > 0
+    assert [row.measure for row in bench.deploy_rows(figures)] == [
+        "manifests, 3 services (Deployment + Service each)",
+        "chart, 3 services",
+        "manifests and chart, 3 services, in-process",
+    ]
+
+
+@pytest.mark.parametrize(("seconds", "met"), [(0.4, True), (1.0, True), (1.2, False)])
+def test_the_deploy_target_is_judged_on_the_pipeline_s_own_work(seconds: float, met: bool) -> None:
+    (verdict,) = bench.deploy_verdicts(bench.DeployFigures(30, manifests=2.5, chart=2.5, in_process=seconds))
+    assert verdict.met is met
+    assert str(verdict).startswith(f"manifests and chart of 30 services <= 1 s: {'met' if met else 'MISSED'} (in-process {seconds:.2f} s")

@@ -123,7 +123,7 @@ def test_ci_check_job_runs_the_quick_start_the_lint_and_the_lock_gate() -> None:
     assert commands == [setup, ".venv/bin/invoke lint", ".venv/bin/invoke lock --check", tests]  # what .ci/run runs
     # Provisioned as .ci/run provisions: every script it runs, each before the step needing it.
     scripts = [line for line in ci_run_lines() if PROVISION.match(line)]
-    assert scripts == ["bash .ci/docker-engine", "bash .ci/registry", "bash .ci/builders"]
+    assert scripts == ["bash .ci/docker-engine", "bash .ci/registry", "bash .ci/helm", "bash .ci/builders"]
     assert [line for line in lines if PROVISION.match(line)] == scripts
     assert lines.index("bash .ci/builders") > lines.index(setup)  # it runs the tooling venv's invoke
     assert lines.index("bash .ci/builders") < lines.index(tests)

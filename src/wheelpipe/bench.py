@@ -10,6 +10,7 @@ The two sides of a comparison get caches of their own, in the same state.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import shutil
@@ -28,10 +29,12 @@ from .images import ImageSettings, build_image
 from .model import HttpService, Repository, load_repository
 from .requirements import REQUIREMENTS_DIR, TOOLING, TOOLING_LOCK, lock_file
 from .tools import CompletedProcess, run
-from .wheelhouse import Wheelhouse, build_wheels
+from .wheelhouse import STORE, Wheelhouse, build_wheels
 
 # The issue's targets.
 NOOP_SECONDS = 1.0  # build-wheels with nothing changed
+DEPLOY_SECONDS = 1.0  # manifests and chart of DEPLOY_SERVICES generated services
+DEPLOY_SERVICES = 30
 UV_CHECK_SHARE = 0.10  # lock --check of the heavy fixture: uv's time as a share of pip-tools'
 
 HEAVY_FIXTURE = "tests/packages/heavy_service"  # added to a copy as services/heavy by --heavy
@@ -483,6 +486,69 @@ def scaling_table(points: list[ScalingPoint]) -> str:
 
 def scaling_verdicts(points: list[ScalingPoint]) -> list[Verdict]:
     return [noop_verdict(p.build_noop, f" ({p.services} generated services)") for p in points]
+
+
+# The environment the deploy row renders: a registry name that resolves nowhere, since
+# rendering asks no registry (only --check does).
+_DEPLOY_TABLE = """
+[tool.wheelpipe.deploy.bench]
+namespace = "bench"
+registry = "registry.example.com/bench/"
+"""
+
+
+@dataclass(frozen=True)
+class DeployFigures:
+    services: int
+    manifests: float  # `invoke manifests`, no manifest written yet
+    chart: float  # `invoke chart`
+    in_process: float  # both renderings and writes, without interpreter start-up
+
+
+def deploy_figures(repo: Repository, reporter: Reporter, services: int = DEPLOY_SERVICES) -> DeployFigures:
+    """`invoke manifests` and `invoke chart` on a generated monorepo of `services` services.
+
+    Its images are never built: the push record holds, for each service, what `invoke image
+    --push` would record (a digest made from the service's name, the image's user), so only
+    the pipeline's own rendering and writing is timed."""
+    from .deploy import Pushed, record_pushed
+
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-deploy-") as tmp:
+        generated = generate_monorepo(repo, Path(tmp, "deploy"), services, reporter)
+        root = generated.root
+        with (root / "pyproject.toml").open("a") as stream:
+            stream.write(_DEPLOY_TABLE)
+        for name, package in generated.services.items():
+            digest = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+            record_pushed(root / STORE, Pushed(f"registry.example.com/bench/{name}:{package.version}", digest, "10001:10001", "bench"))
+        reporter.step(f"timing manifests and chart of {services} generated services")
+        manifests_seconds = timed(lambda: invoke(root, "manifests", reporter=reporter))
+        chart_seconds = timed(lambda: invoke(root, "chart", reporter=reporter))
+        shutil.rmtree(root / "deploy")
+        in_process = timed(lambda: _render_deploy(root))
+    return DeployFigures(services, manifests_seconds, chart_seconds, in_process)
+
+
+def _render_deploy(root: Path) -> None:
+    from . import chart, manifests
+
+    repo = load_repository(root)
+    env = manifests.environment(repo, None)
+    rendered = manifests.render(repo, env, list(repo.services))
+    manifests.write(repo, rendered)
+    chart.write(repo, chart.chart_files(repo, env, rendered))
+
+
+def deploy_rows(f: DeployFigures) -> list[Row]:
+    return [
+        Row(f"manifests, {f.services} services (Deployment + Service each)", f.manifests, "invoke manifests, interpreter start-up included"),
+        Row(f"chart, {f.services} services", f.chart, "invoke chart"),
+        Row(f"manifests and chart, {f.services} services, in-process", f.in_process, "the pipeline's own work, without start-up"),
+    ]
+
+
+def deploy_verdicts(f: DeployFigures) -> list[Verdict]:
+    return [Verdict(f"manifests and chart of {f.services} services <= {DEPLOY_SECONDS:g} s", f.in_process <= DEPLOY_SECONDS, f"in-process {f.in_process:.2f} s; as commands {f.manifests:.2f} s + {f.chart:.2f} s")]
 
 
 # The naive way to containerize a service: one stage, the whole repository copied in,

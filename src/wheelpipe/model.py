@@ -21,6 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import includes
+from .deploy import Environment, Resources, parse_environments, parse_resources
 from .errors import LockError, RepositoryError, UnknownServiceError
 from .includes import Include
 from .index import PYPI, Indexes
@@ -67,6 +68,7 @@ class HttpService:
     port_env: str = DEFAULT_PORT_ENV
     health_path: str = DEFAULT_HEALTH_PATH
     kind: Literal["http"] = "http"
+    resources: Resources = Resources()  # what a pod requests and is limited to; unset: deploy's defaults
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,15 @@ class WorkerService:
     command: tuple[str, ...]  # exec form: a console script of the venv, or python -m module
     health_command: tuple[str, ...] = ()  # exec form, its first word a console script; () for none
     kind: Literal["worker"] = "worker"
+    resources: Resources = Resources()  # what a pod requests and is limited to; unset: deploy's defaults
 
 
 # How a service's image runs it: [tool.wheelpipe.service] in its pyproject.toml.
 ServiceSettings = HttpService | WorkerService
 SERVICE_KINDS = ("http", "worker")
 _SERVICE_KEYS = {
-    "http": ("name", "kind", "command", "port", "default-port", "port-env", "health-path"),
-    "worker": ("name", "kind", "command", "health-command"),
+    "http": ("name", "kind", "command", "port", "default-port", "port-env", "health-path", "resources"),
+    "worker": ("name", "kind", "command", "health-command", "resources"),
 }
 
 
@@ -174,6 +177,8 @@ class Repository:
     # What a team should know of how the model read its repository, one line each (a service
     # named other than its directory): the task layer shows them.
     notes: list[str] = field(default_factory=list)
+    # [tool.wheelpipe.deploy.<env>] of the root pyproject.toml, by name: where manifests go.
+    environments: dict[str, Environment] = field(default_factory=dict)
 
     @property
     def packages(self) -> dict[str, Package]:
@@ -465,11 +470,12 @@ def _service_settings(data: dict, where: str) -> ServiceSettings | None:
         msg = f"{where}: [project.scripts] must be a table of console scripts, found {_short(scripts)}"
         raise RepositoryError(msg)
     command = _command(table.get("command"), scripts, where)
+    resources = parse_resources(table["resources"], f"{where}: {key} resources") if "resources" in table else Resources()
     if kind == "worker":
         if PORT_PLACEHOLDER in " ".join(command):
             msg = f"{where}: {key} command {_short(list(command))} holds {PORT_PLACEHOLDER}, but a worker has no port"
             raise RepositoryError(msg)
-        return WorkerService(command=command, health_command=_health_command(table.get("health-command"), scripts, where))
+        return WorkerService(command=command, health_command=_health_command(table.get("health-command"), scripts, where), resources=resources)
     if "port" in table and "default-port" in table:
         msg = f"{where}: {key} sets both port and default-port (its older name): keep port"
         raise RepositoryError(msg)
@@ -486,7 +492,7 @@ def _service_settings(data: dict, where: str) -> ServiceSettings | None:
     if not (isinstance(health_path, str) and _HEALTH_PATH.fullmatch(health_path)):
         msg = f"{where}: {key} health-path must be a URL path starting with '/' (no spaces, quotes or '#'), e.g. \"{DEFAULT_HEALTH_PATH}\", found {_short(health_path)}"
         raise RepositoryError(msg)
-    return HttpService(command=command, port=port, port_env=port_env, health_path=health_path)
+    return HttpService(command=command, port=port, port_env=port_env, health_path=health_path, resources=resources)
 
 
 # A path (and query) an HTTP GET can ask for as written: what a probe, Docker or a kubelet sends.
@@ -666,6 +672,7 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
         resolver=resolver,
         one_version=one_version,
         workspace=_workspace(_tool_table(data, "pyproject.toml", "workspace")),
+        environments=parse_environments(_tool_table(data, "pyproject.toml", "deploy")),
     )
 
     declared_sources: dict[str, dict] = {}

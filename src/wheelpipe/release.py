@@ -27,13 +27,14 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import firstparty, installcheck, wheelhouse
+from . import firstparty, installcheck, manifests, wheelhouse
 from . import publish as publishing
 from .console import Reporter
 from .docker import Docker
 from .errors import PipelineError, ToolError
 from .fsutil import HashingReader, atomic_output, sha256_file
 from .locks import lock
+from .manifests import DEPLOY_DIR
 from .model import Repository
 from .tools import git, run
 from .wheelhouse import CHECKSUMS, INSTALL_DIR, MANIFEST, WHEELHOUSE, BuiltOrigin, Wheelhouse, build_wheels
@@ -171,7 +172,11 @@ def _members(repo: Repository, house: Wheelhouse, commit: ReleaseCommit, source:
     derived = wheelhouse.render_wheelhouse(repo, house.entries.values(), source)
     manifest = json.loads(derived[MANIFEST])
     manifest["release"] = {"version": repo.release_version, "commit": commit.label, "commit_time": commit.time, "dirty": commit.dirty}
+    # The committed Kubernetes manifests and Helm chart (invoke manifests, invoke chart), recorded by sha256.
+    deployed = {f"{DEPLOY_DIR}/{name}": data for name, data in manifests.released(source).items()}
+    manifest["release"]["deploy"] = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(deployed.items())}
     members = [Member.document(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True) + "\n")]
+    members += [Member(f"{prefix}/{name}", len(data), hashlib.sha256(data).hexdigest(), data=data) for name, data in deployed.items()]
     for entry in house.entries.values():
         # The recorded sha256 (checked when the wheelhouse was opened) is checked again as
         # the wheel is streamed into the archive.

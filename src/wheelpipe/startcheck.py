@@ -12,12 +12,13 @@ it (an app listening on 127.0.0.1 only passes a probe from inside and nothing el
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import time
 from dataclasses import dataclass
 
+from . import manifests, podrun
 from .console import Reporter
+from .deploy import DEFAULT_RESOURCES, numeric_user
 from .docker import Docker
 from .errors import DockerError, ToolError
 from .model import HttpService, ServiceSettings
@@ -28,8 +29,6 @@ POLL_SECONDS = 0.25
 # A worker without a health check counts as started when it still runs after this long: one
 # that cannot start (a bad setting, a missing module) exits within it.
 WORKER_SETTLE_SECONDS = 2.0
-# What a container's run is told, as a restricted pod (Pod Security Standard) runs it.
-RESTRICTED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
 
 
 def timeout_seconds(value: object) -> float:
@@ -55,15 +54,26 @@ def check_started(docker: Docker, image: str, service: str, settings: ServiceSet
     """Start the image, wait until its health check passes (an http service: and its port
     answers from outside), stop it; one line saying what passed, else DockerError saying why."""
     reporter.step(f"starting {image} as a restricted pod would, until its health check passes")
-    container = docker.run("run", "--detach", *RESTRICTED, image, reporter=reporter, what=f"starting a container of {image}").stdout.strip()
+    run = restricted_run(docker, image, service, settings, reporter)
+    container = docker.run("run", "--detach", *run.run_args, reporter=reporter, what=f"starting a container of {image}").stdout.strip()
     try:
-        return _wait(docker, container, service, settings, reporter, timeout)
+        return _wait(docker, container, service, settings, run, reporter, timeout)
     finally:
         with contextlib.suppress(ToolError):
             docker.run("rm", "--force", "--volumes", container, reporter=reporter, what="removing the started container")
 
 
-def _wait(docker: Docker, container: str, service: str, settings: ServiceSettings, reporter: Reporter, timeout: float) -> str:
+def restricted_run(docker: Docker, image: str, service: str, settings: ServiceSettings, reporter: Reporter) -> podrun.ContainerRun:
+    """The image run from the very pod spec `invoke manifests` writes (manifests.pod_spec), its
+    user the one the image's config names, translated by the one translation (podrun)."""
+    user = str((docker.inspect(image, reporter).get("Config") or {}).get("User") or "")
+    uid, gid = numeric_user(user, image, service)
+    resources = settings.resources.over(DEFAULT_RESOURCES)
+    pod = manifests.pod_spec(service, settings, image, uid, gid, {}, manifests.resources_spec(resources.requests, resources.limits))
+    return podrun.container_run(pod, service)
+
+
+def _wait(docker: Docker, container: str, service: str, settings: ServiceSettings, run: podrun.ContainerRun, reporter: Reporter, timeout: float) -> str:
     started = time.monotonic()
     deadline = started + timeout
     health = isinstance(settings, HttpService) or bool(settings.health_command)
@@ -89,7 +99,7 @@ def _wait(docker: Docker, container: str, service: str, settings: ServiceSetting
     took = time.monotonic() - started
     if not isinstance(settings, HttpService):
         return f"{service}: started, and its health command passed after {took:.1f} s"
-    failure = _get(state.address, settings)
+    failure = next(filter(None, (podrun.http_get(state.address, port, path) for port, path in run.http_probes)), None)
     if failure:
         msg = (
             f"{service}: the health check passes inside the container, but {failure} from outside it: the service must listen on "
@@ -134,22 +144,6 @@ def _state(docker: Docker, container: str, reporter: Reporter) -> State:
     networks = (record.get("NetworkSettings") or {}).get("Networks") or {}
     address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), "")
     return State(bool(record["State"]["Running"]), int(record["State"]["ExitCode"]), address)
-
-
-def _get(address: str, settings: HttpService) -> str | None:
-    """None when GET of the health path on the container's address answers 2xx or 3xx."""
-    if not address:
-        return "the container has no address on the engine's network to GET"
-    url = f"http://{address}:{settings.port}{settings.health_path}"
-    connection = http.client.HTTPConnection(address, settings.port, timeout=5)
-    try:
-        connection.request("GET", settings.health_path)
-        status = connection.getresponse().status
-    except (OSError, http.client.HTTPException) as error:
-        return f"GET {url} failed ({error or type(error).__name__})"
-    finally:
-        connection.close()
-    return None if 200 <= status < 400 else f"GET {url} answered {status}"
 
 
 def _log_tail(docker: Docker, container: str, reporter: Reporter) -> str:

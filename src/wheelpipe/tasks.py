@@ -17,9 +17,25 @@ from pathlib import Path
 from invoke import Collection, Context, Exit, task
 
 # Modules whose names a task also takes are imported under another name.
-from . import PipelineError, baseimage, compose, images, installcheck, load_repository, locks, startcheck, testsuite, toolingvenv, wheelhouse
+from . import (
+    PipelineError,
+    baseimage,
+    compose,
+    deploy,
+    images,
+    installcheck,
+    load_repository,
+    locks,
+    manifestcheck,
+    manifests,
+    startcheck,
+    testsuite,
+    toolingvenv,
+    wheelhouse,
+)
 from . import affected as affected_module
 from . import bench as benchmarks
+from . import chart as charts
 from . import publish as publishing
 from . import release as releases
 from .console import Reporter
@@ -272,7 +288,10 @@ def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=Fal
     reporter = _reporter(verbose)
     tags = images.build_images(repo, settings, repo.select_services(service), reporter, no_cache=no_cache, jobs=jobs)
     for tag in tags if push else ():
-        print(f"{images.repository_of(tag)}@{images.push_image(settings, tag, reporter)}")
+        digest = images.push_image(settings, tag, reporter)
+        # What the registry said is what the manifests pin: kept in the pipeline's store.
+        deploy.record_pushed(repo.root / wheelhouse.STORE, deploy.pushed_from_inspect(tag, digest, settings.docker.inspect(tag, reporter)))
+        print(f"{images.repository_of(tag)}@{digest}")
 
 
 @task(
@@ -349,6 +368,9 @@ def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, ver
         benchmarks.heavy_fixture(repo)
     wheels = benchmarks.wheelhouse_figures(repo, reporter)
     rows, verdicts = benchmarks.wheelhouse_rows(wheels), benchmarks.wheelhouse_verdicts(wheels)
+    deployed = benchmarks.deploy_figures(repo, reporter)
+    rows += benchmarks.deploy_rows(deployed)
+    verdicts += benchmarks.deploy_verdicts(deployed)
     lock_rows = benchmarks.repository_lock_comparison(repo, reporter).rows()
     if heavy:
         heavy_locks = benchmarks.heavy_lock_comparison(repo, reporter)
@@ -446,7 +468,53 @@ def down(c, prefix=None, verbose=False):
     compose.down(repo, _image_settings(c, prefix), _reporter(verbose))
 
 
-ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, up, down, release, test, lint, bench, affected, services, publish)
+DEPLOY_HELP = {
+    "env": "The environment ([tool.wheelpipe.deploy.<env>] of the root pyproject.toml); default: the only one configured.",
+    "service": "Only this service; default: every service.",
+    "affected-since": "Only the services a change since this git ref can alter (as `invoke affected`).",
+}
+
+
+def _deployed(repo: Repository, env: str | None, service: str | None, affected_since: str | None) -> tuple[deploy.Environment, list[str]]:
+    """The environment and the services asked for, resolved once at the boundary."""
+    chosen = manifests.environment(repo, env)
+    if affected_since is not None:
+        names = list(affected_module.affected_services(repo, affected_since))
+        return chosen, [name for name in names if service is None or name == repo.service(service).service_name]
+    return chosen, repo.select_services(service)
+
+
+@task(help={**DEPLOY_HELP, "check": "Write nothing: validate the committed manifests (Kubernetes schemas, restricted pod security, the registry's digests) and name each difference from what the model and the registry say now."})
+@reported
+def manifests_(c, env=None, service=None, affected_since=None, check=False):
+    """Write deploy/manifests/<env>/<service>.yaml: a Deployment (and a Service) per service, images pinned by the pushed digest."""
+    repo = _repository(c)
+    chosen, names = _deployed(repo, env, service, affected_since)
+    rendered = manifests.render(repo, chosen, names)  # every one, before any is written
+    if not check:
+        for line in manifests.write(repo, rendered):
+            print(line)
+        return
+    failures, passed = manifestcheck.check(repo, chosen, rendered, every_service=service is None and affected_since is None)
+    for line in passed:
+        print(line)
+    if failures:
+        raise PipelineError("\n".join([f"{len(failures)} problem(s) in the manifests of {chosen.name}:", *failures]))
+
+
+@task(help={"env": DEPLOY_HELP["env"]})
+@reported
+def chart(c, env=None):
+    """Write deploy/chart/: one Helm chart of every service (values: one block each, images pinned by digest)."""
+    repo = _repository(c)
+    chosen = manifests.environment(repo, env)
+    files = charts.chart_files(repo, chosen, manifests.render(repo, chosen, list(repo.services)))
+    for line in charts.write(repo, files):
+        print(line)
+
+
+ns = Collection(lock, build_wheels, verify_wheelhouse, image, verify_image, base_image, up, down, release, test, lint, bench, affected, services, publish, chart)
+ns.add_task(manifests_, name="manifests")
 ns.configure(
     {
         "image": {

@@ -1,0 +1,4 @@
+import os
+import tempfile
+
+HEARTBEAT = os.path.join(tempfile.gettempdir(), "beat-heartbeat")

@@ -1,0 +1,1 @@
+from wheelpipe.tasks import ns  # noqa: F401
