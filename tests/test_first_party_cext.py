@@ -27,7 +27,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from monorepo import build_step_containers, commit_all, git, install_offline, invoke, own_temp, retarget, run_from_wheel, unavailable
+from monorepo import ROOT, build_step_containers, commit_all, git, install_offline, invoke, own_temp, retarget, run_from_wheel, unavailable
 from packaging.utils import parse_wheel_filename
 
 from wheelpipe.compiled import audit
@@ -84,6 +84,11 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repository = Path(shutil.copytree(FIXTURE, tmp_path_factory.mktemp("cext") / "monorepo"))
     git(repository, "init", "-q", "-b", "main")
     commit_all(repository, "a monorepo with a compiled shared package")
+    # Its tooling lock starts from the tooling these tests run in (the lock keeps pins it is
+    # given): `invoke test` below runs in this venv, which must match it, whatever the index
+    # released since.
+    (repository / "requirements").mkdir(exist_ok=True)
+    shutil.copy2(ROOT / "requirements" / "dev.txt", repository / "requirements" / "dev.txt")
     invoke(repository, "lock")
     commit_all(repository, "lock")
     return repository
