@@ -92,8 +92,8 @@ def image_of(repository: Path, ledger: Ledger, base: str, service: str, *args: s
     return result
 
 
-def verify(repository: Path, ledger: Ledger, service: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return invoke(repository, "verify-image", "--service", service, "--prefix", ledger.prefix, *args, check=False)
+def verify(repository: Path, ledger: Ledger, base: str, service: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return invoke(repository, "verify-image", "--service", service, "--prefix", ledger.prefix, "--base-image", base, *args, check=False)
 
 
 def started_container(image: str, *args: str) -> str:
@@ -119,7 +119,7 @@ def wait_healthy(container: str, timeout: float = 40.0) -> str:
         ("mailer", "mailer: started, and its health command passed after "),
     ],
 )
-def test_each_image_runs_its_service_as_the_team_declared_it_and_verify_image_starts_it_healthy(team: Path, ledger: Ledger, service: str, says: str) -> None:
+def test_each_image_runs_its_service_as_the_team_declared_it_and_verify_image_starts_it_healthy(team: Path, ledger: Ledger, docker_base_image: str, service: str, says: str) -> None:
     image = tag(ledger, team, service)
     config = inspect_image(image)["Config"]
     assert config["Entrypoint"] == ["service"]
@@ -128,7 +128,7 @@ def test_each_image_runs_its_service_as_the_team_declared_it_and_verify_image_st
     for name, value in launch.environment(settings).items():
         assert f"{name}={value}" in config["Env"]
 
-    result = verify(team, ledger, service)
+    result = verify(team, ledger, docker_base_image, service)
 
     assert result.returncode == 0, result.stderr
     assert last_line(result.stdout).startswith(says), result.stdout
@@ -263,7 +263,7 @@ def test_an_image_that_builds_but_does_not_serve_as_declared_fails_verify_image_
     commit_all(repository, case)
     image_of(repository, ledger, docker_base_image, service, check=True)
 
-    result = verify(repository, ledger, service, "--start-timeout", "6")
+    result = verify(repository, ledger, docker_base_image, service, "--start-timeout", "6")
 
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     line = last_line(result.stderr)
