@@ -163,7 +163,7 @@ def test_the_port_variable_set_at_run_time_moves_the_app_and_its_health_check_to
         # Nothing answers on the image's default port: the probe followed the variable.
         default = docker("exec", "--env", "STOCK_PORT=5000", container, "service-health", check=False)
         assert default.returncode == 1
-        assert default.stderr.strip().startswith("health probe: GET http://127.0.0.1:5000/healthz: "), default.stderr
+        assert default.stderr.strip().startswith("health probe: GET http://127.0.0.1:5000/healthz failed ("), default.stderr
     finally:
         docker("rm", "--force", container, check=False)
 

@@ -24,16 +24,22 @@ def probe(port_env: str, default_port: int, path: str, timeout: float = TIMEOUT_
     value = os.environ.get(port_env) or str(default_port)
     if not value.isdigit() or not 0 < int(value) < 65536:
         return f"{port_env}={value!r} is not a port number"
-    url = f"http://127.0.0.1:{value}{path}"
-    connection = http.client.HTTPConnection("127.0.0.1", int(value), timeout=timeout)
+    return http_get("127.0.0.1", int(value), path, timeout)
+
+
+def http_get(host: str, port: int, path: str, timeout: float = TIMEOUT_SECONDS) -> str | None:
+    """None when GET `path` on host:port answers 2xx or 3xx, what a kubelet's httpGet probe
+    counts as success; else what was asked and what came back. (wheelpipe's podrun probes
+    from outside the container with this same function.)"""
+    url = f"http://{host}:{port}{path}"
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("GET", path, headers={"User-Agent": "wheelpipe-healthprobe"})
         status = connection.getresponse().status
     except (OSError, http.client.HTTPException) as error:
-        return f"GET {url}: {error or type(error).__name__}"
+        return f"GET {url} failed ({error or type(error).__name__})"
     finally:
         connection.close()
-    # What a kubelet's httpGet probe counts as success.
     return None if 200 <= status < 400 else f"GET {url} answered {status}"
 
 

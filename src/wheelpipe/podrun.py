@@ -16,10 +16,10 @@ connects to the pod's address from outside, on the port the spec names.
 
 from __future__ import annotations
 
-import http.client
 import re
 from dataclasses import dataclass
 
+from . import healthprobe
 from .deploy import DeployError
 
 # Every field of a container spec (and of its pod spec) the translation carries out, or which
@@ -148,16 +148,7 @@ def http_get(address: str, port: int, path: str) -> str | None:
     """A kubelet's httpGet from outside the container: None when it answers 2xx or 3xx."""
     if not address:
         return "the container has no address on the engine's network to GET"
-    url = f"http://{address}:{port}{path}"
-    connection = http.client.HTTPConnection(address, port, timeout=5)
-    try:
-        connection.request("GET", path)
-        status = connection.getresponse().status
-    except (OSError, http.client.HTTPException) as error:
-        return f"GET {url} failed ({error or type(error).__name__})"
-    finally:
-        connection.close()
-    return None if 200 <= status < 400 else f"GET {url} answered {status}"
+    return healthprobe.http_get(address, port, path, timeout=5)
 
 
 def _known(spec: dict, fields: set[str], where: str) -> None:
