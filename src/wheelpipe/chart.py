@@ -15,7 +15,7 @@ import json
 import re
 
 from .deploy import DeployError, Environment
-from .fsutil import write_atomic
+from .fsutil import write_if_changed
 from .manifests import CONTAINER, DEPLOY_DIR, LIVENESS, MANAGED_BY, PORT_NAME, READINESS, REVISION_ANNOTATION, TMP_VOLUME, Manifest, dump
 from .model import Repository
 
@@ -156,10 +156,6 @@ def chart_files(repo: Repository, env: Environment, manifests: list[Manifest]) -
 def write(repo: Repository, files: dict[str, str]) -> list[str]:
     lines = []
     for name, text in sorted(files.items()):
-        path = repo.root / CHART_DIR / name
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
-            lines.append(f"{CHART_DIR}/{name}: unchanged")
-            continue
-        write_atomic(path, text)
-        lines.append(f"{CHART_DIR}/{name}: written")
+        written = write_if_changed(repo.root / CHART_DIR / name, text)
+        lines.append(f"{CHART_DIR}/{name}: {'written' if written else 'unchanged'}")
     return lines

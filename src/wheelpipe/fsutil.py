@@ -71,6 +71,15 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` to `path` (atomically) unless it already holds exactly that; whether it
+    wrote. A file left alone keeps its time, which then says when its content last changed."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    write_atomic(path, text)
+    return True
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write next to the destination, then rename: readers see the old or the new file, never half."""
     with atomic_output(path) as stream:

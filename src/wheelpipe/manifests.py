@@ -22,7 +22,7 @@ from pathlib import Path
 from . import launch
 from .deploy import DEFAULT_RESOURCES, DNS_LABEL, DeployError, Environment, Pushed, load_pushed
 from .firstparty import FileSource
-from .fsutil import write_atomic
+from .fsutil import write_if_changed
 from .model import PORT_PLACEHOLDER, HttpService, Package, PackageLocation, Repository, ServiceSettings, service_settings
 from .wheelhouse import STORE
 
@@ -230,13 +230,10 @@ def write(repo: Repository, manifests: list[Manifest]) -> list[str]:
     are left alone, so their times say when their content last changed."""
     lines = []
     for manifest in manifests:
-        path = repo.root / manifest.path
-        text = manifest.text()
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
+        if write_if_changed(repo.root / manifest.path, manifest.text()):
+            lines.append(f"{manifest.path}: written ({', '.join(d['kind'] for d in manifest.documents)})")
+        else:
             lines.append(f"{manifest.path}: unchanged")
-            continue
-        write_atomic(path, text)
-        lines.append(f"{manifest.path}: written ({', '.join(d['kind'] for d in manifest.documents)})")
     return lines
 
 
