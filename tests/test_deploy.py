@@ -384,3 +384,72 @@ def test_a_release_ships_the_committed_manifests_and_chart_under_its_sha256sums_
     assert web == (shop / "deploy/manifests/staging/web.yaml").read_bytes()
     for name in shipped:
         assert sums[name] == record[name] == hashlib.sha256((shop / name).read_bytes()).hexdigest()
+
+
+def _release_record(archive: Path) -> dict:
+    with tarfile.open(archive) as tar:
+        return json.loads(tar.extractfile("wheelhouse-2.0.1/manifest.json").read())["release"]  # type: ignore[union-attr]
+
+
+def test_a_release_pushes_the_committed_chart_to_the_chart_registry_once_per_version(shop: Path, deployed: Deployed, tmp_path: Path) -> None:
+    binary = helm()
+    remote = f"oci://{deployed.registry.host}/shop/charts"
+    edit(shop / "pyproject.toml", 'version = "2.0.1"\n', f'version = "2.0.1"\nchart-registry = "{remote}"\n')
+    invoke(shop, "manifests")
+    invoke(shop, "chart")
+    commit_all(shop, "manifests, chart and where the chart goes")
+    first = invoke(shop, "release", "--skip-gates")
+    pushed = first.stdout.strip().splitlines()[-1]
+    assert pushed.startswith(f"{remote}/shop:2.0.1@sha256:"), first.stdout
+    archive = shop / "dist/wheelhouse-2.0.1.tar.gz"
+    record = _release_record(archive)["chart"]
+    assert record["reference"] == f"{deployed.registry.host}/shop/charts/shop:2.0.1"
+
+    # What the registry holds is the committed chart: pulled back, it is the recorded package,
+    # and it renders the committed manifests.
+    pulled = tmp_path / "pulled"
+    pulled.mkdir()
+    pull = subprocess.run([binary, "pull", f"{remote}/shop", "--version", "2.0.1", "--plain-http", "--destination", pulled], capture_output=True, text=True, check=False)
+    assert pull.returncode == 0, pull.stderr
+    (package,) = pulled.iterdir()
+    assert hashlib.sha256(package.read_bytes()).hexdigest() == record["sha256"]
+    with tarfile.open(package) as tar:
+        assert tar.extractfile("shop/values.yaml").read() == (shop / "deploy/chart/values.yaml").read_bytes()  # type: ignore[union-attr]
+
+    # The same commit again: the same package, already there, not pushed again; the same archive.
+    before = archive.read_bytes()
+    again = invoke(shop, "release", "--skip-gates")
+    assert "already in the registry, this very package" in again.stdout + again.stderr
+    assert remote not in again.stdout
+    assert archive.read_bytes() == before
+
+    # Another chart under the same version is refused before anything is written.
+    edit(shop / "pyproject.toml", "[tool.wheelpipe.deploy.staging.services.web]\nreplicas = 2", "[tool.wheelpipe.deploy.staging.services.web]\nreplicas = 3")
+    invoke(shop, "manifests")
+    invoke(shop, "chart")
+    commit_all(shop, "three web pods, same version")
+    line = one_error(invoke(shop, "release", "--skip-gates", check=False))
+    assert line.startswith(f"error: {remote}: shop:2.0.1 already holds another chart (sha256:{record['sha256']}; this release's package is sha256:"), line
+    assert line.endswith("a version is released once; raise [tool.wheelpipe.release] version")
+    assert archive.read_bytes() == before
+    stored = subprocess.run([binary, "show", "values", f"{remote}/shop", "--version", "2.0.1", "--plain-http"], capture_output=True, text=True, check=False)
+    assert yaml.safe_load(stored.stdout)["services"]["web"]["replicas"] == 2
+
+
+def test_a_release_whose_chart_is_stale_or_whose_chart_registry_is_down_is_one_line_and_writes_nothing(shop: Path, deployed: Deployed) -> None:
+    helm()
+    invoke(shop, "manifests")
+    invoke(shop, "chart")
+    edit(shop / "pyproject.toml", 'version = "2.0.1"\n', f'version = "2.0.2"\nchart-registry = "oci://{deployed.registry.host}/shop/charts"\n')
+    commit_all(shop, "a new version, the chart not written again")
+    line = one_error(invoke(shop, "release", "--skip-gates", check=False))
+    assert line == "error: deploy/chart/Chart.yaml: version '2.0.1', but the release is '2.0.2' ([tool.wheelpipe.release] version); run `invoke chart` and commit it"
+    assert not (shop / "dist").exists()
+
+    invoke(shop, "chart")
+    closed = f"127.0.0.1:{free_port()}"
+    edit(shop / "pyproject.toml", deployed.registry.host + "/shop/charts", closed + "/shop/charts")
+    commit_all(shop, "the chart for 2.0.2; a chart registry that is down")
+    line = one_error(invoke(shop, "release", "--skip-gates", check=False))
+    assert line.startswith(f"error: pushing the chart to oci://{closed}/shop/charts: cannot reach the registry {closed} ("), line
+    assert not (shop / "dist").exists()

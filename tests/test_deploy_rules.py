@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from wheelpipe import manifests, podrun
-from wheelpipe.deploy import DeployError, Pushed, parse_environments
+from wheelpipe.deploy import DeployError, Pushed, parse_chart_registry, parse_environments
+from wheelpipe.helm import Helm, HelmError
 from wheelpipe.manifestcheck import restricted_findings
 
 GREETING = "a: b # c 'd' \"e\"\nsecond line"
@@ -109,3 +110,35 @@ def test_the_environment_is_resolved_once_and_an_override_of_no_service_is_one_l
     pyproject.write_text(pyproject.read_text() + '\n[tool.wheelpipe.deploy.production]\nregistry = "registry.example.com/shop/"\n')
     with pytest.raises(DeployError, match=r"^several environments are configured \(staging, production\): give --env NAME$"):
         manifests.environment(load_repository(repository), None)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("https://registry.example.com/team/charts", "must be oci://<registry host>/<path>"),
+        ("oci://registry.example.com", "must be oci://<registry host>/<path>"),
+        ("oci://registry.example.com/Team/Charts", "must be oci://<registry host>/<path>"),
+        ("oci://registry.example.com/team/charts:1.0", "must be oci://<registry host>/<path>"),
+        ("oci://ci:s3cret@registry.example.com/team/charts", "holds a user name or password (ci:s3cret@...); log in with `helm registry login` instead"),
+        (42, "found 42"),
+    ],
+)
+def test_a_chart_registry_that_is_no_oci_repository_is_one_line(value: object, says: str) -> None:
+    with pytest.raises(DeployError) as raised:
+        parse_chart_registry(value, "pyproject.toml: [tool.wheelpipe.release] chart-registry")
+    assert says in str(raised.value)
+    assert str(raised.value).startswith("pyproject.toml: [tool.wheelpipe.release] chart-registry")
+    assert "\n" not in str(raised.value)
+
+
+def test_a_chart_registry_names_the_host_and_path_helm_pushes_under() -> None:
+    registry = parse_chart_registry("oci://127.0.0.1:5000/team/charts/", "where")
+    assert (registry.host, registry.path, registry.remote) == ("127.0.0.1:5000", "team/charts", "oci://127.0.0.1:5000/team/charts")
+    assert registry.repository("shop") == "team/charts/shop"
+
+
+def test_a_release_with_a_chart_registry_and_no_helm_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(HelmError) as raised:
+        Helm.find("pyproject.toml: [tool.wheelpipe.release] chart-registry is set")
+    assert str(raised.value).startswith("pyproject.toml: [tool.wheelpipe.release] chart-registry is set, but there is no helm on PATH")

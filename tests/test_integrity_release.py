@@ -273,7 +273,7 @@ def test_an_install_manifest_damaged_after_the_build_is_derived_again_not_copied
     house = wheelhouse.open_wheelhouse(repository)
     commit = release.commit_of(repo, allow_dirty=False)
     _drop_pin(house.install_manifest("order"), "blinker")
-    members = {m.name: m for m in release._members(repo, house, commit, commit.source(repository))}
+    members = {m.name: m for m in release._members(repo, house, commit, commit.source(repository), release.manifests.released(commit.source(repository)), None)}
     assert "\nblinker==1.9.0 \\\n" in members["wheelhouse-0.1.0/install/order.txt"].data.decode()
     assert "pkg:pypi/blinker@" in members["wheelhouse-0.1.0/sbom/order.cdx.json"].data.decode()
 

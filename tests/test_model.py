@@ -11,7 +11,8 @@ from monorepo import FIXTURE, TARGET_TABLE
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from wheelpipe.errors import RepositoryError, UnknownServiceError
+from wheelpipe.deploy import ChartRegistry
+from wheelpipe.errors import PipelineError, RepositoryError, UnknownServiceError
 from wheelpipe.model import HttpService, load_repository
 from wheelpipe.target import Target
 
@@ -354,6 +355,28 @@ def test_a_misspelt_or_mistyped_lock_setting_is_one_line_naming_the_key(fake_roo
     with pytest.raises(RepositoryError) as error:
         load_repository(fake_root)
     assert str(error.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('chart-registy = "oci://r.example.com/c"', "pyproject.toml: [tool.wheelpipe.release] has no key 'chart-registy' (known: version, chart-registry)"),
+        ('chart-registry = "r.example.com/c"', "pyproject.toml: [tool.wheelpipe.release] chart-registry must be oci://<registry host>/<path> (e.g. oci://registry.example.com/team/charts), found 'r.example.com/c'"),
+    ],
+)
+def test_a_misspelt_or_malformed_release_setting_is_one_line_naming_the_key(fake_root: Path, line: str, expected: str) -> None:
+    write_package(fake_root, "services", "api", "api-server")
+    (fake_root / "pyproject.toml").write_text(TARGET_TABLE.replace('version = "1.0.0"\n', f'version = "1.0.0"\n{line}\n'))
+    with pytest.raises(PipelineError) as error:
+        load_repository(fake_root)
+    assert str(error.value) == expected
+
+
+def test_a_chart_registry_is_read_into_the_model(fake_root: Path) -> None:
+    write_package(fake_root, "services", "api", "api-server")
+    assert load_repository(fake_root).chart_registry is None
+    (fake_root / "pyproject.toml").write_text(TARGET_TABLE.replace('version = "1.0.0"\n', 'version = "1.0.0"\nchart-registry = "oci://registry.example.com:5000/team/charts"\n'))
+    assert load_repository(fake_root).chart_registry == ChartRegistry("registry.example.com:5000", "team/charts")
 
 
 # --- a service declared at the root: the team's packages need no edit ----------------------

@@ -204,6 +204,42 @@ def _registry_prefix(prefix: str) -> bool:
     return bool(slash) and prefix.endswith("/") and ("." in first or ":" in first or first == "localhost") and " " not in prefix
 
 
+# An OCI repository path: lowercase components joined by '/' (the distribution spec's grammar).
+_OCI_PATH = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_OCI_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]{1,5})?")
+
+
+@dataclass(frozen=True)
+class ChartRegistry:
+    """[tool.wheelpipe.release] chart-registry: where a release pushes its Helm chart,
+    oci://<host>/<path> (the chart's name and version are appended, as `helm push` does)."""
+
+    host: str
+    path: str
+
+    @property
+    def remote(self) -> str:
+        return f"oci://{self.host}/{self.path}"
+
+    def repository(self, chart: str) -> str:
+        """The repository a chart of this name is pushed to, under the host."""
+        return f"{self.path}/{chart}"
+
+
+def parse_chart_registry(value: object, where: str) -> ChartRegistry:
+    expected = f"{where} must be oci://<registry host>/<path> (e.g. oci://registry.example.com/team/charts), found {_short(value)}"
+    if not isinstance(value, str) or not value.startswith("oci://"):
+        raise DeployError(expected)
+    host, slash, path = value.removeprefix("oci://").rstrip("/").partition("/")
+    if "@" in host:
+        # A credential in pyproject.toml would be committed: helm keeps its own (helm registry login).
+        msg = f"{where} holds a user name or password ({host.partition('@')[0]}@...); log in with `helm registry login` instead, so no credential is committed"
+        raise DeployError(msg)
+    if not (slash and _OCI_HOST.fullmatch(host) and _OCI_PATH.fullmatch(path)):
+        raise DeployError(expected)
+    return ChartRegistry(host, path)
+
+
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else f"{text[:77]}..."

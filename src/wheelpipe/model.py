@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import includes
-from .deploy import Environment, Resources, parse_environments, parse_resources
+from .deploy import ChartRegistry, Environment, Resources, parse_chart_registry, parse_environments, parse_resources
 from .errors import LockError, RepositoryError, UnknownServiceError
 from .includes import Include
 from .index import PYPI, Indexes
@@ -159,6 +159,8 @@ class Repository:
     root: Path
     target: Target
     release_version: str
+    # [tool.wheelpipe.release] chart-registry: where `invoke release` pushes the chart (None: nowhere).
+    chart_registry: ChartRegistry | None = None
     indexes: Indexes = field(default_factory=Indexes)  # where locks resolve and wheels come from
     resolver: str = "uv"  # [tool.wheelpipe.lock] resolver: "uv" or "pip-tools"
     # [tool.wheelpipe.lock] one-version: every service lock must pin the same version of a
@@ -659,15 +661,13 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
         found = "" if table is None else f", found {_short(table)}"
         msg = f"pyproject.toml: expected a [tool.wheelpipe.target] table declaring the target interpreter and platform{found}"
         raise RepositoryError(msg)
-    release = _tool_table(data, "pyproject.toml", "release").get("version")
-    if not isinstance(release, str) or not _is_version(release):
-        msg = f"pyproject.toml: [tool.wheelpipe.release] version must be a PEP 440 version, found {_short(release)}"
-        raise RepositoryError(msg)
+    release, chart_registry = _release_settings(_tool_table(data, "pyproject.toml", "release"))
     resolver, one_version = _lock_settings(_tool_table(data, "pyproject.toml", "lock"))
     repository = Repository(
         root=root,
         target=Target.from_table(table, "pyproject.toml"),
         release_version=release,
+        chart_registry=chart_registry,
         indexes=_indexes(_tool_table(data, "pyproject.toml", "index")),
         resolver=resolver,
         one_version=one_version,
@@ -752,6 +752,23 @@ def _lock_settings(table: dict) -> tuple[str, bool]:
             msg = f"pyproject.toml: [tool.wheelpipe.lock] {key} must be {described}, found {_short(table[key])}"
             raise RepositoryError(msg)
     return table.get("resolver", "uv"), table.get("one-version", False)
+
+
+_RELEASE_KEYS = ("version", "chart-registry")
+
+
+def _release_settings(table: dict) -> tuple[str, ChartRegistry | None]:
+    """[tool.wheelpipe.release]: the release version and where the chart is pushed."""
+    unknown = sorted(set(table) - set(_RELEASE_KEYS))
+    if unknown:
+        msg = f"pyproject.toml: [tool.wheelpipe.release] has no key {unknown[0]!r} (known: {', '.join(_RELEASE_KEYS)})"
+        raise RepositoryError(msg)
+    version = table.get("version")
+    if not isinstance(version, str) or not _is_version(version):
+        msg = f"pyproject.toml: [tool.wheelpipe.release] version must be a PEP 440 version, found {_short(version)}"
+        raise RepositoryError(msg)
+    registry = table.get("chart-registry")
+    return version, None if registry is None else parse_chart_registry(registry, "pyproject.toml: [tool.wheelpipe.release] chart-registry")
 
 
 def _indexes(table: dict) -> Indexes:

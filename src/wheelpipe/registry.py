@@ -1,7 +1,8 @@
 """Asking a container registry whether it has a manifest (OCI distribution API, read-only).
 
 The one place the pipeline talks HTTP to a registry: `invoke manifests --check` asks, for
-every digest a committed manifest pins, HEAD /v2/<name>/manifests/<digest>. A registry on
+every digest a committed manifest pins, HEAD /v2/<name>/manifests/<digest>; `invoke release`
+reads the manifest a chart's version tag names before it pushes that version. A registry on
 loopback is spoken to in plain HTTP (as Docker allows); any other over HTTPS. A registry that
 asks for a token gets an anonymous one from the realm it names (the Docker token flow);
 credentials are not handled here.
@@ -29,9 +30,13 @@ TIMEOUT_SECONDS = 10
 _REFERENCE = re.compile(r"(?P<host>[^/]+)/(?P<name>[^@:]+(?:/[^@:]+)*)@(?P<digest>sha256:[0-9a-f]{64})")
 
 
+def is_loopback(host: str) -> bool:
+    """A registry on this machine, spoken to in plain HTTP (as Docker and helm allow)."""
+    return host.partition(":")[0] in ("localhost", "127.0.0.1", "[::1]") or host.startswith("127.")
+
+
 def _base(host: str) -> str:
-    loopback = host.partition(":")[0] in ("localhost", "127.0.0.1", "[::1]") or host.startswith("127.")
-    return f"{'http' if loopback else 'https'}://{host}"
+    return f"{'http' if is_loopback(host) else 'https'}://{host}"
 
 
 def _opener() -> urllib.request.OpenerDirector:
@@ -46,28 +51,48 @@ def has_manifest(reference: str) -> bool:
     if not found:
         msg = f"{reference!r} is not registry/name@sha256:<64 hex digits>"
         raise DeployError(msg)
-    host, name, digest = found["host"], found["name"], found["digest"]
-    url = f"{_base(host)}/v2/{name}/manifests/{digest}"
+    return _ask(found["host"], found["name"], found["digest"], "HEAD") is not None
+
+
+def manifest(host: str, name: str, reference: str) -> dict | None:
+    """The manifest the registry holds for name:tag (or name@digest); None when it has none."""
+    body = _ask(host, name, reference, "GET")
+    if body is None:
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        msg = f"the registry {host} answered {name}:{reference} with something that is no JSON manifest"
+        raise DeployError(msg)
+    return document
+
+
+def _ask(host: str, name: str, reference: str, method: str) -> bytes | None:
+    """The body of /v2/<name>/manifests/<reference>, or None on 404."""
+    shown = f"{name}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+    url = f"{_base(host)}/v2/{name}/manifests/{reference}"
     headers = {"Accept": ACCEPT}
     for attempt in range(2):
-        request = urllib.request.Request(url, headers=headers, method="HEAD")
+        request = urllib.request.Request(url, headers=headers, method=method)
         try:
-            with _opener().open(request, timeout=TIMEOUT_SECONDS):
-                return True
+            with _opener().open(request, timeout=TIMEOUT_SECONDS) as response:
+                return response.read()
         except urllib.error.HTTPError as error:
             if error.code == 404:
-                return False
+                return None
             challenge = error.headers.get("WWW-Authenticate", "")
             if error.code == 401 and attempt == 0 and challenge.lower().startswith("bearer "):
                 headers["Authorization"] = f"Bearer {_anonymous_token(challenge, host)}"
                 continue
-            msg = f"the registry {host} answered {error.code} {error.reason} for {name}@{digest} (anonymous read refused? log in is not supported here)"
+            msg = f"the registry {host} answered {error.code} {error.reason} for {shown} (anonymous read refused? log in is not supported here)"
             raise DeployError(msg) from None
         except (OSError, ValueError) as error:
             reason = getattr(error, "reason", None) or error
-            msg = f"cannot reach the registry {host} ({reason}) to confirm {name}@{digest}; is it up, and is the environment's registry right?"
+            msg = f"cannot reach the registry {host} ({reason}) to ask for {shown}; is it up, and is the configured registry right?"
             raise DeployError(msg) from None
-    return False
+    return None
 
 
 def _anonymous_token(challenge: str, host: str) -> str:

@@ -402,10 +402,12 @@ def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, ver
 )
 @reported
 def release(c, skip_gates=False, allow_dirty=False, verbose=False):
-    """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS."""
+    """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS; push the chart where [tool.wheelpipe.release] chart-registry says (prints oci://...@digest)."""
     repo = _repository(c)
     settings = _image_settings(c)
-    releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose), base_image=settings.base, docker=settings.docker)
+    released = releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose), base_image=settings.base, docker=settings.docker)
+    if released.chart is not None:
+        print(released.chart)
 
 
 AFFECTED_HELP = {
