@@ -6,6 +6,7 @@ checked by loading and locking what it makes (uv, a few seconds).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from monorepo import ROOT, git, invoke
 
 from wheelpipe import bench
 from wheelpipe.console import Reporter
+from wheelpipe.errors import PipelineError
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.model import load_repository
 
@@ -144,3 +146,12 @@ def test_the_deploy_target_is_judged_on_the_pipeline_s_own_work(seconds: float, 
     (verdict,) = bench.deploy_verdicts(bench.DeployFigures(30, manifests=2.5, chart=2.5, in_process=seconds))
     assert verdict.met is met
     assert str(verdict).startswith(f"manifests and chart of 30 services <= 1 s: {'met' if met else 'MISSED'} (in-process {seconds:.2f} s")
+
+
+def test_bench_in_a_tooling_venv_without_pypa_build_is_one_line_before_timing_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    # build is the bench extra, no run-time requirement: a monorepo's generated dev.in lacks it.
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "build" else found(name, *rest))
+    with pytest.raises(PipelineError) as raised:
+        bench.wheelhouse_figures(load_repository(ROOT), Reporter(stream=io.StringIO()))
+    assert str(raised.value).startswith("invoke bench times `python -m build` as the naive way, and the tooling venv has no build: add build to requirements/dev.in")

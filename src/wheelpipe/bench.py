@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import io
 import os
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from .console import Reporter
 from .docker import Docker
-from .errors import RepositoryError, ToolError
+from .errors import PipelineError, RepositoryError, ToolError
 from .images import ImageSettings, build_image
 from .model import HttpService, Repository, load_repository
 from .requirements import REQUIREMENTS_DIR, TOOLING, TOOLING_LOCK, lock_file
@@ -131,6 +132,13 @@ def one_line_change(repo: Repository, name: str | None = None) -> str:
 # -- build-wheels against the naive way ---------------------------------------------------
 
 
+def require_build() -> None:
+    """The naive way runs pypa/build, which the pipeline itself never needs (the bench extra)."""
+    if importlib.util.find_spec("build") is None:
+        msg = "invoke bench times `python -m build` as the naive way, and the tooling venv has no build: add build to requirements/dev.in and run invoke lock (or install wheelpipe[bench])"
+        raise PipelineError(msg)
+
+
 def naive_wheelhouse(repo: Repository, outdir: Path, reporter: Reporter, env: dict[str, str]) -> None:
     """What a bare pip-tools setup does: `python -m build` per package, `pip wheel -r` per service."""
     for package in repo.packages.values():
@@ -157,6 +165,7 @@ class WheelhouseFigures:
 
 
 def wheelhouse_figures(repo: Repository, reporter: Reporter) -> WheelhouseFigures:
+    require_build()  # before any timing: a missing tool is one line, not a failed naive run
     with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-") as tmp:
         ours_cache = empty_cache(Path(tmp, "cache-ours"))
         naive_cache = empty_cache(Path(tmp, "cache-naive"))
