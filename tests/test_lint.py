@@ -14,6 +14,9 @@ def test_lint_lists_what_each_linter_found_and_fails_changing_nothing(tmp_path: 
     shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
     sbom, fsutil = tmp_path / "src/wheelpipe/sbom.py", tmp_path / "src/wheelpipe/fsutil.py"
     sbom.write_text(sbom.read_text() + "import os\n")
+    # A second way to run a program, around the one seam (tools.py): refused by name.
+    compose = tmp_path / "src/wheelpipe/compose.py"
+    compose.write_text(compose.read_text() + "\n\ndef up_directly() -> None:\n    import subprocess\n\n    subprocess.run(['docker', 'compose', 'up'], check=True)\n")
     fsutil.write_text(fsutil.read_text() + '\n\ndef size() -> int:\n    return "large"\n')
     lines = len(sbom.read_text().splitlines())
     before = {path: path.read_bytes() for path in (sbom, fsutil)}
@@ -23,5 +26,6 @@ def test_lint_lists_what_each_linter_found_and_fails_changing_nothing(tmp_path: 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "error: ruff check and mypy found problems (listed above)"
     assert f"src/wheelpipe/sbom.py:{lines}:8: F401 [*] `os` imported but unused" in result.stdout
+    assert "src/wheelpipe/compose.py:" in result.stdout and "TID251 `subprocess` is banned: run programs through wheelpipe.tools" in result.stdout
     assert 'src/wheelpipe/fsutil.py:' in result.stdout and 'Incompatible return value type (got "str", expected "int")' in result.stdout
     assert {path: path.read_bytes() for path in (sbom, fsutil)} == before  # a check, never a fix
