@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .console import Reporter
 from .docker import Docker
@@ -75,7 +76,7 @@ def suite_for(target: Target) -> str | None:
     return None
 
 
-def probe(docker: Docker, image: str, reporter: Reporter, cache: Path | None = None, image_id: str | None = None) -> dict:
+def probe(docker: Docker, image: str, reporter: Reporter, cache: Path | None = None, image_id: str | None = None) -> dict[str, Any]:
     """The interpreter of an image (version, machine, glibc, path) and its wheelpipe role;
     `image_id`, when the caller has just looked it up.
 
@@ -85,8 +86,9 @@ def probe(docker: Docker, image: str, reporter: Reporter, cache: Path | None = N
     image_id = image_id or (docker.image_id(image, reporter) if cache else None)
     known = json.loads(cache.read_text()) if cache and cache.is_file() else {}
     if image_id in known and "role" in known[image_id]:
-        return known[image_id]
-    found = json.loads(docker.python(image, _PROBE, reporter).strip().splitlines()[-1])
+        cached: dict[str, Any] = known[image_id]
+        return cached
+    found: dict[str, Any] = json.loads(docker.python(image, _PROBE, reporter).strip().splitlines()[-1])
     found["role"] = _labels(docker, image, reporter).get(ROLE_LABEL, "")
     if cache and image_id:
         write_atomic(cache, json.dumps({**known, image_id: found}, indent=2, sort_keys=True) + "\n")
@@ -98,7 +100,7 @@ def _labels(docker: Docker, image: str, reporter: Reporter) -> dict[str, str]:
     return json.loads(found.stdout.strip() or "null") or {}
 
 
-def check_matches_target(docker: Docker, image: str, target: Target, reporter: Reporter, cache: Path | None = None, image_id: str | None = None) -> dict:
+def check_matches_target(docker: Docker, image: str, target: Target, reporter: Reporter, cache: Path | None = None, image_id: str | None = None) -> dict[str, Any]:
     """Wheels for the target must run on the image: same Python, glibc at least the target's.
 
     A builder image is refused: runtime images start from the base it was made from.
@@ -111,7 +113,7 @@ def check_matches_target(docker: Docker, image: str, target: Target, reporter: R
     return found
 
 
-def check_builds_for_target(docker: Docker, image: str, target: Target, reporter: Reporter) -> dict:
+def check_builds_for_target(docker: Docker, image: str, target: Target, reporter: Reporter) -> dict[str, Any]:
     """A builder must run the target's wheels (its build requirements) and build for the
     target: same Python and machine, and exactly the target's glibc, since an extension
     compiled against a newer glibc may not load on the target."""
@@ -122,7 +124,7 @@ def check_builds_for_target(docker: Docker, image: str, target: Target, reporter
     return found
 
 
-def _check_interpreter(found: dict, image: str, kind: str, target: Target) -> None:
+def _check_interpreter(found: dict[str, Any], image: str, kind: str, target: Target) -> None:
     problems = []
     if found["python"] != target.python_version:
         problems.append(f"Python {found['python']} (target wants {target.python_version})")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from .deploy import DeployError, Environment
 from .fsutil import write_if_changed
@@ -102,7 +103,7 @@ spec:
 )
 
 
-def values(env: Environment, manifests: list[Manifest]) -> dict:
+def values(env: Environment, manifests: list[Manifest]) -> dict[str, Any]:
     """One block per service, read back from its rendered manifest: the chart cannot hold
     anything the manifests do not."""
     services = {}
@@ -111,7 +112,7 @@ def values(env: Environment, manifests: list[Manifest]) -> dict:
         metadata, spec = deployment["metadata"], deployment["spec"]
         pod = spec["template"]["spec"]
         (container,) = pod["containers"]
-        block: dict = {
+        block: dict[str, Any] = {
             "image": container["image"],
             "version": metadata["labels"]["app.kubernetes.io/version"],
             "revision": (metadata.get("annotations") or {}).get(REVISION_ANNOTATION, ""),

@@ -29,6 +29,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.tags import Tag
 
@@ -153,7 +154,7 @@ def audit(wheel: Path, target: Target, subject: str, reporter: Reporter) -> None
     raise WheelhouseError(f"{subject}: {wheel.name} {_why_not(analysis, target)}")
 
 
-def _why_not(analysis: dict, target: Target) -> str:
+def _why_not(analysis: dict[str, Any], target: Target) -> str:
     """What keeps the wheel from the target's policy, from auditwheel's analysis: the first of
     an external library, a blacklisted symbol, a glibc symbol version, the instruction set."""
     upgrade = analysis.get("policy_upgrades", {}).get(target.platform, {})

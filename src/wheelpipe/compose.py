@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import time
+from typing import Any
 
 from .console import Argument, Reporter
 from .docker import Docker
@@ -48,8 +49,8 @@ def compose_command(docker: Docker) -> list[str]:
     raise DockerError(msg)
 
 
-def _compose_service(image: str, settings: ServiceSettings) -> dict:
-    service: dict = {"image": image, "read_only": True, "tmpfs": ["/tmp"]}
+def _compose_service(image: str, settings: ServiceSettings) -> dict[str, Any]:
+    service: dict[str, Any] = {"image": image, "read_only": True, "tmpfs": ["/tmp"]}
     if isinstance(settings, HttpService):
         port = settings.port
         service["environment"] = {settings.port_env: str(port)}

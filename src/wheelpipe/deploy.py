@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import PipelineError
 from .fsutil import exclusive_lock, write_atomic
@@ -121,7 +122,7 @@ def parse_resources(value: object, where: str) -> Resources:
     return Resources(parts.get("requests", ()), parts.get("limits", ()))
 
 
-def parse_environments(table: dict, where: str = "pyproject.toml") -> dict[str, Environment]:
+def parse_environments(table: dict[str, Any], where: str = "pyproject.toml") -> dict[str, Environment]:
     """Every [tool.wheelpipe.deploy.<env>] of the root pyproject.toml."""
     environments = {}
     for name, body in table.items():
@@ -136,7 +137,7 @@ def parse_environments(table: dict, where: str = "pyproject.toml") -> dict[str, 
     return environments
 
 
-def _environment(name: str, body: dict, where: str) -> Environment:
+def _environment(name: str, body: dict[str, Any], where: str) -> Environment:
     for key in body:
         if key not in _ENVIRONMENT_KEYS:
             msg = f"{where} has no key {key!r} (known: {', '.join(_ENVIRONMENT_KEYS)})"
@@ -312,7 +313,7 @@ def record_pushed(store: Path, pushed: Pushed) -> None:
         write_atomic(record_path(store), json.dumps(body, indent=2, sort_keys=True) + "\n")
 
 
-def pushed_from_inspect(tag: str, digest: str, config: dict) -> Pushed:
+def pushed_from_inspect(tag: str, digest: str, config: dict[str, Any]) -> Pushed:
     """The record of a push, from the digest and `docker image inspect` of the pushed tag."""
     settings = config.get("Config") or {}
     labels = settings.get("Labels") or {}

@@ -8,6 +8,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 from .console import Reporter
 from .errors import DockerError, ToolError
@@ -65,9 +66,10 @@ class Docker:
             return None
         return result.stdout.split()
 
-    def inspect(self, reference: str, reporter: Reporter) -> dict:
+    def inspect(self, reference: str, reporter: Reporter) -> dict[str, Any]:
         result = self.run("image", "inspect", reference, reporter=reporter, what=f"inspecting {reference}")
-        return json.loads(result.stdout)[0]
+        document: dict[str, Any] = json.loads(result.stdout)[0]
+        return document
 
     def last_log_line(self, container: str, reporter: Reporter) -> str:
         """The container's last line of output, which usually says why it stopped; "" for none."""
@@ -75,7 +77,7 @@ class Docker:
         lines = [line.strip() for line in (logs.stdout + logs.stderr).splitlines() if line.strip()]
         return lines[-1] if lines else ""
 
-    def config(self, image: str, reporter: Reporter) -> dict:
+    def config(self, image: str, reporter: Reporter) -> dict[str, Any]:
         """The image's configuration (Env, User, Entrypoint, Healthcheck, ...)."""
         result = self.run("image", "inspect", "--format", "{{json .Config}}", image, reporter=reporter, what=f"inspecting {image}")
         return json.loads(result.stdout) or {}

@@ -110,7 +110,7 @@ def describe_os_error(error: OSError, root: Path) -> str:
 _DISK_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
 
 
-def _shown(name: str | bytes | int | os.PathLike, root: Path) -> str:
+def _shown(name: str | bytes | int | os.PathLike[str] | os.PathLike[bytes], root: Path) -> str:
     """A file an OSError names (the str, bytes, path or descriptor the call was given)."""
     if isinstance(name, int):
         return f"file descriptor {name}"

@@ -11,7 +11,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -103,7 +103,7 @@ def fsync_tree(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, on_wait) -> Iterator[None]:
+def exclusive_lock(path: Path, on_wait: Callable[[], object]) -> Iterator[None]:
     """Serialize runs that write the same output; the kernel drops the lock if a run is killed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as stream:

@@ -23,11 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from . import baseimage, healthprobe, importcheck, launch, venvfiles
-from .console import Reporter, parallel
+from .console import Reporter, TextStream, parallel
 from .docker import Docker, Tree
 from .errors import DockerError, ToolError
 from .fsutil import exclusive_lock, write_atomic
@@ -366,7 +367,7 @@ def verify_image(house: Wheelhouse, docker: Docker, image: str, service: str, se
     reporter.info(f"{image}: its {len(found)} distributions are exactly those of wheelhouse/install/{service}.txt, file for file")
 
 
-def _file_differences(house: Wheelhouse, pins: dict, tree: Tree, settings: ServiceSettings) -> list[str]:
+def _file_differences(house: Wheelhouse, pins: dict[str, Any], tree: Tree, settings: ServiceSettings) -> list[str]:
     by_hash = {e.sha256: e for e in house.entries.values()}
     wheels = []
     for pin in pins.values():
@@ -552,7 +553,7 @@ def _shared_stage_images(
     return stages
 
 
-def _read_stages(store: Path) -> dict[str, dict]:
+def _read_stages(store: Path) -> dict[str, dict[str, Any]]:
     """What STAGES_FILE records; nothing when it is missing or not what this module writes (it
     is only a cache: the stages are then built again, from the engine's own cache)."""
     try:
@@ -662,7 +663,7 @@ class _PrefixedLines:
     """A stream for one of several concurrent builds: whole lines, each starting with a prefix,
     so that lines of different builds never mix within a line."""
 
-    def __init__(self, stream, prefix: str, lock: threading.Lock) -> None:
+    def __init__(self, stream: TextStream, prefix: str, lock: threading.Lock) -> None:
         self._stream, self._prefix, self._lock, self._pending = stream, prefix, lock, ""
 
     def write(self, text: str) -> int:
@@ -723,6 +724,6 @@ def push_image(settings: ImageSettings, tag: str, reporter: Reporter) -> str:
     # docker push ends with `<version>: digest: sha256:... size: N`: prefer that one should the
     # engine remember more than one digest for the repository.
     said = re.findall(r"digest: (sha256:[0-9a-f]{64})", pushed.stdout)
-    digest = next((d for d in reversed(said) if f"{repository}@{d}" in digests), digests[0].partition("@")[2])
+    digest: str = next((d for d in reversed(said) if f"{repository}@{d}" in digests), digests[0].partition("@")[2])
     reporter.info(f"pushed {repository}@{digest}")
     return digest

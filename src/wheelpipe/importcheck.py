@@ -20,6 +20,7 @@ first module or entry point that failed and its exception (and how many others f
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -27,7 +28,7 @@ import re
 import shlex
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # `name==version` at the start of a line of a hashed requirements file (an install manifest).
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==")
@@ -66,7 +67,7 @@ def _reason(error: BaseException) -> str:
     return traceback.format_exception_only(type(error), error)[-1].strip()
 
 
-def _attempt(failures: list[tuple[str, str]], name: str, what: str, action) -> None:
+def _attempt(failures: list[tuple[str, str]], name: str, what: str, action: Callable[[], object]) -> None:
     try:
         action()
     except KeyboardInterrupt:
@@ -112,7 +113,7 @@ def check(distributions: list[str], entry_points: list[str], references: Sequenc
             if any(module.startswith(f"{failed}.") for failed, _ in failures):
                 continue  # its package failed to import, reported: the same fault
             imported += 1
-            _attempt(failures, module, f"importing {module} (from {label})", lambda module=module: importlib.import_module(module))
+            _attempt(failures, module, f"importing {module} (from {label})", functools.partial(importlib.import_module, module))
         own_entry_points += [(entry, label) for entry in distribution.entry_points]
     scripts = importlib.metadata.entry_points(group="console_scripts")  # Python 3.10 and later
     for script in entry_points:
@@ -131,9 +132,9 @@ def check(distributions: list[str], entry_points: list[str], references: Sequenc
         loaded += 1
         _attempt(failures, entry.name, f"loading the entry point {entry.name} ({entry.value}, {entry.group} of {owner})", entry.load)
     for text in references:
-        _attempt(failures, text, f"importing {text}, which the service's command serves", lambda text=text: _reference(text))
+        _attempt(failures, text, f"importing {text}, which the service's command serves", functools.partial(_reference, text))
     for module in runnable:
-        _attempt(failures, module, f"finding {module}, which the service's command runs with python -m", lambda module=module: _runnable(module))
+        _attempt(failures, module, f"finding {module}, which the service's command runs with python -m", functools.partial(_runnable, module))
     summary = f"imported {imported} modules of {', '.join(distributions) or 'no distribution'}; loaded {loaded} entry points"
     if references or runnable:
         summary += f"; found {', '.join([*references, *runnable])}"

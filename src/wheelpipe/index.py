@@ -89,10 +89,11 @@ def _cache_root() -> Path:
     return Path(base) / "wheelpipe" / "files"
 
 
-def _open(url: str, what: str):
+def _open(url: str, what: str) -> http.client.HTTPResponse | None:
     request = urllib.request.Request(url, headers={"Accept": _ACCEPT, "User-Agent": "wheelpipe"})
     try:
-        return urllib.request.urlopen(request, timeout=_TIMEOUT)  # noqa: S310 - http(s) index URLs only
+        response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=_TIMEOUT)  # noqa: S310 - http(s) index URLs only
+        return response
     except urllib.error.HTTPError as error:
         if error.code == 404:
             return None

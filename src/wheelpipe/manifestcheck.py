@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import registry
 from .deploy import DeployError, Environment
@@ -87,13 +88,13 @@ def check(repo: Repository, env: Environment, expected: list[Manifest], every_se
     return [finding.line() for finding in findings], passed
 
 
-def _resource(document: dict) -> str:
+def _resource(document: dict[str, Any]) -> str:
     if not isinstance(document, dict):
         return "(not a mapping)"
     return f"{document.get('kind', '(no kind)')} {(document.get('metadata') or {}).get('name', '(no name)')}"
 
 
-def schema_findings(file: str, document: dict, versions: tuple[str, ...]) -> list[Finding]:
+def schema_findings(file: str, document: dict[str, Any], versions: tuple[str, ...]) -> list[Finding]:
     from kubernetes_validate import utils
 
     found = []
@@ -111,7 +112,7 @@ def schema_findings(file: str, document: dict, versions: tuple[str, ...]) -> lis
     return found
 
 
-def restricted_findings(file: str, document: dict) -> list[Finding]:
+def restricted_findings(file: str, document: dict[str, Any]) -> list[Finding]:
     """The Pod Security Standard "restricted" level (Kubernetes 1.30 rules) of a workload's pod."""
     if not isinstance(document, dict) or document.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"):
         return []
@@ -169,7 +170,7 @@ def restricted_findings(file: str, document: dict) -> list[Finding]:
     return found
 
 
-def drift_findings(manifest: Manifest, committed: list[dict]) -> list[Finding]:
+def drift_findings(manifest: Manifest, committed: list[dict[str, Any]]) -> list[Finding]:
     """What differs between the committed documents and what the model and the registry's
     digests say now, field by field (the first difference of each resource)."""
     found = []
@@ -217,7 +218,7 @@ def _short(value: object) -> str:
     return text if len(text) <= 100 else f"{text[:97]}..."
 
 
-def registry_findings(file: str, committed: list[dict]) -> list[Finding]:
+def registry_findings(file: str, committed: list[dict[str, Any]]) -> list[Finding]:
     """Each image a committed pod pins must be a digest the registry has."""
     found = []
     for document in committed:

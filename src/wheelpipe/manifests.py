@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import launch
 from .deploy import DEFAULT_RESOURCES, DNS_LABEL, DeployError, Environment, Pushed, load_pushed
@@ -49,13 +50,13 @@ class Manifest:
 
     service: str
     path: str  # relative to the repository's root
-    documents: tuple[dict, ...]
+    documents: tuple[dict[str, Any], ...]
 
     def text(self) -> str:
         return HEADER + "".join(f"---\n{dump(document)}" for document in self.documents)
 
 
-def dump(document: dict) -> str:
+def dump(document: dict[str, Any]) -> str:
     """A document as JSON-compatible YAML: sorted keys, every string quoted and escaped."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
 
@@ -143,7 +144,7 @@ def render_service(repo: Repository, env: Environment, package: Package, pushed:
             "template": {"metadata": {"labels": labels, **({"annotations": annotations} if annotations else {})}, "spec": pod},
         },
     }
-    documents: list[dict] = [deployment]
+    documents: list[dict[str, Any]] = [deployment]
     if isinstance(settings, HttpService):
         documents.append(
             {
@@ -161,11 +162,11 @@ def label_value(text: str) -> str:
     return _LABEL_VALUE.sub("_", text)[:63].strip("-_.")
 
 
-def resources_spec(requests: tuple[tuple[str, str], ...], limits: tuple[tuple[str, str], ...]) -> dict:
+def resources_spec(requests: tuple[tuple[str, str], ...], limits: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     return {key: dict(values) for key, values in (("requests", requests), ("limits", limits)) if values}
 
 
-def pod_spec(name: str, settings: ServiceSettings, image: str, uid: int, gid: int, extra_env: dict[str, str], resources: dict) -> dict:
+def pod_spec(name: str, settings: ServiceSettings, image: str, uid: int, gid: int, extra_env: dict[str, str], resources: dict[str, Any]) -> dict[str, Any]:
     """The pod of a service: its command, env, port and probes from the model; the user the
     image's config names; a read-only root with an emptyDir at /tmp; nothing privileged. What
     verify-image starts (startcheck.py) and what the manifests deploy are this one spec."""
@@ -173,7 +174,7 @@ def pod_spec(name: str, settings: ServiceSettings, image: str, uid: int, gid: in
     if isinstance(settings, HttpService) and extra_env.get(settings.port_env, str(settings.port)) != str(settings.port):
         msg = f"{name}: the deploy table sets {settings.port_env}={extra_env[settings.port_env]!r}, but the service listens on port {settings.port} (its [tool.wheelpipe.service] port)"
         raise DeployError(msg)
-    container: dict = {
+    container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image,
         "command": command_words(settings),
@@ -213,7 +214,7 @@ def command_words(settings: ServiceSettings) -> list[str]:
     return words
 
 
-def probe_action(settings: ServiceSettings) -> dict | None:
+def probe_action(settings: ServiceSettings) -> dict[str, Any] | None:
     """What the image's HEALTHCHECK checks, as a kubelet probes it: an http service's health
     path on its port (from outside, as its Service reaches it); a worker's health command,
     which the image installs as service-health; a worker without one has no probe (the
@@ -247,7 +248,7 @@ def released(source: FileSource) -> dict[str, bytes]:
     return {file.path: stream.read() for file, stream in source.contents(source.files(location))}
 
 
-def read_documents(path: Path) -> list[dict]:
+def read_documents(path: Path) -> list[dict[str, Any]]:
     """The documents of a manifest file (JSON-compatible YAML, or any YAML a team committed)."""
     import yaml  # the tooling lock's PyYAML (kubernetes-validate's): only --check reads YAML
 

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -234,7 +234,7 @@ class Repository:
         return path.relative_to(self.root).as_posix()
 
 
-def _read_pyproject(path: Path, where: str) -> dict:
+def _read_pyproject(path: Path, where: str) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as error:
@@ -260,7 +260,7 @@ def _read_pyproject(path: Path, where: str) -> dict:
         raise RepositoryError(msg) from None
 
 
-def _load_package(repository: Repository, directory: Path, kind: str, build_lock: Path, root_services: dict[str, dict]) -> tuple[Package, dict]:
+def _load_package(repository: Repository, directory: Path, kind: str, build_lock: Path, root_services: dict[str, dict[str, Any]]) -> tuple[Package, dict[str, Any]]:
     """The package in `directory`: from its static [project], else from its build backend run
     in the environment `build_lock` gives (StaleBuildLockError when it cannot)."""
     root = repository.root
@@ -368,7 +368,7 @@ def _is_version(text: str) -> bool:
     return True
 
 
-def _dynamic(project: dict, where: str) -> list[str]:
+def _dynamic(project: dict[str, Any], where: str) -> list[str]:
     """Which of name, version and dependencies [project] declares dynamic (PEP 621)."""
     dynamic = project.get("dynamic", [])
     if not isinstance(dynamic, list) or not all(isinstance(key, str) for key in dynamic):
@@ -377,7 +377,7 @@ def _dynamic(project: dict, where: str) -> list[str]:
     return [key for key in _METADATA_KEYS if key in dynamic]
 
 
-def _build_system(data: dict, pyproject: Path, where: str) -> BuildSystem:
+def _build_system(data: dict[str, Any], pyproject: Path, where: str) -> BuildSystem:
     """The package's [build-system], with PEP 517's legacy setuptools backend where it names none."""
     table = data.get("build-system")
     if table is None:
@@ -407,7 +407,7 @@ def _build_system(data: dict, pyproject: Path, where: str) -> BuildSystem:
     return BuildSystem(backend.strip(), tuple(requires), tuple(paths))
 
 
-def _tool_table(data: dict, where: str, name: str) -> dict:
+def _tool_table(data: dict[str, Any], where: str, name: str) -> dict[str, Any]:
     """[tool.wheelpipe.<name>] of a pyproject.toml, or {} when absent."""
     table = _wheelpipe_table(data, where).get(name, {})
     if not isinstance(table, dict):
@@ -416,7 +416,7 @@ def _tool_table(data: dict, where: str, name: str) -> dict:
     return table
 
 
-def _wheelpipe_table(data: dict, where: str) -> dict:
+def _wheelpipe_table(data: dict[str, Any], where: str) -> dict[str, Any]:
     """[tool.wheelpipe] of a pyproject.toml, or {} when absent."""
     tool = data.get("tool", {})
     if not isinstance(tool, dict):
@@ -443,7 +443,7 @@ def _line_of(path: Path, text: str) -> int:
     return 0
 
 
-def _service_settings(data: dict, where: str) -> ServiceSettings | None:
+def _service_settings(data: dict[str, Any], where: str) -> ServiceSettings | None:
     """[tool.wheelpipe.service], or None when the service has none: locks, wheels and releases
     need no more than [project], and only an image (service_settings) needs to know the kind."""
     if "service" not in _wheelpipe_table(data, where):
@@ -501,7 +501,7 @@ def _service_settings(data: dict, where: str) -> ServiceSettings | None:
 _HEALTH_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*")
 
 
-def _command(value: object, scripts: dict, where: str) -> tuple[str, ...]:
+def _command(value: object, scripts: dict[str, Any], where: str) -> tuple[str, ...]:
     """The command the image runs, exec form. Without it, the service's one console script."""
     if value is None:
         # The console script is the command when there is no other to choose.
@@ -514,7 +514,7 @@ def _command(value: object, scripts: dict, where: str) -> tuple[str, ...]:
     return _exec_words(value, "command", example, where)
 
 
-def _health_command(value: object, scripts: dict, where: str) -> tuple[str, ...]:
+def _health_command(value: object, scripts: dict[str, Any], where: str) -> tuple[str, ...]:
     """A worker's health command, () for none: the process itself is then its health."""
     if value is None:
         return ()
@@ -565,7 +565,7 @@ def service_settings(package: Package, purpose: str) -> ServiceSettings:
     return package.service
 
 
-def _service_name(data: dict, directory: str, directory_name: str, distribution: str, where: str) -> tuple[str, str | None]:
+def _service_name(data: dict[str, Any], directory: str, directory_name: str, distribution: str, where: str) -> tuple[str, str | None]:
     """The service's name, and a line saying where it came from when that is not what a team
     would guess (its directory's name). A service's name is the last component of its image
     repository and its lock's file name, so it must be a Docker repository name; a directory
@@ -598,7 +598,7 @@ class Workspace:
         return ", ".join((*self.services, *self.shared))
 
 
-def _workspace(table: dict) -> Workspace:
+def _workspace(table: dict[str, Any]) -> Workspace:
     patterns = {}
     for key, default in (("services", Workspace.services), ("shared", Workspace.shared)):
         value = table.get(key, list(default))
@@ -675,7 +675,7 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
         environments=parse_environments(_tool_table(data, "pyproject.toml", "deploy")),
     )
 
-    declared_sources: dict[str, dict] = {}
+    declared_sources: dict[str, dict[str, Any]] = {}
     service_dirs = _package_dirs(root, repository.workspace.services)
     shared_dirs = _package_dirs(root, repository.workspace.shared)
     both = sorted(set(service_dirs) & set(shared_dirs))
@@ -708,7 +708,7 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
     return repository
 
 
-def _root_services(table: dict, directories: set[str]) -> dict[str, dict]:
+def _root_services(table: dict[str, Any], directories: set[str]) -> dict[str, dict[str, Any]]:
     """[tool.wheelpipe.services]: a service table per service directory, at the root."""
     for key, value in table.items():
         if key not in directories:
@@ -741,7 +741,7 @@ _LOCK_KEYS: dict[str, tuple[type, str]] = {
 }
 
 
-def _lock_settings(table: dict) -> tuple[str, bool]:
+def _lock_settings(table: dict[str, Any]) -> tuple[str, bool]:
     """[tool.wheelpipe.lock]: the resolver and the one-version policy, as Repository fields."""
     unknown = sorted(set(table) - set(_LOCK_KEYS))
     if unknown:
@@ -757,7 +757,7 @@ def _lock_settings(table: dict) -> tuple[str, bool]:
 _RELEASE_KEYS = ("version", "chart-registry")
 
 
-def _release_settings(table: dict) -> tuple[str, ChartRegistry | None]:
+def _release_settings(table: dict[str, Any]) -> tuple[str, ChartRegistry | None]:
     """[tool.wheelpipe.release]: the release version and where the chart is pushed."""
     unknown = sorted(set(table) - set(_RELEASE_KEYS))
     if unknown:
@@ -771,7 +771,7 @@ def _release_settings(table: dict) -> tuple[str, ChartRegistry | None]:
     return version, None if registry is None else parse_chart_registry(registry, "pyproject.toml: [tool.wheelpipe.release] chart-registry")
 
 
-def _indexes(table: dict) -> Indexes:
+def _indexes(table: dict[str, Any]) -> Indexes:
     """[tool.wheelpipe.index]: `url` (default PyPI) and `extra-urls`, in the order searched."""
     url = table.get("url", PYPI)
     extra = table.get("extra-urls", [])
@@ -794,7 +794,7 @@ def _direct_reference(package: Package, requirement: Requirement, internal: bool
     return f"{found}, a direct reference; the locks pin released versions from the index: require a version of {requirement.name} instead"
 
 
-def _link_internal(repository: Repository, declared_sources: dict[str, dict]) -> None:
+def _link_internal(repository: Repository, declared_sources: dict[str, dict[str, Any]]) -> None:
     """Mark which requirements are first-party packages of this monorepo."""
     for name, package in list(repository.packages.items()):
         where = f"{package.directory}/pyproject.toml"

@@ -29,6 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -39,6 +40,9 @@ from .lockfile import parse_pins
 from .model import Repository, load_repository, nearest_root
 from .tools import run
 from .wheelhouse import STORE, WHEELHOUSE, BuiltOrigin, Wheelhouse, open_wheelhouse
+
+if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr, TracebackStyle
 
 # Under the wheelhouse store: one installed directory per set of first-party wheels, and one
 # per service environment (a service's install manifest) some package's tests run in.
@@ -240,7 +244,7 @@ class ServiceTestsFailed(Exception):
 class ServiceEnvironmentTests(pytest.Item):
     """A package's tests, run by a pytest of their own in a service's environment."""
 
-    def __init__(self, *, root: Path, environment: ServiceEnvironment, tests: tuple[str, ...], **kwargs) -> None:
+    def __init__(self, *, root: Path, environment: ServiceEnvironment, tests: tuple[str, ...], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root, self.environment, self.tests = root, environment, tests
 
@@ -254,7 +258,7 @@ class ServiceEnvironmentTests(pytest.Item):
         if result.returncode != 0:
             raise ServiceTestsFailed(f"{self.name}: pytest exited {result.returncode}\n{result.stdout}{result.stderr}")
 
-    def repr_failure(self, excinfo, style=None):
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: TracebackStyle | None = None) -> str | TerminalRepr:
         if isinstance(excinfo.value, ServiceTestsFailed):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)

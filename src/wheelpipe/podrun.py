@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from . import healthprobe
 from .deploy import DeployError
@@ -40,7 +41,7 @@ class ContainerRun:
     http_probes: tuple[tuple[int, str], ...]  # each httpGet probe's (port, path)
 
 
-def container_run(pod: dict, where: str) -> ContainerRun:
+def container_run(pod: dict[str, Any], where: str) -> ContainerRun:
     """The `docker run` of the pod's one container, and its probes."""
     _known(pod, _POD_FIELDS, f"{where}: the pod spec")
     containers = pod.get("containers") or []
@@ -121,10 +122,11 @@ def expand(word: str, env: dict[str, str]) -> str:
     """$(VAR) as the kubelet expands it in command and args: the container's variable, or left
     as written when it has none; $$ is a literal $."""
 
-    def value(match: re.Match) -> str:
+    def value(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
-        return env.get(match.group(1), match.group(0))
+        found: str = env.get(match.group(1), match.group(0))
+        return found
 
     return _VARIABLE.sub(value, word)
 
@@ -151,7 +153,7 @@ def http_get(address: str, port: int, path: str) -> str | None:
     return healthprobe.http_get(address, port, path, timeout=5)
 
 
-def _known(spec: dict, fields: set[str], where: str) -> None:
+def _known(spec: dict[str, Any], fields: set[str], where: str) -> None:
     unknown = sorted(set(spec) - fields)
     if unknown:
         msg = f"{where} sets {', '.join(unknown)}, which the translation to docker run does not carry out (podrun.py): it could not be proven by running"

@@ -31,6 +31,7 @@ import re
 import sys
 import urllib.parse
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,21 +81,22 @@ def first_party_wheels(house: Wheelhouse) -> list[Entry]:
     return wheels
 
 
-def secrets(environ: dict[str, str] | os._Environ) -> tuple[str, ...]:
+def secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
     """What must never be shown (tools.redact also strips user:password@ from URLs)."""
     password = environ.get("TWINE_PASSWORD")
     return (password,) if password else ()
 
 
-def index_url(repository_url: str | None, environ: dict[str, str] | os._Environ) -> str:
+def index_url(repository_url: str | None, environ: Mapping[str, str]) -> str:
     """The upload URL twine will use, resolved as twine does, for messages (and to refuse none).
 
     Raises when nothing names an index: twine would silently fall back to the public PyPI.
     """
     if repository_url:
         return repository_url
-    if environ.get("TWINE_REPOSITORY_URL"):
-        return environ["TWINE_REPOSITORY_URL"]
+    from_environment = environ.get("TWINE_REPOSITORY_URL")
+    if from_environment:
+        return from_environment
     pypirc = Path(os.path.expanduser(PYPIRC))
     config = configparser.RawConfigParser()
     try:

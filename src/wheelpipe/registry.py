@@ -15,6 +15,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 from .deploy import DeployError
 
@@ -54,7 +55,7 @@ def has_manifest(reference: str) -> bool:
     return _ask(found["host"], found["name"], found["digest"], "HEAD") is not None
 
 
-def manifest(host: str, name: str, reference: str) -> dict | None:
+def manifest(host: str, name: str, reference: str) -> dict[str, Any] | None:
     """The manifest the registry holds for name:tag (or name@digest); None when it has none."""
     body = _ask(host, name, reference, "GET")
     if body is None:
@@ -78,7 +79,8 @@ def _ask(host: str, name: str, reference: str, method: str) -> bytes | None:
         request = urllib.request.Request(url, headers=headers, method=method)
         try:
             with _opener().open(request, timeout=TIMEOUT_SECONDS) as response:
-                return response.read()
+                body: bytes = response.read()
+                return body
         except urllib.error.HTTPError as error:
             if error.code == 404:
                 return None

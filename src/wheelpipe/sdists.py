@@ -33,7 +33,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -295,6 +295,7 @@ def _build_requirements(work: Path, build_lock: BuildLock) -> None:
 # hash, nothing resolved or built, no pip configuration read.
 _PIP_INSTALL = ["install", "--isolated", "--no-index", "--no-deps", "--require-hashes", "--only-binary", ":all:", "--disable-pip-version-check"]
 
+# pyproject_hooks' runner: (cmd, cwd=None, extra_environ=None).
 HookRunner = Callable[..., None]
 
 
@@ -319,7 +320,7 @@ class OnHost:
     def runner(self, work: Path, environment: dict[str, str], reporter: Reporter, what: str) -> HookRunner:
         environment = {**compiler_path_map(work), **environment}
 
-        def run_hook(cmd, cwd=None, extra_environ=None):
+        def run_hook(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
             run(cmd, reporter=reporter, what=what, cwd=Path(cwd) if cwd else None, env={**(extra_environ or {}), **environment})
 
         return run_hook
@@ -371,7 +372,7 @@ class InContainer:
         return f"{_WORK}/env/bin/python"
 
     def runner(self, work: Path, environment: dict[str, str], reporter: Reporter, what: str) -> HookRunner:
-        def run_hook(cmd, cwd=None, extra_environ=None):
+        def run_hook(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
             python, script, hook, hook_directory = cmd
             # The backend path (a JSON list of absolute paths) names the sources by their host path.
             env = {key: value.replace(str(work), _WORK) for key, value in {**(extra_environ or {}), **environment}.items()}

@@ -6,6 +6,7 @@ import platform
 import re
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import RepositoryError, TargetError
 
@@ -21,7 +22,7 @@ class Target:
     platform: str  # "manylinux_2_36_x86_64"
 
     @classmethod
-    def from_table(cls, table: dict, source: str) -> Target:
+    def from_table(cls, table: dict[str, Any], source: str) -> Target:
         expected = ("python-version", "implementation", "abi", "platform")
         missing = [key for key in expected if not isinstance(table.get(key), str)]
         if missing:

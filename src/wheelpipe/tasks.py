@@ -13,8 +13,12 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, overload
 
-from invoke import Collection, Context, Exit, task
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 # Modules whose names a task also takes are imported under another name.
 from . import (
@@ -72,10 +76,21 @@ def _repository(c: Context) -> Repository:
 
 # Called with the repository's root and a task's arguments before it runs; returns what to
 # print should Ctrl-C stop it.
-InterruptWatch = Callable[[Path, dict], Callable[[], str]]
+InterruptWatch = Callable[[Path, dict[str, Any]], Callable[[], str]]
 
 
-def reported(body=None, *, interrupted: InterruptWatch | None = None):
+TaskBody = Callable[..., None]
+
+
+@overload
+def reported(body: TaskBody, *, interrupted: InterruptWatch | None = None) -> TaskBody: ...
+
+
+@overload
+def reported(body: None = None, *, interrupted: InterruptWatch | None = None) -> Callable[[TaskBody], TaskBody]: ...
+
+
+def reported(body: TaskBody | None = None, *, interrupted: InterruptWatch | None = None) -> TaskBody | Callable[[TaskBody], TaskBody]:
     """The one boundary where failures become one line and an exit code, never a traceback.
 
     A pipeline error, or an OSError that escaped it (a read-only or full disk), is `error: ...`
@@ -86,11 +101,11 @@ def reported(body=None, *, interrupted: InterruptWatch | None = None):
         return functools.partial(reported, interrupted=interrupted)
 
     @functools.wraps(body)
-    def wrapper(c, *args, **kwargs):
+    def wrapper(c: Context, *args: Any, **kwargs: Any) -> None:
         root = repository_root(c)
         after_interrupt = interrupted(root, kwargs) if interrupted else lambda: "interrupted"
         try:
-            return body(c, *args, **kwargs)
+            body(c, *args, **kwargs)
         except PipelineError as error:
             raise Exit(f"error: {error}", code=1) from None
         except OSError as error:
@@ -101,7 +116,7 @@ def reported(body=None, *, interrupted: InterruptWatch | None = None):
     return wrapper
 
 
-def _wheelhouse_interrupted(root: Path, kwargs: dict) -> Callable[[], str]:
+def _wheelhouse_interrupted(root: Path, kwargs: dict[str, Any]) -> Callable[[], str]:
     """build-wheels switches generations in one rename: the wheelhouse is whole either way; say which."""
 
     def generation() -> str | None:
@@ -118,7 +133,7 @@ def _wheelhouse_interrupted(root: Path, kwargs: dict) -> Callable[[], str]:
     return line
 
 
-def _read_only_unless_github_output(root: Path, kwargs: dict) -> Callable[[], str]:
+def _read_only_unless_github_output(root: Path, kwargs: dict[str, Any]) -> Callable[[], str]:
     """services and affected only read, except for the line --github-output appends."""
     return lambda: "interrupted" if kwargs.get("github_output") else "interrupted: nothing was changed"
 
@@ -139,7 +154,7 @@ def _reporter(verbose: bool) -> Reporter:
     iterable=["upgrade_package"],
 )
 @reported
-def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, resolver=None, verbose=False):
+def lock(c: Context, service: str | None = None, upgrade: bool = False, upgrade_package: list[str] | None = None, check: bool = False, resolver: str | None = None, verbose: bool = False) -> None:
     """Resolve requirements/<service>.txt, dev.txt (and build.txt) with hashes, for the target."""
     repo = _repository(c)
     reporter = _reporter(verbose)
@@ -165,7 +180,7 @@ def lock(c, service=None, upgrade=False, upgrade_package=None, check=False, reso
     }
 )
 @reported(interrupted=_wheelhouse_interrupted)
-def build_wheels(c, service=None, clean=False, verbose=False):
+def build_wheels(c: Context, service: str | None = None, clean: bool = False, verbose: bool = False) -> None:
     """Build wheelhouse/: every wheel, install/<service>.txt, manifest.json, SHA256SUMS."""
     repo = _repository(c)
     wheelhouse.build_wheels(repo, service=service, clean=clean, reporter=_reporter(verbose))
@@ -179,7 +194,7 @@ def build_wheels(c, service=None, clean=False, verbose=False):
     }
 )
 @reported
-def verify_wheelhouse(c, install=False, base_image=None, verbose=False):
+def verify_wheelhouse(c: Context, install: bool = False, base_image: str | None = None, verbose: bool = False) -> None:
     """Check wheelhouse/ is exactly what the locks, sources and target give: wheels, install manifests, manifest.json, SHA256SUMS (--install: each service installs offline and imports)."""
     repo = _repository(c)
     reporter = _reporter(verbose)
@@ -203,7 +218,7 @@ def verify_wheelhouse(c, install=False, base_image=None, verbose=False):
     }
 )
 @reported(interrupted=_wheelhouse_interrupted)
-def test(c, k=None, fast=False, jobs=testsuite.ONE_PER_CPU, verbose=False):
+def test(c: Context, k: str | None = None, fast: bool = False, jobs: str = testsuite.ONE_PER_CPU, verbose: bool = False) -> None:
     """Run the whole test suite: pipeline, packages and services (pytest), in workers. The
     packages' tests import their built wheels: the wheelhouse is brought up to date first."""
     root = repository_root(c)
@@ -227,7 +242,7 @@ LINTERS = (("ruff", ("check",)), ("mypy", ()))
 
 @task(help={"verbose": "Show every command run, and its output."})
 @reported
-def lint(c, verbose=False):
+def lint(c: Context, verbose: bool = False) -> None:
     """Check the code with ruff and mypy, as the root pyproject.toml's [tool.ruff] and [tool.mypy] configure them."""
     root = repository_root(c)
     reporter = _reporter(verbose)
@@ -250,7 +265,7 @@ def lint(c, verbose=False):
         raise PipelineError(msg)
 
 
-def _image_settings(c, prefix=None, base_image=None) -> images.ImageSettings:
+def _image_settings(c: Context, prefix: str | None = None, base_image: str | None = None) -> images.ImageSettings:
     config = c.config.image
     return images.ImageSettings(
         prefix=prefix if prefix is not None else config.prefix,
@@ -277,7 +292,7 @@ IMAGE_HELP = {
     }
 )
 @reported
-def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=False, push=False, jobs=0, verbose=False):  # noqa: A002 - the flag is --all
+def image(c: Context, service: str | None = None, all: bool = False, prefix: str | None = None, base_image: str | None = None, no_cache: bool = False, push: bool = False, jobs: int = 0, verbose: bool = False) -> None:  # noqa: A002 - the flag is --all
     """Build, verify and tag <prefix><service>:<version> from the wheelhouse, offline; with --push, push it."""
     repo = _repository(c)
     if (service is not None) == bool(all):  # `--service ""` is a name to look up, not "none given"
@@ -303,7 +318,7 @@ def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=Fal
     }
 )
 @reported
-def publish(c, repository_url=None, skip_existing=False, strict=False, verbose=False):
+def publish(c: Context, repository_url: str | None = None, skip_existing: bool = False, strict: bool = False, verbose: bool = False) -> None:
     """Upload the wheelhouse's first-party wheels to a package index with twine (after twine check; --strict for a public index)."""
     house = wheelhouse.open_wheelhouse(repository_root(c))
     published = publishing.publish(house, repository_url=repository_url, skip_existing=skip_existing, strict=strict, reporter=_reporter(verbose))
@@ -312,7 +327,7 @@ def publish(c, repository_url=None, skip_existing=False, strict=False, verbose=F
 
 @task(help={**IMAGE_HELP, "start-timeout": f"Seconds the started image may take until its health check passes (default {startcheck.START_TIMEOUT_SECONDS:g})."})
 @reported
-def verify_image(c, service, prefix=None, base_image=None, start_timeout=None, verbose=False):
+def verify_image(c: Context, service: str, prefix: str | None = None, base_image: str | None = None, start_timeout: str | None = None, verbose: bool = False) -> None:
     """Check that an existing image holds exactly the distributions its install manifest pins, then start it until its health check passes."""
     timeout = startcheck.START_TIMEOUT_SECONDS if start_timeout is None else startcheck.timeout_seconds(start_timeout)
     repo = _repository(c)
@@ -338,7 +353,7 @@ def verify_image(c, service, prefix=None, base_image=None, start_timeout=None, v
     }
 )
 @reported
-def base_image(c, tag=None, suite="bookworm", builder=False, force=False, verbose=False):
+def base_image(c: Context, tag: str | None = None, suite: str = "bookworm", builder: bool = False, force: bool = False, verbose: bool = False) -> None:
     """Bootstrap a python:3.11-slim-bookworm equivalent from Debian packages (debootstrap + docker import); --builder: the target's builder image."""
     repo = _repository(c)
     settings = _image_settings(c)
@@ -357,7 +372,7 @@ def base_image(c, tag=None, suite="bookworm", builder=False, force=False, verbos
     auto_shortflags=False,  # -h would be --heavy, not help
 )
 @reported
-def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, verbose=False):
+def bench(c: Context, heavy: bool = False, scaling: bool = False, with_images: bool = False, base_image: str | None = None, verbose: bool = False) -> None:
     """Time build-wheels and the naive way, lock with uv and pip-tools (and --heavy, --scaling, --with-images); print tables and targets."""
     repo = _repository(c)
     reporter = _reporter(verbose)
@@ -401,7 +416,7 @@ def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, ver
     }
 )
 @reported
-def release(c, skip_gates=False, allow_dirty=False, verbose=False):
+def release(c: Context, skip_gates: bool = False, allow_dirty: bool = False, verbose: bool = False) -> None:
     """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS; push the chart where [tool.wheelpipe.release] chart-registry says (prints oci://...@digest)."""
     repo = _repository(c)
     settings = _image_settings(c)
@@ -424,7 +439,7 @@ AFFECTED_HELP = {
     }
 )
 @reported(interrupted=_read_only_unless_github_output)
-def affected(c, since, json=False, all_if_unknown=False, github_output=False):  # noqa: A002 - the flag is --json
+def affected(c: Context, since: str, json: bool = False, all_if_unknown: bool = False, github_output: bool = False) -> None:  # noqa: A002 - the flag is --json
     """List the services whose image a change since REF can alter (closure, locks, Dockerfile, target)."""
     found = affected_module.affected_services(_repository(c), since, all_if_unknown=all_if_unknown)
     if github_output:
@@ -436,7 +451,7 @@ def affected(c, since, json=False, all_if_unknown=False, github_output=False):  
 
 @task(help=AFFECTED_HELP)
 @reported(interrupted=_read_only_unless_github_output)
-def services(c, json=False, github_output=False):  # noqa: A002 - the flag is --json
+def services(c: Context, json: bool = False, github_output: bool = False) -> None:  # noqa: A002 - the flag is --json
     """List every service of the repository model, one per line (or a JSON list)."""
     repo = _repository(c)
     if github_output:
@@ -446,7 +461,7 @@ def services(c, json=False, github_output=False):  # noqa: A002 - the flag is --
 
 @task(help={k: v for k, v in IMAGE_HELP.items() if k != "service"})
 @reported
-def up(c, prefix=None, base_image=None, verbose=False):
+def up(c: Context, prefix: str | None = None, base_image: str | None = None, verbose: bool = False) -> None:
     """Build every image, write compose.yaml and start all services; wait until healthy (a worker without a health check: running)."""
     repo = _repository(c)
     settings = _image_settings(c, prefix, base_image)
@@ -464,7 +479,7 @@ def up(c, prefix=None, base_image=None, verbose=False):
 
 @task(help={"prefix": IMAGE_HELP["prefix"], "verbose": IMAGE_HELP["verbose"]})
 @reported
-def down(c, prefix=None, verbose=False):
+def down(c: Context, prefix: str | None = None, verbose: bool = False) -> None:
     """Stop and remove the containers `invoke up` started."""
     repo = _repository(c)
     compose.down(repo, _image_settings(c, prefix), _reporter(verbose))
@@ -488,7 +503,7 @@ def _deployed(repo: Repository, env: str | None, service: str | None, affected_s
 
 @task(help={**DEPLOY_HELP, "check": "Write nothing: validate the committed manifests (Kubernetes schemas, restricted pod security, the registry's digests) and name each difference from what the model and the registry say now."})
 @reported
-def manifests_(c, env=None, service=None, affected_since=None, check=False):
+def manifests_(c: Context, env: str | None = None, service: str | None = None, affected_since: str | None = None, check: bool = False) -> None:
     """Write deploy/manifests/<env>/<service>.yaml: a Deployment (and a Service) per service, images pinned by the pushed digest."""
     repo = _repository(c)
     chosen, names = _deployed(repo, env, service, affected_since)
@@ -506,7 +521,7 @@ def manifests_(c, env=None, service=None, affected_since=None, check=False):
 
 @task(help={"env": DEPLOY_HELP["env"]})
 @reported
-def chart(c, env=None):
+def chart(c: Context, env: str | None = None) -> None:
     """Write deploy/chart/: one Helm chart of every service (values: one block each, images pinned by digest)."""
     repo = _repository(c)
     chosen = manifests.environment(repo, env)

@@ -547,7 +547,10 @@ def _difference(directory: Path, name: str, expected: str) -> str:
     return "differs in line endings or trailing bytes"
 
 
-def _differences(wanted: dict, found: dict, *, missing, extra, changed) -> list[str]:
+def _differences(
+    wanted: dict[str, Any], found: dict[str, Any], *,
+    missing: Callable[[str, Any], str], extra: Callable[[str, Any], str], changed: Callable[[str, Any, Any], str],
+) -> list[str]:
     """One line per key that is missing from `found`, not expected there, or different."""
     lines = []
     for key in sorted(wanted.keys() | found.keys()):
