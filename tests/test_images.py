@@ -25,10 +25,14 @@ from pathlib import Path
 import pytest
 from monorepo import commit_all, copy_repository, free_port, git, invoke
 
-from wheelpipe import baseimage, images, load_repository
+from wheelpipe import baseimage, load_repository
+from wheelpipe import image as images
 from wheelpipe.console import Reporter
 from wheelpipe.docker import Docker
 from wheelpipe.errors import DockerError, TargetError
+from wheelpipe.image.build import STAGES_FILE, ImageBuild
+from wheelpipe.image.context import label_instruction
+from wheelpipe.image.recipe import dockerfile_text, recipe_path
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.resources import service_dockerfile
 from wheelpipe.target import Target
@@ -350,25 +354,25 @@ def test_a_monorepo_s_own_dockerfile_replaces_the_one_wheelpipe_ships(built_repo
     repository = clone(built_repo, tmp_path / "monorepo")
     repo = load_repository(repository)
     settings = images.ImageSettings(prefix="unused/", base="unused", docker=Docker())
-    assert images.recipe_path(repo, settings) == service_dockerfile()
+    assert recipe_path(repo, settings) == service_dockerfile()
     own = repository / "dockerfiles" / "service.Dockerfile"
     own.parent.mkdir()
     own.write_text(service_dockerfile().read_text() + "# the team's own additions\n")
-    assert images.recipe_path(repo, settings) == own
-    assert images.dockerfile_text(repo, settings).endswith("# the team's own additions\n")
+    assert recipe_path(repo, settings) == own
+    assert dockerfile_text(repo, settings).endswith("# the team's own additions\n")
 
 
 def test_label_values_reach_the_image_as_written_whatever_they_hold(ledger, docker_base_image, tmp_path):
     """The LABEL line is written out, not passed as build args: a value a Dockerfile would
     expand ($), end (") or escape (backslash) must still arrive byte for byte."""
     labels = {"org.opencontainers.image.source": 'https://host/a$HOME"b\\c${X}\\', "title": "plain"}
-    (tmp_path / "Dockerfile").write_text(f"FROM {docker_base_image}\n" + images.label_instruction(labels))
+    (tmp_path / "Dockerfile").write_text(f"FROM {docker_base_image}\n" + label_instruction(labels))
     built = docker("build", "--force-rm", "-q", "--label", ledger.label, str(tmp_path))
     image = built.stdout.strip()
     ledger.images.append(image)
     assert {k: v for k, v in inspect_image(image)["Config"]["Labels"].items() if k in labels} == labels
     with pytest.raises(DockerError, match="holds a line break"):
-        images.label_instruction({"title": "a\nRUN evil"})
+        label_instruction({"title": "a\nRUN evil"})
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -390,7 +394,11 @@ def test_verify_image_passes_on_the_built_image_and_names_every_difference_again
     checked = invoke(built_repo, "verify-image", "--service", "order", *image_args(ledger, docker_base_image))
     assert "exactly those of wheelhouse/install/order.txt" in checked.stderr
     with pytest.raises(DockerError) as raised:
-        images.verify_image(open_wheelhouse(built_repo), Docker(), ledger.tag("order"), "user", load_repository(built_repo).service("user").service, Reporter(stream=io.StringIO()))
+        repo, house = load_repository(built_repo), open_wheelhouse(built_repo)
+        settings = images.ImageSettings(prefix=ledger.prefix, base=docker_base_image, docker=Docker())
+        # The order image checked against the user service's record: its manifest, its launch files.
+        user = images.service_image(repo, settings, house, "user", images.commit_facts(repo))
+        images.verify_image(house, Docker(), ledger.tag("order"), user, Reporter(stream=io.StringIO()))
     message = str(raised.value)
     assert f"image {ledger.tag('order')} does not match wheelhouse/install/user.txt" in message
     assert f"extra order-manager=={VERSION}" in message
@@ -541,12 +549,14 @@ def test_an_installer_wheel_changed_after_the_wheelhouse_check_stops_the_build_n
     assert installer.name == "uv"
     _flip_a_byte(house.path / installer.file)  # ... and the installer changed since
     # ... and the stages it is used in must be built again (nothing recorded of them).
-    (repository / ".wheelhouse" / images.STAGES_FILE).unlink(missing_ok=True)
+    (repository / ".wheelhouse" / STAGES_FILE).unlink(missing_ok=True)
     sub = "installer-changed/"
     docker("tag", built_images["order"], ledger.tag("order", sub))
     settings = images.ImageSettings(prefix=ledger.prefix + sub, base=docker_base_image, docker=Docker())
     with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
-        images.build_from_wheelhouse(load_repository(repository), settings, house, "order", reporter)
+        repo = load_repository(repository)
+        order = images.service_image(repo, settings, house, "order", images.commit_facts(repo))
+        ImageBuild(settings, house, repository / ".wheelhouse", dockerfile_text(repo, settings), images.require_base(repo, settings, reporter)).build(order, reporter)
     message = str(raised.value)
     assert message.startswith(f"building the image of order failed: installer/{installer.file} is not the wheel wheelhouse/manifest.json records"), message
     assert f"recorded {installer.sha256}" in message
@@ -638,7 +648,7 @@ def test_a_damaged_record_of_shared_stages_builds_them_again_and_the_same_image(
     """The record is a cache: when it cannot be used the stages are built again (from the
     engine's cache), and the image is the same."""
     repository = clone(built_repo, tmp_path / "monorepo")
-    record = repository / ".wheelhouse" / images.STAGES_FILE
+    record = repository / ".wheelhouse" / STAGES_FILE
     text = record.read_text()
     if damage == "not-json":
         record.write_text(text[: len(text) // 2])
@@ -657,7 +667,7 @@ def test_a_record_pointing_a_shared_stage_at_another_image_gives_an_image_that_i
     """A hostile edit: the runtime stage stood in for by the bare base image. The image then
     lacks the whole third-party closure, and the verification names what is missing."""
     repository = clone(built_repo, tmp_path / "monorepo")
-    record = repository / ".wheelhouse" / images.STAGES_FILE
+    record = repository / ".wheelhouse" / STAGES_FILE
     base = image_id(docker_base_image)
     record.write_text(re.sub(r'("runtime-deps": )"sha256:[0-9a-f]{64}"', lambda m: f'{m.group(1)}"{base}"', record.read_text()))
     sub = "record-hostile/"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from monorepo import free_port, invoke, serving, unavailable
 
-from wheelpipe import images
+from wheelpipe import image as images
 
 VERSION = "0.1.0"
 NAMESPACE = "wheelpipe-test"

@@ -14,7 +14,7 @@ import pytest
 from monorepo import commit_all, invoke
 from test_images import Ledger, clone, docker, image_args, last_line
 
-from wheelpipe import recipe
+from wheelpipe.image import recipe
 from wheelpipe.resources import service_dockerfile
 
 SHIPPED = service_dockerfile().read_text()

@@ -19,11 +19,14 @@ import pytest
 from monorepo import ROOT, TARGET_TABLE, commit_all, invoke
 from test_images import Ledger, docker, image_args, inspect_image, last_line
 
-from wheelpipe import compose, images, installcheck, launch, load_repository
+from wheelpipe import compose, installcheck, launch, load_repository
 from wheelpipe.console import Reporter
 from wheelpipe.docker import Docker
 from wheelpipe.errors import RepositoryError
+from wheelpipe.image.recipe import cut_recipe
+from wheelpipe.image.record import shared_arguments
 from wheelpipe.model import HttpService, WorkerService
+from wheelpipe.resources import service_dockerfile
 from wheelpipe.wheelhouse import open_wheelhouse
 
 WORKER = "pricing-audit"  # the demo's worker: services/pricing-audit (discount-audit)
@@ -154,9 +157,9 @@ def test_each_kind_gets_its_runtime_stage_launch_files_and_compose_entry(tmp_pat
     http = HttpService(("uvicorn", "api.main:app", "--port", "{port}", "--bind=0.0.0.0:{port}"), 8080, "API_PORT", "/status")
     probed = WorkerService(("audit",), ("audit", "health check"))
     plain = WorkerService(("python", "-m", "audit.worker"))
-    assert images.shared_arguments(http) == {"SERVICE_RUNTIME": "http", "DEFAULT_PORT": "8080"}
-    assert images.shared_arguments(probed) == {"SERVICE_RUNTIME": "worker-health"}
-    assert images.shared_arguments(plain) == {"SERVICE_RUNTIME": "worker"}
+    assert shared_arguments(http) == {"SERVICE_RUNTIME": "http", "DEFAULT_PORT": "8080"}
+    assert shared_arguments(probed) == {"SERVICE_RUNTIME": "worker-health"}
+    assert shared_arguments(plain) == {"SERVICE_RUNTIME": "worker"}
     served = launch.launch(http)
     assert served.service_env == (
         "SERVICE_KIND=http\nSERVICE_PROGRAM=uvicorn\nSERVICE_COMMAND='uvicorn api.main:app --port '\"'\"'{port}'\"'\"' '\"'\"'--bind=0.0.0.0:{port}'\"'\"''\n"
@@ -182,7 +185,7 @@ def test_each_kind_gets_its_runtime_stage_launch_files_and_compose_entry(tmp_pat
     assert worker["healthcheck"]["test"] == ["CMD", "service-health"]
     assert compose._compose_service("x/audit:1", plain)["healthcheck"] == {"disable": True}
     # Every stage up to runtime-deps is shared; only those the service's stages use get a stand-in.
-    recipe = images.cut_recipe(images.service_dockerfile().read_text())
+    recipe = cut_recipe(service_dockerfile().read_text())
     assert recipe.shared_stages == ("deps", "runtime-deps")
     assert "FROM runtime-${SERVICE_RUNTIME} AS runtime-deps" in recipe.shared
 

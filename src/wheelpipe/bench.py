@@ -26,7 +26,7 @@ from pathlib import Path
 from .console import Reporter
 from .docker import Docker
 from .errors import PipelineError, RepositoryError, ToolError
-from .images import ImageSettings, build_image
+from .image import ImageSettings, build_image
 from .model import HttpService, Repository, load_repository
 from .requirements import REQUIREMENTS_DIR, TOOLING, TOOLING_LOCK, lock_file
 from .tools import CompletedProcess, run

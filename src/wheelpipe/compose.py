@@ -19,7 +19,7 @@ from .console import Argument, Reporter
 from .docker import Docker
 from .errors import DockerError, ToolError
 from .fsutil import write_atomic
-from .images import ImageSettings, image_tag
+from .image import ImageSettings, image_tag
 from .model import HttpService, Repository, ServiceSettings, service_settings
 from .tools import run
 

@@ -26,7 +26,6 @@ from . import (
     baseimage,
     compose,
     deploy,
-    images,
     installcheck,
     load_repository,
     locks,
@@ -40,6 +39,7 @@ from . import (
 from . import affected as affected_module
 from . import bench as benchmarks
 from . import chart as charts
+from . import image as images
 from . import publish as publishing
 from . import release as releases
 from .console import Reporter
@@ -338,7 +338,8 @@ def verify_image(c: Context, service: str, prefix: str | None = None, base_image
     tag = images.image_tag(repo, settings, service)
     if not settings.docker.image_id(tag, reporter):
         raise Exit(f"error: image {tag} does not exist; build it with `invoke image --service {service}`")
-    images.verify_image(wheelhouse.open_wheelhouse(repository_root(c)), settings.docker, tag, service, declared, reporter)
+    house = wheelhouse.open_wheelhouse(repository_root(c))
+    images.verify_image(house, settings.docker, tag, images.service_image(repo, settings, house, service, images.commit_facts(repo)), reporter)
     print(startcheck.check_unprivileged(settings.docker, tag, settings.base, reporter))
     print(startcheck.check_started(settings.docker, tag, service, declared, reporter, timeout=timeout))
 

@@ -1,4 +1,5 @@
-"""What an image recipe may do, checked before anything is built.
+"""The image recipe: which Dockerfile, what it may do (checked before anything is built), and
+where the legacy builder cuts it.
 
 A Dockerfile override (dockerfiles/service.Dockerfile, or --dockerfile) is code a pull request
 can change. `docker build --network=none` cuts only RUN steps off the network: the daemon
@@ -15,11 +16,19 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
-from .errors import DockerError
+from ..errors import DockerError
+from ..model import DOCKERFILES_DIR, Repository
+from ..resources import service_dockerfile
+from .context import DOCKERFILE
+from .record import ImageSettings
+
+# The Dockerfile's stage holding every layer of the image but the service's own.
+SHARED_STAGE = "runtime-deps"
 
 # The build arguments a FROM may start from: the base image, and the stand-ins the legacy
-# builder's cut recipe gives for shared stages (images.Recipe.stage_argument), each an image id.
+# builder's cut recipe gives for shared stages (Recipe.stage_argument), each an image id.
 BASE_ARGUMENT = "BASE_IMAGE"
 STAND_IN_PREFIX = "WHEELPIPE_STAGE_"
 _REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@)", re.IGNORECASE)
@@ -86,7 +95,7 @@ def _flags(arguments: str) -> tuple[dict[str, list[str]], list[str]]:
 
 def _resolved(source: str) -> list[str]:
     """The stage names a FROM can mean: itself, or with the build arguments the pipeline passes
-    put in (SERVICE_RUNTIME: the runtime-<kind> stage of each kind, images.shared_arguments);
+    put in (SERVICE_RUNTIME: the runtime-<kind> stage of each kind, record.shared_arguments);
     [] when it names another argument, which the pipeline never sets."""
     names = [source]
     for variable, values in PIPELINE_ARGUMENTS.items():
@@ -155,3 +164,74 @@ def check(text: str, where: str) -> None:
         found = "sets no USER (the base image's root)" if final is None else f"runs as USER {final}"
         msg = f"{where}: the image's last stage {found}; it must run as an unprivileged user (e.g. USER 10001:10001)"
         raise RecipeError(msg)
+
+
+# --- which recipe, and where the legacy builder cuts it ------------------------------------
+
+
+def recipe_path(repo: Repository, settings: ImageSettings) -> Path:
+    """The Dockerfile: the settings', else the monorepo's own dockerfiles/service.Dockerfile
+    (a team's place for what its runtime images need beyond ours), else the one wheelpipe ships."""
+    if settings.dockerfile:
+        return settings.dockerfile
+    own = repo.root / DOCKERFILES_DIR / DOCKERFILE
+    return own if own.is_file() else service_dockerfile()
+
+
+def dockerfile_text(repo: Repository, settings: ImageSettings) -> str:
+    return recipe_path(repo, settings).read_text()
+
+
+def checked_recipe(repo: Repository, settings: ImageSettings) -> str:
+    """The recipe's text, once `check` found nothing an image build may not do."""
+    path = recipe_path(repo, settings)
+    where = repo.relative(path) if path.is_relative_to(repo.root) else str(path)
+    text = path.read_text()
+    check(text, where)
+    return text
+
+
+_FROM = re.compile(r"^FROM\s+(?:--\S+\s+)*\S+(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The Dockerfile cut where the service's own stages begin, for the legacy builder.
+
+    That builder runs every stage before the one asked for and is sent the whole context on
+    every build: the 18 MB installer and every third-party wheel again for a one-line change.
+    So the stages up to SHARED_STAGE are built on their own, once per closure and port, from a
+    context of those wheels; the service's own stages are built from a context of its own
+    wheels, with each shared stage standing in as `FROM <its image id>` (an id names content,
+    so the stand-in is exactly what was built).
+    """
+
+    shared: str  # the lines before the first FROM, then every stage up to SHARED_STAGE
+    shared_stages: tuple[str, ...]  # the names of those the service's own stages use, in order
+    own: str  # the same lines before the first FROM, a stand-in per shared stage, the rest
+
+    @staticmethod
+    def stage_argument(stage: str) -> str:
+        return STAND_IN_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", stage).upper()
+
+
+def cut_recipe(text: str) -> Recipe | None:
+    """The recipe cut after SHARED_STAGE; None when the Dockerfile has no such stage or it is
+    the last one (a custom Dockerfile is then built in one piece, as BuildKit builds any)."""
+    lines = text.splitlines(keepends=True)
+    starts = [(i, m.group(1)) for i, line in enumerate(lines) if (m := _FROM.match(line.strip()))]
+    names = [name for _, name in starts]
+    if SHARED_STAGE not in names or names.index(SHARED_STAGE) == len(names) - 1:
+        return None
+    shared_count = names.index(SHARED_STAGE) + 1
+    preamble = "".join(lines[: starts[0][0]])
+    cut = starts[shared_count][0]
+    # Only the stages the rest names (FROM <stage>, COPY --from=<stage>) need a stand-in, and
+    # each stand-in an image id: one more build of the shared part.
+    rest = "".join(lines[cut:])
+    used = set(re.findall(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", rest, re.IGNORECASE | re.MULTILINE))
+    used |= set(re.findall(r"--from=(\S+)", rest, re.IGNORECASE))
+    shared_stages = tuple(name for name in names[:shared_count] if name and name in used)
+    stand_ins = "".join(f"ARG {Recipe.stage_argument(n)}\n" for n in shared_stages)
+    stand_ins += "".join(f"FROM ${{{Recipe.stage_argument(n)}}} AS {n}\n" for n in shared_stages)
+    return Recipe(shared="".join(lines[:cut]), shared_stages=shared_stages, own=preamble + stand_ins + "".join(lines[cut:]))
