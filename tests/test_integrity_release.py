@@ -177,6 +177,20 @@ def test_a_symlink_to_a_directory_that_holds_it_is_a_loop_named_in_one_line(repo
     assert wheelhouse_state(repository) == before
 
 
+@pytest.mark.parametrize("command", [("release", "--skip-gates"), ("build-wheels",)], ids=["release", "build-wheels"])
+def test_two_file_symlinks_pointing_at_each_other_are_a_loop_not_a_dangling_link(repository, command):
+    # realpath gives up on a -> b -> a without a word: the working tree once called it dangling.
+    (repository / ORDER_MODULE / "one.txt").symlink_to("two.txt")
+    (repository / ORDER_MODULE / "two.txt").symlink_to("one.txt")
+    commit_all(repository, "two links pointing at each other")
+    before = wheelhouse_state(repository)
+    result = invoke(repository, *command, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == f"error: {ORDER_MODULE}/one.txt: symlink loop: its target two.txt leads round a circle of symlinks, never to a file"
+    assert not (repository / "dist").exists()
+    assert wheelhouse_state(repository) == before
+
+
 def test_a_symlink_inside_the_repository_ships_as_the_file_it_points_at(repository):
     (repository / ORDER_MODULE / "NOTICE.txt").symlink_to("../../../../README.md")
     commit_all(repository, "a symlink to the root README")

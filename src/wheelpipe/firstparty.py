@@ -13,6 +13,7 @@ goes on to compiled.py, to be built for the target's interpreter and tagged for 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import posixpath
@@ -189,6 +190,13 @@ class WorkingTree(FileSource):
             msg = f"{label}: symlink into git's own files ({written})"
             raise SourceError(msg)
         if not target.exists():
+            # realpath gives up quietly on a cycle of links (a -> b -> a); only a strict one says
+            # which it was, a cycle or a target that is not there.
+            try:
+                os.path.realpath(link, strict=True)
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    raise _chain_loop(label, written) from None
             raise _dangling(label, written)
         if not target.is_dir() and self._in_git and self._ignored(target.relative_to(root).as_posix()):
             # An ignored file (a local .env, say) must not ship through a link to it.
@@ -293,8 +301,7 @@ class Commit(FileSource):
                 continue
             hops += 1
             if hops > _SYMLINK_HOPS:
-                msg = f"{label}: symlink loop ({written})"
-                raise SourceError(msg)
+                raise _chain_loop(label, written)
             target = os.fsdecode(self._blob_bytes(entry.oid))
             resolved.pop()
             if target.startswith("/"):
@@ -414,6 +421,10 @@ def _dangling(label: str, written: str) -> SourceError:
 
 def _loop(label: str, written: str) -> SourceError:
     return SourceError(f"{label}: symlink loop: {written} leads back to a directory that holds the link")
+
+
+def _chain_loop(label: str, written: str) -> SourceError:
+    return SourceError(f"{label}: symlink loop: its target {written} leads round a circle of symlinks, never to a file")
 
 
 def _record(digest: hashlib._Hash, file: SourceFile, content: hashlib._Hash) -> None:
