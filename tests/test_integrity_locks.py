@@ -108,6 +108,65 @@ def test_an_edited_hash_is_named_by_lock_check_and_undone_by_lock(house: Path, e
     git(house, "diff", "--exit-code", "requirements/")
 
 
+def test_a_lock_with_crlf_line_ends_is_named_as_such_by_lock_check_and_rewritten_by_lock(house: Path) -> None:
+    # Pins and lines are the same: the diff used to be empty after "does not match its inputs:".
+    lock = house / "requirements/order.txt"
+    original = lock.read_bytes()
+    lock.write_bytes(original.replace(b"\n", b"\r\n"))
+    edited = requirement_bytes(house)
+
+    result = invoke(house, "lock", "--check", check=False)
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        "error: requirements/order.txt: CRLF line ends, where `invoke lock` writes LF (the content matches its inputs); "
+        "run `invoke lock`, and keep git from converting them (`requirements/** text eol=lf` in .gitattributes)"
+    ]
+    assert requirement_bytes(house) == edited, "--check must not write"
+
+    result = invoke(house, "lock")
+    assert "wrote requirements/order.txt with LF line ends (it had CRLF)" in result.stderr
+    assert lock.read_bytes() == original
+    git(house, "diff", "--exit-code", "requirements/")
+
+
+@pytest.mark.parametrize(
+    ("marker", "why"),
+    [
+        ('sys_platform == "win32"', "which is false on the target CPython 3.11 on manylinux_2_36_x86_64"),
+        ('platform_release >= "6"', "and the target CPython 3.11 on manylinux_2_36_x86_64 does not declare platform_release"),
+    ],
+    ids=["false-on-the-target", "undecidable"],
+)
+def test_a_pin_with_a_marker_that_does_not_hold_on_the_target_stops_build_wheels(house: Path, marker: str, why: str) -> None:
+    # build-wheels once read the pin and ignored its marker: only lock --check saw the edit.
+    before = generation(house)
+    lock = house / "requirements/order.txt"
+    text = lock.read_text()
+    flask = parse_pins(lock)["flask"]
+    lock.write_text(text.replace(f"flask=={flask.version} \\\n", f"flask=={flask.version} ; {marker} \\\n", 1))
+    assert parse_pins(lock)["flask"].marker == marker
+    edited = requirement_bytes(house)
+
+    result = invoke(house, "build-wheels", check=False)
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        f"error: requirements/order.txt:{flask.line}: flask=={flask.version} is pinned only where `{marker}`, {why}; "
+        "a lock for the target carries no markers: run `invoke lock`"
+    ]
+    assert_wheelhouse_intact(house, before)
+    assert requirement_bytes(house) == edited
+
+
+def test_a_pin_with_a_marker_that_holds_on_the_target_is_built_as_a_resolver_wrote_it(house: Path) -> None:
+    # pip-compile writes the marker a requirement was declared with when it holds on the target.
+    lock = house / "requirements/order.txt"
+    flask = parse_pins(lock)["flask"]
+    lock.write_text(lock.read_text().replace(f"flask=={flask.version} \\\n", f'flask=={flask.version} ; sys_platform == "linux" \\\n', 1))
+    result = invoke(house, "build-wheels")
+    assert "nothing to build" in result.stderr
+    assert f"flask=={flask.version}" in (house / "wheelhouse/install/order.txt").read_text()
+
+
 def test_a_deleted_pin_block_stops_build_wheels_naming_the_package_and_who_requires_it(house: Path) -> None:
     before = generation(house)
     lock = house / "requirements/order.txt"

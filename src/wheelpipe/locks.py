@@ -106,12 +106,20 @@ def _pins_text(pins: Iterable[Pin]) -> str:
     return "".join(f"{pin.requirement_line()} {' '.join(f'--hash=sha256:{h}' for h in sorted(pin.hashes))}\n" for pin in sorted(pins, key=lambda p: p.name))
 
 
+# A lock checked out with CRLF line ends (git's core.autocrlf, an editor on Windows) parses to
+# the same pins and lines, so no diff shows it: it is said so instead.
+_CRLF_ONLY = "CRLF line ends, where `invoke lock` writes LF (the content matches its inputs)"
+_CRLF_FIX = "run `invoke lock`, and keep git from converting them (`requirements/** text eol=lf` in .gitattributes)"
+
+
 def _diff(old: Path, new: Path, label: str) -> list[str]:
     """What differs, one line each: pins moved, hashes added or missing, else the text."""
     if not new.exists():
         return [f"- {label} (no longer needed)"]
     if not old.exists():
         return [f"+ {label} (missing)"]
+    if b"\r" in old.read_bytes() and old.read_bytes().replace(b"\r\n", b"\n") == new.read_bytes():
+        return [_CRLF_ONLY]
     if label.endswith(".txt"):
         before, after = parse_pins(old, label), parse_pins(new, label)
         lines = [f"- {before[n].requirement_line()}" for n in sorted(before) if n not in after or before[n].version != after[n].version]
@@ -379,7 +387,10 @@ def lock(
             if (work / label).exists() != (repo.root / label).exists()
             or ((work / label).exists() and (repo.root / label).read_bytes() != (work / label).read_bytes())
         }
+        line_ends = [label for label, diff in changed.items() if diff == [_CRLF_ONLY]]
         if check:
+            if changed and len(line_ends) == len(changed):
+                raise LockError(f"{', '.join(line_ends)}: {_CRLF_ONLY}; {_CRLF_FIX}")
             if changed:
                 raise StaleLockError(changed)
             reporter.info("every lock matches its inputs")
@@ -387,7 +398,7 @@ def lock(
         for label in changed:
             if (work / label).exists():
                 write_atomic(repo.root / label, (work / label).read_bytes())
-                reporter.info(f"wrote {label}")
+                reporter.info(f"wrote {label}" + (" with LF line ends (it had CRLF)" if label in line_ends else ""))
             else:
                 (repo.root / label).unlink()
                 reporter.info(f"removed {label} (no longer needed)")
