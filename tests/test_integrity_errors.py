@@ -221,6 +221,26 @@ def test_a_read_only_wheelhouse_store_is_one_line_naming_the_file(repo: Path, pr
 
 
 @needs_root
+def test_an_immutable_root_fails_the_switch_and_leaves_no_generation_behind(repo: Path) -> None:
+    # The whole new generation is built in .wheelhouse/; only the symlink beside it in the
+    # root cannot be made. That generation used to stay, named by nothing.
+    (repo / SOURCE_EDIT).write_text((repo / SOURCE_EDIT).read_text() + "# changed, so there is a wheel to build\n")
+    before = State.of(repo)
+    generations = sorted(p.name for p in (repo / ".wheelhouse").iterdir())
+
+    with immutable(repo):
+        line = one_line(invoke(repo, "build-wheels", check=False))
+
+    assert re.fullmatch(
+        r"error: wheelhouse: cannot point it at the new generation \(\.wheelhouse/(gen-\w+) -> \.wheelhouse\.\1: Operation not permitted\); "
+        r"the previous wheelhouse is intact, nothing of the new one is left",
+        line,
+    ), line
+    assert sorted(p.name for p in (repo / ".wheelhouse").iterdir()) == generations
+    assert_untouched(repo, before)
+
+
+@needs_root
 def test_a_full_disk_is_reported_as_such_not_as_a_hash_mismatch(repo: Path) -> None:
     (repo / "wheelhouse").unlink()
     shutil.rmtree(repo / ".wheelhouse")

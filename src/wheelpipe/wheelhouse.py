@@ -15,6 +15,7 @@ the target, so changing the target remakes each wheel it does not run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -36,7 +37,7 @@ from packaging.version import Version
 
 from . import backends, compiled, firstparty, sdists, thirdparty
 from .console import Reporter, parallel
-from .errors import LockError, RepositoryError, ToolError, WheelhouseError
+from .errors import LockError, RepositoryError, ToolError, WheelhouseError, describe_os_error
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
 from .lockfile import Pin, format_pins, parse_pins
 from .model import Package, Repository
@@ -732,7 +733,8 @@ def build_wheels(
             raise WheelhouseError(msg)
         # Integrity only: a wheel the target does not run, or a damaged or missing derived
         # file, is made anew below rather than refused.
-        old = _load(link.resolve()) if link.exists() and not clean else None
+        previous = link.resolve() if link.exists() else None
+        old = _load(previous) if previous and not clean else None
         old_entries = list(old.entries.values()) if old else []
 
         plan = _plan(repo, selected, locks, installer, old_entries, source)
@@ -784,8 +786,10 @@ def build_wheels(
             # A failed or interrupted run leaves nothing behind, not even an invisible partial.
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        _switch(link, generation)
-        _prune(store, keep={generation.name, old.path.name if old else ""})
+        _switch_or_undo(repo.root, link, generation)
+        # The previous generation stays (--clean too): a reader that resolved the old symlink,
+        # an image build or a release's archive, may still use it.
+        _prune(store, keep={generation.name, previous.name if previous else ""})
         # Every entry's sha256 was taken in this run from the very file now in the generation
         # (reused ones by _load above, new ones as they were written): no second read.
         result = Result(Wheelhouse(generation, {e.file: e for e in entries}, repo.target), [e.file for _, e in built], [e.file for _, e in fetched])
@@ -970,6 +974,25 @@ def _switch(link: Path, generation: Path) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(generation.relative_to(link.parent))
     os.replace(tmp, link)
+
+
+def _switch_or_undo(root: Path, link: Path, generation: Path) -> None:
+    """_switch, or else (a root made immutable or read-only after the build began) the new
+    generation and the half-made link removed, and one line saying what happened and what
+    is left: a failed switch leaves no whole generation behind unnamed."""
+    try:
+        _switch(link, generation)
+    except OSError as error:
+        reason = describe_os_error(error, root)
+        stranded = link.with_name(f".{link.name}.{generation.name}")
+        with contextlib.suppress(OSError):
+            stranded.unlink(missing_ok=True)
+        shutil.rmtree(generation, ignore_errors=True)
+        before = "the previous wheelhouse is intact" if link.is_symlink() else "no wheelhouse was made"
+        left = [path.relative_to(root).as_posix() for path in (generation, stranded) if os.path.lexists(path)]
+        after = f"left behind (remove by hand): {', '.join(left)}" if left else "nothing of the new one is left"
+        msg = f"{WHEELHOUSE}: cannot point it at the new generation ({reason}); {before}, {after}"
+        raise WheelhouseError(msg) from None
 
 
 def _remove_leftovers(root: Path, store: Path) -> None:
