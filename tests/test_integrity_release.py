@@ -4,6 +4,7 @@ release says so, and large files are streamed, never held in memory."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -362,3 +364,80 @@ def test_large_files_are_fingerprinted_and_archived_in_bounded_memory(tmp_path):
             member = bundle.next()
         assert (member.name, member.size) == ("large-0.1.0/data.bin", LARGE_FILE_MB << 20)
     assert not [p for p in (root / "dist").iterdir() if p.name.endswith(".tmp")]
+
+
+# --- a release and the runs beside it ---------------------------------------------------
+
+KILLED_WRITER = """\
+import os
+import signal
+import sys
+from pathlib import Path
+
+from wheelpipe.fsutil import atomic_output
+
+with atomic_output(Path(sys.argv[1])) as stream:
+    stream.write(b"half an archive")
+    stream.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_release_removes_the_temporary_archive_a_killed_release_left_in_dist(repository):
+    # The archive's own writer (atomic_output, as write_archive uses it) killed with SIGKILL
+    # mid-write: nothing runs to remove its temporary file, which no later release removed.
+    (repository / "dist").mkdir()
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, repository / ARCHIVE], capture_output=True, check=False)
+    assert killed.returncode == -9, killed.stderr
+    (left,) = (repository / "dist").glob(".wheelhouse-0.1.0.tar.gz.*.tmp")
+    mine = repository / "dist" / "notes.tmp"  # not of the release's naming: not its to remove
+    mine.write_text("the team's\n")
+
+    result = invoke(repository, "release", "--skip-gates")
+    assert f"removed dist/{left.name}, the unfinished archive of a release that was killed" in result.stderr
+    assert sorted(p.name for p in (repository / "dist").iterdir()) == ["notes.tmp", "wheelhouse-0.1.0.tar.gz"]
+    assert tarfile.open(repository / ARCHIVE).getmembers()
+
+
+HELD_GATE_TEST = """\
+import pathlib
+import time
+
+
+def test_holds_the_release_gate():
+    pathlib.Path({started!r}).touch()
+    deadline = time.monotonic() + 240
+    while not pathlib.Path({go!r}).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+"""
+
+
+def test_build_wheels_clean_during_a_release_waits_for_it_instead_of_pulling_its_wheels_away(repository, tmp_path):
+    # It used to prune the generation the release was reading: a bare "No such file".
+    started, go = tmp_path / "gate-started", tmp_path / "go"
+    (repository / "services/order/tests/test_held.py").write_text(HELD_GATE_TEST.format(started=str(started), go=str(go)))
+    commit_all(repository, "a package test that holds the release's test gate")
+    release = subprocess.Popen([sys.executable, "-m", "invoke", "release"], cwd=repository, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    clean = None
+    try:
+        deadline = time.monotonic() + 300
+        while not started.exists() and release.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert started.exists(), f"the release never reached its test gate:\n{release.communicate()[1]}"
+        clean = subprocess.Popen([sys.executable, "-m", "invoke", "build-wheels", "--clean"], cwd=repository, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            clean.wait(timeout=20)  # a clean build takes seconds here: it waits, or it is done
+        assert clean.poll() is None, f"build-wheels --clean ran during the release:\n{clean.stderr.read() if clean.stderr else ''}"
+        go.touch()
+        released = release.communicate(timeout=300)
+        cleaned = clean.communicate(timeout=300)
+    finally:
+        go.touch()
+        for process in (release, clean):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert release.returncode == 0 and "Traceback" not in released[1], released[1]
+    assert (repository / ARCHIVE).is_file()
+    assert clean.returncode == 0, cleaned[1]
+    assert "another run (build-wheels or a release) holds the wheelhouse; waiting for it to finish" in cleaned[1]

@@ -339,7 +339,28 @@ def release(
     base_image: str = "python:3.11-slim-bookworm", docker: Docker | None = None,
 ) -> Released:
     """`base_image` stands in for the target's interpreter in the install gate when this host
-    is not the target."""
+    is not the target.
+
+    The wheelhouse is the release's from start to end (wheelhouse.held): a build-wheels run
+    meanwhile waits instead of pruning the generation the archive is read from, and no other
+    release writes dist/ at the same time, so a temporary archive found there is a dead one's.
+    """
+    with wheelhouse.held(repo.root, reporter):
+        return _release(repo, gates=gates, allow_dirty=allow_dirty, reporter=reporter, base_image=base_image, docker=docker)
+
+
+def _remove_dead_archives(dist: Path, reporter: Reporter) -> None:
+    """The temporary archives (atomic_output's `.<archive>.<random>.tmp`) of releases killed
+    while writing them (kill -9, a power cut): their writers are gone, as the wheelhouse
+    lock this release holds says."""
+    for path in sorted(dist.glob(".wheelhouse-*.tar.gz.*.tmp")) if dist.is_dir() else []:
+        path.unlink(missing_ok=True)
+        reporter.info(f"removed {DIST}/{path.name}, the unfinished archive of a release that was killed")
+
+
+def _release(
+    repo: Repository, *, gates: bool, allow_dirty: bool, reporter: Reporter, base_image: str, docker: Docker | None,
+) -> Released:
     dist = dist_directory(repo)
     commit = commit_of(repo, allow_dirty)
     if commit.dirty:
@@ -367,6 +388,7 @@ def release(
         members = _members(repo, house, commit, source, deployed, chart)
         target = dist / f"{archive_name(repo, commit.dirty)}.tar.gz"
         created_dist, existed = not dist.exists(), target.exists()
+        _remove_dead_archives(dist, reporter)
         try:
             write_archive(members, commit.time, target)
             if chart is not None and pushing:

@@ -26,7 +26,7 @@ import secrets
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -706,6 +706,19 @@ def sdist_build_environment(repo: Repository, pin: Pin) -> str | None:
     return lock.digest if lock else None
 
 
+@contextlib.contextmanager
+def held(root: Path, reporter: Reporter) -> Iterator[None]:
+    """The wheelhouse to this run alone. build-wheels holds it while it makes a generation; a
+    release from building its wheels until its archive is written, so that no other run
+    (`build-wheels --clean`, say) prunes the generation it reads, or writes dist/ beside it."""
+
+    def waiting() -> None:
+        reporter.info("another run (build-wheels or a release) holds the wheelhouse; waiting for it to finish")
+
+    with exclusive_lock(root / STORE / ".lock", waiting):
+        yield
+
+
 def build_wheels(
     repo: Repository,
     *,
@@ -722,10 +735,7 @@ def build_wheels(
     store = repo.root / STORE
     reporter.step(f"building the wheelhouse for {', '.join(selected)} ({repo.target.describe()})")
 
-    def waiting() -> None:
-        reporter.info("another build-wheels run holds the wheelhouse; waiting for it to finish")
-
-    with exclusive_lock(store / ".lock", waiting):
+    with held(repo.root, reporter):
         _remove_leftovers(repo.root, store)
         link = repo.root / WHEELHOUSE
         if link.exists() and not link.is_symlink():
