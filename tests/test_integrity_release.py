@@ -396,7 +396,8 @@ def test_a_release_removes_the_temporary_archive_a_killed_release_left_in_dist(r
     result = invoke(repository, "release", "--skip-gates")
     assert f"removed dist/{left.name}, the unfinished archive of a release that was killed" in result.stderr
     assert sorted(p.name for p in (repository / "dist").iterdir()) == ["notes.tmp", "wheelhouse-0.1.0.tar.gz"]
-    assert tarfile.open(repository / ARCHIVE).getmembers()
+    with tarfile.open(repository / ARCHIVE) as bundle:
+        assert bundle.getmembers()
 
 
 HELD_GATE_TEST = """\
