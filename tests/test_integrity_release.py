@@ -97,6 +97,25 @@ def test_an_untracked_file_in_a_service_is_in_no_released_wheel(repository):
     assert "order_manager/secret.py" in zipfile.ZipFile(wheel).namelist()
 
 
+def test_an_untracked_file_in_a_service_stops_the_release_gate_naming_it_not_asking_for_build_wheels(repository):
+    # The gate runs the working tree's tests against the commit's wheels: the plugin called
+    # the wheel stale and said to run `invoke build-wheels`, which cannot help.
+    (repository / ORDER_MODULE / "draft.py").write_text("DRAFT = True\n")
+    before = wheelhouse_state(repository)
+    result = invoke(repository, "release", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == (
+        f"error: {ORDER_MODULE}/draft.py: untracked, and a release is made of committed files, so its packages' tests "
+        "cannot run against the wheels it ships while the working tree has it; commit it, or pass --allow-dirty"
+    )
+    assert "build-wheels" not in error_line(result)
+    assert not (repository / "dist").exists()
+    assert wheelhouse_state(repository) == before
+    # As it says: --allow-dirty releases the working tree, the file included.
+    invoke(repository, "release", "--allow-dirty")
+    assert "order_manager/draft.py" in order_wheel(wheel_files(repository / DIRTY_ARCHIVE))
+
+
 def test_an_ignored_file_is_in_no_wheel_from_the_commit_or_the_working_tree(repository):
     # .git/info/exclude: an ignore rule that hatchling, reading only .gitignore, never saw.
     (repository / ".git/info/exclude").write_text("credentials.json\n")
