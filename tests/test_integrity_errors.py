@@ -102,6 +102,24 @@ def test_a_pyproject_that_is_not_utf8_names_the_file_line_and_byte(repo: Path, n
     assert_untouched(repo, before)
 
 
+@pytest.mark.parametrize("command", [("build-wheels",), ("release", "--skip-gates")], ids=["build-wheels", "release"])
+def test_a_readme_that_is_not_utf8_names_the_package_and_the_file_not_the_backends_decode_error(repo: Path, command: tuple[str, ...]) -> None:
+    # hatchling used to fail with "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9"
+    # naming no file; the release reads the committed one, build-wheels the working tree's.
+    (repo / "services/order/README.md").write_bytes(b"# Orders\n\nDiscounts for every caf\xe9 (saved as latin-1).\n")
+    subprocess.run(["git", "commit", "-qam", "a latin-1 readme"], cwd=repo, check=True, capture_output=True)
+    before = State.of(repo)
+
+    line = one_line(invoke(repo, *command, check=False))
+
+    assert line == (
+        "error: services/order (order-manager): services/order/README.md, its [project] readme, is not UTF-8 "
+        "(byte 0xe9 on line 3, offset 33); its build backend reads it as UTF-8: save it as UTF-8"
+    )
+    assert_untouched(repo, before)
+    assert not (repo / "dist").exists()
+
+
 # --- 2. service names that Docker refuses ----------------------------------------------
 
 
@@ -217,6 +235,26 @@ def test_a_read_only_wheelhouse_store_is_one_line_naming_the_file(repo: Path, pr
         line = one_line(invoke(repo, "build-wheels", check=False))
 
     assert re.fullmatch(rf"error: \.wheelhouse/[^:]+: {reason}", line), line
+    assert_untouched(repo, before)
+
+
+@needs_root
+def test_an_immutable_root_fails_the_switch_and_leaves_no_generation_behind(repo: Path) -> None:
+    # The whole new generation is built in .wheelhouse/; only the symlink beside it in the
+    # root cannot be made. That generation used to stay, named by nothing.
+    (repo / SOURCE_EDIT).write_text((repo / SOURCE_EDIT).read_text() + "# changed, so there is a wheel to build\n")
+    before = State.of(repo)
+    generations = sorted(p.name for p in (repo / ".wheelhouse").iterdir())
+
+    with immutable(repo):
+        line = one_line(invoke(repo, "build-wheels", check=False))
+
+    assert re.fullmatch(
+        r"error: wheelhouse: cannot point it at the new generation \(\.wheelhouse/(gen-\w+) -> \.wheelhouse\.\1: Operation not permitted\); "
+        r"the previous wheelhouse is intact, nothing of the new one is left",
+        line,
+    ), line
+    assert sorted(p.name for p in (repo / ".wheelhouse").iterdir()) == generations
     assert_untouched(repo, before)
 
 

@@ -4,6 +4,7 @@ release says so, and large files are streamed, never held in memory."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -95,6 +97,25 @@ def test_an_untracked_file_in_a_service_is_in_no_released_wheel(repository):
     assert "order_manager/secret.py" in zipfile.ZipFile(wheel).namelist()
 
 
+def test_an_untracked_file_in_a_service_stops_the_release_gate_naming_it_not_asking_for_build_wheels(repository):
+    # The gate runs the working tree's tests against the commit's wheels: the plugin called
+    # the wheel stale and said to run `invoke build-wheels`, which cannot help.
+    (repository / ORDER_MODULE / "draft.py").write_text("DRAFT = True\n")
+    before = wheelhouse_state(repository)
+    result = invoke(repository, "release", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == (
+        f"error: {ORDER_MODULE}/draft.py: untracked, and a release is made of committed files, so its packages' tests "
+        "cannot run against the wheels it ships while the working tree has it; commit it, or pass --allow-dirty"
+    )
+    assert "build-wheels" not in error_line(result)
+    assert not (repository / "dist").exists()
+    assert wheelhouse_state(repository) == before
+    # As it says: --allow-dirty releases the working tree, the file included.
+    invoke(repository, "release", "--allow-dirty")
+    assert "order_manager/draft.py" in order_wheel(wheel_files(repository / DIRTY_ARCHIVE))
+
+
 def test_an_ignored_file_is_in_no_wheel_from_the_commit_or_the_working_tree(repository):
     # .git/info/exclude: an ignore rule that hatchling, reading only .gitignore, never saw.
     (repository / ".git/info/exclude").write_text("credentials.json\n")
@@ -173,6 +194,20 @@ def test_a_symlink_to_a_directory_that_holds_it_is_a_loop_named_in_one_line(repo
     result = invoke(repository, *command, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert error_line(result) == f"error: {ORDER_MODULE}/again: symlink loop: .. leads back to a directory that holds the link"
+    assert not (repository / "dist").exists()
+    assert wheelhouse_state(repository) == before
+
+
+@pytest.mark.parametrize("command", [("release", "--skip-gates"), ("build-wheels",)], ids=["release", "build-wheels"])
+def test_two_file_symlinks_pointing_at_each_other_are_a_loop_not_a_dangling_link(repository, command):
+    # realpath gives up on a -> b -> a without a word: the working tree once called it dangling.
+    (repository / ORDER_MODULE / "one.txt").symlink_to("two.txt")
+    (repository / ORDER_MODULE / "two.txt").symlink_to("one.txt")
+    commit_all(repository, "two links pointing at each other")
+    before = wheelhouse_state(repository)
+    result = invoke(repository, *command, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == f"error: {ORDER_MODULE}/one.txt: symlink loop: its target two.txt leads round a circle of symlinks, never to a file"
     assert not (repository / "dist").exists()
     assert wheelhouse_state(repository) == before
 
@@ -348,3 +383,81 @@ def test_large_files_are_fingerprinted_and_archived_in_bounded_memory(tmp_path):
             member = bundle.next()
         assert (member.name, member.size) == ("large-0.1.0/data.bin", LARGE_FILE_MB << 20)
     assert not [p for p in (root / "dist").iterdir() if p.name.endswith(".tmp")]
+
+
+# --- a release and the runs beside it ---------------------------------------------------
+
+KILLED_WRITER = """\
+import os
+import signal
+import sys
+from pathlib import Path
+
+from wheelpipe.fsutil import atomic_output
+
+with atomic_output(Path(sys.argv[1])) as stream:
+    stream.write(b"half an archive")
+    stream.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_release_removes_the_temporary_archive_a_killed_release_left_in_dist(repository):
+    # The archive's own writer (atomic_output, as write_archive uses it) killed with SIGKILL
+    # mid-write: nothing runs to remove its temporary file, which no later release removed.
+    (repository / "dist").mkdir()
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, repository / ARCHIVE], capture_output=True, check=False)
+    assert killed.returncode == -9, killed.stderr
+    (left,) = (repository / "dist").glob(".wheelhouse-0.1.0.tar.gz.*.tmp")
+    mine = repository / "dist" / "notes.tmp"  # not of the release's naming: not its to remove
+    mine.write_text("the team's\n")
+
+    result = invoke(repository, "release", "--skip-gates")
+    assert f"removed dist/{left.name}, the unfinished archive of a release that was killed" in result.stderr
+    assert sorted(p.name for p in (repository / "dist").iterdir()) == ["notes.tmp", "wheelhouse-0.1.0.tar.gz"]
+    with tarfile.open(repository / ARCHIVE) as bundle:
+        assert bundle.getmembers()
+
+
+HELD_GATE_TEST = """\
+import pathlib
+import time
+
+
+def test_holds_the_release_gate():
+    pathlib.Path({started!r}).touch()
+    deadline = time.monotonic() + 240
+    while not pathlib.Path({go!r}).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+"""
+
+
+def test_build_wheels_clean_during_a_release_waits_for_it_instead_of_pulling_its_wheels_away(repository, tmp_path):
+    # It used to prune the generation the release was reading: a bare "No such file".
+    started, go = tmp_path / "gate-started", tmp_path / "go"
+    (repository / "services/order/tests/test_held.py").write_text(HELD_GATE_TEST.format(started=str(started), go=str(go)))
+    commit_all(repository, "a package test that holds the release's test gate")
+    release = subprocess.Popen([sys.executable, "-m", "invoke", "release"], cwd=repository, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    clean = None
+    try:
+        deadline = time.monotonic() + 300
+        while not started.exists() and release.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert started.exists(), f"the release never reached its test gate:\n{release.communicate()[1]}"
+        clean = subprocess.Popen([sys.executable, "-m", "invoke", "build-wheels", "--clean"], cwd=repository, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            clean.wait(timeout=20)  # a clean build takes seconds here: it waits, or it is done
+        assert clean.poll() is None, f"build-wheels --clean ran during the release:\n{clean.stderr.read() if clean.stderr else ''}"
+        go.touch()
+        released = release.communicate(timeout=300)
+        cleaned = clean.communicate(timeout=300)
+    finally:
+        go.touch()
+        for process in (release, clean):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert release.returncode == 0 and "Traceback" not in released[1], released[1]
+    assert (repository / ARCHIVE).is_file()
+    assert clean.returncode == 0, cleaned[1]
+    assert "another run (build-wheels or a release) holds the wheelhouse; waiting for it to finish" in cleaned[1]

@@ -40,7 +40,7 @@ from . import firstparty, sdists
 from .console import Reporter
 from .errors import LockError, PipelineError, RepositoryError, ToolError
 from .fsutil import write_atomic
-from .lockfile import Pin, parse_pins
+from .lockfile import Pin, check_markers, parse_pins
 from .model import BuildSystem, Package, PackageLocation, Repository, StaleBuildLockError
 from .requirements import BUILD_LOCK
 
@@ -116,6 +116,7 @@ def environment(repository: Repository, lock: Path, needed_by: str, system: Buil
         raise StaleBuildLockError(msg)
     try:
         pins = parse_pins(lock, BUILD_LOCK)
+        check_markers(pins, repository.target.marker_environment(), repository.target.describe())
     except LockError as error:
         raise StaleBuildLockError(f"{error}; run `invoke lock`") from None
     sdists.require_locked(

@@ -13,6 +13,7 @@ goes on to compiled.py, to be built for the target's interpreter and tagged for 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import posixpath
@@ -24,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyproject_hooks
 
@@ -189,6 +190,13 @@ class WorkingTree(FileSource):
             msg = f"{label}: symlink into git's own files ({written})"
             raise SourceError(msg)
         if not target.exists():
+            # realpath gives up quietly on a cycle of links (a -> b -> a); only a strict one says
+            # which it was, a cycle or a target that is not there.
+            try:
+                os.path.realpath(link, strict=True)
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    raise _chain_loop(label, written) from None
             raise _dangling(label, written)
         if not target.is_dir() and self._in_git and self._ignored(target.relative_to(root).as_posix()):
             # An ignored file (a local .env, say) must not ship through a link to it.
@@ -293,8 +301,7 @@ class Commit(FileSource):
                 continue
             hops += 1
             if hops > _SYMLINK_HOPS:
-                msg = f"{label}: symlink loop ({written})"
-                raise SourceError(msg)
+                raise _chain_loop(label, written)
             target = os.fsdecode(self._blob_bytes(entry.oid))
             resolved.pop()
             if target.startswith("/"):
@@ -416,6 +423,10 @@ def _loop(label: str, written: str) -> SourceError:
     return SourceError(f"{label}: symlink loop: {written} leads back to a directory that holds the link")
 
 
+def _chain_loop(label: str, written: str) -> SourceError:
+    return SourceError(f"{label}: symlink loop: its target {written} leads round a circle of symlinks, never to a file")
+
+
 def _record(digest: hashlib._Hash, file: SourceFile, content: hashlib._Hash) -> None:
     digest.update(f"{file.path}\0{int(file.executable)}\0".encode())
     digest.update(content.digest())
@@ -501,6 +512,7 @@ def _stage_clean(source: FileSource, package: Package | PackageLocation, workdir
     fingerprint = stage(source, package, staged)
     pyproject = staged / "pyproject.toml"
     text = pyproject.read_text(encoding="utf-8")
+    _check_text_files(package, staged, tomllib.loads(text))
     if any(include.staged.startswith(f"{includes.OUTSIDE_DIR}/") for include in package.includes) or includes.poetry_path_dependencies(tomllib.loads(text), package.directory):
         pyproject.write_text(includes.poetry_staged_pyproject(text, package.directory), encoding="utf-8")
     # Hatchling reads the first ignore file it finds from the project upwards; empty ones
@@ -508,6 +520,56 @@ def _stage_clean(source: FileSource, package: Package | PackageLocation, workdir
     for name in (".gitignore", ".hgignore"):
         (staging / name).touch(exist_ok=True)
     return staged, fingerprint
+
+
+def _declared_text_files(pyproject: dict[str, Any]) -> list[tuple[str, str]]:
+    """The text files a package's pyproject.toml names for its metadata, each with the key
+    naming it: what every backend reads, and reads as UTF-8."""
+    project, tool = _table(pyproject, "project"), _table(pyproject, "tool")
+    poetry, dynamic = _table(tool, "poetry"), _table(_table(tool, "setuptools"), "dynamic")
+    found: list[tuple[str, str]] = []
+
+    def add(key: str, value: object) -> None:
+        names = value if isinstance(value, list) else [value]
+        found.extend((key, name) for name in names if isinstance(name, str) and name)
+
+    readme = project.get("readme")
+    if isinstance(readme, dict):
+        # A content type may declare another charset, which the backend then honours.
+        charset = str(readme.get("content-type", "")).lower().partition("charset=")[2].strip()
+        if charset in ("", "utf-8", "utf8"):
+            add("[project] readme", readme.get("file"))
+    else:
+        add("[project] readme", readme)
+    add("[project] license", _table(project, "license").get("file"))
+    add("[tool.poetry] readme", poetry.get("readme"))
+    add("[tool.setuptools.dynamic] readme", _table(dynamic, "readme").get("file"))
+    return found
+
+
+def _table(table: dict[str, Any], key: str) -> dict[str, Any]:
+    value = table.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _check_text_files(package: Package | PackageLocation, staged: Path, pyproject: dict[str, Any]) -> None:
+    """A declared readme or license file that is not UTF-8 makes the backend fail with a bare
+    UnicodeDecodeError naming no file: name the package and the file instead."""
+    for key, name in _declared_text_files(pyproject):
+        path = staged / name
+        if not path.is_file():
+            continue  # the backend says what it misses
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            who = package.label if isinstance(package, Package) else package.directory
+            line = data[: error.start].count(b"\n") + 1
+            msg = (
+                f"{who}: {posixpath.normpath(posixpath.join(package.directory, name))}, its {key}, is not UTF-8 "
+                f"(byte 0x{data[error.start]:02x} on line {line}, offset {error.start}); its build backend reads it as UTF-8: save it as UTF-8"
+            )
+            raise SourceError(msg) from None
 
 
 def _the_wheel(package: Package, outdir: Path, source_sha256: str) -> BuiltWheel:

@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -102,17 +103,29 @@ def fsync_tree(root: Path) -> None:
             os.close(fd)
 
 
+# The locks each thread of this process holds: the same thread taking one again (a release
+# that holds the wheelhouse while it builds it) holds it on, where a second flock on another
+# descriptor would wait forever. Another thread still waits, as another process does.
+_HELD: set[tuple[int, str]] = set()
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: Path, on_wait: Callable[[], object]) -> Iterator[None]:
     """Serialize runs that write the same output; the kernel drops the lock if a run is killed."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = (threading.get_ident(), os.path.realpath(path))
+    if key in _HELD:
+        yield
+        return
     with path.open("a+") as stream:
         try:
             fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             on_wait()
             fcntl.flock(stream, fcntl.LOCK_EX)
+        _HELD.add(key)
         try:
             yield
         finally:
+            _HELD.discard(key)
             fcntl.flock(stream, fcntl.LOCK_UN)

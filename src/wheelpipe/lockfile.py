@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -25,6 +26,7 @@ class Pin:
     hashes: frozenset[str]
     line: int
     source: str = field(default="", compare=False)  # the file that pins it, for messages
+    marker: str = field(default="", compare=False)  # an environment marker written after it, if any
 
     def requirement_line(self) -> str:
         return f"{self.name}=={self.version}"
@@ -102,8 +104,37 @@ def parse_pins_text(text: str, label: str) -> dict[str, Pin]:
         if name in pins:
             msg = f"{where}: {name} is pinned twice (first on line {pins[name].line})"
             raise LockError(msg)
-        pins[name] = Pin(name, specifiers[0].version, frozenset(hashes), number, label)
+        marker = str(requirement.marker) if requirement.marker else ""
+        pins[name] = Pin(name, specifiers[0].version, frozenset(hashes), number, label, marker)
     return pins
+
+
+# Marker variables the target does not declare (the kernel the image will run on): a marker
+# naming one cannot be decided for the target.
+_UNDECLARED_MARKER = re.compile(r"\b(platform_release|platform_version)\b")
+
+
+def check_markers(pins: dict[str, Pin], environment: dict[str, str], target: str) -> None:
+    """Refuse a pin whose environment marker does not hold on the target.
+
+    A lock is resolved for the one target, and `invoke lock` writes no marker; a resolver
+    writes one that was declared with a requirement (`six==1.17.0 ; python_version >= "3.8"`)
+    only when it holds there. So a marker that is false on the target, or that the target
+    cannot decide, was put there by hand or comes from a lock for another target: leaving the
+    pin out would ship less than the lock names, installing it would ship what the lock says
+    does not belong; either way the lock is not the target's. `target` describes it.
+    """
+    for pin in sorted(pins.values(), key=lambda p: p.line):
+        if not pin.marker:
+            continue
+        where = f"{pin.source}:{pin.line}: {pin.requirement_line()} is pinned only where `{pin.marker}`"
+        undeclared = _UNDECLARED_MARKER.search(pin.marker)
+        if undeclared:
+            msg = f"{where}, and the target {target} does not declare {undeclared[1]}; a lock for the target carries no markers: run `invoke lock`"
+            raise LockError(msg)
+        if not Marker(pin.marker).evaluate({**environment, "extra": ""}):
+            msg = f"{where}, which is false on the target {target}; a lock for the target carries no markers: run `invoke lock`"
+            raise LockError(msg)
 
 
 def format_pins(entries: list[tuple[str, str, str]], header: str) -> str:

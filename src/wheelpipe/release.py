@@ -107,10 +107,39 @@ def lock_gate(repo: Repository, reporter: Reporter) -> None:
     lock(repo, check=True, reporter=reporter)
 
 
-def test_gate(repo: Repository, reporter: Reporter) -> None:
+def untracked_in_packages(repo: Repository, commit: ReleaseCommit) -> list[str]:
+    """The files of the first-party packages the working tree has and the released commit
+    does not: untracked ones (changes to tracked files stop the release before this)."""
+    if commit.dirty:
+        return []
+    tree, released = firstparty.WorkingTree(repo.root), firstparty.Commit(repo.root, commit.sha)
+    found = []
+    for package in repo.packages.values():
+        committed = {file.path for file in released.files(package)}
+        found += [_shown(repo, f.location) for f in tree.files(package) if f.path not in committed]
+    return sorted(found)
+
+
+def _shown(repo: Repository, location: str) -> str:
+    path = Path(location)
+    return path.relative_to(repo.root).as_posix() if path.is_relative_to(repo.root) else location
+
+
+def test_gate(repo: Repository, reporter: Reporter, commit: ReleaseCommit | None = None) -> None:
     """The first-party packages' tests, run against the wheels just built for the release
     (the wheelpipe pytest plugin installs them; see packagetests)."""
     reporter.step("release gate: the first-party packages' tests pass against the wheels to ship")
+    # The tests run from the working tree against wheels of the commit: an untracked file in
+    # a package would make the plugin call the wheel stale and say to run build-wheels, which
+    # cannot help (the release builds from the commit again).
+    untracked = untracked_in_packages(repo, commit) if commit is not None else []
+    if untracked:
+        more = f" (and {len(untracked) - 1} more)" if len(untracked) > 1 else ""
+        msg = (
+            f"{untracked[0]}{more}: untracked, and a release is made of committed files, so its packages' tests cannot run "
+            "against the wheels it ships while the working tree has it; commit it, or pass --allow-dirty"
+        )
+        raise ReleaseError(msg)
     test_dirs = [p.path / "tests" for p in repo.packages.values() if (p.path / "tests").is_dir()]
     if not test_dirs:
         # pytest without paths would run the repository's whole suite (its testpaths) instead.
@@ -339,7 +368,28 @@ def release(
     base_image: str = "python:3.11-slim-bookworm", docker: Docker | None = None,
 ) -> Released:
     """`base_image` stands in for the target's interpreter in the install gate when this host
-    is not the target."""
+    is not the target.
+
+    The wheelhouse is the release's from start to end (wheelhouse.held): a build-wheels run
+    meanwhile waits instead of pruning the generation the archive is read from, and no other
+    release writes dist/ at the same time, so a temporary archive found there is a dead one's.
+    """
+    with wheelhouse.held(repo.root, reporter):
+        return _release(repo, gates=gates, allow_dirty=allow_dirty, reporter=reporter, base_image=base_image, docker=docker)
+
+
+def _remove_dead_archives(dist: Path, reporter: Reporter) -> None:
+    """The temporary archives (atomic_output's `.<archive>.<random>.tmp`) of releases killed
+    while writing them (kill -9, a power cut): their writers are gone, as the wheelhouse
+    lock this release holds says."""
+    for path in sorted(dist.glob(".wheelhouse-*.tar.gz.*.tmp")) if dist.is_dir() else []:
+        path.unlink(missing_ok=True)
+        reporter.info(f"removed {DIST}/{path.name}, the unfinished archive of a release that was killed")
+
+
+def _release(
+    repo: Repository, *, gates: bool, allow_dirty: bool, reporter: Reporter, base_image: str, docker: Docker | None,
+) -> Released:
     dist = dist_directory(repo)
     commit = commit_of(repo, allow_dirty)
     if commit.dirty:
@@ -351,7 +401,7 @@ def release(
     source = commit.source(repo.root)
     house = build_wheels(repo, source=source, reporter=reporter).wheelhouse
     if place is not None:  # the gates are on
-        test_gate(repo, reporter)
+        test_gate(repo, reporter, commit)
         # The release gate of what ships: each service's install manifest, installed offline
         # from these wheels, imports (see installcheck).
         for line in installcheck.check_installs(repo, house, list(repo.services), place, reporter):
@@ -367,6 +417,7 @@ def release(
         members = _members(repo, house, commit, source, deployed, chart)
         target = dist / f"{archive_name(repo, commit.dirty)}.tar.gz"
         created_dist, existed = not dist.exists(), target.exists()
+        _remove_dead_archives(dist, reporter)
         try:
             write_archive(members, commit.time, target)
             if chart is not None and pushing:

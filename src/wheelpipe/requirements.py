@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from packaging.version import Version
 
 from .errors import LockError
-from .lockfile import Pin, parse_pins
+from .lockfile import Pin, check_markers, parse_pins
 
 if TYPE_CHECKING:
     from .model import Repository
@@ -85,7 +85,9 @@ def load_lock(repo: Repository, service: str) -> dict[str, Pin]:
     if not source.is_file() or source.read_text() != input_text(repo, service):
         msg = f"{repo.relative(source)} does not match the pyproject.toml files of service {service!r}; run `invoke lock`"
         raise LockError(msg)
-    return parse_pins(lock, label)
+    pins = parse_pins(lock, label)
+    check_markers(pins, repo.target.marker_environment(), repo.target.describe())
+    return pins
 
 
 def installer_pin(repo: Repository) -> Pin:
@@ -95,6 +97,8 @@ def installer_pin(repo: Repository) -> Pin:
     if installer is None:
         msg = f"{TOOLING_LOCK}: expected a hashed pin of {INSTALLER} (the image installer); run `invoke lock`"
         raise LockError(msg)
+    # It goes into every image: its marker, if any, must hold there.
+    check_markers({installer.name: installer}, repo.target.marker_environment(), repo.target.describe())
     return installer
 
 

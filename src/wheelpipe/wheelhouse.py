@@ -15,6 +15,7 @@ the target, so changing the target remakes each wheel it does not run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -25,7 +26,7 @@ import secrets
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -36,7 +37,7 @@ from packaging.version import Version
 
 from . import backends, compiled, firstparty, sdists, thirdparty
 from .console import Reporter, parallel
-from .errors import LockError, RepositoryError, ToolError, WheelhouseError
+from .errors import LockError, RepositoryError, ToolError, WheelhouseError, describe_os_error
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
 from .lockfile import Pin, format_pins, parse_pins
 from .model import Package, Repository
@@ -708,6 +709,19 @@ def sdist_build_environment(repo: Repository, pin: Pin) -> str | None:
     return lock.digest if lock else None
 
 
+@contextlib.contextmanager
+def held(root: Path, reporter: Reporter) -> Iterator[None]:
+    """The wheelhouse to this run alone. build-wheels holds it while it makes a generation; a
+    release from building its wheels until its archive is written, so that no other run
+    (`build-wheels --clean`, say) prunes the generation it reads, or writes dist/ beside it."""
+
+    def waiting() -> None:
+        reporter.info("another run (build-wheels or a release) holds the wheelhouse; waiting for it to finish")
+
+    with exclusive_lock(root / STORE / ".lock", waiting):
+        yield
+
+
 def build_wheels(
     repo: Repository,
     *,
@@ -724,10 +738,7 @@ def build_wheels(
     store = repo.root / STORE
     reporter.step(f"building the wheelhouse for {', '.join(selected)} ({repo.target.describe()})")
 
-    def waiting() -> None:
-        reporter.info("another build-wheels run holds the wheelhouse; waiting for it to finish")
-
-    with exclusive_lock(store / ".lock", waiting):
+    with held(repo.root, reporter):
         _remove_leftovers(repo.root, store)
         link = repo.root / WHEELHOUSE
         if link.exists() and not link.is_symlink():
@@ -735,7 +746,8 @@ def build_wheels(
             raise WheelhouseError(msg)
         # Integrity only: a wheel the target does not run, or a damaged or missing derived
         # file, is made anew below rather than refused.
-        old = _load(link.resolve()) if link.exists() and not clean else None
+        previous = link.resolve() if link.exists() else None
+        old = _load(previous) if previous and not clean else None
         old_entries = list(old.entries.values()) if old else []
 
         plan = _plan(repo, selected, locks, installer, old_entries, source)
@@ -787,8 +799,10 @@ def build_wheels(
             # A failed or interrupted run leaves nothing behind, not even an invisible partial.
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        _switch(link, generation)
-        _prune(store, keep={generation.name, old.path.name if old else ""})
+        _switch_or_undo(repo.root, link, generation)
+        # The previous generation stays (--clean too): a reader that resolved the old symlink,
+        # an image build or a release's archive, may still use it.
+        _prune(store, keep={generation.name, previous.name if previous else ""})
         # Every entry's sha256 was taken in this run from the very file now in the generation
         # (reused ones by _load above, new ones as they were written): no second read.
         result = Result(Wheelhouse(generation, {e.file: e for e in entries}, repo.target), [e.file for _, e in built], [e.file for _, e in fetched])
@@ -973,6 +987,25 @@ def _switch(link: Path, generation: Path) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(generation.relative_to(link.parent))
     os.replace(tmp, link)
+
+
+def _switch_or_undo(root: Path, link: Path, generation: Path) -> None:
+    """_switch, or else (a root made immutable or read-only after the build began) the new
+    generation and the half-made link removed, and one line saying what happened and what
+    is left: a failed switch leaves no whole generation behind unnamed."""
+    try:
+        _switch(link, generation)
+    except OSError as error:
+        reason = describe_os_error(error, root)
+        stranded = link.with_name(f".{link.name}.{generation.name}")
+        with contextlib.suppress(OSError):
+            stranded.unlink(missing_ok=True)
+        shutil.rmtree(generation, ignore_errors=True)
+        before = "the previous wheelhouse is intact" if link.is_symlink() else "no wheelhouse was made"
+        left = [path.relative_to(root).as_posix() for path in (generation, stranded) if os.path.lexists(path)]
+        after = f"left behind (remove by hand): {', '.join(left)}" if left else "nothing of the new one is left"
+        msg = f"{WHEELHOUSE}: cannot point it at the new generation ({reason}); {before}, {after}"
+        raise WheelhouseError(msg) from None
 
 
 def _remove_leftovers(root: Path, store: Path) -> None:
