@@ -242,7 +242,7 @@ def test_unknown_service_lists_the_valid_names(real) -> None:
 
 # Each task that takes --service, with nothing built and no Docker engine: the name is refused
 # before any of them builds, resolves or reaches an engine.
-SERVICE_TASKS = ["lock", "build-wheels", "image", "verify-image"]
+SERVICE_TASKS = ["build-wheels", "image", "verify-image"]  # lock: test_locks.py
 
 
 @pytest.mark.parametrize("task", SERVICE_TASKS)
