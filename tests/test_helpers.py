@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from monorepo import copy_repository, invoke
+from monorepo import ROOT, copy_repository, invoke
 
 # Successes, a task's one-line error, invoke's own errors (an unknown task, a bad flag), what
 # a task prints on stdout, a tool's failure, and output with a non-ASCII character.
@@ -56,3 +57,14 @@ def test_an_environment_an_interpreter_reads_as_it_starts_gets_a_fresh_one(repos
     tmp_path.joinpath("sitecustomize.py").write_text("import sys\nsys.stderr.write('a fresh interpreter\\n')\n")
     result = invoke(repository, "services", env={"PYTHONPATH": str(tmp_path)})
     assert result.stderr.startswith("a fresh interpreter\n"), result.stderr
+
+
+def test_a_test_using_the_built_wheelhouse_needs_the_index_and_is_marked_so() -> None:
+    # built_copy uses built_repo, whose build-wheels downloads from the index: conftest marks
+    # the test network, so the fast tier and an offline run leave it out.
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-m", "network", "tests/test_testsuite.py"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    ).stdout
+    assert "tests/test_testsuite.py::test_jobs_1_runs_every_test_in_one_process_without_workers" in listed, listed
+    assert "test_a_jobs_value_that_is_not_a_count" not in listed, listed
