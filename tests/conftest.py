@@ -12,6 +12,17 @@ from monorepo import copy_repository, invoke, unavailable
 collect_ignore = ["packages"]
 
 
+# Fixtures that fetch from the package index (build-wheels downloads the third-party wheels):
+# a test that uses one, however indirectly, needs the index, and says so.
+FETCHING_FIXTURES = {"built_repo"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if FETCHING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.network)
+
+
 @pytest.fixture
 def repo_copy(tmp_path: Path) -> Path:
     return copy_repository(tmp_path / "monorepo")

@@ -4,6 +4,8 @@ in them exactly as a user would, offline installs and served services."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
 import re
 import shlex
@@ -11,7 +13,9 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -71,22 +75,145 @@ def commit_all(repository: Path, message: str) -> None:
     git(repository, "commit", "-q", "--allow-empty", "-m", message)
 
 
-def invoke(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `invoke ARGS` in cwd with the test interpreter, as a user would from that directory."""
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
+def invoke(cwd: Path, *args: str, check: bool = True, env: dict | None = None, process: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run `invoke ARGS` in cwd with the test interpreter, as a user would from that directory.
+
+    In this process (invoke's own Program, as `python -m invoke` runs it), which spares each
+    call an interpreter's start and the pipeline's imports; `process=True`, or an environment
+    that changes how an interpreter starts, runs it in a fresh one instead. Either way the
+    result is what the command's process gave: its exit status, stdout and stderr.
+    """
+    if process or any(name.startswith(FRESH_INTERPRETER) for name in env or {}):
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+    else:
+        result = invoke_in_process(cwd, list(args), env or {})
     if check and result.returncode != 0:
         pytest.fail(f"invoke {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
 
+# Variables an interpreter reads as it starts (its path, encoding, warnings, hash seed): a
+# call that sets one needs an interpreter of its own.
+FRESH_INTERPRETER = ("PYTHON", "LANG", "LC_")
 
+
+@dataclass(frozen=True)
+class _Fresh:
+    """What a fresh `python -m invoke` starts with: how it writes its stdout and stderr to a
+    pipe, and its warning filters (action, message, category, module, line), pytest's
+    filterwarnings = error not among them."""
+
+    encoding: str
+    stdout_errors: str
+    stderr_errors: str
+    warnings: tuple[tuple[str, str, str, str, int], ...]
+
+
+@functools.cache
+def _fresh() -> _Fresh:
+    probe = (
+        "import json, sys, warnings; print(json.dumps([sys.stdout.encoding, sys.stdout.errors, sys.stderr.errors, "
+        "[(a, getattr(m, 'pattern', m) or '', c.__name__, getattr(o, 'pattern', o) or '', n) for a, m, c, o, n in warnings.filters]]))"
+    )
+    said = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    encoding, stdout_errors, stderr_errors, filters = json.loads(said)
+    return _Fresh(encoding, stdout_errors, stderr_errors, tuple(tuple(f) for f in filters))
+
+
+def invoke_in_process(cwd: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m invoke ARGS` in cwd, run by this interpreter: a fresh invoke Program (the
+    tasks load the repository model anew on every call), with cwd, the environment, the
+    temporary directory, stdin, the warning filters and both output streams (file
+    descriptors 1 and 2 too, where the tools it starts would write) as that process would
+    have them, and all of them put back afterwards, with sys.path and the modules invoke's
+    loader added (the copy's tasks.py)."""
+    import builtins
+    import gc
+    import io
+    import locale
+    import tempfile
+    import traceback
+    import warnings
+
+    from invoke import Program, __version__
+
+    fresh = _fresh()
+    # What the test itself left unclosed is collected, and warned about, under the test's own
+    # filters; below, what the call left is collected under the fresh process's.
+    gc.collect()
+    saved_environ, saved_cwd, saved_path, saved_modules = dict(os.environ), os.getcwd(), list(sys.path), set(sys.modules)
+    saved_streams, saved_tempdir = (sys.stdin, sys.stdout, sys.stderr), tempfile.tempdir
+    saved_fds = [os.dup(1), os.dup(2)]
+    program: Program | None = None
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        open(os.devnull) as nothing,
+        # Descriptors 1 and 2 by number: whatever they point to when written, which is `out` and `err` below.
+        open(1, "wb", closefd=False) as stdout_fd,
+        open(2, "wb", closefd=False) as stderr_fd,
+        warnings.catch_warnings(),
+    ):
+        code = 0
+        try:
+            os.environ.update(env)
+            os.chdir(cwd)
+            tempfile.tempdir = None  # read TMPDIR anew, as a fresh process would
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            sys.stdin = nothing
+            sys.stdout = io.TextIOWrapper(stdout_fd, encoding=fresh.encoding, errors=fresh.stdout_errors, write_through=True)
+            sys.stderr = io.TextIOWrapper(stderr_fd, encoding=fresh.encoding, errors=fresh.stderr_errors, write_through=True)
+            warnings.resetwarnings()
+            for action, message, category, module, line in reversed(fresh.warnings):
+                warnings.filterwarnings(action, message, getattr(builtins, category), module, line)  # type: ignore[arg-type]
+            # Shown on stderr, as a process shows them; not kept in pytest's record.
+            warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]
+            program = Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"], version=__version__)
+            program.run(["invoke", *args])
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+            if stop.code is not None and not isinstance(stop.code, int):
+                print(stop.code, file=sys.stderr)
+        except Exception:
+            # What the interpreter does with an exception nobody caught.
+            traceback.print_exc()
+            code = 1
+        finally:
+            # A process's end reclaims what the call left open (the pipes of invoke's runner,
+            # held in reference cycles) and says nothing: its filters ignore ResourceWarning.
+            program = None
+            gc.collect()
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            sys.stdin, sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
+                os.close(fd)
+            tempfile.tempdir = saved_tempdir
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_environ)
+            sys.path[:] = saved_path
+            for name in set(sys.modules) - saved_modules:
+                origin = getattr(sys.modules[name], "__file__", None) or ""
+                if name == "tasks" or origin.startswith(str(cwd)):
+                    del sys.modules[name]
+
+        def text(file: BinaryIO) -> str:
+            # As subprocess.run(text=True) reads a pipe: the locale's encoding, universal newlines.
+            file.seek(0)
+            return io.TextIOWrapper(io.BytesIO(file.read()), encoding=locale.getpreferredencoding(False)).read()
+
+        return subprocess.CompletedProcess([sys.executable, "-m", "invoke", *args], code, text(out), text(err))
 
 
 def free_port() -> int:

@@ -683,10 +683,7 @@ def test_a_record_pointing_a_shared_stage_at_another_image_gives_an_image_that_i
 # bad input
 
 
-def test_an_unknown_service_is_refused_listing_the_services(built_repo):
-    result = invoke(built_repo, "image", "--service", "nope", check=False)
-    assert result.returncode != 0
-    assert last_line(result.stderr) == "error: unknown service 'nope': expected one of order, pricing-audit, user"
+# An unknown --service: in the fast tier, with no engine and nothing built (test_model.py).
 
 
 def test_an_unreachable_engine_is_named_with_how_to_start_it(built_repo, ledger, docker_base_image):

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from monorepo import FIXTURE, TARGET_TABLE
+from monorepo import FIXTURE, TARGET_TABLE, git, invoke
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -238,6 +238,19 @@ def test_unknown_service_lists_the_valid_names(real) -> None:
         real.service("nope")
     with pytest.raises(UnknownServiceError, match=r"'nope'.*order, pricing-audit, user"):
         real.closure("nope")
+
+
+# Each task that takes --service, with nothing built and no Docker engine: the name is refused
+# before any of them builds, resolves or reaches an engine.
+SERVICE_TASKS = ["build-wheels", "image", "verify-image"]  # lock: test_locks.py
+
+
+@pytest.mark.parametrize("task", SERVICE_TASKS)
+def test_every_task_refuses_an_unknown_service_listing_the_services_before_doing_anything(repo_copy: Path, task: str) -> None:
+    result = invoke(repo_copy, task, "--service", "nope", check=False, env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: unknown service 'nope': expected one of order, pricing-audit, user"
+    assert git(repo_copy, "status", "--porcelain", "--ignored") == ""
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+import time
+import tomllib
 from pathlib import Path
 
 import pytest
-from monorepo import commit_all, copy_repository, invoke
+from monorepo import ROOT, commit_all, copy_repository, invoke
 
 # Each probe records its file, its name and its worker ("" in a run without workers).
 PROBE = '''import json, os, pathlib
@@ -131,3 +134,17 @@ def test_a_k_that_matches_no_test_is_an_error_and_a_fast_tier_with_none_is_said(
         "each needing Docker, a package index or a whole build; nothing to run"
     )
     assert "1 passed" in invoke(repository, "test", "--jobs", "1", "-k", "test_slow").stdout
+
+
+def test_a_test_that_hangs_fails_with_its_name_after_the_configured_timeout(tmp_path: Path) -> None:
+    # This repository's own setting, under the key pytest-timeout reads, in a project of one
+    # hanging test (shortened: the suite's generous value would keep this test for minutes).
+    configured = tomllib.loads(ROOT.joinpath("pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["timeout"]
+    assert isinstance(configured, int) and 60 <= configured <= 900, configured
+    tmp_path.joinpath("pyproject.toml").write_text("[tool.pytest.ini_options]\ntimeout = 2\n")
+    tmp_path.joinpath("test_hang.py").write_text("import time\n\n\ndef test_hangs():\n    time.sleep(120)\n")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist"], cwd=tmp_path, capture_output=True, text=True, timeout=100, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED test_hang.py::test_hangs - Failed: Timeout (>2.0s) from pytest-timeout." in result.stdout, result.stdout
+    assert time.monotonic() - started < 60

@@ -35,7 +35,9 @@ class Reporter:
     """Prints what a step is doing; with verbose, also every command it runs."""
 
     verbose: bool = False
-    stream: TextStream = field(default=sys.stderr)
+    # The stderr of the moment the reporter is made, not of the import: a caller that
+    # redirects sys.stderr (a task run in-process, as the tests run them) sees its lines.
+    stream: TextStream = field(default_factory=lambda: sys.stderr)
     started: float = field(default_factory=time.monotonic)
 
     def step(self, message: str) -> None:

@@ -280,6 +280,7 @@ def lock(
     """
     chosen = resolvers.resolver(resolver, "--resolver") if resolver else resolvers.resolver(repo.resolver, "pyproject.toml: [tool.wheelpipe.lock] resolver")
     chosen.prepare(repo.target)
+    repo.select_services(service)  # an unknown --service is refused before anything is resolved
     committed = repo.root / REQUIREMENTS_DIR
     dev_in = repo.root / lock_file(TOOLING, "in")
     starts_tooling_input = not dev_in.is_file()
