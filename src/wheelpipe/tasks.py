@@ -297,16 +297,19 @@ def image(c, service=None, all=False, prefix=None, base_image=None, no_cache=Fal
 @task(
     help={
         "repository-url": "Upload URL of the index; overrides TWINE_REPOSITORY_URL (credentials: TWINE_USERNAME/TWINE_PASSWORD or ~/.pypirc).",
-        "skip-existing": "Skip (and report) a wheel whose file the index already has, instead of failing.",
+        "simple-url": "The index's Simple API root, where every published file is read back (default: <upload URL>/simple/; pypi.org's and test.pypi.org's own).",
+        "skip-existing": "Skip (and report) a wheel whose file the index already has, the same bytes, instead of failing.",
         "strict": "Refuse a wheel twine check warns about (no or an empty long_description, no content type), as for a public index (pypi.org, test.pypi.org), where this is always on.",
         "verbose": "Show the twine commands and their (redacted) output.",
     }
 )
 @reported
-def publish(c, repository_url=None, skip_existing=False, strict=False, verbose=False):
-    """Upload the wheelhouse's first-party wheels to a package index with twine (after twine check; --strict for a public index)."""
+def publish(c, repository_url=None, simple_url=None, skip_existing=False, strict=False, verbose=False):
+    """Upload the wheelhouse's first-party wheels to a package index with twine (after twine check; --strict for a public index), then read each back from its Simple API."""
     house = wheelhouse.open_wheelhouse(repository_root(c))
-    published = publishing.publish(house, repository_url=repository_url, skip_existing=skip_existing, strict=strict, reporter=_reporter(verbose))
+    published = publishing.publish(
+        house, repository_url=repository_url, simple_url=simple_url, skip_existing=skip_existing, strict=strict, reporter=_reporter(verbose),
+    )
     print(published.summary())
 
 
