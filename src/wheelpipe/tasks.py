@@ -400,15 +400,20 @@ def bench(c, heavy=False, scaling=False, with_images=False, base_image=None, ver
     help={
         "skip-gates": "Skip `lock --check`, the first-party tests and the offline install check (not for real releases).",
         "allow-dirty": "Release the working tree as it is, uncommitted changes and untracked files included; the archive is then dist/wheelhouse-<version>-dirty.tar.gz, its commit marked -dirty.",
+        "tag": "The tag this release is (CI's tag; GitHub Actions' is read from GITHUB_REF_NAME by itself): it must be v<version>, and name HEAD.",
         "verbose": "Show every underlying command.",
     }
 )
 @reported
-def release(c, skip_gates=False, allow_dirty=False, verbose=False):
-    """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS; push the chart where [tool.wheelpipe.release] chart-registry says (prints oci://...@digest)."""
+def release(c, skip_gates=False, allow_dirty=False, tag=None, verbose=False):
+    """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz (once per version) with SBOMs and SHA256SUMS; push the chart where [tool.wheelpipe.release] chart-registry says (prints oci://...@digest)."""
     repo = _repository(c)
     settings = _image_settings(c)
-    released = releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose), base_image=settings.base, docker=settings.docker)
+    # `--tag ""` (an unset CI variable) is a tag that names nothing, not "no tag".
+    tags = [*([releases.ReleaseTag(tag, "--tag")] if tag is not None else []), *releases.ci_tags(os.environ)]
+    released = releases.release(
+        repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose), base_image=settings.base, docker=settings.docker, tags=tags,
+    )
     if released.chart is not None:
         print(released.chart)
 
