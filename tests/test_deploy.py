@@ -423,15 +423,23 @@ def test_a_release_pushes_the_committed_chart_to_the_chart_registry_once_per_ver
     assert remote not in again.stdout
     assert archive.read_bytes() == before
 
-    # Another chart under the same version is refused before anything is written.
+    # Another chart under the same version is refused before anything is written: here by the
+    # version's archive in dist/, made of another commit; on a machine without it (another CI
+    # runner), by the registry.
     edit(shop / "pyproject.toml", "[tool.wheelpipe.deploy.staging.services.web]\nreplicas = 2", "[tool.wheelpipe.deploy.staging.services.web]\nreplicas = 3")
     invoke(shop, "manifests")
     invoke(shop, "chart")
     commit_all(shop, "three web pods, same version")
     line = one_error(invoke(shop, "release", "--skip-gates", check=False))
+    assert line.startswith("error: dist/wheelhouse-2.0.1.tar.gz: release 2.0.1 was already made of commit "), line
+    assert archive.read_bytes() == before
+    kept = tmp_path / "kept.tar.gz"
+    shutil.move(archive, kept)
+    commit_all(shop, "no archive in dist/, as on another machine")  # this copy's git holds dist/ too
+    line = one_error(invoke(shop, "release", "--skip-gates", check=False))
     assert line.startswith(f"error: {remote}: shop:2.0.1 already holds another chart (sha256:{record['sha256']}; this release's package is sha256:"), line
     assert line.endswith("a version is released once; raise [tool.wheelpipe.release] version")
-    assert archive.read_bytes() == before
+    assert not archive.exists() and kept.read_bytes() == before
     stored = subprocess.run([binary, "show", "values", f"{remote}/shop", "--version", "2.0.1", "--plain-http"], capture_output=True, text=True, check=False)
     assert yaml.safe_load(stored.stdout)["services"]["web"]["replicas"] == 2
 

@@ -5,6 +5,8 @@ release says so, and large files are streamed, never held in memory."""
 from __future__ import annotations
 
 import contextlib
+import gzip
+import hashlib
 import io
 import json
 import os
@@ -461,3 +463,198 @@ def test_build_wheels_clean_during_a_release_waits_for_it_instead_of_pulling_its
     assert (repository / ARCHIVE).is_file()
     assert clean.returncode == 0, cleaned[1]
     assert "another run (build-wheels or a release) holds the wheelhouse; waiting for it to finish" in cleaned[1]
+
+
+# Provenance: the version, the tag and dist/ say what a release is, and a version is
+# released once.
+
+FOREIGN = ROOT / "tests" / "packages" / "foreign_monorepo"  # another team's monorepo: version 1.0.0
+
+
+def set_release_version(repository: Path, version: str) -> None:
+    pyproject = repository / "pyproject.toml"
+    text = pyproject.read_text()
+    start = text.index("[tool.wheelpipe.release]")
+    at = text.index("version = ", start)
+    end = text.index("\n", at)
+    pyproject.write_text(text[:at] + f"version = {json.dumps(version)}" + text[end:])
+
+
+@pytest.mark.parametrize(("typed", "normal"), [("0.1.0 ", "0.1.0"), ("v1.0", "1.0"), ("1.0.0-RC1", "1.0.0rc1"), ("01.2", "1.2")])
+@pytest.mark.parametrize("source", [FIXTURE, FOREIGN], ids=["ours", "foreign"])
+def test_a_release_version_not_in_its_normal_form_is_refused_naming_the_normal_form(tmp_path, source, typed, normal):
+    repository = copy_repository(tmp_path / "monorepo", source)
+    set_release_version(repository, typed)
+    commit_all(repository, "a version as typed")
+    result = invoke(repository, "release", "--skip-gates", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == f"error: pyproject.toml: [tool.wheelpipe.release] version {typed!r} is not in its normal form: write {normal!r}"
+    assert not (repository / "dist").exists()
+
+
+CI_TAG = {"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v9.9.9", "GITHUB_REF": "refs/tags/v9.9.9"}
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "tag", "given_by"),
+    [
+        ([], CI_TAG, "v9.9.9", "GITHUB_REF_NAME"),
+        ([], {"GITHUB_REF": "refs/tags/v9.9.9"}, "v9.9.9", "GITHUB_REF"),
+        (["--tag", "v9.9.9"], {}, "v9.9.9", "--tag"),
+        (["--tag", "{version}"], {}, "{version}", "--tag"),  # the version without its v
+        (["--tag", ""], {}, "", "--tag"),  # an unset CI variable
+    ],
+    ids=["github-ref-name", "github-ref", "option", "no-v", "empty"],
+)
+@pytest.mark.parametrize("source", [FIXTURE, FOREIGN], ids=["ours", "foreign"])
+def test_a_tag_that_is_not_v_version_is_refused_naming_tag_and_version(tmp_path, source, args, env, tag, given_by):
+    repository = copy_repository(tmp_path / "monorepo", source)
+    version = load_repository(repository).release_version
+    args, tag = [a.format(version=version) for a in args], tag.format(version=version)
+    result = invoke(repository, "release", "--skip-gates", *args, check=False, env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == (
+        f"error: the release is tagged {tag!r} ({given_by}), but [tool.wheelpipe.release] version in pyproject.toml is {version!r}: "
+        f"its tag is 'v{version}'; tag the commit whose version it is, or change the version"
+    )
+    assert not (repository / "dist").exists() and not (repository / "wheelhouse").exists()
+
+
+def test_head_tagged_with_another_version_is_refused_and_a_given_tag_must_name_head(repository):
+    before = wheelhouse_state(repository)
+    head = git(repository, "rev-parse", "HEAD").strip()
+    git(repository, "tag", "v9.9.9")
+    git(repository, "tag", "deployed-to-staging")  # not a release tag: no version after a v
+    result = invoke(repository, "release", "--skip-gates", check=False)
+    assert result.returncode == 1
+    assert error_line(result) == (
+        f"error: HEAD ({head[:12]}) is tagged v9.9.9, but [tool.wheelpipe.release] version in pyproject.toml is '0.1.0', "
+        "whose tag is 'v0.1.0'; release the commit its version names, or change the version"
+    )
+    # The tag a CI run is given must name the commit released.
+    git(repository, "tag", "-d", "v9.9.9")
+    git(repository, "tag", "v0.1.0")
+    commit_all(repository, "a commit after the tag")
+    later = git(repository, "rev-parse", "HEAD").strip()
+    result = invoke(repository, "release", "--skip-gates", env={"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v0.1.0"}, check=False)
+    assert result.returncode == 1
+    assert error_line(result) == (
+        f"error: tag 'v0.1.0' (GITHUB_REF_NAME) names commit {head[:12]}, but HEAD is {later[:12]}: "
+        "a release is made of the commit its tag names; check out v0.1.0"
+    )
+    assert not (repository / "dist").exists()
+    assert wheelhouse_state(repository) == before
+
+
+def test_a_release_tagged_v_version_by_ci_and_on_head_is_written(released, repository):
+    """A release candidate's tag on the same commit is no obstacle once v<version> is there too."""
+    git(repository, "tag", "v0.1.0rc1")
+    git(repository, "tag", "v0.1.0")
+    invoke(repository, "release", "--skip-gates", "--tag", "v0.1.0", env={"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v0.1.0", "GITHUB_REF": "refs/tags/v0.1.0"})
+    # The tag is checked, not recorded: the same commit makes the same archive, tagged or not.
+    assert (repository / ARCHIVE).read_bytes() == (released / ARCHIVE).read_bytes()
+
+
+@pytest.mark.parametrize("link", ["/", "../outside", "{outside}"], ids=["root", "relative", "absolute"])
+def test_dist_as_a_symlink_out_of_the_repository_is_refused_and_nothing_is_written_there(repository, tmp_path, link):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = link.format(outside=outside)
+    (repository / "dist").symlink_to(link)
+    before = wheelhouse_state(repository)
+    written = Path(link if link.startswith("/") else repository / link).resolve() / "wheelhouse-0.1.0.tar.gz"
+    was_there = written.exists()
+    try:
+        result = invoke(repository, "release", "--skip-gates", check=False)
+    finally:
+        if written.exists() and not was_there:  # what a regression would leave in `/`: not kept
+            written.unlink()
+            pytest.fail(f"the release wrote {written}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == f"error: dist: a symlink to {link!r}, outside the repository; a release writes only inside it: remove the link"
+    assert list(outside.iterdir()) == []
+    assert wheelhouse_state(repository) == before
+
+
+def test_dist_as_a_symlink_inside_the_repository_is_written_through_and_a_dangling_one_is_named(released, repository):
+    (repository / "dist").symlink_to("build/releases")
+    result = invoke(repository, "release", "--skip-gates", check=False)
+    assert result.returncode == 1
+    assert error_line(result) == "error: dist: a symlink to 'build/releases', which does not exist; create that directory or remove the link"
+    (repository / "build/releases").mkdir(parents=True)
+    invoke(repository, "release", "--skip-gates")
+    assert (repository / "build/releases/wheelhouse-0.1.0.tar.gz").read_bytes() == (released / ARCHIVE).read_bytes()
+
+
+@pytest.fixture
+def with_dist(released: Path, tmp_path: Path) -> Path:
+    """A copy of the released repository, its dist/wheelhouse-0.1.0.tar.gz included."""
+    return Path(shutil.copytree(released, tmp_path / "monorepo", symlinks=True))
+
+
+def test_releasing_the_version_again_from_another_commit_is_refused_naming_both_commits(with_dist):
+    archive = with_dist / ARCHIVE
+    before, state = archive.read_bytes(), wheelhouse_state(with_dist)
+    released_from = git(with_dist, "rev-parse", "HEAD").strip()
+    orders = with_dist / ORDER_MODULE / "orders.py"
+    orders.write_text(orders.read_text() + '\nRELEASED_AGAIN = "as 0.1.0"\n')
+    commit_all(with_dist, "another 0.1.0")
+    now = git(with_dist, "rev-parse", "HEAD").strip()
+    result = invoke(with_dist, "release", "--skip-gates", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == (
+        f"error: dist/wheelhouse-0.1.0.tar.gz: release 0.1.0 was already made of commit {released_from}; "
+        f"this is commit {now}: a version is released once; raise [tool.wheelpipe.release] version"
+    )
+    assert archive.read_bytes() == before
+    assert wheelhouse_state(with_dist) == state  # refused before anything was built
+    assert sorted(p.name for p in (with_dist / "dist").iterdir()) == ["wheelhouse-0.1.0.tar.gz"]
+
+
+def test_releasing_the_same_commit_again_leaves_the_identical_archive_as_it_is(with_dist):
+    archive = with_dist / ARCHIVE
+    before, stamp = archive.read_bytes(), archive.stat().st_mtime_ns
+    result = invoke(with_dist, "release", "--skip-gates")
+    assert "dist/wheelhouse-0.1.0.tar.gz: already released from this commit, byte for byte: left as it is" in result.stderr
+    assert archive.read_bytes() == before and archive.stat().st_mtime_ns == stamp
+
+
+def test_an_archive_of_this_commit_with_other_bytes_is_refused_and_kept(with_dist):
+    """The archive's own record says this commit, but its bytes are not what the commit makes
+    (recompressed here; a swapped wheel would do the same): it is not this release."""
+    archive = with_dist / ARCHIVE
+    swapped = gzip.compress(gzip.decompress(archive.read_bytes()), compresslevel=1, mtime=0)
+    archive.write_bytes(swapped)
+    commit = git(with_dist, "rev-parse", "HEAD").strip()
+    result = invoke(with_dist, "release", "--skip-gates", check=False)
+    assert result.returncode == 1
+    line = error_line(result)
+    assert line.startswith(f"error: dist/wheelhouse-0.1.0.tar.gz: holds release 0.1.0 of commit {commit} with sha256 {hashlib.sha256(swapped).hexdigest()}, but that commit makes sha256 "), line
+    assert line.endswith(": a version is released once; find out what changed the archive (or the wheelhouse) before shipping either")
+    assert archive.read_bytes() == swapped
+
+
+@pytest.mark.parametrize("what", ["notes", "symlink"])
+def test_something_else_under_the_archive_name_is_refused_naming_it(with_dist, tmp_path, what):
+    archive = with_dist / ARCHIVE
+    archive.unlink()
+    if what == "notes":
+        archive.write_text("not an archive\n")
+        expected = "error: dist/wheelhouse-0.1.0.tar.gz: already there, and not a release archive this pipeline can read (ReadError); a version is released once: move it away only if it was never shipped, else raise [tool.wheelpipe.release] version"
+    else:
+        (tmp_path / "elsewhere.tar.gz").write_bytes((with_dist / "wheelhouse" / "manifest.json").read_bytes())
+        archive.symlink_to(tmp_path / "elsewhere.tar.gz")
+        expected = "error: dist/wheelhouse-0.1.0.tar.gz: already there and not a file (a symlink or a directory); a release archive is a file: move it away"
+    result = invoke(with_dist, "release", "--skip-gates", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_line(result) == expected
+
+
+def test_a_dirty_archive_is_a_draft_each_allow_dirty_run_replaces(repository):
+    orders = repository / ORDER_MODULE / "orders.py"
+    original = orders.read_text()
+    for draft in ("first", "second"):
+        orders.write_text(original + f'\nDRAFT = "{draft}"\n')
+        invoke(repository, "release", "--skip-gates", "--allow-dirty")
+        shipped = order_wheel(wheel_files(repository / DIRTY_ARCHIVE))["order_manager/orders.py"].decode()
+        assert f'DRAFT = "{draft}"' in shipped

@@ -339,3 +339,147 @@ def test_strict_refuses_on_our_own_index_too_and_without_it_the_wheels_go_up_wit
         f"warning: {UTIL_FINDINGS} (`invoke publish` to a public index, or with --strict, refuses it)",
     ]
     assert sorted(p.name for p in own_index.packages.iterdir()) == [API_WHEEL, UTIL_WHEEL]
+
+
+# Publish believes the index no more than it has to: what was uploaded (or skipped) is read
+# back from the index's Simple API, listed sha256 and served bytes.
+
+
+class LyingIndex:
+    """A real HTTP index on loopback that accepts every upload and then gives out something
+    else: the threat of an index, or a proxy in front of one, that serves other bytes.
+
+    lie = "another-sha256": lists each uploaded file with another sha256 (serves the bytes);
+    "other-bytes": lists the uploaded sha256 but serves other bytes; "nothing": lists no file.
+    """
+
+    def __init__(self, lie: str) -> None:
+        import hashlib
+        import threading
+        from email.parser import BytesParser
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from packaging.utils import parse_wheel_filename
+
+        self.uploads: dict[str, bytes] = {}
+        stored = self.uploads
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet: the test reads what twine says
+                pass
+
+            def _answer(self, status: int, body: bytes, kind: str = "text/html") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                form = BytesParser().parsebytes(f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
+                for part in form.walk():
+                    if part.get_filename():
+                        stored[part.get_filename()] = part.get_payload(decode=True)
+                self._answer(200, b"OK")
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path == "/health":
+                    return self._answer(200, b"OK")
+                if self.path.startswith("/packages/") and self.path.removeprefix("/packages/") in stored:
+                    data = stored[self.path.removeprefix("/packages/")]
+                    return self._answer(200, data + b"\0" if lie == "other-bytes" else data, "application/octet-stream")
+                project = self.path.removeprefix("/simple/").strip("/")
+                links = []
+                for name, data in sorted(stored.items()):
+                    if lie != "nothing" and canonicalize_name(parse_wheel_filename(name)[0]) == project:
+                        digest = hashlib.sha256(data + b"\0" if lie == "another-sha256" else data).hexdigest()
+                        links.append(f'<a href="../../packages/{name}#sha256={digest}">{name}</a>')
+                if not links and lie != "nothing":
+                    return self._answer(404, b"no such project")
+                self._answer(200, f"<!DOCTYPE html><html><body>{''.join(links)}</body></html>".encode())
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.upload_url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LyingIndex:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def publishes_to(index: LyingIndex) -> dict[str, str]:
+    return {"TWINE_REPOSITORY_URL": index.upload_url, "TWINE_USERNAME": USER, "TWINE_PASSWORD": PASSWORD}
+
+
+@pytest.mark.parametrize(
+    ("lie", "found"),
+    [("another-sha256", "lists it with sha256 {other}"), ("other-bytes", "lists it with sha256 {sha256}, but serves bytes with sha256 {other}")],
+)
+def test_an_index_that_accepts_the_upload_and_gives_out_other_bytes_is_one_line_naming_file_expected_and_found(built_repo, tmp_path, lie, found):
+    import hashlib
+
+    wheels = manifest(built_repo)
+    first = min(f for f, w in wheels.items() if w["origin"]["kind"] == "built")
+    with LyingIndex(lie) as index:
+        result = publish(built_repo, tmp_path, **publishes_to(index))
+        other = hashlib.sha256(index.uploads[first] + b"\0").hexdigest()
+        page = f"{index.upload_url}simple/{canonicalize_name(wheels[first]['name'])}/"
+    assert result.returncode == 1 and "Traceback" not in output(result), output(result)
+    assert hashlib.sha256(index.uploads[first]).hexdigest() == wheels[first]["sha256"]  # it was sent the right bytes
+    (line,) = error_lines(result)
+    expected = found.format(other=other, sha256=wheels[first]["sha256"])
+    assert line.startswith(f"error: {first}: uploaded, but {page} {expected}, not the sha256 {wheels[first]['sha256']} the install manifests pin; do not install from that index"), line
+    assert " more: " in line  # every first-party wheel it lied about is named, in the same line
+    assert "published" not in result.stdout
+
+
+def test_an_index_that_lists_no_uploaded_file_is_one_line_saying_where_it_looked(readmeless, tmp_path):
+    """Another team's monorepo, and an index that takes the files and lists none (or a
+    Simple API that is not where it was looked for)."""
+    with LyingIndex("nothing") as index:
+        result = publish(readmeless, tmp_path, **publishes_to(index))
+    assert result.returncode == 1, output(result)
+    (line,) = error_lines(result)
+    sha256 = manifest(readmeless)[API_WHEEL]["sha256"]
+    assert line == (
+        f"error: {API_WHEEL}: uploaded, but {index.upload_url}simple/foreign-api/ lists no such file (expected sha256 {sha256}); "
+        f"if the index's Simple API is elsewhere, pass --simple-url (and 1 more: {UTIL_WHEEL})"
+    )
+    assert "published" not in result.stdout
+
+
+def test_a_simple_url_that_is_not_a_url_is_one_line_before_anything_is_uploaded(built_repo, tmp_path):
+    with LyingIndex("another-sha256") as index:
+        result = publish(built_repo, tmp_path, "--simple-url", "index.internal/simple", **publishes_to(index))
+    assert result.returncode == 1
+    assert error_lines(result) == ["error: --simple-url 'index.internal/simple': expected the http(s) URL of the index's Simple API (e.g. https://index.example/simple/)"]
+    assert index.uploads == {}
+
+
+@pytest.mark.parametrize("skip", [True, False], ids=["skip-existing", "plain"])
+def test_a_file_already_on_the_index_with_other_bytes_stops_the_publish_before_anything_is_uploaded(built_repo, own_index, tmp_path, skip):
+    """pypiserver holds order-manager's wheel file name with other bytes (someone published
+    another build of that version): skipping it would leave the install manifests pinning a
+    file the index does not have."""
+    import hashlib
+
+    wheels = manifest(built_repo)
+    order = next(w for w in wheels.values() if w["name"] == "order-manager")
+    planted = (built_repo / "wheelhouse" / order["file"]).read_bytes() + b"another build"
+    (own_index.packages / order["file"]).write_bytes(planted)
+    result = publish(built_repo, tmp_path, *(["--skip-existing"] if skip else []), TWINE_REPOSITORY_URL=own_index.upload_url, TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD)
+    assert result.returncode == 1 and "Traceback" not in output(result), output(result)
+    (line,) = error_lines(result)
+    assert line == (
+        f"error: {order['file']}: already on {own_index.upload_url}, but {own_index.simple_url(auth=False)}order-manager/ lists it with sha256 "
+        f"{hashlib.sha256(planted).hexdigest()}, not the sha256 {order['sha256']} the install manifests pin; "
+        "a published file is never replaced: bump order-manager's version (nothing was uploaded)"
+    )
+    assert [p.name for p in own_index.packages.iterdir()] == [order["file"]]
+    assert "skipped" not in output(result) and "published" not in result.stdout

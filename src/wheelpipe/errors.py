@@ -85,6 +85,10 @@ class PublishError(PipelineError):
 class PackageIndexError(PipelineError):
     """A package index cannot be reached, or does not publish what a lock pins."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the index's HTTP status, when it answered with an error
+
 
 class HashMismatchError(PipelineError):
     """A file's bytes do not hash to any value its lock allows."""

@@ -4,11 +4,13 @@ One client for the Simple Repository API (PEP 691 JSON, PEP 503 HTML as a fallba
 that what the pipeline fetches is decided from the index's own file list and checked
 against the locked hashes by us, byte for byte, not inferred from an installer's failure.
 Downloads go through a content-addressed cache: a file is only ever taken from it under
-the sha256 it was stored by, re-checked on every read.
+the sha256 it was stored by, re-checked on every read. `invoke publish` reads the same API
+back (with the index's credentials) to see what an index holds of what was uploaded.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html.parser
 import http.client
@@ -89,8 +91,16 @@ def _cache_root() -> Path:
     return Path(base) / "wheelpipe" / "files"
 
 
-def _open(url: str, what: str) -> http.client.HTTPResponse | None:
+# A user name and password for an index that answers only with them (HTTP basic).
+Credentials = tuple[str, str]
+
+
+def _open(url: str, what: str, auth: Credentials | None = None) -> http.client.HTTPResponse | None:
     request = urllib.request.Request(url, headers={"Accept": _ACCEPT, "User-Agent": "wheelpipe"})
+    if auth is not None:
+        # Unredirected: a redirect to another host (a CDN for the files) does not get them.
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_unredirected_header("Authorization", f"Basic {token}")
     try:
         response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=_TIMEOUT)  # noqa: S310 - http(s) index URLs only
         return response
@@ -98,16 +108,43 @@ def _open(url: str, what: str) -> http.client.HTTPResponse | None:
         if error.code == 404:
             return None
         msg = f"{what}: the index answered HTTP {error.code} {error.reason}"
-        raise PackageIndexError(msg) from None
+        raise PackageIndexError(msg, status=error.code) from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
         msg = f"{what}: cannot reach the index ({reason})"
         raise PackageIndexError(msg) from None
 
 
-def _project_files(index: str, name: str) -> list[IndexFile] | None:
-    page = urllib.parse.urljoin(index if index.endswith("/") else index + "/", f"{name}/")
-    response = _open(page, f"{page}")
+def project_page(index: str, name: str) -> str:
+    """The Simple API page of project `name` on `index` (a Simple API root URL)."""
+    return urllib.parse.urljoin(index if index.endswith("/") else index + "/", f"{canonicalize_name(name)}/")
+
+
+def project_files(index: str, name: str, auth: Credentials | None = None) -> list[IndexFile] | None:
+    """Every wheel and sdist `index` lists for project `name`; None when it has no such project."""
+    return _project_files(index, canonicalize_name(name), auth)
+
+
+def served_sha256(file: IndexFile, auth: Credentials | None = None) -> str:
+    """The sha256 of the bytes the index serves for `file`, streamed and kept nowhere."""
+    response = _open(file.url, f"{file.index} ({file.filename})", auth)
+    if response is None:
+        msg = f"{file.url}: listed by the index but not found (HTTP 404)"
+        raise PackageIndexError(msg)
+    digest = hashlib.sha256()
+    with response:
+        try:
+            for block in iter(lambda: response.read(_BLOCK), b""):
+                digest.update(block)
+        except (http.client.HTTPException, ConnectionError, TimeoutError) as error:
+            msg = f"{file.url}: the download broke off ({error or type(error).__name__})"
+            raise PackageIndexError(msg) from None
+    return digest.hexdigest()
+
+
+def _project_files(index: str, name: str, auth: Credentials | None = None) -> list[IndexFile] | None:
+    page = project_page(index, name)
+    response = _open(page, f"{page}", auth)
     if response is None:
         return None
     with response:

@@ -767,6 +767,13 @@ def _release_settings(table: dict[str, Any]) -> tuple[str, ChartRegistry | None]
     if not isinstance(version, str) or not _is_version(version):
         msg = f"pyproject.toml: [tool.wheelpipe.release] version must be a PEP 440 version, found {_short(version)}"
         raise RepositoryError(msg)
+    normal = str(Version(version))
+    if version != normal:
+        # Refused, not normalised: the version names the archive, the tag and the chart, and
+        # one release written two ways ("v1.0", "1.0") would be two names for one thing, or
+        # a pyproject.toml that says one version while everything it made says another.
+        msg = f"pyproject.toml: [tool.wheelpipe.release] version {version!r} is not in its normal form: write {normal!r}"
+        raise RepositoryError(msg)
     registry = table.get("chart-registry")
     return version, None if registry is None else parse_chart_registry(registry, "pyproject.toml: [tool.wheelpipe.release] chart-registry")
 

@@ -14,6 +14,15 @@ file. A version the index already has is an error (a published file is never rep
 with skip_existing, a reported skip. twine's own --skip-existing only works against PyPI, and
 pypiserver refuses a re-upload with 400 (not 409), so the index's answer is read here.
 
+An index's "accepted" proves nothing about what it then gives out: an index or a proxy in
+front of it may list or serve other bytes. So the index's Simple API is read (index.py, the
+client build-wheels downloads with): before uploading, a file it already holds with other
+bytes than the install manifests pin stops the publish, skipped or not, before anything is
+uploaded; after uploading, every uploaded and skipped file must be listed with the pinned
+sha256 and served as exactly those bytes. The Simple API's root is derived from the upload
+URL (`<upload URL>/simple/`, pypi.org's and test.pypi.org's own) unless given; the index's
+credentials are sent there only when it is on the upload URL's host.
+
 `twine check` is also here, for `invoke release` too: one seam for twine. What it finds is
 typed (MetadataFinding), per wheel and field. An error (a description that would not render)
 stops both; a warning (no or an empty long_description, no content type) is the publish
@@ -25,6 +34,7 @@ team's own registry or a wheelhouse release shows no project page.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import email.parser
 import os
 import re
@@ -35,8 +45,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import index
 from .console import Reporter
-from .errors import PublishError
+from .errors import PackageIndexError, PublishError
 from .tools import CompletedProcess, redact, run
 from .wheelhouse import WHEELHOUSE, BuiltOrigin, Entry, Wheelhouse
 
@@ -63,6 +74,7 @@ _FIELD = re.compile(r"^`(?P<field>\w+)`\s+(?P<rest>.*)$")
 @dataclass
 class Published:
     url: str
+    simple: str  # the Simple API root every file was verified on
     uploaded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
@@ -70,7 +82,7 @@ class Published:
         line = f"published {len(self.uploaded)} wheel(s) to {self.url}"
         if self.skipped:
             line += f"; skipped {len(self.skipped)} already there: {', '.join(self.skipped)}"
-        return line
+        return line + f"; {self.simple} lists and serves each with the sha256 the install manifests pin"
 
 
 def first_party_wheels(house: Wheelhouse) -> list[Entry]:
@@ -118,6 +130,114 @@ def index_url(repository_url: str | None, environ: Mapping[str, str]) -> str:
         return config.get("pypi", "repository")
     msg = f"no package index configured for `invoke publish` (refusing twine's default, the public PyPI): {HOW_TO_CONFIGURE}"
     raise PublishError(msg)
+
+
+# Where each public index's Simple API is, by the host its uploads go to.
+_PUBLIC_SIMPLE = {
+    "upload.pypi.org": "https://pypi.org/simple/",
+    "pypi.org": "https://pypi.org/simple/",
+    "pypi.python.org": "https://pypi.org/simple/",
+    "test.pypi.org": "https://test.pypi.org/simple/",
+    "testpypi.python.org": "https://test.pypi.org/simple/",
+}
+
+
+def _origin(parts: urllib.parse.SplitResult) -> tuple[str, str, int | None]:
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+def _without_userinfo(parts: urllib.parse.SplitResult) -> urllib.parse.SplitResult:
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return parts._replace(netloc=host + (f":{parts.port}" if parts.port else ""))
+
+
+def simple_root(upload_url: str) -> str:
+    """Where an index whose uploads go to `upload_url` publishes its Simple API: pypi.org's and
+    test.pypi.org's own; else beside a Warehouse-style `/legacy/` endpoint, or under the upload
+    URL (pypiserver, Nexus, Artifactory, GitLab and Gitea all serve `<upload URL>/simple/`)."""
+    parts = urllib.parse.urlsplit(upload_url)
+    public = _PUBLIC_SIMPLE.get((parts.hostname or "").lower())
+    if public:
+        return public
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    path = path.removesuffix("legacy/")
+    return urllib.parse.urlunsplit(_without_userinfo(parts)._replace(path=path + "simple/", query="", fragment=""))
+
+
+@dataclass(frozen=True)
+class SimpleIndex:
+    """The Simple API the published files are read back from, and how to read it."""
+
+    root: str  # no credentials in it: they go in a header, to its own host only
+    auth: index.Credentials | None
+
+    def credentials_for(self, url: str) -> index.Credentials | None:
+        # A file may be served from another host (a CDN): it gets no credentials.
+        same = _origin(urllib.parse.urlsplit(url)) == _origin(urllib.parse.urlsplit(self.root))
+        return self.auth if same else None
+
+    def page(self, entry: Entry) -> str:
+        return index.project_page(self.root, entry.name)
+
+    def listed(self, entry: Entry, url: str) -> index.IndexFile | None:
+        """The index's file of that name for the entry's project, if it lists one."""
+        try:
+            files = index.project_files(self.root, entry.name, self.credentials_for(self.root)) or []
+        except PackageIndexError as error:
+            if error.status in (401, 403) and self.auth is not None:
+                msg = f"the index refused the credentials for {url} (HTTP {error.status} reading {self.page(entry)}); check TWINE_USERNAME / TWINE_PASSWORD or ~/.pypirc"
+            elif error.status in (401, 403):
+                msg = f"{self.page(entry)}: the index wants credentials to read it (HTTP {error.status}); set TWINE_USERNAME / TWINE_PASSWORD or a ~/.pypirc section's (a keyring's are not read)"
+            else:
+                msg = f"reading what the index holds of {entry.file}: {error}; if its Simple API is elsewhere, pass --simple-url"
+            raise PublishError(msg) from None
+        return next((f for f in files if f.filename == entry.file), None)
+
+    def other_bytes(self, entry: Entry, file: index.IndexFile) -> str | None:
+        """How the index's file differs from the wheel the install manifests pin; None when
+        it lists and serves exactly that wheel's bytes."""
+        if file.sha256 is not None and file.sha256.lower() != entry.sha256:
+            return f"lists it with sha256 {file.sha256.lower()}"
+        try:
+            served = index.served_sha256(file, self.credentials_for(file.url))
+        except PackageIndexError as error:
+            return f"lists it, but serving it failed ({error})"
+        if served != entry.sha256:
+            listed = f"lists it with sha256 {file.sha256}, but " if file.sha256 else "lists it with no sha256, and "
+            return f"{listed}serves bytes with sha256 {served}"
+        return None
+
+
+def simple_index(raw_url: str, simple_url: str | None, environ: Mapping[str, str]) -> SimpleIndex:
+    """The Simple API of the index at `raw_url` (the upload URL, credentials and all), with the
+    credentials twine uploads with when it is on the same host: the URL's own, else
+    TWINE_USERNAME / TWINE_PASSWORD, else the ~/.pypirc section's."""
+    upload = urllib.parse.urlsplit(raw_url)
+    root = urllib.parse.urlsplit(simple_url or simple_root(raw_url))
+    if root.scheme not in ("http", "https") or not root.hostname:
+        msg = f"--simple-url {redact(simple_url or '', secrets(environ))!r}: expected the http(s) URL of the index's Simple API (e.g. https://index.example/simple/)"
+        raise PublishError(msg)
+    auth: index.Credentials | None = None
+    if root.username is not None:
+        auth = (urllib.parse.unquote(root.username), urllib.parse.unquote(root.password or ""))
+    elif _origin(root) == _origin(upload):
+        auth = _upload_credentials(upload, environ)
+    return SimpleIndex(urllib.parse.urlunsplit(_without_userinfo(root)), auth)
+
+
+def _upload_credentials(upload: urllib.parse.SplitResult, environ: Mapping[str, str]) -> index.Credentials | None:
+    if upload.username is not None:
+        return urllib.parse.unquote(upload.username), urllib.parse.unquote(upload.password or "")
+    username, password = environ.get("TWINE_USERNAME"), environ.get("TWINE_PASSWORD")
+    if not (username and password):
+        config = configparser.RawConfigParser()
+        with contextlib.suppress(configparser.Error):
+            config.read(Path(os.path.expanduser(PYPIRC)))
+        section = environ.get("TWINE_REPOSITORY") or "pypi"
+        username = username or (config.get(section, "username") if config.has_option(section, "username") else None)
+        password = password or (config.get(section, "password") if config.has_option(section, "password") else None)
+    return (username, password) if username and password else None
 
 
 def _twine(args: list[str], reporter: Reporter, repository_url: str | None = None, cwd: Path | None = None) -> CompletedProcess[str]:
@@ -270,18 +390,30 @@ def check(wheels: list[Path], url: str, reporter: Reporter, *, strict: bool = Fa
 
 
 def publish(
-    house: Wheelhouse, *, repository_url: str | None = None, skip_existing: bool = False, strict: bool = False, reporter: Reporter,
+    house: Wheelhouse, *, repository_url: str | None = None, simple_url: str | None = None,
+    skip_existing: bool = False, strict: bool = False, reporter: Reporter,
 ) -> Published:
     """Check (strictly for a public index, or with strict), then upload each first-party
-    wheel; refuse (or skip) a file the index already has."""
+    wheel; refuse (or skip) a file the index already has; then read every file back from the
+    index's Simple API (see the module's docstring)."""
     environ = os.environ
-    url = redact(index_url(repository_url, environ), secrets(environ))
+    raw_url = index_url(repository_url, environ)
+    url = redact(raw_url, secrets(environ))
+    simple = simple_index(raw_url, simple_url, environ)
     wheels = first_party_wheels(house)
     check([house.path / e.file for e in wheels], url, reporter, strict=strict or is_public_index(url))
+    reporter.step(f"reading what {simple.root} already holds of {len(wheels)} first-party wheel(s)")
+    there = already_there(wheels, simple, url)
     reporter.step(f"publishing {len(wheels)} first-party wheel(s) to {url}")
-    result = Published(url)
+    result = Published(url, simple.root)
     upload = ["upload", "--non-interactive", "--disable-progress-bar", "--verbose"]
     for entry in wheels:
+        if entry.file in there:
+            if skip_existing:
+                reporter.info(f"skipped {entry.file}: {entry.name} {entry.version} is already on {url}, the same bytes (sha256 {entry.sha256})")
+                result.skipped.append(entry.file)
+                continue
+            raise PublishError(_already_there(entry, url))
         answer = _twine([*upload, str(house.path / entry.file)], reporter, repository_url)
         if answer.returncode == 0:
             reporter.info(f"uploaded {entry.file} (sha256 {entry.sha256})")
@@ -292,14 +424,11 @@ def publish(
         code = int(status.group(1)) if status else None
         if code == 409 or (code in (400, 403) and _EXISTS.search(output)):
             if skip_existing:
+                # Not listed when read before: what the index holds is read back below.
                 reporter.info(f"skipped {entry.file}: {entry.name} {entry.version} is already on {url}")
                 result.skipped.append(entry.file)
                 continue
-            msg = (
-                f"{entry.file}: {entry.name} {entry.version} is already on {url} and a published file is never "
-                f"replaced; bump the version in its pyproject.toml, or pass --skip-existing to skip it"
-            )
-            raise PublishError(msg)
+            raise PublishError(_already_there(entry, url))
         if code in (401, 403):
             msg = f"the index refused the credentials for {url} (HTTP {code} uploading {entry.file}); check TWINE_USERNAME / TWINE_PASSWORD or ~/.pypirc"
             raise PublishError(msg)
@@ -311,4 +440,55 @@ def publish(
             raise PublishError(msg)
         msg = f"uploading {entry.file} to {url} failed: {redact(_last_error(output), secrets(environ))}"
         raise PublishError(msg)
+    verify_published(wheels, result, simple, reporter)
     return result
+
+
+def _already_there(entry: Entry, url: str) -> str:
+    return (
+        f"{entry.file}: {entry.name} {entry.version} is already on {url} and a published file is never "
+        f"replaced; bump the version in its pyproject.toml, or pass --skip-existing to skip it"
+    )
+
+
+def already_there(wheels: list[Entry], simple: SimpleIndex, url: str) -> set[str]:
+    """The wheels the index already holds, byte for byte. One it holds with other bytes stops
+    the publish before anything is uploaded: skipping it would leave an index whose file is
+    not what the install manifests pin, and uploading cannot replace it."""
+    there = set()
+    for entry in wheels:
+        file = simple.listed(entry, url)
+        if file is None:
+            continue
+        differs = simple.other_bytes(entry, file)
+        if differs is not None:
+            msg = (
+                f"{entry.file}: already on {url}, but {simple.page(entry)} {differs}, not the sha256 {entry.sha256} "
+                f"the install manifests pin; a published file is never replaced: bump {entry.name}'s version (nothing was uploaded)"
+            )
+            raise PublishError(msg)
+        there.add(entry.file)
+    return there
+
+
+def verify_published(wheels: list[Entry], result: Published, simple: SimpleIndex, reporter: Reporter) -> None:
+    """Every uploaded and skipped file, as the index's Simple API lists and serves it, is the
+    wheel the install manifests pin."""
+    done = set(result.uploaded) | set(result.skipped)
+    checked = [e for e in wheels if e.file in done]
+    reporter.step(f"reading {len(checked)} published wheel(s) back from {simple.root}")
+    problems = []
+    for entry in checked:
+        what = "uploaded" if entry.file in result.uploaded else "skipped as already there"
+        file = simple.listed(entry, result.url)
+        if file is None:
+            problems.append(f"{entry.file}: {what}, but {simple.page(entry)} lists no such file (expected sha256 {entry.sha256}); if the index's Simple API is elsewhere, pass --simple-url")
+            continue
+        differs = simple.other_bytes(entry, file)
+        if differs is not None:
+            problems.append(f"{entry.file}: {what}, but {simple.page(entry)} {differs}, not the sha256 {entry.sha256} the install manifests pin; do not install from that index")
+            continue
+        reporter.info(f"{entry.file}: listed and served with sha256 {entry.sha256}")
+    if problems:
+        more = f" (and {len(problems) - 1} more: {', '.join(p.split(':', 1)[0] for p in problems[1:])})" if len(problems) > 1 else ""
+        raise PublishError(problems[0] + more)

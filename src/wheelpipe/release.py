@@ -11,6 +11,14 @@ install manifests (derived again from the locks and the manifest, not copied), m
 of it. Entries are sorted and owners, modes and times fixed (the commit time), so two
 releases of one commit are byte-identical. Wheels are streamed into the archive, never held
 in memory, and the archive appears under its name only once it is complete.
+
+Provenance: a version is released once. An archive of the version already in dist/ made of
+another commit, or of other bytes, is refused; the same commit again is the same bytes and
+is left as it is. A tag the release is given (`--tag`, or CI's: GitHub Actions on a tag
+push) must be `v<version>`, and a `v<version>` tag on HEAD must be this version's. A dirty
+archive is a draft of the working tree, not a release: each --allow-dirty run replaces it.
+dist/ must lie inside the repository, a symlink or not. The tag is checked, not recorded: the
+archive is the commit's, the same whether or not a tag names it yet.
 """
 
 from __future__ import annotations
@@ -25,8 +33,13 @@ import posixpath
 import sys
 import tarfile
 import tempfile
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from packaging.version import InvalidVersion, Version
 
 from . import firstparty, installcheck, manifests, registry, wheelhouse
 from . import publish as publishing
@@ -44,6 +57,9 @@ from .wheelhouse import CHECKSUMS, INSTALL_DIR, MANIFEST, WHEELHOUSE, BuiltOrigi
 
 DIST = "dist"
 DIRTY = "-dirty"
+TAG_PREFIX = "v"  # a release's tag is v<version>; .github/workflows/release.yml runs on v*
+# The most of an existing archive's manifest.json read to learn its commit.
+_MANIFEST_LIMIT = 64 << 20
 
 
 class ReleaseError(PipelineError):
@@ -95,11 +111,123 @@ def commit_of(repo: Repository, allow_dirty: bool) -> ReleaseCommit:
 
 
 def dist_directory(repo: Repository) -> Path:
+    """dist/, which must be a directory inside the repository: a symlink that leads out
+    (to `/`, to another checkout) would have the release write there."""
     dist = repo.root / DIST
+    if dist.is_symlink():
+        root, resolved = repo.root.resolve(), dist.resolve()
+        if not resolved.is_relative_to(root):
+            msg = f"{DIST}: a symlink to {os.readlink(dist)!r}, outside the repository; a release writes only inside it: remove the link"
+            raise ReleaseError(msg)
+        if not resolved.exists():
+            msg = f"{DIST}: a symlink to {os.readlink(dist)!r}, which does not exist; create that directory or remove the link"
+            raise ReleaseError(msg)
     if os.path.lexists(dist) and not dist.is_dir():
         msg = f"{DIST}: exists and is not a directory; move it away"
         raise ReleaseError(msg)
     return dist
+
+
+@dataclass(frozen=True)
+class ReleaseTag:
+    """A tag the release is said to be, and who said so (`--tag`, or a CI variable)."""
+
+    name: str
+    given_by: str
+
+
+def ci_tags(environ: Mapping[str, str]) -> list[ReleaseTag]:
+    """The tag a CI run was started for: GitHub Actions on a tag push sets GITHUB_REF_TYPE=tag
+    with GITHUB_REF_NAME, and GITHUB_REF=refs/tags/<name>. Each is checked: they agree on
+    GitHub, and one set by hand alone must still name the release."""
+    tags = []
+    if environ.get("GITHUB_REF_TYPE") == "tag":
+        tags.append(ReleaseTag(environ.get("GITHUB_REF_NAME", ""), "GITHUB_REF_NAME"))
+    ref = environ.get("GITHUB_REF", "")
+    if ref.startswith("refs/tags/"):
+        tags.append(ReleaseTag(ref.removeprefix("refs/tags/"), "GITHUB_REF"))
+    return tags
+
+
+def _is_release_tag(name: str) -> bool:
+    """v<PEP 440 version>: what .github/workflows/release.yml is started for."""
+    if not name.startswith(TAG_PREFIX):
+        return False
+    try:
+        Version(name.removeprefix(TAG_PREFIX))
+    except InvalidVersion:
+        return False
+    return True
+
+
+def check_tags(repo: Repository, commit: ReleaseCommit, given: list[ReleaseTag]) -> None:
+    """The tags that name this release name its version, and the commit it is made of.
+
+    `given` (--tag, CI's) must each be exactly v<version> and, where the repository has that
+    tag, name HEAD. HEAD's own release tags (v<version>), when it has any, must include this
+    version's: HEAD tagged v9.9.9 alone is another release. A dirty release is not HEAD's,
+    so HEAD's tags are not its own.
+    """
+    version = repo.release_version
+    expected = f"{TAG_PREFIX}{version}"
+    for tag in given:
+        if tag.name != expected:
+            msg = f"the release is tagged {tag.name!r} ({tag.given_by}), but [tool.wheelpipe.release] version in pyproject.toml is {version!r}: its tag is {expected!r}; tag the commit whose version it is, or change the version"
+            raise ReleaseError(msg)
+        tagged = git(repo.root, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag.name}^{{commit}}", check=False, errors="replace").stdout.strip()
+        if tagged and tagged != commit.sha:
+            msg = f"tag {tag.name!r} ({tag.given_by}) names commit {tagged[:12]}, but HEAD is {commit.sha[:12]}: a release is made of the commit its tag names; check out {tag.name}"
+            raise ReleaseError(msg)
+    if commit.dirty:
+        return
+    on_head = sorted(name for name in _git(repo, "tag", "--points-at", "HEAD").splitlines() if _is_release_tag(name))
+    if on_head and expected not in on_head:
+        msg = f"HEAD ({commit.sha[:12]}) is tagged {', '.join(on_head)}, but [tool.wheelpipe.release] version in pyproject.toml is {version!r}, whose tag is {expected!r}; release the commit its version names, or change the version"
+        raise ReleaseError(msg)
+
+
+@dataclass(frozen=True)
+class Existing:
+    """A clean archive of this version already in dist/, made of this very commit."""
+
+    path: Path
+    sha256: str
+
+
+def recorded_commit(archive: Path, prefix: str) -> str:
+    """The commit an archive's manifest.json records (release.commit), or why it has none."""
+    try:
+        with tarfile.open(archive, mode="r:gz") as bundle:
+            for member in bundle:
+                if member.name == f"{prefix}/{MANIFEST}" and member.isfile() and member.size <= _MANIFEST_LIMIT:
+                    stream = bundle.extractfile(member)
+                    if stream is None:
+                        break
+                    commit = json.loads(stream.read())["release"]["commit"]
+                    if isinstance(commit, str):
+                        return commit
+                    break
+    except (OSError, EOFError, tarfile.TarError, zlib.error, ValueError, KeyError, TypeError) as error:
+        msg = f"{DIST}/{archive.name}: already there, and not a release archive this pipeline can read ({type(error).__name__}); a version is released once: move it away only if it was never shipped, else raise [tool.wheelpipe.release] version"
+        raise ReleaseError(msg) from None
+    msg = f"{DIST}/{archive.name}: already there, and it records no release commit in {prefix}/{MANIFEST}; a version is released once: move it away only if it was never shipped, else raise [tool.wheelpipe.release] version"
+    raise ReleaseError(msg)
+
+
+def released_before(repo: Repository, dist: Path, commit: ReleaseCommit) -> Existing | None:
+    """The version's archive already in dist/, when it is this commit's; one of another
+    commit is refused, before anything is built. A dirty archive is replaced each time."""
+    target = dist / f"{archive_name(repo, commit.dirty)}.tar.gz"
+    if commit.dirty or not os.path.lexists(target):
+        return None
+    if target.is_symlink() or not target.is_file():
+        msg = f"{DIST}/{target.name}: already there and not a file (a symlink or a directory); a release archive is a file: move it away"
+        raise ReleaseError(msg)
+    recorded = recorded_commit(target, archive_name(repo))
+    if recorded != commit.label:
+        msg = f"{DIST}/{target.name}: release {repo.release_version} was already made of commit {recorded}; this is commit {commit.label}: a version is released once; raise [tool.wheelpipe.release] version"
+        raise ReleaseError(msg)
+    return Existing(target, sha256_file(target))
 
 
 def lock_gate(repo: Repository, reporter: Reporter) -> None:
@@ -327,9 +455,34 @@ def _tar_info(name: str, stamp: int) -> tarfile.TarInfo:
 def write_archive(members: list[Member], stamp: int, target: Path) -> None:
     """A tar.gz whose bytes depend only on the members and the stamp, written next to
     `target` and renamed onto it when complete. Members are streamed through tar and gzip."""
+    with atomic_output(target) as raw:
+        _write_tar(members, stamp, raw)
+
+
+class _HashingSink(io.RawIOBase):
+    """Where an archive is written to learn its sha256 without keeping a byte of it."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]  # gzip gives it bytes
+        self.digest.update(data)
+        return len(data)
+
+
+def archive_sha256(members: list[Member], stamp: int) -> str:
+    """The sha256 the archive of `members` would have, written nowhere."""
+    sink = _HashingSink()
+    _write_tar(members, stamp, sink)
+    return sink.digest.hexdigest()
+
+
+def _write_tar(members: list[Member], stamp: int, raw: BinaryIO | _HashingSink) -> None:
     directories = sorted({posixpath.dirname(m.name) for m in members} | {members[0].name.split("/")[0]})
     with (
-        atomic_output(target) as raw,
         # No file name and a fixed time in the gzip header: it would differ between runs.
         gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=stamp, compresslevel=9) as compressed,
         tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
@@ -365,17 +518,17 @@ class Released:
 
 def release(
     repo: Repository, *, gates: bool = True, allow_dirty: bool = False, reporter: Reporter,
-    base_image: str = "python:3.11-slim-bookworm", docker: Docker | None = None,
+    base_image: str = "python:3.11-slim-bookworm", docker: Docker | None = None, tags: list[ReleaseTag] | None = None,
 ) -> Released:
     """`base_image` stands in for the target's interpreter in the install gate when this host
-    is not the target.
+    is not the target; `tags` are what the release is said to be (--tag, CI's).
 
     The wheelhouse is the release's from start to end (wheelhouse.held): a build-wheels run
     meanwhile waits instead of pruning the generation the archive is read from, and no other
     release writes dist/ at the same time, so a temporary archive found there is a dead one's.
     """
     with wheelhouse.held(repo.root, reporter):
-        return _release(repo, gates=gates, allow_dirty=allow_dirty, reporter=reporter, base_image=base_image, docker=docker)
+        return _release(repo, gates=gates, allow_dirty=allow_dirty, reporter=reporter, base_image=base_image, docker=docker, tags=tags)
 
 
 def _remove_dead_archives(dist: Path, reporter: Reporter) -> None:
@@ -388,12 +541,14 @@ def _remove_dead_archives(dist: Path, reporter: Reporter) -> None:
 
 
 def _release(
-    repo: Repository, *, gates: bool, allow_dirty: bool, reporter: Reporter, base_image: str, docker: Docker | None,
+    repo: Repository, *, gates: bool, allow_dirty: bool, reporter: Reporter, base_image: str, docker: Docker | None, tags: list[ReleaseTag] | None,
 ) -> Released:
     dist = dist_directory(repo)
     commit = commit_of(repo, allow_dirty)
     if commit.dirty:
         reporter.info(f"releasing the working tree, which differs from commit {commit.sha[:12]}: the archive is marked {DIRTY}")
+    check_tags(repo, commit, tags or [])
+    existing = released_before(repo, dist, commit)
     # Where the install gate can run is known before anything is built.
     place = installcheck.place_for(repo, base_image, docker or Docker(), reporter) if gates else None
     if gates:
@@ -418,8 +573,16 @@ def _release(
         target = dist / f"{archive_name(repo, commit.dirty)}.tar.gz"
         created_dist, existed = not dist.exists(), target.exists()
         _remove_dead_archives(dist, reporter)
+        if existing is not None:
+            # The same commit makes the same bytes: anything else is not this release.
+            made = archive_sha256(members, commit.time)
+            if made != existing.sha256:
+                msg = f"{DIST}/{target.name}: holds release {repo.release_version} of commit {commit.label} with sha256 {existing.sha256}, but that commit makes sha256 {made}: a version is released once; find out what changed the archive (or the wheelhouse) before shipping either"
+                raise ReleaseError(msg)
+            reporter.info(f"{DIST}/{target.name}: already released from this commit, byte for byte: left as it is")
         try:
-            write_archive(members, commit.time, target)
+            if existing is None:
+                write_archive(members, commit.time, target)
             if chart is not None and pushing:
                 pushed = f"oci://{chart.reference}@{push_chart(chart, reporter)}"
         except BaseException:

@@ -312,16 +312,19 @@ def image(c: Context, service: str | None = None, all: bool = False, prefix: str
 @task(
     help={
         "repository-url": "Upload URL of the index; overrides TWINE_REPOSITORY_URL (credentials: TWINE_USERNAME/TWINE_PASSWORD or ~/.pypirc).",
-        "skip-existing": "Skip (and report) a wheel whose file the index already has, instead of failing.",
+        "simple-url": "The index's Simple API root, where every published file is read back (default: <upload URL>/simple/; pypi.org's and test.pypi.org's own).",
+        "skip-existing": "Skip (and report) a wheel whose file the index already has, the same bytes, instead of failing.",
         "strict": "Refuse a wheel twine check warns about (no or an empty long_description, no content type), as for a public index (pypi.org, test.pypi.org), where this is always on.",
         "verbose": "Show the twine commands and their (redacted) output.",
     }
 )
 @reported
-def publish(c: Context, repository_url: str | None = None, skip_existing: bool = False, strict: bool = False, verbose: bool = False) -> None:
-    """Upload the wheelhouse's first-party wheels to a package index with twine (after twine check; --strict for a public index)."""
+def publish(c: Context, repository_url: str | None = None, simple_url: str | None = None, skip_existing: bool = False, strict: bool = False, verbose: bool = False) -> None:
+    """Upload the wheelhouse's first-party wheels to a package index with twine (after twine check; --strict for a public index), then read each back from its Simple API."""
     house = wheelhouse.open_wheelhouse(repository_root(c))
-    published = publishing.publish(house, repository_url=repository_url, skip_existing=skip_existing, strict=strict, reporter=_reporter(verbose))
+    published = publishing.publish(
+        house, repository_url=repository_url, simple_url=simple_url, skip_existing=skip_existing, strict=strict, reporter=_reporter(verbose),
+    )
     print(published.summary())
 
 
@@ -413,15 +416,20 @@ def bench(c: Context, heavy: bool = False, scaling: bool = False, with_images: b
     help={
         "skip-gates": "Skip `lock --check`, the first-party tests and the offline install check (not for real releases).",
         "allow-dirty": "Release the working tree as it is, uncommitted changes and untracked files included; the archive is then dist/wheelhouse-<version>-dirty.tar.gz, its commit marked -dirty.",
+        "tag": "The tag this release is (CI's tag; GitHub Actions' is read from GITHUB_REF_NAME by itself): it must be v<version>, and name HEAD.",
         "verbose": "Show every underlying command.",
     }
 )
 @reported
-def release(c: Context, skip_gates: bool = False, allow_dirty: bool = False, verbose: bool = False) -> None:
-    """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz with SBOMs and SHA256SUMS; push the chart where [tool.wheelpipe.release] chart-registry says (prints oci://...@digest)."""
+def release(c: Context, skip_gates: bool = False, allow_dirty: bool = False, tag: str | None = None, verbose: bool = False) -> None:
+    """Gate, build from HEAD's committed files and verify the wheelhouse; write dist/wheelhouse-<version>.tar.gz (once per version) with SBOMs and SHA256SUMS; push the chart where [tool.wheelpipe.release] chart-registry says (prints oci://...@digest)."""
     repo = _repository(c)
     settings = _image_settings(c)
-    released = releases.release(repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose), base_image=settings.base, docker=settings.docker)
+    # `--tag ""` (an unset CI variable) is a tag that names nothing, not "no tag".
+    tags = [*([releases.ReleaseTag(tag, "--tag")] if tag is not None else []), *releases.ci_tags(os.environ)]
+    released = releases.release(
+        repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose), base_image=settings.base, docker=settings.docker, tags=tags,
+    )
     if released.chart is not None:
         print(released.chart)
 
