@@ -291,6 +291,15 @@ def _drop_pin(manifest: Path, name: str) -> None:
 
 def test_a_damaged_install_manifest_in_the_wheelhouse_never_ships(repository, tmp_path):
     _drop_pin(repository / "wheelhouse/install/order.txt", "blinker")
+    before = wheelhouse_state(repository)
+    result = invoke(repository, "release", "--skip-gates", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = error_line(result)
+    assert line.startswith("error: wheelhouse/install/order.txt: not what wheelhouse/manifest.json gives: blinker==1.9.0 (sha256 "), line
+    assert line.endswith(" missing; rebuild with `invoke build-wheels --clean`"), line
+    assert not (repository / "dist").exists() and wheelhouse_state(repository) == before
+    # Made anew from the wheels and the locks, never from the damaged file, it ships whole.
+    invoke(repository, "build-wheels", "--clean")
     invoke(repository, "release", "--skip-gates")
     with tarfile.open(repository / ARCHIVE) as bundle:
         bundle.extractall(tmp_path / "unpacked", filter="data")

@@ -2,8 +2,9 @@
 
 Every wheel's tags are checked against the target (changing it remakes what it does not run),
 manifest.json's shape is checked, and every derived file (install manifests, SHA256SUMS) is
-re-derived from the locks and compared byte for byte: verify-wheelhouse names what differs,
-build-wheels writes it anew. `--service` never changes another service's install manifest.
+re-derived from manifest.json and the locks and compared byte for byte: verify-wheelhouse and
+build-wheels name what differs and stop (a damaged file is never written anew from what it
+describes); `--clean` builds it anew. `--service` never changes another service's install manifest.
 
 Each test edits a copy of one built monorepo as a careless or hostile user would.
 """
@@ -196,7 +197,7 @@ def test_a_first_party_build_for_another_interpreter_is_refused_naming_wheel_tag
 # Install manifests: re-derived from the locks
 
 
-def test_a_pin_deleted_from_an_install_manifest_is_named_by_verify_and_restored_by_build_wheels(repo):
+def test_a_pin_deleted_from_an_install_manifest_stops_verify_and_build_wheels_and_clean_restores_it(repo):
     order = house(repo) / "install/order.txt"
     original = order.read_text()
     damaged = re.sub(r"markupsafe==3\.0\.4 \\\n    --hash=sha256:[0-9a-f]{64}\n", "", original)
@@ -204,31 +205,29 @@ def test_a_pin_deleted_from_an_install_manifest_is_named_by_verify_and_restored_
     replace(order, damaged)
     rewrite_checksums(repo)
     before = state(repo)
-    line = failure(repo, "verify-wheelhouse")
     digest = next(w["sha256"] for w in manifest(repo)["wheels"] if w["file"] == MARKUPSAFE_CP311)
-    assert line == (
-        "error: wheelhouse/install/order.txt: differs from what requirements/order.txt, the first-party sources and "
-        f"wheelhouse/manifest.json give: markupsafe==3.0.4 (sha256 {digest}) missing; run `invoke build-wheels`"
-    )
-    assert state(repo) == before and checksums_verify(repo)
+    for task in ("verify-wheelhouse", "build-wheels"):
+        assert failure(repo, task) == (
+            "error: wheelhouse/install/order.txt: not what wheelhouse/manifest.json gives: "
+            f"markupsafe==3.0.4 (sha256 {digest}) missing; rebuild with `invoke build-wheels --clean`"
+        )
+        assert state(repo) == before and checksums_verify(repo)
 
-    result = invoke(repo, "build-wheels")
-    assert "wheelhouse/install/order.txt: damaged (markupsafe==3.0.4" in result.stderr
-    assert "up to date" not in result.stderr
+    invoke(repo, "build-wheels", "--clean")
     assert order.read_text() == original
     verifies(repo)
 
 
-def test_a_deleted_install_manifest_is_named_by_verify_and_written_anew_by_build_wheels(repo):
+def test_a_deleted_install_manifest_stops_verify_and_build_wheels_and_clean_writes_it(repo):
     order = house(repo) / "install/order.txt"
     original = order.read_text()
     order.unlink()
     before = state(repo)
-    assert failure(repo, "verify-wheelhouse") == "error: wheelhouse/install/order.txt: missing; run `invoke build-wheels`"
-    assert state(repo) == before
+    for task in ("verify-wheelhouse", "build-wheels"):
+        assert failure(repo, task) == "error: wheelhouse/install/order.txt: missing; rebuild with `invoke build-wheels --clean`"
+        assert state(repo) == before
 
-    result = invoke(repo, "build-wheels")
-    assert "wheelhouse/install/order.txt: missing; written anew in the new generation" in result.stderr
+    invoke(repo, "build-wheels", "--clean")
     assert order.read_text() == original
     verifies(repo)
 
@@ -280,21 +279,21 @@ def _add_a_line(path: Path) -> None:
     ],
     ids=["digest-edited", "line-added", "deleted"],
 )
-def test_a_damaged_sha256sums_is_named_by_verify_and_written_anew_by_build_wheels(repo, edit: Callable[[Path], None], expected: str | None):
+def test_a_damaged_sha256sums_stops_verify_and_build_wheels_and_clean_writes_it(repo, edit: Callable[[Path], None], expected: str | None):
     sums = house(repo) / "SHA256SUMS"
     original = sums.read_text()
     flask = next(w["sha256"] for w in manifest(repo)["wheels"] if w["name"] == "flask")
     edit(sums)
     before = state(repo)
-    line = failure(repo, "verify-wheelhouse")
-    if expected is None:
-        assert line == "error: wheelhouse/SHA256SUMS: missing; run `invoke build-wheels`"
-    else:
-        assert line == f"error: wheelhouse/SHA256SUMS: differs from what the wheels and the locks give: {expected.format(flask=flask)}; run `invoke build-wheels`"
-    assert state(repo) == before
+    for task in ("verify-wheelhouse", "build-wheels"):
+        line = failure(repo, task)
+        if expected is None:
+            assert line == "error: wheelhouse/SHA256SUMS: missing; rebuild with `invoke build-wheels --clean`"
+        else:
+            assert line == f"error: wheelhouse/SHA256SUMS: not what the wheels and wheelhouse/manifest.json give: {expected.format(flask=flask)}; rebuild with `invoke build-wheels --clean`"
+        assert state(repo) == before
 
-    result = invoke(repo, "build-wheels")
-    assert "wheelhouse/SHA256SUMS: " in result.stderr and "written anew in the new generation" in result.stderr
+    invoke(repo, "build-wheels", "--clean")
     assert sums.read_text() == original
     verifies(repo)
 

@@ -554,7 +554,9 @@ def _release(
     if gates:
         lock_gate(repo, reporter)
     source = commit.source(repo.root)
-    house = build_wheels(repo, source=source, reporter=reporter).wheelhouse
+    # Every first-party and sdist-built wheel kept from the wheelhouse is built again from the
+    # release's sources and must be byte-identical: what was there before is never taken on trust.
+    house = build_wheels(repo, source=source, check_rebuilds=True, reporter=reporter).wheelhouse
     if place is not None:  # the gates are on
         test_gate(repo, reporter, commit)
         # The release gate of what ships: each service's install manifest, installed offline

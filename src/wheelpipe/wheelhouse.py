@@ -11,6 +11,13 @@ current locks and the target by the render functions below: build-wheels writes 
 give, `verify_against` compares what is there with what they give, and a release ships
 what they give, so the three cannot drift apart. Every wheel's tags are checked against
 the target, so changing the target remakes each wheel it does not run.
+
+Nothing a wheelhouse says of itself is trusted: it may be a CI cache another branch wrote.
+A derived file that is not what manifest.json gives stops the run (it is never written anew
+from what it describes); every third-party wheel is held to the hashes the locks pin, never to
+manifest.json's copy; and a first-party or sdist-built wheel is taken as it is only in a
+wheelhouse this clone wrote itself (`_trusted`): in any other, and in every release, it is
+built again and must be byte-identical.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from .lockfile import Pin, format_pins, parse_pins
 from .model import Package, Repository
 from .requirements import INSTALLER, TOOLING_LOCK, installer_pin, load_lock, lock_file, sdist_lock_file
 from .target import Target
+from .tools import git
 
 WHEELHOUSE = "wheelhouse"
 STORE = ".wheelhouse"
@@ -64,6 +72,9 @@ _TARGET_FIELDS = ("abi", "implementation", "platform", "python_version")
 _INSTALL_PIN = re.compile(r"^(\S+)==(\S+) \\\n    --hash=sha256:([0-9a-f]{64})$", re.MULTILINE)
 _REBUILD = "rebuild with `invoke build-wheels --clean`"
 _REGENERATE = "run `invoke build-wheels`"
+# Under git's own directory of the work tree (never in a CI cache of the wheelhouse): the
+# sha256 of the manifest.json of the generation this clone last wrote or checked by rebuilding.
+_TRUST_RECORD = "wheelpipe-wheelhouse"
 
 
 # -- where a wheel came from: manifest.json's "origin" of each wheel --------------------
@@ -292,6 +303,8 @@ def verify_against(repo: Repository, source: firstparty.FileSource | None = None
     target, and every other file exactly what the current locks, first-party sources and
     wheels give (what `invoke build-wheels` would write), with nothing else there."""
     house = _load(_current(repo.root))
+    check_intact(house)
+    check_locked(repo, house.entries.values())
     for entry in house.entries.values():
         _require_runs_on(entry, repo.target, "the target")
     services = list(repo.services)
@@ -438,6 +451,156 @@ def _found(value: object) -> str:
         return "null"
     text = json.dumps(value)
     return f"{kinds.get(type(value), type(value).__name__)} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def check_intact(house: Wheelhouse) -> None:
+    """Every derived file of the generation (install manifests, SHA256SUMS) exactly what its
+    manifest.json gives, and manifest.json the file SHA256SUMS records. A difference means a file
+    was edited after build-wheels wrote it: the run stops naming the edited file, since writing
+    the others anew from it would carry the edit on."""
+    entries = list(house.entries.values())
+    files = _render_files(house.target, entries, _installed(entries, _users(entries)))
+    sums = house.path / CHECKSUMS
+    if not sums.is_file():
+        msg = f"{WHEELHOUSE}/{CHECKSUMS}: missing; {_REBUILD}"
+        raise WheelhouseError(msg)
+    # manifest.json first: the derived files differ from what an edited one gives, yet it is the edited one.
+    recorded = dict(_checksum_lines(sums.read_bytes().decode(errors="replace"))).get(MANIFEST)
+    actual = sha256_file(house.path / MANIFEST)
+    if recorded is not None and recorded != actual:
+        msg = f"{WHEELHOUSE}/{MANIFEST}: edited after build-wheels wrote it: its sha256 is {actual}, {WHEELHOUSE}/{CHECKSUMS} records {recorded}; {_REBUILD}"
+        raise WheelhouseError(msg)
+    for name in sorted(n for n in files if n.startswith(f"{INSTALL_DIR}/")) + [MANIFEST, CHECKSUMS]:
+        path = house.path / name
+        if not path.is_file():
+            msg = f"{WHEELHOUSE}/{name}: missing; {_REBUILD}"
+            raise WheelhouseError(msg)
+        if path.read_bytes() != files[name].encode():
+            given = f"{WHEELHOUSE}/{MANIFEST} gives" if name != CHECKSUMS else f"the wheels and {WHEELHOUSE}/{MANIFEST} give"
+            msg = f"{WHEELHOUSE}/{name}: not what {given}: {_difference(house.path, name, files[name])}; {_REBUILD}"
+            raise WheelhouseError(msg)
+
+
+def _users(entries: list[Entry]) -> dict[str, set[str]]:
+    """Who installs which wheel file, as the entries record it."""
+    services = sorted({s for e in entries for s in e.services})
+    return {s: {e.file for e in entries if s in e.services} for s in services}
+
+
+def _locked_pins(repo: Repository) -> dict[tuple[str, str], list[Pin]]:
+    """Every pin of every service lock there is, and the installer's, by (name, version).
+    The lock files as they are: a lock whose input moved is another command's concern."""
+    pins: dict[tuple[str, str], list[Pin]] = {}
+    locks = [parse_pins(path, repo.relative(path)) for path in (repo.lock_path(s) for s in repo.services) if path.is_file()]
+    for pin in [*(p for lock in locks for p in lock.values()), installer_pin(repo)]:
+        pins.setdefault((pin.name, pin.version), []).append(pin)
+    return pins
+
+
+def check_locked(repo: Repository, entries: Iterable[Entry]) -> None:
+    """Every third-party wheel a current lock pins, held to the hashes requirements/*.txt lock
+    for it, never to manifest.json's copy: a downloaded wheel's sha256 must be one of them (and
+    the locked hash it records, its own); one recorded as built from its sdist must be of a pin
+    that has a build lock of its own, from an sdist whose hash is locked. A wheel no lock pins
+    now is not reused, so it is not asked about."""
+    pins = _locked_pins(repo)
+    for entry in sorted(entries, key=lambda e: e.file):
+        origin = entry.origin
+        locking = pins.get((canonicalize_name(entry.name), entry.version))
+        if isinstance(origin, BuiltOrigin) or not locking:
+            continue
+        hashes = frozenset().union(*(p.hashes for p in locking))
+        locks = ", ".join(sorted({p.source for p in locking}))
+        what = f"{locks} {'locks' if len(locking) == 1 else 'lock'} for {locking[0].requirement_line()}"
+        expected = ", ".join(f"sha256:{h}" for h in sorted(hashes))
+        if isinstance(origin, DownloadedOrigin):
+            if entry.sha256 not in hashes:
+                msg = f"{WHEELHOUSE}/{entry.file}: sha256 {entry.sha256} is none of the hashes {what} ({expected}): not the wheel the lock pins; {_REBUILD}"
+                raise WheelhouseError(msg)
+            if origin.locked_hash != f"sha256:{entry.sha256}":
+                msg = f"{WHEELHOUSE}/{MANIFEST}: {entry.file} records that it was downloaded as {origin.locked_hash}, but its sha256 is {entry.sha256}; {_REBUILD}"
+                raise WheelhouseError(msg)
+            continue
+        build_lock = sdist_lock_file(locking[0].name, locking[0].version)
+        claim = f"{WHEELHOUSE}/{MANIFEST}: {entry.file} is recorded as built from the sdist {origin.sdist} ({origin.locked_hash})"
+        if not (repo.root / build_lock).is_file():
+            msg = f"{claim}, but {locks} {'locks' if len(locking) == 1 else 'lock'} {locking[0].requirement_line()} as a wheel to download (it has no build lock {build_lock}); {_REBUILD}"
+            raise WheelhouseError(msg)
+        if origin.locked_hash.removeprefix("sha256:") not in hashes:
+            msg = f"{claim}, which is none of the hashes {what} ({expected}); {_REBUILD}"
+            raise WheelhouseError(msg)
+        if origin.build_lock != build_lock:
+            msg = f"{claim} with the build lock {origin.build_lock}, but its build lock is {build_lock}; {_REBUILD}"
+            raise WheelhouseError(msg)
+
+
+def _trust_record(root: Path) -> Path | None:
+    """Where this clone records the wheelhouse it wrote: in git's own directory of the work
+    tree, which no cache of the wheelhouse restores. None outside a git work tree."""
+    try:
+        found = git(root, "rev-parse", "--git-path", _TRUST_RECORD, check=False)
+    except FileNotFoundError:
+        return None
+    return root / found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else None
+
+
+def _trusted(root: Path, house: Wheelhouse) -> bool:
+    """Whether this clone wrote (or checked by rebuilding) this very generation: its
+    manifest.json, which names every wheel's sha256 (checked when it was opened), is the one
+    recorded. A restored cache, another clone's wheelhouse or an edited manifest is not."""
+    record = _trust_record(root)
+    try:
+        return record is not None and record.read_text().strip() == sha256_file(house.path / MANIFEST)
+    except OSError:
+        return False
+
+
+def _record_trust(root: Path, house: Wheelhouse) -> None:
+    record = _trust_record(root)
+    if record is not None and record.parent.is_dir():
+        write_atomic(record, sha256_file(house.path / MANIFEST) + "\n")
+
+
+def _check_by_rebuild(repo: Repository, plan: _Plan, selected: list[str], old: Wheelhouse, source: firstparty.FileSource, reporter: Reporter) -> None:
+    """Every first-party and sdist-built wheel the plan reuses, built again and compared byte
+    for byte: they are reproducible, so one that differs is not what its recorded inputs build
+    (manifest.json records only what the wheel was made of, and anyone who can write the
+    wheelhouse can write both). Downloaded wheels need no rebuild: their locks pin their hashes."""
+    first_party: list[tuple[Package, BuiltOrigin]] = []
+    sdist_built: list[Pin] = []
+    kept = {e.file: e for e in plan.reuse.values()}
+    pins = _locked_pins(repo)
+    for file, entry in sorted(kept.items()):
+        if isinstance(entry.origin, BuiltOrigin):
+            package = repo.packages.get(entry.name)
+            origin = _first_party_origin(package, backends.backend_of(repo, package), source) if package else None
+            if package is None or origin != entry.origin:
+                users = _other_users(plan, selected, file) or entry.services
+                msg = (
+                    f"{WHEELHOUSE}/{file}: kept for service {', '.join(users)}, but its sources changed since it was built, so it cannot be "
+                    f"checked against a build of them, and this wheelhouse is not one build-wheels wrote here; run `invoke build-wheels` without --service"
+                )
+                raise WheelhouseError(msg)
+            first_party.append((package, origin))
+        elif isinstance(entry.origin, SdistOrigin):
+            locking = pins[(canonicalize_name(entry.name), entry.version)]  # check_locked saw it pinned
+            sdist_built.append(replace(locking[0], hashes=frozenset().union(*(p.hashes for p in locking))))
+    if not first_party and not sdist_built:
+        return
+    reporter.info(f"checking {len(first_party) + len(sdist_built)} wheel(s) the wheelhouse holds against a build of their recorded sources")
+    held_by = {(e.name, e.version): e for e in kept.values()}
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-check-", dir=repo.root / STORE) as tmp:
+        rebuilt = [e for _, e in _build_first_party(repo, first_party, Path(tmp), source, reporter, "checking")]
+        rebuilt += [e for _, e in _fetch_third_party(repo, sdist_built, Path(tmp), reporter)]
+        for made in rebuilt:
+            held = held_by[(made.name, made.version)]
+            if made.file != held.file or made.sha256 != held.sha256:
+                what = f"{repo.packages[made.name].label} from {source.describe()}" if isinstance(held.origin, BuiltOrigin) else f"{held.name}=={held.version} from its locked sdist"
+                msg = (
+                    f"{WHEELHOUSE}/{held.file}: sha256 {held.sha256}, but building {what}, as {WHEELHOUSE}/{MANIFEST} records it was built, "
+                    f"gives {made.file} with sha256 {made.sha256}: the wheel is not what its sources build; {_REBUILD}"
+                )
+                raise WheelhouseError(msg)
 
 
 def render_wheelhouse(repo: Repository, entries: Iterable[Entry], source: firstparty.FileSource | None = None) -> dict[str, str]:
@@ -728,9 +891,12 @@ def build_wheels(
     service: str | None = None,
     clean: bool = False,
     source: firstparty.FileSource | None = None,
+    check_rebuilds: bool = False,
     reporter: Reporter,
 ) -> Result:
-    """Refresh the wheelhouse; first-party wheels come from `source` (default: the working tree)."""
+    """Refresh the wheelhouse; first-party wheels come from `source` (default: the working tree).
+    A first-party or sdist-built wheel kept from the current wheelhouse is built again and
+    compared when this clone did not write that wheelhouse, and always with `check_rebuilds`."""
     source = source or firstparty.WorkingTree(repo.root)
     selected = repo.select_services(service)
     locks = {name: load_lock(repo, name) for name in selected}
@@ -744,15 +910,22 @@ def build_wheels(
         if link.exists() and not link.is_symlink():
             msg = f"{WHEELHOUSE}/ is a plain directory, not a wheelhouse made by `invoke build-wheels`; move it away"
             raise WheelhouseError(msg)
-        # Integrity only: a wheel the target does not run, or a damaged or missing derived
-        # file, is made anew below rather than refused.
+        # A wheel the target does not run, or one a lock no longer pins, is made anew below;
+        # a wheel or derived file that is not what was written, or a third-party wheel whose
+        # hash no lock pins, stops the run.
         previous = link.resolve() if link.exists() else None
         old = _load(previous) if previous and not clean else None
+        if old is not None:
+            check_intact(old)
+            check_locked(repo, old.entries.values())
         old_entries = list(old.entries.values()) if old else []
 
         plan = _plan(repo, selected, locks, installer, old_entries, source)
         installs, installer_key = plan.installs, plan.installer_key
         _refuse_keeping_off_target(repo, plan, selected)
+        checked = old is not None and (check_rebuilds or not _trusted(repo.root, old))
+        if old is not None and checked:
+            _check_by_rebuild(repo, plan, selected, old, source, reporter)
 
         if old and not plan.build and not plan.fetch:
             installs_now = _resolve_installs(installs, {})
@@ -762,10 +935,12 @@ def build_wheels(
             files = _render_files(repo.target, entries, _installed(entries, installs_now))
             unchanged = all((old.path / name).is_file() and (old.path / name).read_bytes() == text.encode() for name, text in files.items())
             if unchanged and not _strays(old.path, set(files) | {e.file for e in entries}):
+                if checked:
+                    _record_trust(repo.root, old)
                 reporter.info("wheelhouse is up to date: nothing to build, nothing to download")
                 return Result(old, [], [])
 
-        for line in _repairs(old) if old else []:
+        for line in _left_out(old) if old else []:
             reporter.info(line)
         token = secrets.token_hex(4)
         partial = store / f"partial-{token}"
@@ -806,14 +981,17 @@ def build_wheels(
         # Every entry's sha256 was taken in this run from the very file now in the generation
         # (reused ones by _load above, new ones as they were written): no second read.
         result = Result(Wheelhouse(generation, {e.file: e for e in entries}, repo.target), [e.file for _, e in built], [e.file for _, e in fetched])
+        _record_trust(repo.root, result.wheelhouse)
         reporter.info(f"wheelhouse ready: built {len(result.built)}, downloaded {len(result.downloaded)}, {len(entries)} wheels in {WHEELHOUSE}/")
         return result
 
 
-def _build_first_party(repo: Repository, jobs: list[tuple[Package, BuiltOrigin]], partial: Path, source: firstparty.FileSource, reporter: Reporter) -> list[tuple[ToBuild, Entry]]:
+def _build_first_party(
+    repo: Repository, jobs: list[tuple[Package, BuiltOrigin]], partial: Path, source: firstparty.FileSource, reporter: Reporter, doing: str = "building",
+) -> list[tuple[ToBuild, Entry]]:
     def one(job: tuple[Package, BuiltOrigin]) -> tuple[ToBuild, Entry]:
         package, origin = job
-        reporter.info(f"building {package.label} {package.version} from {source.describe()} with {origin.build_backend}")
+        reporter.info(f"{doing} {package.label} {package.version} from {source.describe()} with {origin.build_backend}")
         with tempfile.TemporaryDirectory(prefix="wheelpipe-build-") as tmp:
             python = backends.python_for(repo, package, reporter)
             try:
@@ -913,22 +1091,12 @@ def _write_metadata(repo: Repository, directory: Path, entries: list[Entry], ins
         write_atomic(directory / name, text)
 
 
-def _repairs(old: Wheelhouse) -> list[str]:
-    """The current generation's damaged, missing and stray files, one line each: the next
-    generation writes the derived ones anew and carries no stray over."""
+def _left_out(old: Wheelhouse) -> list[str]:
+    """The current generation's stray files, one line each: the next generation carries none
+    over. (Its derived files were checked intact before: a damaged one stops the run.)"""
     entries = list(old.entries.values())
-    services = sorted({s for e in entries for s in e.services})
-    files = _render_files(old.target, entries, _installed(entries, {s: {e.file for e in entries if s in e.services} for s in services}))
-    lines = []
-    for name, text in files.items():
-        path = old.path / name
-        if not path.is_file():
-            lines.append(f"{WHEELHOUSE}/{name}: missing; written anew in the new generation")
-        elif path.read_bytes() != text.encode():
-            lines.append(f"{WHEELHOUSE}/{name}: damaged ({_difference(old.path, name, text)}); written anew in the new generation")
-    for stray in _strays(old.path, set(files) | set(old.entries)):
-        lines.append(f"{WHEELHOUSE}/{stray}: not part of the wheelhouse; left out of the new generation")
-    return lines
+    files = _render_files(old.target, entries, _installed(entries, _users(entries)))
+    return [f"{WHEELHOUSE}/{stray}: not part of the wheelhouse; left out of the new generation" for stray in _strays(old.path, set(files) | set(old.entries))]
 
 
 def _other_users(plan: _Plan, selected: list[str], file: str) -> list[str]:
@@ -1012,7 +1180,7 @@ def _remove_leftovers(root: Path, store: Path) -> None:
     """Partial generations of killed runs never become visible; remove them."""
     for path in store.glob("partial-*"):
         shutil.rmtree(path, ignore_errors=True)
-    for path in store.glob("wheelpipe-fetch-*"):
+    for path in [*store.glob("wheelpipe-fetch-*"), *store.glob("wheelpipe-check-*")]:
         shutil.rmtree(path, ignore_errors=True)
     for path in root.glob(f".{WHEELHOUSE}.gen-*"):
         path.unlink(missing_ok=True)
