@@ -23,7 +23,7 @@ import pytest
 from monorepo import commit_all, copy_repository, git, install_offline, invoke
 
 from wheelpipe.lockfile import parse_pins
-from wheelpipe.model import load_repository
+from wheelpipe.workspace import load_repository
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
 pytestmark = pytest.mark.network

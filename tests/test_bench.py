@@ -17,7 +17,7 @@ from wheelpipe import bench
 from wheelpipe.console import Reporter
 from wheelpipe.errors import PipelineError
 from wheelpipe.lockfile import parse_pins
-from wheelpipe.model import load_repository
+from wheelpipe.workspace import load_repository
 
 
 def quiet() -> Reporter:

@@ -16,8 +16,7 @@ from monorepo import FIXTURE as FIXTURE_ROOT
 from monorepo import ROOT, git, invoke
 
 from wheelpipe.lockfile import parse_pins
-from wheelpipe.locks import input_text
-from wheelpipe.model import load_repository
+from wheelpipe.workspace import load_repository
 
 REQUIREMENTS = ROOT / "requirements"
 # `file:` followed by a path or URL; pip-compile's own "unsafe in a requirements file:" comment is not one.
@@ -83,7 +82,7 @@ def test_dev_lock_pins_the_same_versions_as_every_service_lock() -> None:
 def test_committed_inputs_are_generated_from_the_pyprojects() -> None:
     repo = load_repository(ROOT)
     for service in repo.services:
-        assert (REQUIREMENTS / f"{service}.in").read_text() == input_text(repo, service)
+        assert (REQUIREMENTS / f"{service}.in").read_text() == repo.lock_input(service)
 
 
 # --- invoke lock in throwaway copies ---------------------------------------------------

@@ -13,8 +13,9 @@ from packaging.utils import canonicalize_name
 
 from wheelpipe.deploy import ChartRegistry
 from wheelpipe.errors import PipelineError, RepositoryError, UnknownServiceError
-from wheelpipe.model import HttpService, load_repository
+from wheelpipe.model import HttpService
 from wheelpipe.target import Target
+from wheelpipe.workspace import load_repository
 
 # --- helpers that build tiny fake monorepos in tmp_path ----------------------------------
 

@@ -16,7 +16,6 @@ from packaging.utils import parse_wheel_filename
 
 from wheelpipe import load_repository
 from wheelpipe.lockfile import parse_pins
-from wheelpipe.thirdparty import target_tags
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
 pytestmark = pytest.mark.network
@@ -37,7 +36,7 @@ def test_a_target_this_host_is_not_gets_a_lock_and_a_wheelhouse_for_it(repo_copy
 
     invoke(repo_copy, "build-wheels")
     repo = load_repository(repo_copy)
-    accepted = target_tags(repo.target)
+    accepted = repo.target.accepts()
     manifest = json.loads((repo_copy / "wheelhouse/manifest.json").read_text())
     for wheel in manifest["wheels"]:
         tags = parse_wheel_filename(wheel["file"])[3]

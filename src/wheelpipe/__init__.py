@@ -6,6 +6,7 @@ and thirdparty), and errors.
 """
 
 from .errors import PipelineError
-from .model import Repository, load_repository
+from .model import Repository
+from .workspace import load_repository
 
 __all__ = ["PipelineError", "Repository", "load_repository"]

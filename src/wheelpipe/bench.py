@@ -27,10 +27,11 @@ from .console import Reporter
 from .docker import Docker
 from .errors import PipelineError, RepositoryError, ToolError
 from .image import ImageSettings, build_image
-from .model import HttpService, Repository, load_repository
+from .model import HttpService, Repository
 from .requirements import REQUIREMENTS_DIR, TOOLING, TOOLING_LOCK, lock_file
 from .tools import CompletedProcess, run
 from .wheelhouse import STORE, Wheelhouse, build_wheels
+from .workspace import load_repository
 
 # The targets.
 NOOP_SECONDS = 1.0  # build-wheels with nothing changed

@@ -33,7 +33,7 @@ from typing import Any
 
 from packaging.tags import Tag
 
-from . import firstparty, sdists, thirdparty
+from . import firstparty, sdists
 from .console import Reporter
 from .errors import ToolError, WheelhouseError
 from .lockfile import parse_pins
@@ -124,7 +124,7 @@ def checked_for_target(wheel: Path, target: Target, subject: str, epoch: int, re
 
 def _for_targets_interpreter(described: WheelFile, target: Target) -> bool:
     """Whether some tag of the wheel, on the target's platform, is one the target accepts."""
-    accepted = thirdparty.target_tags(target)
+    accepted = target.accepts()
     for tag in described.tags:
         interpreter, abi, _ = tag.split("-", 2)
         if Tag(interpreter, abi, target.platform) in accepted:

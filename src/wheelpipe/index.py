@@ -35,7 +35,10 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from .console import parallel
 from .errors import HashMismatchError, PackageIndexError
+from .lockfile import Pin
+from .target import Target
 
 PYPI = "https://pypi.org/simple/"
 _ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
@@ -282,3 +285,58 @@ def _store(path: Path, digest: str) -> None:
     except OSError:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
+
+
+# --- which file to take for a pin ------------------------------------------------------------
+
+# Index queries wait on the network, not on the two cores.
+_PARALLEL = 8
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the index offers for one pin: a wheel for the target, or else the locked sdist."""
+
+    pin: Pin
+    file: IndexFile
+
+    @property
+    def builds_from_sdist(self) -> bool:
+        return not self.file.is_wheel
+
+
+def choose(pin: Pin, files: list[IndexFile], target: Target) -> Choice:
+    """The file to take for a pin, decided from the index's list alone.
+
+    Among the files of the pinned version: the wheels whose tags the target accepts, best
+    tag first; of those, the first whose published hash is locked. An sdist only when no
+    wheel of that version runs on the target.
+    """
+    where = f"{pin.source}: {pin.requirement_line()}" if pin.source else pin.requirement_line()
+    release = [f for f in files if str(f.version) == pin.version]
+    if not release:
+        indexes = ", ".join(sorted({f.index for f in files})) or "the index"
+        msg = f"{where}: {indexes} publishes no file of this version"
+        raise PackageIndexError(msg)
+    priority = target.tag_priority()
+    wheels = sorted(
+        (f for f in release if f.is_wheel and f.tags & priority.keys()),
+        key=lambda f: min(priority[t] for t in f.tags if t in priority),
+    )
+    candidates = wheels or [f for f in release if not f.is_wheel]
+    if not candidates:
+        msg = f"{where}: the index publishes neither a wheel for {target.describe()} nor an sdist"
+        raise PackageIndexError(msg)
+    for file in candidates:
+        if file.sha256 is None or file.sha256 in pin.hashes:
+            return Choice(pin, file)
+    best = candidates[0]
+    locked = ", ".join(f"sha256:{h}" for h in sorted(pin.hashes))
+    msg = f"{where}: the index's {best.filename} has sha256:{best.sha256}, which is not locked (locked: {locked}); run `invoke lock --check`"
+    raise HashMismatchError(msg)
+
+
+def plan(pins: list[Pin], indexes: Indexes, target: Target) -> list[Choice]:
+    """One choice per pin, from the indexes' file lists (queried concurrently)."""
+    listings = parallel(lambda pin: indexes.files(pin.name), pins, _PARALLEL)
+    return [choose(pin, files, target) for pin, files in zip(pins, listings, strict=True)]

@@ -12,6 +12,7 @@ tooling pins what the services pin unless the services themselves differ.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import io
 import os
@@ -25,13 +26,14 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from . import index, resolvers, sdists, teampins, thirdparty
+from . import index, resolvers, sdists, teampins
 from .console import Reporter, parallel
 from .errors import LockError, ResolutionError, StaleLockError
 from .fsutil import write_atomic
 from .lockfile import Pin, parse_pins
-from .model import Repository, load_repository
-from .requirements import BUILD, REQUIREMENTS_DIR, SDIST_LOCKS_DIR, TOOLING, Divergence, divergences, input_text, lock_file, sdist_lock_file
+from .model import Repository, StaleBuildLockError
+from .requirements import BUILD, REQUIREMENTS_DIR, SDIST_LOCKS_DIR, TOOLING, Divergence, divergences, lock_file, sdist_lock_file
+from .workspace import load_repository
 
 # A monorepo that adopts the pipeline has no requirements/dev.in yet; `invoke lock` starts one
 # with everything the installed wheelpipe imports or runs, so the tooling venv installs
@@ -211,7 +213,7 @@ def _sdist_only(repo: Repository, work: Path, services: list[str], reporter: Rep
         label = lock_file(name)
         for pin in parse_pins(work / label, label).values():
             pins.setdefault((pin.name, pin.version), pin)
-    choices = [c for c in thirdparty.plan(list(pins.values()), repo.indexes, repo.target) if c.builds_from_sdist]
+    choices = [c for c in index.plan(list(pins.values()), repo.indexes, repo.target) if c.builds_from_sdist]
     found = []
     for choice in choices:
         reporter.info(f"{choice.pin.requirement_line()}: the index has no wheel for {repo.target.describe()}; locking its build requirements")
@@ -280,7 +282,11 @@ def lock(
     """
     chosen = resolvers.resolver(resolver, "--resolver") if resolver else resolvers.resolver(repo.resolver, "pyproject.toml: [tool.wheelpipe.lock] resolver")
     chosen.prepare(repo.target)
-    repo.select_services(service)  # an unknown --service is refused before anything is resolved
+    if service is not None:
+        # An unknown --service is refused before anything is resolved, when the names are
+        # known: with a stale build lock some are only known once the build lock is made below.
+        with contextlib.suppress(StaleBuildLockError):
+            repo.select_services(service)
     committed = repo.root / REQUIREMENTS_DIR
     dev_in = repo.root / lock_file(TOOLING, "in")
     starts_tooling_input = not dev_in.is_file()
@@ -291,11 +297,10 @@ def lock(
         (work / REQUIREMENTS_DIR).mkdir()
         # The current locks seed the resolution, so only what the inputs force (or an
         # upgrade asks for) moves; their hashes are never reused (--no-reuse-hashes). Those of
-        # a service that is gone seed nothing: they are removed.
-        orphans = _orphans(repo)
+        # a service that is gone seed nothing: they are removed (below, once the services are
+        # known: with a stale build lock they are only known after it is made).
         for current_lock in committed.glob("*.txt"):
-            if f"{REQUIREMENTS_DIR}/{current_lock.name}" not in orphans:
-                shutil.copy2(current_lock, work / REQUIREMENTS_DIR / current_lock.name)
+            shutil.copy2(current_lock, work / REQUIREMENTS_DIR / current_lock.name)
         (work / REQUIREMENTS_DIR / dev_in.name).write_bytes(tooling_input)
 
         options = resolvers.Options(repo.target, repo.indexes, upgrade, upgrade_packages)
@@ -318,6 +323,9 @@ def lock(
         if repo.backend_described:
             repo = load_repository(repo.root, build_lock=work / build_txt)
 
+        orphans = _orphans(repo)
+        for label in orphans:
+            (work / label).unlink(missing_ok=True)
         everything = list(repo.services)
         asked = repo.select_services(service)
         # A service with no lock yet gets its first one (from its team's pins) whichever
@@ -328,7 +336,7 @@ def lock(
         if first_locks:
             reporter.info(f"{', '.join(lock_file(n) for n in first_locks)}: no lock yet; locking it too, keeping the team's pins")
         for name in everything:
-            (work / REQUIREMENTS_DIR / f"{name}.in").write_text(input_text(repo, name))
+            (work / REQUIREMENTS_DIR / f"{name}.in").write_text(repo.lock_input(name))
         upgrade_names = _upgrade_names(upgrade_packages)
         known = _pinned_names(work / REQUIREMENTS_DIR)
 

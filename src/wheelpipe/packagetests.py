@@ -37,9 +37,10 @@ from . import firstparty
 from .console import Reporter
 from .errors import PipelineError
 from .lockfile import parse_pins
-from .model import Repository, load_repository, nearest_root
+from .model import Repository
 from .tools import run
 from .wheelhouse import STORE, WHEELHOUSE, BuiltOrigin, Wheelhouse, open_wheelhouse
+from .workspace import load_repository, nearest_root
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr, TracebackStyle

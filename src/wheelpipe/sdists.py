@@ -278,10 +278,7 @@ def _build_requirements(work: Path, build_lock: BuildLock) -> None:
     its locked hash, and work/build-requirements.txt pinning each with its hashes."""
     pins = sorted(build_lock.pins.values(), key=lambda p: p.name)
     target, label = build_lock.target, build_lock.label
-    # Imported here: thirdparty imports this module.
-    from .thirdparty import plan
-
-    for choice in plan(pins, build_lock.indexes, target):
+    for choice in index.plan(pins, build_lock.indexes, target):
         if choice.builds_from_sdist:
             msg = f"{label}: {choice.pin.requirement_line()} has no wheel for {target.describe()}; build requirements must be wheels"
             raise LockError(msg)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import re
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
 
 from .errors import RepositoryError, TargetError
 
@@ -77,6 +80,22 @@ class Target:
         major, minor = min(self.glibc, _UV_NEWEST_MANYLINUX)
         return f"{self.machine}-manylinux_{major}_{minor}"
 
+    def tag_priority(self) -> dict[Tag, int]:
+        """Every wheel tag an interpreter of the target accepts, most specific first (0)."""
+        major, minor = (int(x) for x in self.python_version.split("."))
+        # linux_<arch>: a wheel built here from an sdist, by an interpreter that matches the target.
+        platforms = [*self.manylinux_platforms(), f"linux_{self.machine}"]
+        ordered = [*cpython_tags((major, minor), abis=[self.abi], platforms=platforms)]
+        ordered += [*compatible_tags((major, minor), interpreter=f"cp{major}{minor}", platforms=platforms)]
+        priority: dict[Tag, int] = {}
+        for rank, tag in enumerate(ordered):
+            priority.setdefault(tag, rank)
+        return priority
+
+    def accepts(self) -> frozenset[Tag]:
+        """Every wheel tag an interpreter of the target accepts."""
+        return _accepted_tags(self)
+
     def marker_environment(self) -> dict[str, str]:
         """PEP 508 marker values of the target, to decide which requirements apply there."""
         return {
@@ -109,6 +128,11 @@ class Target:
         if problems:
             msg = f"{where} does not match the target {self.describe()}: {'; '.join(problems)}"
             raise TargetError(msg)
+
+
+@functools.lru_cache(maxsize=4)
+def _accepted_tags(target: Target) -> frozenset[Tag]:
+    return frozenset(target.tag_priority())
 
 
 def host_glibc() -> tuple[int, int] | None:

@@ -45,9 +45,10 @@ from . import release as releases
 from .console import Reporter
 from .docker import Docker
 from .errors import describe_os_error
-from .model import HttpService, Repository, nearest_root, service_settings
+from .model import HttpService, Repository, service_settings
 from .requirements import TOOLING, lock_file
 from .tools import run
+from .workspace import nearest_root
 
 
 def repository_root(c: Context) -> Path:

@@ -17,49 +17,18 @@ from pathlib import Path
 
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-# compiled imports this module too: each uses the other's names only at call time (compiled.X).
 from . import compiled, index, sdists
 from .console import Reporter, parallel
-from .errors import HashMismatchError, LockError, PackageIndexError, WheelhouseError
-from .index import Indexes, IndexFile
+from .errors import LockError, WheelhouseError
+from .index import Choice, Indexes, plan
 from .lockfile import Pin
 from .model import Repository
 from .target import Target
 
 # Index queries and downloads wait on the network, not on the two cores.
 _PARALLEL = 8
-
-
-def target_tag_priority(target: Target) -> dict[Tag, int]:
-    """Every wheel tag an interpreter of the target accepts, most specific first (0)."""
-    major, minor = (int(x) for x in target.python_version.split("."))
-    # linux_<arch>: a wheel built here from an sdist, by an interpreter that matches the target.
-    platforms = [*target.manylinux_platforms(), f"linux_{target.machine}"]
-    ordered = [*cpython_tags((major, minor), abis=[target.abi], platforms=platforms)]
-    ordered += [*compatible_tags((major, minor), interpreter=f"cp{major}{minor}", platforms=platforms)]
-    priority: dict[Tag, int] = {}
-    for rank, tag in enumerate(ordered):
-        priority.setdefault(tag, rank)
-    return priority
-
-
-def target_tags(target: Target) -> set[Tag]:
-    return set(target_tag_priority(target))
-
-
-@dataclass(frozen=True)
-class Choice:
-    """What the index offers for one pin: a wheel for the target, or else the locked sdist."""
-
-    pin: Pin
-    file: IndexFile
-
-    @property
-    def builds_from_sdist(self) -> bool:
-        return not self.file.is_wheel
 
 
 @dataclass(frozen=True)
@@ -69,37 +38,6 @@ class Fetched:
     sdist: Path | None = None  # set when the wheel was built here from a locked sdist
     source_date_epoch: int | None = None  # of that build
     build_lock: sdists.SdistLock | None = None  # the sdist's own build lock it was built with
-
-
-def choose(pin: Pin, files: list[IndexFile], target: Target) -> Choice:
-    """The file to take for a pin, decided from the index's list alone.
-
-    Among the files of the pinned version: the wheels whose tags the target accepts, best
-    tag first; of those, the first whose published hash is locked. An sdist only when no
-    wheel of that version runs on the target.
-    """
-    where = f"{pin.source}: {pin.requirement_line()}" if pin.source else pin.requirement_line()
-    release = [f for f in files if str(f.version) == pin.version]
-    if not release:
-        indexes = ", ".join(sorted({f.index for f in files})) or "the index"
-        msg = f"{where}: {indexes} publishes no file of this version"
-        raise PackageIndexError(msg)
-    priority = target_tag_priority(target)
-    wheels = sorted(
-        (f for f in release if f.is_wheel and f.tags & priority.keys()),
-        key=lambda f: min(priority[t] for t in f.tags if t in priority),
-    )
-    candidates = wheels or [f for f in release if not f.is_wheel]
-    if not candidates:
-        msg = f"{where}: the index publishes neither a wheel for {target.describe()} nor an sdist"
-        raise PackageIndexError(msg)
-    for file in candidates:
-        if file.sha256 is None or file.sha256 in pin.hashes:
-            return Choice(pin, file)
-    best = candidates[0]
-    locked = ", ".join(f"sha256:{h}" for h in sorted(pin.hashes))
-    msg = f"{where}: the index's {best.filename} has sha256:{best.sha256}, which is not locked (locked: {locked}); run `invoke lock --check`"
-    raise HashMismatchError(msg)
 
 
 def merge_pins(pins: Iterable[Pin]) -> dict[tuple[str, str], Pin]:
@@ -120,12 +58,6 @@ def merge_pins(pins: Iterable[Pin]) -> dict[tuple[str, str], Pin]:
             raise LockError(msg)
         merged[key] = replace(merged[key], hashes=common, source=f"{merged[key].source}, {pin.source}")
     return merged
-
-
-def plan(pins: list[Pin], indexes: Indexes, target: Target) -> list[Choice]:
-    """One choice per pin, from the indexes' file lists (queried concurrently)."""
-    listings = parallel(lambda pin: indexes.files(pin.name), pins, _PARALLEL)
-    return [choose(pin, files, target) for pin, files in zip(pins, listings, strict=True)]
 
 
 def fetch(
@@ -159,7 +91,7 @@ def fetch(
         built = sdists.build(path, choice.pin, dest, target, build_lock, indexes, reporter)
         wheel = compiled.checked_for_target(built.wheel, target, choice.pin.requirement_line(), built.source_date_epoch, reporter)
         fetched.append(Fetched(choice.pin, wheel, sdist=path, source_date_epoch=built.source_date_epoch, build_lock=build_lock))
-    accepted = target_tags(target)
+    accepted = target.accepts()
     for item in fetched:
         tags = parse_wheel_filename(item.wheel.name)[3]
         if not tags & accepted:

@@ -23,7 +23,6 @@ built again and must be byte-identical.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import itertools
 import json
@@ -48,7 +47,7 @@ from .errors import LockError, RepositoryError, ToolError, WheelhouseError, desc
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
 from .lockfile import Pin, format_pins, parse_pins
 from .model import Package, Repository
-from .requirements import INSTALLER, TOOLING_LOCK, installer_pin, load_lock, lock_file, sdist_lock_file
+from .requirements import INSTALLER, TOOLING_LOCK, lock_file, sdist_lock_file
 from .target import Target
 from .tools import git
 
@@ -189,7 +188,7 @@ class Entry:
         return parse_wheel_filename(self.file)[3]
 
     def runs_on(self, target: Target) -> bool:
-        return bool(self.tags & _accepted_tags(target))
+        return bool(self.tags & target.accepts())
 
     def to_json(self) -> dict[str, Any]:
         origin = self.origin.to_json()
@@ -198,11 +197,6 @@ class Entry:
         if self.installer:
             origin[_PURPOSE] = _INSTALLER_PURPOSE
         return {"name": self.name, "version": self.version, "file": self.file, "sha256": self.sha256, "origin": origin, "services": list(self.services)}
-
-
-@functools.lru_cache(maxsize=4)
-def _accepted_tags(target: Target) -> frozenset[Tag]:
-    return frozenset(thirdparty.target_tags(target))
 
 
 def _tag_list(tags: Iterable[Tag]) -> str:
@@ -492,7 +486,7 @@ def _locked_pins(repo: Repository) -> dict[tuple[str, str], list[Pin]]:
     The lock files as they are: a lock whose input moved is another command's concern."""
     pins: dict[tuple[str, str], list[Pin]] = {}
     locks = [parse_pins(path, repo.relative(path)) for path in (repo.lock_path(s) for s in repo.services) if path.is_file()]
-    for pin in [*(p for lock in locks for p in lock.values()), installer_pin(repo)]:
+    for pin in [*(p for lock in locks for p in lock.values()), repo.installer_pin()]:
         pins.setdefault((pin.name, pin.version), []).append(pin)
     return pins
 
@@ -642,7 +636,7 @@ def _derive(repo: Repository, entries: Iterable[Entry], source: firstparty.FileS
     pool = sorted(entries, key=lambda e: e.file)
     origin_of = _origins(repo, source)
     chosen = {service: _service_wheels(repo, pool, service, origin_of) for service in repo.services}
-    pin = installer_pin(repo)
+    pin = repo.installer_pin()
     installer = _locked_wheel(pool, pin, repo.target, sdist_build_environment(repo, pin))
     if installer is None:
         msg = f"{WHEELHOUSE}/{MANIFEST}: no wheel for {pin.requirement_line()}, the image installer {TOOLING_LOCK} pins; {_REGENERATE}"
@@ -662,7 +656,7 @@ def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of
             msg = f"{label}: stale: no wheel in {WHEELHOUSE}/{MANIFEST} is built from the current {package.directory} ({package.name} {package.version}): its files, version, build backend or last commit changed; {_REGENERATE}"
             raise WheelhouseError(msg)
         wheels.append(found)
-    for pin in load_lock(repo, service).values():
+    for pin in repo.load_lock(service).values():
         found = _locked_wheel(pool, pin, repo.target, sdist_build_environment(repo, pin))
         if found is None and any(_third_party_matches(e, pin) and e.runs_on(repo.target) for e in pool):
             msg = f"{label}: stale: the wheel in {WHEELHOUSE}/{MANIFEST} of {pin.requirement_line()} was built from its sdist with another build lock than the current {sdist_lock_file(pin.name, pin.version)}; {_REGENERATE}"
@@ -899,8 +893,8 @@ def build_wheels(
     compared when this clone did not write that wheelhouse, and always with `check_rebuilds`."""
     source = source or firstparty.WorkingTree(repo.root)
     selected = repo.select_services(service)
-    locks = {name: load_lock(repo, name) for name in selected}
-    installer = installer_pin(repo)
+    locks = {name: repo.load_lock(name) for name in selected}
+    installer = repo.installer_pin()
     store = repo.root / STORE
     reporter.step(f"building the wheelhouse for {', '.join(selected)} ({repo.target.describe()})")
 
