@@ -338,7 +338,7 @@ def build_step_containers(repository: Path) -> list[str]:
     """Containers of build steps (labelled as such) still there that mount a work directory
     of a command run on `repository` with own_temp(repository). Under invoke test's workers
     another file's builds may be running meanwhile: their containers mount other directories."""
-    from wheelpipe.sdists import SDIST_BUILD_LABEL
+    from wheelpipe.build.runner import SDIST_BUILD_LABEL
 
     temp = Path(own_temp(repository)["TMPDIR"]).resolve()
     listed = subprocess.run(["docker", "ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={SDIST_BUILD_LABEL}"], capture_output=True, text=True, check=True)

@@ -44,10 +44,10 @@ from packaging.utils import parse_wheel_filename
 
 from wheelpipe import load_repository
 from wheelpipe.baseimage import BASE_ID_LABEL, ROLE_LABEL, check_matches_target
+from wheelpipe.build.runner import SDIST_BUILD_LABEL
 from wheelpipe.console import Reporter
 from wheelpipe.docker import Docker
 from wheelpipe.errors import TargetError
-from wheelpipe.sdists import SDIST_BUILD_LABEL
 from wheelpipe.target import host_glibc
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

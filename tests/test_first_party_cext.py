@@ -30,10 +30,10 @@ import pytest
 from monorepo import ROOT, build_step_containers, commit_all, git, install_offline, invoke, own_temp, retarget, run_from_wheel, unavailable
 from packaging.utils import parse_wheel_filename
 
-from wheelpipe.compiled import audit
+from wheelpipe.build.compiled import audit
+from wheelpipe.build.runner import SDIST_BUILD_LABEL
 from wheelpipe.console import Reporter
 from wheelpipe.errors import WheelhouseError
-from wheelpipe.sdists import SDIST_BUILD_LABEL
 from wheelpipe.target import Target, host_glibc
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from monorepo import FIXTURE, ROOT, commit_all, copy_repository, git, invoke
 
-from wheelpipe import firstparty, load_repository
+from wheelpipe import load_repository
+from wheelpipe.build import firstparty
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
 pytestmark = pytest.mark.network
@@ -356,7 +357,8 @@ _STREAMING_CHILD = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from wheelpipe import firstparty, release
+    from wheelpipe import release
+    from wheelpipe.build import firstparty
     from wheelpipe.fsutil import sha256_file
     from wheelpipe.model import Package
 

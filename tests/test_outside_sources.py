@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from monorepo import ROOT, commit_all, git, install_offline, invoke
 
-from wheelpipe import firstparty, load_repository
+from wheelpipe import load_repository
+from wheelpipe.build import firstparty
 from wheelpipe.errors import RepositoryError
 from wheelpipe.includes import Include, find
 

@@ -21,9 +21,9 @@ import pytest
 from monorepo import commit_all, copy_repository, free_port, install_offline, invoke, serving
 from packaging.version import Version
 
+from wheelpipe.build.environment import environment_digest
 from wheelpipe.fsutil import sha256_file
 from wheelpipe.lockfile import parse_pins
-from wheelpipe.sdists import environment_digest
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
 pytestmark = pytest.mark.network

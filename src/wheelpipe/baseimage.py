@@ -6,7 +6,7 @@ debootstrap a minimal Debian suite with its python3, bring it up to date with th
 security suite, trim it like Debian's slim images, and `docker import` it.
 
 The builder image is that base plus a compiler and Python's headers, for building a
-dependency published only as an sdist when this host is not the target (sdists.py). It is
+dependency published only as an sdist when this host is not the target (build/sdists.py). It is
 labelled as a builder, and the base check refuses it: no runtime image carries a compiler.
 """
 

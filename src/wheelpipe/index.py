@@ -17,7 +17,9 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -98,24 +100,46 @@ def _cache_root() -> Path:
 Credentials = tuple[str, str]
 
 
+# A failure that says nothing of the index, only of the moment (a resolver that could not
+# answer yet, a reset connection, a gateway or rate limit): asked again, twice, after a pause.
+_TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+_PAUSES = (1.0, 3.0)
+
+
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code in _TRANSIENT_STATUS
+    reason = getattr(error, "reason", error)
+    if isinstance(reason, socket.gaierror):
+        return reason.errno == socket.EAI_AGAIN  # "Temporary failure in name resolution"
+    return isinstance(reason, (TimeoutError, ConnectionResetError))
+
+
 def _open(url: str, what: str, auth: Credentials | None = None) -> http.client.HTTPResponse | None:
     request = urllib.request.Request(url, headers={"Accept": _ACCEPT, "User-Agent": "wheelpipe"})
     if auth is not None:
         # Unredirected: a redirect to another host (a CDN for the files) does not get them.
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         request.add_unredirected_header("Authorization", f"Basic {token}")
-    try:
-        response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=_TIMEOUT)  # noqa: S310 - http(s) index URLs only
-        return response
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return None
-        msg = f"{what}: the index answered HTTP {error.code} {error.reason}"
-        raise PackageIndexError(msg, status=error.code) from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-        reason = getattr(error, "reason", error)
-        msg = f"{what}: cannot reach the index ({reason})"
-        raise PackageIndexError(msg) from None
+    for pause in (*_PAUSES, None):
+        try:
+            response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=_TIMEOUT)  # noqa: S310 - http(s) index URLs only
+            return response
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            if isinstance(error, urllib.error.HTTPError):
+                error.close()  # its body is not read: the connection is not left open
+            if pause is not None and _transient(error):
+                time.sleep(pause)
+                continue
+            if isinstance(error, urllib.error.HTTPError):
+                if error.code == 404:
+                    return None
+                msg = f"{what}: the index answered HTTP {error.code} {error.reason}"
+                raise PackageIndexError(msg, status=error.code) from None
+            reason = getattr(error, "reason", error)
+            msg = f"{what}: cannot reach the index ({reason})"
+            raise PackageIndexError(msg) from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def project_page(index: str, name: str) -> str:

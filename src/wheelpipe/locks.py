@@ -26,7 +26,8 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from . import index, resolvers, sdists, teampins
+from . import index, resolvers, teampins
+from .build import environment, sdists
 from .console import Reporter, parallel
 from .errors import LockError, ResolutionError, StaleLockError
 from .fsutil import write_atomic
@@ -316,7 +317,7 @@ def lock(
         if repo.backend_described:
             reporter.step(f"locking the build backends first: {', '.join(repo.backend_described)} get their metadata from theirs")
         if repo.build_systems:
-            (work / build_in).write_text(sdists.lock_input(repo.build_systems))
+            (work / build_in).write_text(environment.lock_input(repo.build_systems))
             compile_lock(build_txt, [build_in])
         else:
             (work / build_txt).unlink(missing_ok=True)

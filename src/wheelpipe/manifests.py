@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from . import launch
+from .build.firstparty import FileSource
 from .deploy import DEFAULT_RESOURCES, DNS_LABEL, DeployError, Environment, Pushed, load_pushed
-from .firstparty import FileSource
 from .fsutil import write_if_changed
 from .model import PORT_PLACEHOLDER, HttpService, Package, PackageLocation, Repository, ServiceSettings, service_settings
 from .wheelhouse import STORE

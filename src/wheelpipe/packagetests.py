@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import firstparty
+from .build import firstparty
 from .console import Reporter
 from .errors import PipelineError
 from .lockfile import parse_pins

@@ -41,8 +41,9 @@ from typing import BinaryIO
 
 from packaging.version import InvalidVersion, Version
 
-from . import firstparty, installcheck, manifests, registry, wheelhouse
+from . import installcheck, manifests, registry, wheelhouse
 from . import publish as publishing
+from .build import firstparty
 from .console import Reporter
 from .deploy import DNS_LABEL, ChartRegistry, DeployError
 from .docker import Docker

@@ -2,7 +2,7 @@
 
 What to fetch is decided from the index's file list, per pin: the best wheel for the
 target whose published hash is locked; only when the index publishes no wheel for the
-target at that version, the locked sdist, built into a wheel here (sdists.py) so that no
+target at that version, the locked sdist, built into a wheel here (build/sdists.py) so that no
 image ever compiles. A downloaded file whose bytes hash to no locked value stops the run;
 it never turns into another kind of build.
 """
@@ -19,7 +19,8 @@ from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from . import compiled, index, sdists
+from . import index
+from .build import compiled, sdists
 from .console import Reporter, parallel
 from .errors import LockError, WheelhouseError
 from .index import Choice, Indexes, plan

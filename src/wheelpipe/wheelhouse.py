@@ -41,7 +41,8 @@ from packaging.tags import Tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from . import backends, compiled, firstparty, sdists, thirdparty
+from . import thirdparty
+from .build import compiled, firstparty, metadata, sdists
 from .console import Reporter, parallel
 from .errors import LockError, RepositoryError, ToolError, WheelhouseError, describe_os_error
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
@@ -121,7 +122,7 @@ class SdistOrigin(_Recorded):
     sdist: str  # the sdist's file name
     locked_hash: str  # sha256:<hex> of the sdist
     build_lock: str  # the lock of its build environment
-    build_environment: str  # sha256:<hex> of that lock's pins and hashes when it was built (sdists.environment_digest)
+    build_environment: str  # sha256:<hex> of that lock's pins and hashes when it was built (environment.environment_digest)
     source_date_epoch: int
 
 
@@ -567,7 +568,7 @@ def _check_by_rebuild(repo: Repository, plan: _Plan, selected: list[str], old: W
     for file, entry in sorted(kept.items()):
         if isinstance(entry.origin, BuiltOrigin):
             package = repo.packages.get(entry.name)
-            origin = _first_party_origin(package, backends.backend_of(repo, package), source) if package else None
+            origin = _first_party_origin(package, metadata.backend_of(repo, package), source) if package else None
             if package is None or origin != entry.origin:
                 users = _other_users(plan, selected, file) or entry.services
                 msg = (
@@ -624,7 +625,7 @@ def _origins(repo: Repository, source: firstparty.FileSource | None) -> Callable
 
     def origin_of(package: Package) -> BuiltOrigin:
         if package.name not in known:
-            known[package.name] = _first_party_origin(package, backends.backend_of(repo, package), source)
+            known[package.name] = _first_party_origin(package, metadata.backend_of(repo, package), source)
         return known[package.name]
 
     return origin_of
@@ -792,7 +793,7 @@ def _plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]
     plan = _Plan()
     first_party_keys: dict[str, Planned] = {}
     for package in {p.name: p for name in selected for p in repo.closure(name)}.values():
-        origin = _first_party_origin(package, backends.backend_of(repo, package), source)
+        origin = _first_party_origin(package, metadata.backend_of(repo, package), source)
         found = _built_wheel(old_entries, package, origin, repo.target)
         if found:
             plan.reuse[found.file] = found
@@ -987,11 +988,11 @@ def _build_first_party(
         package, origin = job
         reporter.info(f"{doing} {package.label} {package.version} from {source.describe()} with {origin.build_backend}")
         with tempfile.TemporaryDirectory(prefix="wheelpipe-build-") as tmp:
-            python = backends.python_for(repo, package, reporter)
+            python = metadata.python_for(repo, package, reporter)
             try:
                 built = firstparty.build_wheel(package, source, origin.source_date_epoch, Path(tmp), python, reporter)
             except ToolError as error:
-                raise backends.explained(package, error) from None
+                raise metadata.explained(package, error) from None
             # The fingerprint of what was staged, should a file have changed since planning.
             origin = replace(origin, source_sha256=built.source_sha256)
             # Compiled code: built for the target's interpreter, checked and tagged for its platform.

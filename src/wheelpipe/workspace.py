@@ -21,7 +21,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import backends, includes
+from . import includes
+from .build import metadata
 from .deploy import ChartRegistry, Resources, parse_chart_registry, parse_environments, parse_resources
 from .errors import RepositoryError
 from .index import PYPI, Indexes
@@ -117,7 +118,7 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
     dependencies: object
     if project is None or _dynamic(project, where):
         repository.backend_described.append(relative)
-        described = backends.read_metadata(repository, PackageLocation(relative, directory, outside), build_system, build_lock)
+        described = metadata.read_metadata(repository, PackageLocation(relative, directory, outside), build_system, build_lock)
         where = f"{relative}: its build backend ({described.backend})"
         name, version, dependencies = described.name, described.version, list(described.requires)
         project = {"scripts": described.scripts}

@@ -5,7 +5,7 @@ A backend tags what it compiles for the interpreter and machine that ran it
 (cp311-cp311-linux_x86_64). A first-party wheel that is not pure (its WHEEL says
 Root-Is-Purelib: false, or its tags are not py*-none-any) is built again in the target's
 builder container when this host is not the target: the same choice, and the same
-containers, as an sdist build (sdists.where_to_build, sdists.run_backend). auditwheel's
+containers, as an sdist build (runner.where_to_build, environment.run_backend). auditwheel's
 analysis (`auditwheel show --json`) then says which manylinux policies its shared objects
 satisfy: the external libraries they link, the glibc symbol versions they use. A wheel the
 target's policy allows is retagged for the target's platform (WHEEL Tag lines, file name,
@@ -33,14 +33,14 @@ from typing import Any
 
 from packaging.tags import Tag
 
-from . import firstparty, sdists
-from .console import Reporter
-from .errors import ToolError, WheelhouseError
-from .lockfile import parse_pins
-from .model import Package, Repository
-from .requirements import BUILD_LOCK, TOOLING_LOCK
-from .target import Target
-from .tools import run
+from ..console import Reporter
+from ..errors import ToolError, WheelhouseError
+from ..lockfile import parse_pins
+from ..model import Package, Repository
+from ..requirements import BUILD_LOCK, TOOLING_LOCK
+from ..target import Target
+from ..tools import run
+from . import environment, firstparty, runner, sdists
 
 # What makes the build of a first-party package need the target's interpreter.
 _HOW = "with its compiled code"
@@ -91,11 +91,11 @@ def for_target(
             f"but holds compiled code ({binary}); have its backend build a platform wheel, so that it is built and checked for the target"
         )
         raise WheelhouseError(msg)
-    where = sdists.where_to_build(package.label, _HOW, repo.target, sdists.BuilderSettings.from_environment(), reporter)
+    where = runner.where_to_build(package.label, _HOW, repo.target, runner.BuilderSettings.from_environment(), reporter)
     wheel = built.path
-    if isinstance(where, sdists.InContainer):
+    if isinstance(where, runner.InContainer):
         pins = parse_pins(repo.root / BUILD_LOCK, BUILD_LOCK)  # the build environment on this host checked it
-        rebuilt = firstparty.build_wheel_in(where, package, source, epoch, workdir / "in-builder", sdists.BuildLock(pins, repo.indexes, repo.target), reporter)
+        rebuilt = firstparty.build_wheel_in(where, package, source, epoch, workdir / "in-builder", environment.BuildLock(pins, repo.indexes, repo.target), reporter)
         if rebuilt.source_sha256 != built.source_sha256:
             msg = f"{package.label}: its files changed while it was being built; run the command again"
             raise ToolError(msg)

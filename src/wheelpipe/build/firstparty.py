@@ -29,14 +29,15 @@ from typing import Any, BinaryIO
 
 import pyproject_hooks
 
-from . import includes, sdists
-from .console import Reporter
-from .errors import GitError, PipelineError, ToolError
-from .fsutil import copy_hashing
-from .includes import Include
-from .model import BuildSystem, Package, PackageLocation
-from .requirements import BUILD_LOCK
-from .tools import CompletedProcess, git, stream_output
+from .. import includes
+from ..console import Reporter
+from ..errors import GitError, PipelineError, ToolError
+from ..fsutil import copy_hashing
+from ..includes import Include
+from ..model import BuildSystem, Package, PackageLocation
+from ..requirements import BUILD_LOCK
+from ..tools import CompletedProcess, git, stream_output
+from . import environment, runner
 
 # This repository's own packages are built by hatchling; `invoke affected` watches its pin.
 BUILD_BACKEND = "hatchling"
@@ -483,7 +484,7 @@ class BuiltWheel:
 
 def _hooks(workdir: Path, staged: Path, system: BuildSystem, python: str, env: dict[str, str], reporter: Reporter, what: str) -> pyproject_hooks.BuildBackendHookCaller:
     """The package's own PEP 517 backend, called through pyproject_hooks in the build environment
-    on this host, as sdists.OnHost runs every backend here (`workdir` recorded as /build by a compiler).
+    on this host, as runner.OnHost runs every backend here (`workdir` recorded as /build by a compiler).
 
     One process per hook, where `python -m build` starts a frontend too, and nothing is
     imported from the working directory, so a repository file named build.py cannot stand
@@ -491,7 +492,7 @@ def _hooks(workdir: Path, staged: Path, system: BuildSystem, python: str, env: d
     """
     return pyproject_hooks.BuildBackendHookCaller(
         str(staged), system.backend, backend_path=list(system.backend_path) or None,
-        runner=sdists.OnHost().runner(workdir, env, reporter, what), python_executable=python,
+        runner=runner.OnHost().runner(workdir, env, reporter, what), python_executable=python,
     )
 
 
@@ -602,14 +603,14 @@ def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path,
 
 
 def build_wheel_in(
-    where: sdists.InContainer, package: Package, source: FileSource, epoch: int, workdir: Path, build_lock: sdists.BuildLock, reporter: Reporter
+    where: runner.InContainer, package: Package, source: FileSource, epoch: int, workdir: Path, build_lock: environment.BuildLock, reporter: Reporter
 ) -> BuiltWheel:
     """As build_wheel, but the backend runs `where` (the target's builder container) in a
     fresh environment of the whole build lock, for the target's interpreter."""
     staged, source_sha256 = _stage_clean(source, package, workdir)
     what = f"building {package.label} from {source.describe()}"
     try:
-        sdists.run_backend(where, workdir, staged, package.build_system, build_lock, epoch, reporter, what)
+        environment.run_backend(where, workdir, staged, package.build_system, build_lock, epoch, reporter, what)
     except pyproject_hooks.BackendUnavailable as error:
         raise _unavailable(what, package.build_system.backend, error) from None
     return _the_wheel(package, workdir / "out", source_sha256)

@@ -3,7 +3,7 @@
 Every backend a first-party package declares in [build-system] requires is locked with
 hashes in requirements/build.txt by `invoke lock`, with what the sdist-only dependencies
 need to build. The build environment is that lock installed hash-checked and offline into a
-venv of this interpreter (sdists.host_environment, the one way a build lock is installed),
+venv of this interpreter (environment.host_environment, the one way a build lock is installed),
 kept in the user's cache under a key of the lock's pins and hashes, the target and the
 interpreter: the next command reuses it, a changed pin or hash makes another.
 
@@ -36,13 +36,14 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from . import firstparty, sdists
-from .console import Reporter
-from .errors import LockError, PipelineError, RepositoryError, ToolError
-from .fsutil import write_atomic
-from .lockfile import Pin, check_markers, parse_pins
-from .model import BuildSystem, Package, PackageLocation, Repository, StaleBuildLockError
-from .requirements import BUILD_LOCK
+from ..console import Reporter
+from ..errors import LockError, PipelineError, RepositoryError, ToolError
+from ..fsutil import write_atomic
+from ..lockfile import Pin, check_markers, parse_pins
+from ..model import BuildSystem, Package, PackageLocation, Repository, StaleBuildLockError
+from ..requirements import BUILD_LOCK
+from . import firstparty
+from .environment import environment_digest, host_environment, require_locked
 
 # Inside the wheelhouse store (wheelhouse.STORE), which git ignores.
 METADATA_CACHE = ".wheelhouse/metadata"
@@ -119,7 +120,7 @@ def environment(repository: Repository, lock: Path, needed_by: str, system: Buil
         check_markers(pins, repository.target.marker_environment(), repository.target.describe())
     except LockError as error:
         raise StaleBuildLockError(f"{error}; run `invoke lock`") from None
-    sdists.require_locked(
+    require_locked(
         system.requires, pins, repository.target.marker_environment(), lambda r: f"{needed_by} needs {r} to build", StaleBuildLockError
     )
     directory = _cache_root() / _key(pins, repository)
@@ -141,7 +142,7 @@ def _cache_root() -> Path:
 def _key(pins: dict[str, Pin], repository: Repository) -> str:
     """What an environment is made of: every pin with its hashes, the target whose wheels it
     holds and the interpreter it runs on. Notes and order in the lock do not count."""
-    digest = hashlib.sha256(f"{sdists.environment_digest(pins)}\n".encode())
+    digest = hashlib.sha256(f"{environment_digest(pins)}\n".encode())
     interpreter = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     digest.update(f"{repository.target}\n{sys.version}\n{interpreter}\n".encode())
     return digest.hexdigest()[:32]
@@ -154,7 +155,7 @@ def _create(directory: Path, pins: dict[str, Pin], repository: Repository, repor
     work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         # Its errors name the build lock and the pin; every first-party package shares it.
-        sdists.host_environment(work, pins, repository.indexes, repository.target, reporter)
+        host_environment(work, pins, repository.indexes, repository.target, reporter)
         shutil.rmtree(work / "build-wheels")  # installed; the download cache keeps them
         try:
             work.rename(directory)
