@@ -7,26 +7,20 @@ checked by loading and locking what it makes (uv, a few seconds).
 from __future__ import annotations
 
 import importlib.util
-import io
 from pathlib import Path
 
 import pytest
 from monorepo import ROOT, git, invoke
 
 from wheelpipe import bench
-from wheelpipe.console import Reporter
 from wheelpipe.errors import PipelineError
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.workspace import load_repository
 
 
-def quiet() -> Reporter:
-    return Reporter(stream=io.StringIO())
-
-
 @pytest.fixture
 def generated(tmp_path: Path):
-    return bench.generate_monorepo(load_repository(ROOT), tmp_path / "generated", 3, quiet())
+    return bench.generate_monorepo(load_repository(ROOT), tmp_path / "generated", 3)
 
 
 def test_generated_monorepo_has_services_sharing_one_package_and_light_dependencies(generated) -> None:
@@ -131,7 +125,7 @@ def test_scaling_table_prints_seconds_per_size_and_growth_against_the_smallest()
 
 
 def test_the_deploy_row_renders_and_writes_manifests_and_chart_of_generated_services() -> None:
-    figures = bench.deploy_figures(load_repository(ROOT), quiet(), services=3)
+    figures = bench.deploy_figures(load_repository(ROOT), services=3)
     assert figures.services == 3
     assert min(figures.manifests, figures.chart, figures.in_process) > 0
     assert [row.measure for row in bench.deploy_rows(figures)] == [
@@ -153,5 +147,5 @@ def test_bench_in_a_tooling_venv_without_pypa_build_is_one_line_before_timing_an
     found = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "build" else found(name, *rest))
     with pytest.raises(PipelineError) as raised:
-        bench.wheelhouse_figures(load_repository(ROOT), Reporter(stream=io.StringIO()))
+        bench.wheelhouse_figures(load_repository(ROOT))
     assert str(raised.value).startswith("invoke bench times `python -m build` as the naive way, and the tooling venv has no build: add build to requirements/dev.in")

@@ -6,11 +6,9 @@ that a loaded machine only sometimes loses (seen once as `docker cp` exiting by 
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path, PurePosixPath
 
-from wheelpipe.console import Reporter
 from wheelpipe.docker import Docker
 
 # A client whose `cp` writes a tar of venv/pyvenv.cfg up to its end, waits, then writes one
@@ -43,5 +41,5 @@ def test_reading_a_tree_waits_for_the_client_to_finish_writing(tmp_path: Path) -
     client = tmp_path / "docker"
     client.write_text(STAND_IN.format(python=sys.executable))
     client.chmod(0o755)
-    tree = Docker(command=str(client)).read_tree("image", "/srv/venv", Reporter(stream=io.StringIO()), lambda path: True)
+    tree = Docker(command=str(client)).read_tree("image", "/srv/venv", lambda path: True)
     assert tree.files == {PurePosixPath("pyvenv.cfg"): b"home = /usr/bin\n"}

@@ -27,7 +27,7 @@ from monorepo import commit_all, copy_repository, free_port, git, invoke
 
 from wheelpipe import baseimage, load_repository
 from wheelpipe import image as images
-from wheelpipe.console import Reporter
+from wheelpipe.console import Reporter, reporting
 from wheelpipe.docker import Docker
 from wheelpipe.errors import DockerError, TargetError
 from wheelpipe.image.build import STAGES_FILE, ImageBuild
@@ -137,10 +137,11 @@ class Ledger:
 
     @contextmanager
     def reporter(self) -> Iterator[Reporter]:
-        """A verbose reporter for an API build; the images it creates are recorded."""
+        """A verbose reporter, the current one for an API build; the images it creates are recorded."""
         stream = io.StringIO()
         try:
-            yield Reporter(verbose=True, stream=stream)
+            with reporting(Reporter(verbose=True, stream=stream)) as reporter:
+                yield reporter
         finally:
             self.record(stream.getvalue())
 
@@ -398,7 +399,7 @@ def test_verify_image_passes_on_the_built_image_and_names_every_difference_again
         settings = images.ImageSettings(prefix=ledger.prefix, base=docker_base_image, docker=Docker())
         # The order image checked against the user service's record: its manifest, its launch files.
         user = images.service_image(repo, settings, house, "user", images.commit_facts(repo))
-        images.verify_image(house, Docker(), ledger.tag("order"), user, Reporter(stream=io.StringIO()))
+        images.verify_image(house, Docker(), ledger.tag("order"), user)
     message = str(raised.value)
     assert f"image {ledger.tag('order')} does not match wheelhouse/install/user.txt" in message
     assert f"extra order-manager=={VERSION}" in message
@@ -428,8 +429,8 @@ USER 10001:10001
         settings = images.ImageSettings(prefix=ledger.prefix + sub, base=docker_base_image, docker=Docker(), dockerfile=dockerfile)
         tag = images.image_tag(repo, settings, "order")
         assert image_id(tag) == before
-        with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
-            images.build_image(repo, settings, "order", reporter)
+        with ledger.reporter(), pytest.raises(DockerError) as raised:
+            images.build_image(repo, settings, "order")
         assert "extra rogue==1.0" in str(raised.value)
         assert "does not match wheelhouse/install/order.txt" in str(raised.value)
         assert image_id(tag) == before
@@ -460,8 +461,8 @@ def test_an_image_whose_interpreter_can_import_from_beyond_its_distributions_is_
     dockerfile = modified_dockerfile(built_repo, tmp_path / "widened.Dockerfile", lambda text: f"{text}\n{addition}\nUSER 10001:10001\n")
     repo = load_repository(built_repo)
     settings = images.ImageSettings(prefix=ledger.prefix + "widened/", base=docker_base_image, docker=Docker(), dockerfile=dockerfile)
-    with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
-        images.build_image(repo, settings, "order", reporter)
+    with ledger.reporter(), pytest.raises(DockerError) as raised:
+        images.build_image(repo, settings, "order")
     assert str(raised.value).startswith("image sha256:"), str(raised.value)
     assert str(raised.value).endswith(f"does not match wheelhouse/install/order.txt: {says}"), str(raised.value)
     assert ledger.prefixed("widened/") == []
@@ -492,7 +493,7 @@ def test_the_build_has_no_network_an_install_that_needs_an_index_fails_and_tags_
     repo = load_repository(built_repo)
     settings = images.ImageSettings(prefix=ledger.prefix, base=docker_base_image, docker=Docker(), dockerfile=dockerfile)
     with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
-        images.build_image(repo, settings, "order", reporter)
+        images.build_image(repo, settings, "order")
     # The reason is uv's own error line, not the echo of the failed command.
     assert str(raised.value).startswith("building the image of order failed: Failed to fetch: https://pypi.org/simple/"), str(raised.value)
     log = reporter.stream.getvalue()
@@ -553,10 +554,10 @@ def test_an_installer_wheel_changed_after_the_wheelhouse_check_stops_the_build_n
     sub = "installer-changed/"
     docker("tag", built_images["order"], ledger.tag("order", sub))
     settings = images.ImageSettings(prefix=ledger.prefix + sub, base=docker_base_image, docker=Docker())
-    with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
+    with ledger.reporter(), pytest.raises(DockerError) as raised:
         repo = load_repository(repository)
         order = images.service_image(repo, settings, house, "order", images.commit_facts(repo))
-        ImageBuild(settings, house, repository / ".wheelhouse", dockerfile_text(repo, settings), images.require_base(repo, settings, reporter)).build(order, reporter)
+        ImageBuild(settings, house, repository / ".wheelhouse", dockerfile_text(repo, settings), images.require_base(repo, settings)).build(order)
     message = str(raised.value)
     assert message.startswith(f"building the image of order failed: installer/{installer.file} is not the wheel wheelhouse/manifest.json records"), message
     assert f"recorded {installer.sha256}" in message
@@ -593,8 +594,8 @@ RUN [ ! -e /srv/venv/bin/user-manager ] || { echo "image check: refusing to buil
     for service in SERVICES:
         docker("tag", built_images[service], ledger.tag(service, sub))
     settings = images.ImageSettings(prefix=ledger.prefix + sub, base=docker_base_image, docker=Docker(), dockerfile=dockerfile)
-    with ledger.reporter() as reporter, pytest.raises(DockerError) as raised:
-        images.build_images(load_repository(built_repo), settings, sorted(SERVICES), reporter, jobs=2)
+    with ledger.reporter(), pytest.raises(DockerError) as raised:
+        images.build_images(load_repository(built_repo), settings, sorted(SERVICES), jobs=2)
     assert str(raised.value) == "building the image of user failed: refusing to build user, as the test asks"
     assert image_id(ledger.tag("user", sub)) == built_images["user"]
     # The other build was not stopped: its new image is tagged.
@@ -713,11 +714,11 @@ def test_a_missing_base_image_says_to_pull_it_or_bootstrap_one(built_repo, ledge
 
 def test_the_base_image_matches_the_target_and_another_python_is_refused(built_repo, docker_base_image):
     repo = load_repository(built_repo)
-    found = baseimage.check_matches_target(Docker(), docker_base_image, repo.target, Reporter(stream=io.StringIO()))
+    found = baseimage.check_matches_target(Docker(), docker_base_image, repo.target)
     assert found["python"] == repo.target.python_version == "3.11"
     other = Target("3.12", "cp", "cp312", "manylinux_2_36_x86_64")
     with pytest.raises(TargetError) as raised:
-        baseimage.check_matches_target(Docker(), docker_base_image, other, Reporter(stream=io.StringIO()))
+        baseimage.check_matches_target(Docker(), docker_base_image, other)
     assert docker_base_image in str(raised.value)
     assert "3.12" in str(raised.value)
 

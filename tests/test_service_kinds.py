@@ -8,7 +8,6 @@ The Docker cases tag under a prefix unique to the run and remove every image the
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
@@ -20,7 +19,6 @@ from monorepo import ROOT, TARGET_TABLE, commit_all, invoke
 from test_images import Ledger, docker, image_args, inspect_image, last_line
 
 from wheelpipe import compose, installcheck, launch, load_repository
-from wheelpipe.console import Reporter
 from wheelpipe.docker import Docker
 from wheelpipe.errors import RepositoryError
 from wheelpipe.image.recipe import cut_recipe
@@ -299,10 +297,10 @@ def test_the_install_check_runs_in_the_base_image_without_network_when_the_host_
     repo = load_repository(leaky_repo)
     house = open_wheelhouse(leaky_repo)
     place = installcheck.InContainer(docker_base_image, Docker())
-    checked = installcheck.check_installs(repo, house, ["order", WORKER], place, Reporter(stream=io.StringIO()))
+    checked = installcheck.check_installs(repo, house, ["order", WORKER], place)
     assert [line.split(":")[0] for line in checked] == ["order", WORKER]
     with pytest.raises(installcheck.InstallCheckError) as raised:
-        installcheck.check_installs(repo, house, [LEAKY], place, Reporter(stream=io.StringIO()))
+        installcheck.check_installs(repo, house, [LEAKY], place)
     assert str(raised.value) == f"{LEAKY}: {UNDECLARED}"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from wheelpipe import tools
-from wheelpipe.console import Reporter
+from wheelpipe.console import Reporter, reporting
 from wheelpipe.errors import ToolError
 
 SOURCE = Path(tools.__file__).parent
@@ -45,8 +45,8 @@ def test_no_module_but_tools_starts_a_program_itself() -> None:
 def test_a_secret_in_the_arguments_and_the_output_is_never_shown_verbose_or_in_the_error(tmp_path: Path) -> None:
     shown = io.StringIO()
     argv = [*script(tmp_path, "leaky", LEAKY), "--password", PASSWORD, f"https://{TOKEN}@index.example/"]
-    with pytest.raises(ToolError) as failed:
-        tools.run(argv, reporter=Reporter(verbose=True, stream=shown), what="uploading order.whl", secrets=[PASSWORD])
+    with pytest.raises(ToolError) as failed, reporting(Reporter(verbose=True, stream=shown)):
+        tools.run(argv, what="uploading order.whl", secrets=[PASSWORD])
     everything = shown.getvalue() + str(failed.value) + failed.value.output
     assert PASSWORD not in everything
     assert TOKEN not in everything  # a URL's userinfo, secret or not
@@ -59,7 +59,8 @@ def test_a_secret_in_the_arguments_and_the_output_is_never_shown_verbose_or_in_t
 
 def test_without_check_the_caller_gets_the_tools_own_output_to_read(tmp_path: Path) -> None:
     shown = io.StringIO()
-    result = tools.run([*script(tmp_path, "leaky", LEAKY), PASSWORD], reporter=Reporter(verbose=True, stream=shown), what="x", check=False, secrets=[PASSWORD])
+    with reporting(Reporter(verbose=True, stream=shown)):
+        result = tools.run([*script(tmp_path, "leaky", LEAKY), PASSWORD], what="x", check=False, secrets=[PASSWORD])
     assert result.returncode == 3
     assert f"password {PASSWORD}" in result.stderr
     assert PASSWORD not in shown.getvalue()
@@ -67,7 +68,7 @@ def test_without_check_the_caller_gets_the_tools_own_output_to_read(tmp_path: Pa
 
 def test_a_tool_never_waits_for_input_nobody_can_type(tmp_path: Path) -> None:
     asks = script(tmp_path, "asks", "import sys\nanswer = sys.stdin.readline()\nprint(repr(answer))\n")
-    assert tools.run(asks, reporter=Reporter(stream=io.StringIO()), what="asking").stdout.strip() == "''"
+    assert tools.run(asks, what="asking").stdout.strip() == "''"
 
 
 # Writes a whole tar record, then (later, as a client still writing its trailing blocks) one
@@ -109,18 +110,18 @@ def test_a_readers_own_failure_goes_on_and_the_tool_is_stopped(tmp_path: Path) -
 def test_a_pipe_passes_the_producers_output_to_the_consumer(tmp_path: Path) -> None:
     producer = script(tmp_path, "producer", "import sys\nsys.stdout.write('tar bytes\\n' * 10000)\n")
     consumer = script(tmp_path, "consumer", "import sys\ndata = sys.stdin.read()\nprint(len(data.splitlines()))\n")
-    assert tools.pipe(producer, consumer, reporter=Reporter(stream=io.StringIO()), what="importing").stdout.strip() == "10000"
+    assert tools.pipe(producer, consumer, what="importing").stdout.strip() == "10000"
 
 
 def test_a_pipe_names_the_consumers_failure_and_then_the_producers(tmp_path: Path) -> None:
     fine = script(tmp_path, "fine", "print('data')\n")
     refusing = script(tmp_path, "refusing", "import sys\nsys.stdin.read()\nprint('Error response from daemon: no space', file=sys.stderr)\nsys.exit(1)\n")
     with pytest.raises(ToolError, match=r"^docker import of local/python:x failed \(exit 1\): Error response from daemon: no space$"):
-        tools.pipe(fine, refusing, reporter=Reporter(stream=io.StringIO()), what="docker import of local/python:x")
+        tools.pipe(fine, refusing, what="docker import of local/python:x")
     broken = script(tmp_path, "broken", "import sys\nprint('tar: ./etc: Cannot open: Permission denied', file=sys.stderr)\nsys.exit(2)\n")
     reading = script(tmp_path, "reading", "import sys\nsys.stdin.read()\n")
     with pytest.raises(ToolError, match=r"^docker import of local/python:x \(python\S*\) failed \(exit 2\): tar: ./etc: Cannot open: Permission denied$"):
-        tools.pipe(broken, reading, reporter=Reporter(stream=io.StringIO()), what="docker import of local/python:x")
+        tools.pipe(broken, reading, what="docker import of local/python:x")
 
 
 def test_git_outside_a_repository_fails_with_gits_own_reason_or_answers_with_its_exit_code(tmp_path: Path) -> None:

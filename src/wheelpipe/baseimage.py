@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .console import Reporter
+from .console import report
 from .docker import Docker
 from .errors import DockerError, TargetError, ToolError
 from .fsutil import write_atomic
@@ -76,36 +76,36 @@ def suite_for(target: Target) -> str | None:
     return None
 
 
-def probe(docker: Docker, image: str, reporter: Reporter, cache: Path | None = None, image_id: str | None = None) -> dict[str, Any]:
+def probe(docker: Docker, image: str, cache: Path | None = None, image_id: str | None = None) -> dict[str, Any]:
     """The interpreter of an image (version, machine, glibc, path) and its wheelpipe role;
     `image_id`, when the caller has just looked it up.
 
     An image id names immutable content, labels included, so a probe cached under it never
     goes stale; the cache spares every image build a container start.
     """
-    image_id = image_id or (docker.image_id(image, reporter) if cache else None)
+    image_id = image_id or (docker.image_id(image) if cache else None)
     known = json.loads(cache.read_text()) if cache and cache.is_file() else {}
     if image_id in known and "role" in known[image_id]:
         cached: dict[str, Any] = known[image_id]
         return cached
-    found: dict[str, Any] = json.loads(docker.python(image, _PROBE, reporter).strip().splitlines()[-1])
-    found["role"] = _labels(docker, image, reporter).get(ROLE_LABEL, "")
+    found: dict[str, Any] = json.loads(docker.python(image, _PROBE).strip().splitlines()[-1])
+    found["role"] = _labels(docker, image).get(ROLE_LABEL, "")
     if cache and image_id:
         write_atomic(cache, json.dumps({**known, image_id: found}, indent=2, sort_keys=True) + "\n")
     return found
 
 
-def _labels(docker: Docker, image: str, reporter: Reporter) -> dict[str, str]:
-    found = docker.run("image", "inspect", "--format", "{{json .Config.Labels}}", image, reporter=reporter, what=f"inspecting {image}")
+def _labels(docker: Docker, image: str) -> dict[str, str]:
+    found = docker.run("image", "inspect", "--format", "{{json .Config.Labels}}", image, what=f"inspecting {image}")
     return json.loads(found.stdout.strip() or "null") or {}
 
 
-def check_matches_target(docker: Docker, image: str, target: Target, reporter: Reporter, cache: Path | None = None, image_id: str | None = None) -> dict[str, Any]:
+def check_matches_target(docker: Docker, image: str, target: Target, cache: Path | None = None, image_id: str | None = None) -> dict[str, Any]:
     """Wheels for the target must run on the image: same Python, glibc at least the target's.
 
     A builder image is refused: runtime images start from the base it was made from.
     """
-    found = probe(docker, image, reporter, cache, image_id)
+    found = probe(docker, image, cache, image_id)
     if found.get("role") == BUILDER_ROLE:
         msg = f"base image {image} is a builder image (it carries a compiler and headers); runtime images start from the base image it was made from"
         raise TargetError(msg)
@@ -113,11 +113,11 @@ def check_matches_target(docker: Docker, image: str, target: Target, reporter: R
     return found
 
 
-def check_builds_for_target(docker: Docker, image: str, target: Target, reporter: Reporter) -> dict[str, Any]:
+def check_builds_for_target(docker: Docker, image: str, target: Target) -> dict[str, Any]:
     """A builder must run the target's wheels (its build requirements) and build for the
     target: same Python and machine, and exactly the target's glibc, since an extension
     compiled against a newer glibc may not load on the target."""
-    found = probe(docker, image, reporter)
+    found = probe(docker, image)
     _check_interpreter(found, image, "builder image", target)
     major, minor = found["glibc"].split(".")[:2]
     target.check_runs_like(found["python"], found["machine"], (int(major), int(minor)), f"builder image {image}")
@@ -145,15 +145,15 @@ def _check_suite(suite: str, target: Target) -> None:
         raise TargetError(msg)
 
 
-def bootstrap(docker: Docker, target: Target, tag: str | None, suite: str, force: bool, reporter: Reporter) -> str:
+def bootstrap(docker: Docker, target: Target, tag: str | None, suite: str, force: bool) -> str:
     """Build and import the base image (default tag: base_tag(suite)); return its tag.
     Reuses an existing image unless forced."""
     _check_suite(suite, target)
     tag = tag or base_tag(suite)
-    docker.require_engine(reporter)
-    if not force and docker.image_id(tag, reporter):
-        check_matches_target(docker, tag, target, reporter)
-        reporter.info(f"{tag} already exists and matches the target (--force rebuilds it)")
+    docker.require_engine()
+    if not force and docker.image_id(tag):
+        check_matches_target(docker, tag, target)
+        report.info(f"{tag} already exists and matches the target (--force rebuilds it)")
         return tag
     if os.geteuid() != 0:
         msg = "debootstrap needs root: run `invoke base-image` as root (or with sudo)"
@@ -163,26 +163,26 @@ def bootstrap(docker: Docker, target: Target, tag: str | None, suite: str, force
         raise DockerError(msg)
     with tempfile.TemporaryDirectory(prefix="wheelpipe-rootfs-") as tmp:
         root = Path(tmp, "rootfs")
-        reporter.step(f"bootstrapping Debian {suite} with python3 into a root file system (about a minute)")
-        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv", suite, root, MIRROR], reporter=reporter, what="debootstrap")
-        reporter.info("applying the suite's updates and security fixes")
+        report.step(f"bootstrapping Debian {suite} with python3 into a root file system (about a minute)")
+        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv", suite, root, MIRROR], what="debootstrap")
+        report.info("applying the suite's updates and security fixes")
         (root / "etc/apt/sources.list").write_text(
             f"deb {MIRROR} {suite} main\ndeb {MIRROR} {suite}-updates main\ndeb {SECURITY_MIRROR} {suite}-security main\n"
         )
         chroot_env = {"DEBIAN_FRONTEND": "noninteractive"}
-        run(["chroot", root, "apt-get", "-q", "update"], reporter=reporter, what="apt-get update in the root file system")
-        run(["chroot", root, "apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confold", "upgrade"], reporter=reporter, what="apt-get upgrade", env=chroot_env)
-        run(["chroot", root, "apt-get", "clean"], reporter=reporter, what="apt-get clean")
-        reporter.info("trimming it like Debian's slim images")
+        run(["chroot", root, "apt-get", "-q", "update"], what="apt-get update in the root file system")
+        run(["chroot", root, "apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confold", "upgrade"], what="apt-get upgrade", env=chroot_env)
+        run(["chroot", root, "apt-get", "clean"], what="apt-get clean")
+        report.info("trimming it like Debian's slim images")
         _trim(root)
-        reporter.info(f"importing it as {tag}")
-        _import(docker, root, tag, reporter)
-    found = check_matches_target(docker, tag, target, reporter)
-    reporter.info(f"{tag}: Python {found['python']} at {found['executable']}, glibc {found['glibc']}")
+        report.info(f"importing it as {tag}")
+        _import(docker, root, tag)
+    found = check_matches_target(docker, tag, target)
+    report.info(f"{tag}: Python {found['python']} at {found['executable']}, glibc {found['glibc']}")
     return tag
 
 
-def bootstrap_builder(docker: Docker, target: Target, tag: str | None, suite: str, force: bool, reporter: Reporter) -> str:
+def bootstrap_builder(docker: Docker, target: Target, tag: str | None, suite: str, force: bool) -> str:
     """Make the builder image (default tag: builder_tag(suite)) from the suite's base image,
     bootstrapping the base first when it is missing; return its tag.
 
@@ -199,16 +199,16 @@ def bootstrap_builder(docker: Docker, target: Target, tag: str | None, suite: st
         )
         raise TargetError(msg)
     tag = tag or builder_tag(suite)
-    base = bootstrap(docker, target, None, suite, False, reporter)
-    base_id = docker.image_id(base, reporter)
-    if not force and docker.image_id(tag, reporter):
-        made_from = _labels(docker, tag, reporter).get(BASE_ID_LABEL)
+    base = bootstrap(docker, target, None, suite, False)
+    base_id = docker.image_id(base)
+    if not force and docker.image_id(tag):
+        made_from = _labels(docker, tag).get(BASE_ID_LABEL)
         if made_from == base_id:
-            check_builds_for_target(docker, tag, target, reporter)
-            reporter.info(f"{tag} already exists, made from {base}, and builds for the target (--force makes it again)")
+            check_builds_for_target(docker, tag, target)
+            report.info(f"{tag} already exists, made from {base}, and builds for the target (--force makes it again)")
             return tag
-        reporter.info(f"{tag} was made from another image than the current {base}: making it again")
-    reporter.step(f"making the builder image {tag}: {base} plus {', '.join(BUILDER_PACKAGES)} (apt, about half a minute)")
+        report.info(f"{tag} was made from another image than the current {base}: making it again")
+    report.step(f"making the builder image {tag}: {base} plus {', '.join(BUILDER_PACKAGES)} (apt, about half a minute)")
     dockerfile = (
         "# Never a runtime image: it carries a compiler. Runtime images start from the base itself.\n"
         f"FROM {base}\n"
@@ -220,13 +220,12 @@ def bootstrap_builder(docker: Docker, target: Target, tag: str | None, suite: st
     # No build context: the Dockerfile comes on stdin and copies nothing in.
     run(
         [docker.command, "build", "--force-rm", *(["--no-cache"] if force else []), "--tag", tag, "-"],
-        reporter=reporter,
         what=f"building the builder image {tag}",
         env=docker.env,
         stdin=dockerfile,
     )
-    found = check_builds_for_target(docker, tag, target, reporter)
-    reporter.info(f"{tag}: Python {found['python']} at {found['executable']}, glibc {found['glibc']}, with {', '.join(BUILDER_PACKAGES)}")
+    found = check_builds_for_target(docker, tag, target)
+    report.info(f"{tag}: Python {found['python']} at {found['executable']}, glibc {found['glibc']}, with {', '.join(BUILDER_PACKAGES)}")
     return tag
 
 
@@ -252,10 +251,10 @@ def _trim(root: Path) -> None:
         (root / name).unlink(missing_ok=True)
 
 
-def _import(docker: Docker, root: Path, tag: str, reporter: Reporter) -> None:
+def _import(docker: Docker, root: Path, tag: str) -> None:
     changes = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "ENV LANG=C.UTF-8", 'CMD ["python3"]']
     argv = [docker.command, "import", *(arg for change in changes for arg in ("--change", change)), "-", tag]
     try:
-        pipe(["tar", "--numeric-owner", "-C", root, "-c", "."], argv, reporter=reporter, what=f"docker import of {tag}", env=docker.env)
+        pipe(["tar", "--numeric-owner", "-C", root, "-c", "."], argv, what=f"docker import of {tag}", env=docker.env)
     except ToolError as error:
         raise DockerError(str(error)) from None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import io
 import os
 import shutil
 import ssl
@@ -23,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .console import Reporter
+from .console import quiet, report
 from .docker import Docker
 from .errors import PipelineError, RepositoryError, ToolError
 from .image import ImageSettings, build_image
@@ -77,22 +76,22 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def clone(repo: Repository, destination: Path, reporter: Reporter) -> Repository:
-    run(["git", "clone", "-q", "--no-hardlinks", repo.root, destination], reporter=reporter, what="cloning the repository")
+def clone(repo: Repository, destination: Path) -> Repository:
+    run(["git", "clone", "-q", "--no-hardlinks", repo.root, destination], what="cloning the repository")
     return load_repository(destination)
 
 
-def working_copy(repo: Repository, destination: Path, reporter: Reporter) -> Repository:
+def working_copy(repo: Repository, destination: Path) -> Repository:
     """The repository as it stands, committed in a git repository of its own at `destination`:
     the files a clone of HEAD holds plus uncommitted work, ignored files left out. A clone
     would leave out the very change a developer runs the benchmark to measure."""
-    _copy_files(repo.root, destination, _project_files(repo.root, reporter))
-    _commit(destination, "bench: a copy of the repository", reporter, init=True)
+    _copy_files(repo.root, destination, _project_files(repo.root))
+    _commit(destination, "bench: a copy of the repository", init=True)
     return load_repository(destination)
 
 
-def _project_files(root: Path, reporter: Reporter) -> list[str]:
-    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], reporter=reporter, what="listing the repository's files", cwd=root)
+def _project_files(root: Path) -> list[str]:
+    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], what="listing the repository's files", cwd=root)
     # A tracked file deleted in the working tree is listed too, and is not copied.
     return sorted({name for name in listed.stdout.split("\0") if name and ((root / name).is_file() or (root / name).is_symlink())})
 
@@ -104,15 +103,15 @@ def _copy_files(source: Path, destination: Path, names: Sequence[str]) -> None:
         shutil.copy2(source / name, target, follow_symlinks=False)
 
 
-def _commit(root: Path, message: str, reporter: Reporter, *, init: bool = False) -> None:
+def _commit(root: Path, message: str, *, init: bool = False) -> None:
     if init:
-        run(["git", "init", "-q", "-b", "main"], reporter=reporter, what=f"git init in {root}", cwd=root)
-    run(["git", "add", "-A"], reporter=reporter, what=f"git add in {root}", cwd=root)
-    run(["git", *_GIT_IDENTITY, "commit", "-q", "--allow-empty", "-m", message], reporter=reporter, what=f"git commit in {root}", cwd=root)
+        run(["git", "init", "-q", "-b", "main"], what=f"git init in {root}", cwd=root)
+    run(["git", "add", "-A"], what=f"git add in {root}", cwd=root)
+    run(["git", *_GIT_IDENTITY, "commit", "-q", "--allow-empty", "-m", message], what=f"git commit in {root}", cwd=root)
 
 
-def invoke(root: Path, *args: str, reporter: Reporter, env: dict[str, str] | None = None) -> CompletedProcess[str]:
-    return run([sys.executable, "-m", "invoke", *args], reporter=reporter, what=f"invoke {' '.join(args)} in {root}", cwd=root, env=env)
+def invoke(root: Path, *args: str, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+    return run([sys.executable, "-m", "invoke", *args], what=f"invoke {' '.join(args)} in {root}", cwd=root, env=env)
 
 
 def empty_cache(directory: Path) -> dict[str, str]:
@@ -140,14 +139,13 @@ def require_build() -> None:
         raise PipelineError(msg)
 
 
-def naive_wheelhouse(repo: Repository, outdir: Path, reporter: Reporter, env: dict[str, str]) -> None:
+def naive_wheelhouse(repo: Repository, outdir: Path, env: dict[str, str]) -> None:
     """What a bare pip-tools setup does: `python -m build` per package, `pip wheel -r` per service."""
     for package in repo.packages.values():
-        run([sys.executable, "-m", "build", "--outdir", outdir, package.path], reporter=reporter, what=f"naive build of {package.label}", env=env)
+        run([sys.executable, "-m", "build", "--outdir", outdir, package.path], what=f"naive build of {package.label}", env=env)
     for service in repo.services:
         run(
             [sys.executable, "-m", "pip", "wheel", "--require-hashes", "--no-deps", "-w", outdir, "-r", repo.lock_path(service)],
-            reporter=reporter,
             what=f"naive pip wheel for {service}",
             env=env,
         )
@@ -165,24 +163,24 @@ class WheelhouseFigures:
     naive_warm: float
 
 
-def wheelhouse_figures(repo: Repository, reporter: Reporter) -> WheelhouseFigures:
+def wheelhouse_figures(repo: Repository) -> WheelhouseFigures:
     require_build()  # before any timing: a missing tool is one line, not a failed naive run
     with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-") as tmp:
         ours_cache = empty_cache(Path(tmp, "cache-ours"))
         naive_cache = empty_cache(Path(tmp, "cache-naive"))
-        ours = working_copy(repo, Path(tmp, "ours"), reporter)
-        reporter.step("timing build-wheels: cold, warm cache, no-op, after a one-line change")
-        cold = timed(lambda: invoke(ours.root, "build-wheels", reporter=reporter, env=ours_cache))
-        warm = timed(lambda: invoke(ours.root, "build-wheels", "--clean", reporter=reporter, env=ours_cache))
-        noop = timed(lambda: invoke(ours.root, "build-wheels", reporter=reporter, env=ours_cache))
-        quiet = Reporter(stream=io.StringIO())
-        noop_in_process = timed(lambda: build_wheels(load_repository(ours.root), reporter=quiet))
+        ours = working_copy(repo, Path(tmp, "ours"))
+        report.step("timing build-wheels: cold, warm cache, no-op, after a one-line change")
+        cold = timed(lambda: invoke(ours.root, "build-wheels", env=ours_cache))
+        warm = timed(lambda: invoke(ours.root, "build-wheels", "--clean", env=ours_cache))
+        noop = timed(lambda: invoke(ours.root, "build-wheels", env=ours_cache))
+        with quiet():
+            noop_in_process = timed(lambda: build_wheels(load_repository(ours.root)))
         changed = one_line_change(ours)
-        incremental = timed(lambda: invoke(ours.root, "build-wheels", reporter=reporter, env=ours_cache))
-        reporter.step("timing the naive way: python -m build per package, pip wheel -r per service")
-        naive_repo = working_copy(repo, Path(tmp, "naive"), reporter)
-        naive = timed(lambda: naive_wheelhouse(naive_repo, Path(tmp, "naive-wheels"), reporter, naive_cache))
-        naive_warm = timed(lambda: naive_wheelhouse(naive_repo, Path(tmp, "naive-wheels-2"), reporter, naive_cache))
+        incremental = timed(lambda: invoke(ours.root, "build-wheels", env=ours_cache))
+        report.step("timing the naive way: python -m build per package, pip wheel -r per service")
+        naive_repo = working_copy(repo, Path(tmp, "naive"))
+        naive = timed(lambda: naive_wheelhouse(naive_repo, Path(tmp, "naive-wheels"), naive_cache))
+        naive_warm = timed(lambda: naive_wheelhouse(naive_repo, Path(tmp, "naive-wheels-2"), naive_cache))
     return WheelhouseFigures(cold, warm, noop, noop_in_process, incremental, changed, naive, naive_warm)
 
 
@@ -256,7 +254,7 @@ class SideBySide:
         return self.uv / self.pip_tools
 
 
-def lock_comparison(prepared: Repository, subject: str, workdir: Path, reporter: Reporter) -> LockComparison:
+def lock_comparison(prepared: Repository, subject: str, workdir: Path) -> LockComparison:
     """`invoke lock --upgrade` cold, then `invoke lock --check`, with each resolver in a copy of its own.
 
     --upgrade so that the cold run resolves every pin from nothing rather than keeping those of
@@ -268,9 +266,9 @@ def lock_comparison(prepared: Repository, subject: str, workdir: Path, reporter:
         copy = workdir / name
         shutil.copytree(prepared.root, copy, symlinks=True)
         env = empty_cache(workdir / f"cache-{name}")
-        reporter.step(f"timing `invoke lock` on {subject} with {name}: cold, then --check")
-        cold = timed(functools.partial(invoke, copy, "lock", "--upgrade", "--resolver", name, reporter=reporter, env=env))
-        check = timed(functools.partial(invoke, copy, "lock", "--check", "--resolver", name, reporter=reporter, env=env))
+        report.step(f"timing `invoke lock` on {subject} with {name}: cold, then --check")
+        cold = timed(functools.partial(invoke, copy, "lock", "--upgrade", "--resolver", name, env=env))
+        check = timed(functools.partial(invoke, copy, "lock", "--check", "--resolver", name, env=env))
         times[name] = LockTimes(cold, check)
     return LockComparison(subject, times["uv"], times["pip-tools"], _differing_locks(workdir / "uv", workdir / "pip-tools"))
 
@@ -280,10 +278,10 @@ def _differing_locks(one: Path, other: Path) -> tuple[str, ...]:
     return tuple(sorted(n for n in names if not ((one / n).is_file() and (other / n).is_file() and (one / n).read_bytes() == (other / n).read_bytes())))
 
 
-def repository_lock_comparison(repo: Repository, reporter: Reporter) -> LockComparison:
+def repository_lock_comparison(repo: Repository) -> LockComparison:
     with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-lock-") as tmp:
-        prepared = working_copy(repo, Path(tmp, "source"), reporter)
-        return lock_comparison(prepared, "repository", Path(tmp), reporter)
+        prepared = working_copy(repo, Path(tmp, "source"))
+        return lock_comparison(prepared, "repository", Path(tmp))
 
 
 def heavy_fixture(repo: Repository) -> Path:
@@ -295,19 +293,19 @@ def heavy_fixture(repo: Repository) -> Path:
     return fixture
 
 
-def with_heavy_service(repo: Repository, destination: Path, reporter: Reporter) -> Repository:
+def with_heavy_service(repo: Repository, destination: Path) -> Repository:
     """A copy of the repository with the heavy fixture added as services/heavy, committed, not locked."""
     fixture = heavy_fixture(repo)
-    copy = working_copy(repo, destination, reporter)
+    copy = working_copy(repo, destination)
     shutil.copytree(fixture, copy.root / "services" / HEAVY_SERVICE, ignore=shutil.ignore_patterns("__pycache__"))
-    _commit(copy.root, f"bench: {HEAVY_FIXTURE} as services/{HEAVY_SERVICE}", reporter)
+    _commit(copy.root, f"bench: {HEAVY_FIXTURE} as services/{HEAVY_SERVICE}")
     return load_repository(copy.root)
 
 
-def heavy_lock_comparison(repo: Repository, reporter: Reporter) -> LockComparison:
+def heavy_lock_comparison(repo: Repository) -> LockComparison:
     with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-heavy-") as tmp:
-        prepared = with_heavy_service(repo, Path(tmp, "source"), reporter)
-        return lock_comparison(prepared, "heavy fixture", Path(tmp), reporter)
+        prepared = with_heavy_service(repo, Path(tmp, "source"))
+        return lock_comparison(prepared, "heavy fixture", Path(tmp))
 
 
 def lock_verdicts(heavy: LockComparison) -> list[Verdict]:
@@ -397,10 +395,10 @@ def main() -> int:
 '''
 
 
-def generate_monorepo(source: Repository, destination: Path, services: int, reporter: Reporter) -> Repository:
+def generate_monorepo(source: Repository, destination: Path, services: int) -> Repository:
     """A monorepo of `services` generated services and one shared package they all use, run by
     this repository's pipeline (and its tooling lock), committed, not locked yet."""
-    keep = [name for name in _project_files(source.root, reporter) if name.startswith(PIPELINE_FILES)]
+    keep = [name for name in _project_files(source.root) if name.startswith(PIPELINE_FILES)]
     _copy_files(source.root, destination, keep)
     shared_module = SHARED_PACKAGE.replace("-", "_")
     shared = destination / "shared" / "common"
@@ -416,7 +414,7 @@ def generate_monorepo(source: Repository, destination: Path, services: int, repo
             _SERVICE_PYPROJECT.format(service=name, service_upper=name.upper(), dependencies=dependencies, port=9000 + index, shared=SHARED_PACKAGE)
         )
         (directory / "src" / f"bench_{name}" / "__init__.py").write_text(_SERVICE_MODULE.format(service=name, shared_module=shared_module))
-    _commit(destination, f"bench: a generated monorepo of {services} services", reporter, init=True)
+    _commit(destination, f"bench: a generated monorepo of {services} services", init=True)
     return load_repository(destination)
 
 
@@ -436,7 +434,7 @@ class ScalingPoint:
     affected: float  # --since HEAD~1, after a change in the shared package
 
 
-def scaling_points(repo: Repository, reporter: Reporter, sizes: Sequence[int] = SCALING_SIZES) -> list[ScalingPoint]:
+def scaling_points(repo: Repository, sizes: Sequence[int] = SCALING_SIZES) -> list[ScalingPoint]:
     """Lock, build-wheels and affected on generated monorepos of each size.
 
     The caches are warmed first by an untimed run on a monorepo that uses every light
@@ -444,26 +442,26 @@ def scaling_points(repo: Repository, reporter: Reporter, sizes: Sequence[int] = 
     """
     with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-scaling-") as tmp:
         env = empty_cache(Path(tmp, "cache"))
-        reporter.step("warming the caches on a small generated monorepo (not timed)")
-        warm = generate_monorepo(repo, Path(tmp, "warm-up"), len(LIGHT_DEPENDENCIES), reporter)
-        invoke(warm.root, "lock", reporter=reporter, env=env)
-        _commit(warm.root, "bench: locks", reporter)
-        invoke(warm.root, "build-wheels", reporter=reporter, env=env)
-        return [_scaling_point(repo, Path(tmp, f"{size}-services"), size, env, reporter) for size in sizes]
+        report.step("warming the caches on a small generated monorepo (not timed)")
+        warm = generate_monorepo(repo, Path(tmp, "warm-up"), len(LIGHT_DEPENDENCIES))
+        invoke(warm.root, "lock", env=env)
+        _commit(warm.root, "bench: locks")
+        invoke(warm.root, "build-wheels", env=env)
+        return [_scaling_point(repo, Path(tmp, f"{size}-services"), size, env) for size in sizes]
 
 
-def _scaling_point(source: Repository, destination: Path, size: int, env: dict[str, str], reporter: Reporter) -> ScalingPoint:
-    generated = generate_monorepo(source, destination, size, reporter)
+def _scaling_point(source: Repository, destination: Path, size: int, env: dict[str, str]) -> ScalingPoint:
+    generated = generate_monorepo(source, destination, size)
     root = generated.root
-    reporter.step(f"timing a generated monorepo of {size} services: lock, build-wheels cold and no-op, affected")
-    lock = timed(lambda: invoke(root, "lock", reporter=reporter, env=env))
-    _commit(root, "bench: locks", reporter)
+    report.step(f"timing a generated monorepo of {size} services: lock, build-wheels cold and no-op, affected")
+    lock = timed(lambda: invoke(root, "lock", env=env))
+    _commit(root, "bench: locks")
     change_shared_package(generated)
-    _commit(root, "bench: a one-line change in the shared package", reporter)
-    cold = timed(lambda: invoke(root, "build-wheels", reporter=reporter, env=env))
-    noop = timed(lambda: invoke(root, "build-wheels", reporter=reporter, env=env))
+    _commit(root, "bench: a one-line change in the shared package")
+    cold = timed(lambda: invoke(root, "build-wheels", env=env))
+    noop = timed(lambda: invoke(root, "build-wheels", env=env))
     listed: list[str] = []
-    affected = timed(lambda: listed.extend(invoke(root, "affected", "--since", "HEAD~1", reporter=reporter, env=env).stdout.split()))
+    affected = timed(lambda: listed.extend(invoke(root, "affected", "--since", "HEAD~1", env=env).stdout.split()))
     if len(listed) != size:
         msg = f"invoke affected --since HEAD~1 in {root}: expected all {size} services after a change in {SHARED_PACKAGE}, found {len(listed)}"
         raise ToolError(msg)
@@ -515,7 +513,7 @@ class DeployFigures:
     in_process: float  # both renderings and writes, without interpreter start-up
 
 
-def deploy_figures(repo: Repository, reporter: Reporter, services: int = DEPLOY_SERVICES) -> DeployFigures:
+def deploy_figures(repo: Repository, services: int = DEPLOY_SERVICES) -> DeployFigures:
     """`invoke manifests` and `invoke chart` on a generated monorepo of `services` services.
 
     Its images are never built: the push record holds, for each service, what `invoke image
@@ -524,16 +522,16 @@ def deploy_figures(repo: Repository, reporter: Reporter, services: int = DEPLOY_
     from .deploy import Pushed, record_pushed
 
     with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-deploy-") as tmp:
-        generated = generate_monorepo(repo, Path(tmp, "deploy"), services, reporter)
+        generated = generate_monorepo(repo, Path(tmp, "deploy"), services)
         root = generated.root
         with (root / "pyproject.toml").open("a") as stream:
             stream.write(_DEPLOY_TABLE)
         for name, package in generated.services.items():
             digest = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
             record_pushed(root / STORE, Pushed(f"registry.example.com/bench/{name}:{package.version}", digest, "10001:10001", "bench"))
-        reporter.step(f"timing manifests and chart of {services} generated services")
-        manifests_seconds = timed(lambda: invoke(root, "manifests", reporter=reporter))
-        chart_seconds = timed(lambda: invoke(root, "chart", reporter=reporter))
+        report.step(f"timing manifests and chart of {services} generated services")
+        manifests_seconds = timed(lambda: invoke(root, "manifests"))
+        chart_seconds = timed(lambda: invoke(root, "chart"))
         shutil.rmtree(root / "deploy")
         in_process = timed(lambda: _render_deploy(root))
     return DeployFigures(services, manifests_seconds, chart_seconds, in_process)
@@ -589,69 +587,70 @@ def host_ca_bundle() -> Path:
     raise ToolError(msg)
 
 
-def _docker_size(docker: Docker, reference: str, reporter: Reporter) -> int:
-    return int(docker.run("image", "inspect", "-f", "{{.Size}}", reference, reporter=reporter, what="image size").stdout)
+def _docker_size(docker: Docker, reference: str) -> int:
+    return int(docker.run("image", "inspect", "-f", "{{.Size}}", reference, what="image size").stdout)
 
 
-def _installed_size(docker: Docker, reference: str, reporter: Reporter) -> int:
-    result = docker.run("run", "--rm", "--network", "none", "--entrypoint", "du", reference, "-sb", "/srv/venv", reporter=reporter, what="du of the venv")
+def _installed_size(docker: Docker, reference: str) -> int:
+    result = docker.run("run", "--rm", "--network", "none", "--entrypoint", "du", reference, "-sb", "/srv/venv", what="du of the venv")
     return int(result.stdout.split()[0])
 
 
-def install_step_seconds(house: Wheelhouse, service: str, workdir: Path, reporter: Reporter) -> tuple[float, float]:
+def install_step_seconds(house: Wheelhouse, service: str, workdir: Path) -> tuple[float, float]:
     """The image's install step (uv taken from the wheelhouse's installer wheel, run with the
     Dockerfile's flags into a venv made --without-pip) next to a bare `uv pip install` of the
     same wheels doing the same work (bytecode compiled, no cache)."""
     manifest = house.install_manifest(service)
     house.unpack_installer(workdir)
-    run([sys.executable, "-m", "venv", "--without-pip", workdir / "image-env"], reporter=reporter, what="venv")
+    run([sys.executable, "-m", "venv", "--without-pip", workdir / "image-env"], what="venv")
     ours = timed(
         lambda: run(
             [workdir / "uv", "pip", "install", "--no-config", "--python", workdir / "image-env/bin/python", "--offline", "--no-index",
              "--no-cache", "--require-hashes", "--only-binary", ":all:", "--no-deps", "--compile-bytecode", "--link-mode", "copy",
              "--find-links", house.path, "-r", manifest],
-            reporter=reporter,
             what="uv pip install, as the image's install step",
             env={"SOURCE_DATE_EPOCH": "315532800", "UV_NO_INSTALLER_METADATA": "1"},
         )
     )
     uv = [sys.executable, "-m", "uv"]
-    run([*uv, "venv", "-q", workdir / "uv-env"], reporter=reporter, what="uv venv")
+    run([*uv, "venv", "-q", workdir / "uv-env"], what="uv venv")
     uv_seconds = timed(
         lambda: run(
             [*uv, "pip", "install", "--python", workdir / "uv-env/bin/python", "--offline", "--no-cache", "--no-index",
              "--require-hashes", "--no-deps", "--compile-bytecode", "--find-links", house.path, "-r", manifest],
-            reporter=reporter,
             what="uv pip install",
         )
     )
     return ours, uv_seconds
 
 
-def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) -> tuple[list[Row], dict[str, float]]:
+def image_rows(repo: Repository, settings: ImageSettings) -> tuple[list[Row], dict[str, float]]:
     # An http service: the naive image below serves like one.
     service = next(name for name, package in repo.services.items() if isinstance(package.service, HttpService))
     docker = settings.docker
-    quiet = Reporter(stream=io.StringIO(), verbose=reporter.verbose)
     created: list[str] = []
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-image-") as tmp:
-        ours = clone(repo, Path(tmp, "ours"), reporter)
+        ours = clone(repo, Path(tmp, "ours"))
         bench_settings = ImageSettings(prefix="wheelpipe-bench/", base=settings.base, docker=docker)
-        build_wheels(ours, reporter=quiet)
-        reporter.step(f"timing `invoke image --service {service}`: cold, nothing changed, after a one-line change")
-        figures["cold"] = timed(lambda: created.append(build_image(ours, bench_settings, service, quiet, no_cache=True)))
-        figures["noop"] = timed(lambda: build_image(ours, bench_settings, service, quiet))
-        one_line_change(ours, service)
-        figures["change"] = timed(lambda: build_image(ours, bench_settings, service, quiet))
+        with quiet():
+            build_wheels(ours)
+        report.step(f"timing `invoke image --service {service}`: cold, nothing changed, after a one-line change")
+        with quiet():
+            figures["cold"] = timed(lambda: created.append(build_image(ours, bench_settings, service, no_cache=True)))
+            figures["noop"] = timed(lambda: build_image(ours, bench_settings, service))
+            one_line_change(ours, service)
+            figures["change"] = timed(lambda: build_image(ours, bench_settings, service))
         tag = created[0]
-        base_size = _docker_size(docker, settings.base, reporter)
-        figures["added"] = _docker_size(docker, tag, reporter) - base_size
-        figures["installed"] = _installed_size(docker, tag, reporter)
-        figures["install"], figures["uv"] = install_step_seconds(build_wheels(ours, reporter=quiet).wheelhouse, service, Path(tmp), reporter)
+        base_size = _docker_size(docker, settings.base)
+        figures["added"] = _docker_size(docker, tag) - base_size
+        figures["installed"] = _installed_size(docker, tag)
+        with quiet():
+            house = build_wheels(ours).wheelhouse
+        figures["install"], figures["uv"] = install_step_seconds(house, service, Path(tmp))
 
-        reporter.step("timing the naive single-stage image: repository copied in, pip install from the index")
-        naive = clone(repo, Path(tmp, "naive"), reporter)
+        report.step("timing the naive single-stage image: repository copied in, pip install from the index")
+        naive = clone(repo, Path(tmp, "naive"))
         (naive.root / "Dockerfile.naive").write_text(NAIVE_DOCKERFILE)
         shutil.copy(host_ca_bundle(), naive.root / "host-ca.pem")
         packages = " ".join(f"./{p.directory}" for p in naive.closure(service))
@@ -660,15 +659,15 @@ def image_rows(repo: Repository, settings: ImageSettings, reporter: Reporter) ->
         def naive_build(*extra: str) -> None:
             docker.run("build", "--force-rm", *extra, "-f", str(naive.root / "Dockerfile.naive"), "-t", naive_tag,
                        "--build-arg", f"BASE_IMAGE={settings.base}", "--build-arg", f"SERVICE={service}",
-                       "--build-arg", f"PACKAGES={packages}", str(naive.root), reporter=reporter, what="naive docker build")
+                       "--build-arg", f"PACKAGES={packages}", str(naive.root), what="naive docker build")
 
         figures["naive_cold"] = timed(lambda: naive_build("--no-cache"))
         one_line_change(naive, service)
         figures["naive_change"] = timed(naive_build)
-        figures["naive_added"] = _docker_size(docker, naive_tag, reporter) - base_size
+        figures["naive_added"] = _docker_size(docker, naive_tag) - base_size
         created.append(naive_tag)
         for reference in created:
-            docker.run("rmi", reference, reporter=reporter, what=f"removing {reference}")
+            docker.run("rmi", reference, what=f"removing {reference}")
     mb = 1e6
     rows = [
         Row(f"image {service}, cold (no layer cache)", figures["cold"], "wheelhouse already built"),

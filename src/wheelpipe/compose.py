@@ -15,7 +15,7 @@ import shutil
 import time
 from typing import Any
 
-from .console import Argument, Reporter
+from .console import Argument, quiet, report
 from .docker import Docker
 from .errors import DockerError, ToolError
 from .fsutil import write_atomic
@@ -40,7 +40,8 @@ def project_name(repo: Repository) -> str:
 def compose_command(docker: Docker) -> list[str]:
     """`docker compose` (v2) where the plugin exists, else the standalone docker-compose."""
     # A question, not a step: nothing of it is shown, whatever the verbosity.
-    probe = run([docker.command, "compose", "version"], reporter=Reporter(), what="docker compose version", check=False)
+    with quiet():
+        probe = run([docker.command, "compose", "version"], what="docker compose version", check=False)
     if probe.returncode == 0:
         return [docker.command, "compose"]
     if shutil.which("docker-compose"):
@@ -78,33 +79,33 @@ def render(repo: Repository, settings: ImageSettings, *, declared_only: bool = F
     return header + json.dumps({"version": "3.8", "services": services}, indent=2) + "\n"
 
 
-def up(repo: Repository, settings: ImageSettings, reporter: Reporter, timeout: float = 60.0) -> dict[str, str]:
+def up(repo: Repository, settings: ImageSettings, timeout: float = 60.0) -> dict[str, str]:
     """Start every service and wait until each is up: healthy, or for a worker without a
     health check, running for WORKER_SETTLE_SECONDS; return service -> container id."""
     write_atomic(repo.root / COMPOSE_FILE, render(repo, settings))
     tool = compose_command(settings.docker)
     command: list[Argument] = [*tool, "-p", project_name(repo), "-f", repo.root / COMPOSE_FILE]
-    reporter.step(f"starting {', '.join(repo.services)} with {' '.join(tool)}")
+    report.step(f"starting {', '.join(repo.services)} with {' '.join(tool)}")
     try:
-        return _start_and_wait(command, repo, settings, reporter, timeout)
+        return _start_and_wait(command, repo, settings, timeout)
     except (DockerError, KeyboardInterrupt) as error:
         # Up means every service up: what did start (a port taken, another unhealthy) is
         # stopped rather than left running with nothing to say it is there.
         with contextlib.suppress(ToolError):
-            run([*command, "down"], reporter=reporter, what="compose down, after a failed start", cwd=repo.root)
+            run([*command, "down"], what="compose down, after a failed start", cwd=repo.root)
         if isinstance(error, KeyboardInterrupt):
             raise
         raise DockerError(f"{error}; the services that had started were stopped (compose down)") from None
 
 
-def _start_and_wait(command: list[Argument], repo: Repository, settings: ImageSettings, reporter: Reporter, timeout: float) -> dict[str, str]:
+def _start_and_wait(command: list[Argument], repo: Repository, settings: ImageSettings, timeout: float) -> dict[str, str]:
     try:
-        run([*command, "up", "-d"], reporter=reporter, what="compose up", cwd=repo.root)
+        run([*command, "up", "-d"], what="compose up", cwd=repo.root)
     except ToolError as error:
         raise DockerError(str(error)) from None
     containers = {}
     for name in repo.services:
-        found = run([*command, "ps", "-q", name], reporter=reporter, what="compose ps", cwd=repo.root).stdout.strip()
+        found = run([*command, "ps", "-q", name], what="compose ps", cwd=repo.root).stdout.strip()
         containers[name] = found
     started = time.monotonic()
     deadline = started + timeout
@@ -113,20 +114,20 @@ def _start_and_wait(command: list[Argument], repo: Repository, settings: ImageSe
         for name, container in list(pending.items()):
             state = settings.docker.run(
                 "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", container,
-                reporter=reporter, what=f"inspecting {name}",
+                what=f"inspecting {name}",
             ).stdout.split()
             status, code, health = state[0], state[1], state[2] if len(state) > 2 else None
             if status in ("exited", "dead"):
-                msg = f"service {name} exited (status {code}){_log_tail(settings.docker, container, reporter)}"
+                msg = f"service {name} exited (status {code}){_log_tail(settings.docker, container)}"
                 raise DockerError(msg)
             if health == "healthy":
-                reporter.info(f"{name} is healthy")
+                report.info(f"{name} is healthy")
                 del pending[name]
             elif health == "unhealthy":
-                msg = f"service {name} became unhealthy{_log_tail(settings.docker, container, reporter)}"
+                msg = f"service {name} became unhealthy{_log_tail(settings.docker, container)}"
                 raise DockerError(msg)
             elif health is None and status == "running" and time.monotonic() - started >= WORKER_SETTLE_SECONDS:
-                reporter.info(f"{name} is running (a worker without a health check)")
+                report.info(f"{name} is running (a worker without a health check)")
                 del pending[name]
         if pending and time.monotonic() > deadline:
             msg = f"{', '.join(pending)} not up after {timeout:.0f} s"
@@ -136,15 +137,15 @@ def _start_and_wait(command: list[Argument], repo: Repository, settings: ImageSe
     return containers
 
 
-def _log_tail(docker: Docker, container: str, reporter: Reporter) -> str:
-    line = docker.last_log_line(container, reporter)
+def _log_tail(docker: Docker, container: str) -> str:
+    line = docker.last_log_line(container)
     return f" (its log ends: {line})" if line else ""
 
 
-def down(repo: Repository, settings: ImageSettings, reporter: Reporter) -> None:
+def down(repo: Repository, settings: ImageSettings) -> None:
     write_atomic(repo.root / COMPOSE_FILE, render(repo, settings, declared_only=True))
     command: list[Argument] = [*compose_command(settings.docker), "-p", project_name(repo), "-f", repo.root / COMPOSE_FILE]
     try:
-        run([*command, "down"], reporter=reporter, what="compose down", cwd=repo.root)
+        run([*command, "down"], what="compose down", cwd=repo.root)
     except ToolError as error:
         raise DockerError(str(error)) from None

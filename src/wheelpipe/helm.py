@@ -12,7 +12,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .console import Reporter
 from .errors import PipelineError, ToolError
 from .tools import run
 
@@ -36,22 +35,22 @@ class Helm:
             raise HelmError(msg)
         return cls(binary)
 
-    def package(self, chart: Path, destination: Path, reporter: Reporter) -> Path:
+    def package(self, chart: Path, destination: Path) -> Path:
         """The chart directory as <name>-<version>.tgz in `destination`. Helm stamps each
         entry with its file's time, so equal files with equal times give equal bytes."""
         before = set(destination.iterdir())
         try:
-            run([self.binary, "package", chart, "--destination", destination], reporter=reporter, what=f"helm package {chart.name}")
+            run([self.binary, "package", chart, "--destination", destination], what=f"helm package {chart.name}")
         except ToolError as error:
             raise HelmError(str(error)) from None
         (made,) = set(destination.iterdir()) - before
         return made
 
-    def push(self, package: Path, remote: str, *, plain_http: bool, reporter: Reporter) -> str:
+    def push(self, package: Path, remote: str, *, plain_http: bool) -> str:
         """Push to `remote` (oci://host/path); the digest of the manifest the registry stored."""
         argv: list[str | Path] = [self.binary, "push", package, remote, *(["--plain-http"] if plain_http else [])]
         try:
-            result = run(argv, reporter=reporter, what=f"helm push {package.name} {remote}")
+            result = run(argv, what=f"helm push {package.name} {remote}")
         except ToolError as error:
             raise HelmError(str(error)) from None
         found = _DIGEST.search(result.stdout + result.stderr)

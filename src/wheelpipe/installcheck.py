@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import baseimage, importcheck, launch
-from .console import Reporter
+from .console import report
 from .docker import Docker
 from .errors import PipelineError, TargetError, ToolError
 from .model import Repository, WorkerService
@@ -56,8 +56,8 @@ class OnHost:
         """Where the steps see the work directory and the wheelhouse."""
         return str(work), str(wheelhouse)
 
-    def run(self, steps: list[list[str]], work: Path, wheelhouse: Path, reporter: Reporter, what: str) -> str:
-        return "".join(run(argv, reporter=reporter, what=what, cwd=work).stdout for argv in steps)
+    def run(self, steps: list[list[str]], work: Path, wheelhouse: Path, what: str) -> str:
+        return "".join(run(argv, what=what, cwd=work).stdout for argv in steps)
 
 
 @dataclass(frozen=True)
@@ -75,20 +75,20 @@ class InContainer:
     def locate(self, work: Path, wheelhouse: Path) -> tuple[str, str]:
         return _WORK, _WHEELS
 
-    def run(self, steps: list[list[str]], work: Path, wheelhouse: Path, reporter: Reporter, what: str) -> str:
+    def run(self, steps: list[list[str]], work: Path, wheelhouse: Path, what: str) -> str:
         script = " && ".join(shlex.join(argv) for argv in steps)
         return self.docker.run(
             "run", "--rm", "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}", "--env", "HOME=/tmp",
             "--volume", f"{work}:{_WORK}:rw", "--volume", f"{wheelhouse}:{_WHEELS}:ro", "--workdir", _WORK,
             "--entrypoint", "sh", self.image, "-c", script,
-            reporter=reporter, what=what,
+            what=what,
         ).stdout
 
 
 Place = OnHost | InContainer
 
 
-def place_for(repo: Repository, base_image: str, docker: Docker, reporter: Reporter) -> Place:
+def place_for(repo: Repository, base_image: str, docker: Docker) -> Place:
     """This host when it matches the target; else the first of `base_image` and the target's
     bootstrapped base image that is present and matches the target; else one line saying what
     is missing and how to make it."""
@@ -102,13 +102,13 @@ def place_for(repo: Repository, base_image: str, docker: Docker, reporter: Repor
     suite = baseimage.suite_for(target)
     candidates = list(dict.fromkeys([base_image, *([baseimage.base_tag(suite)] if suite else [])]))
     tried = []
-    docker.require_engine(reporter)
+    docker.require_engine()
     for image in candidates:
-        if not docker.image_id(image, reporter):
+        if not docker.image_id(image):
             tried.append(f"{image} is not present")
             continue
         try:
-            baseimage.check_matches_target(docker, image, target, reporter, cache=repo.root / STORE / "base-images.json")
+            baseimage.check_matches_target(docker, image, target, cache=repo.root / STORE / "base-images.json")
         except TargetError as error:
             tried.append(str(error))
             continue
@@ -151,11 +151,11 @@ def _steps(repo: Repository, house: Wheelhouse, service: str, python: str, work:
     ]
 
 
-def check_installs(repo: Repository, house: Wheelhouse, services: list[str], place: Place, reporter: Reporter) -> list[str]:
+def check_installs(repo: Repository, house: Wheelhouse, services: list[str], place: Place) -> list[str]:
     """Install each service's manifest offline into a throwaway environment and import it
     there; one line per service saying what was checked. The first failure stops the check,
     named with its service."""
-    reporter.step(f"installing {', '.join(services)} offline from the wheelhouse and importing them, in {place.describe()}")
+    report.step(f"installing {', '.join(services)} offline from the wheelhouse and importing them, in {place.describe()}")
     checked = []
     with tempfile.TemporaryDirectory(prefix="wheelpipe-install-check-") as tmp:
         work = Path(tmp)
@@ -163,7 +163,7 @@ def check_installs(repo: Repository, house: Wheelhouse, services: list[str], pla
         shutil.copyfile(importcheck.__file__, work / "importcheck.py")
         for service in services:
             try:
-                output = place.run(_steps(repo, house, service, place.python, *place.locate(work, house.path)), work, house.path, reporter, f"the install check of {service}")
+                output = place.run(_steps(repo, house, service, place.python, *place.locate(work, house.path)), work, house.path, f"the install check of {service}")
             except ToolError as error:
                 raise InstallCheckError(f"{service}: {_why(error, house, service)}") from None
             summary = output.strip().splitlines()[-1] if output.strip() else "installed"

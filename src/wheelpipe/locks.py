@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import io
 import os
 import re
 import shutil
@@ -28,7 +27,7 @@ from packaging.utils import canonicalize_name
 
 from . import index, resolvers, teampins
 from .build import environment, sdists
-from .console import Reporter, parallel
+from .console import parallel, quiet, report
 from .errors import LockError, ResolutionError, StaleLockError
 from .fsutil import write_atomic
 from .lockfile import Pin, parse_pins
@@ -206,7 +205,7 @@ def _why_moved(
     return why
 
 
-def _sdist_only(repo: Repository, work: Path, services: list[str], reporter: Reporter) -> list[tuple[Pin, Path]]:
+def _sdist_only(repo: Repository, work: Path, services: list[str]) -> list[tuple[Pin, Path]]:
     """The service pins the index publishes no wheel of for the target, each with its sdist
     (downloaded hash-checked into `work`), so that their build requirements can be locked."""
     pins: dict[tuple[str, str], Pin] = {}
@@ -217,7 +216,7 @@ def _sdist_only(repo: Repository, work: Path, services: list[str], reporter: Rep
     choices = [c for c in index.plan(list(pins.values()), repo.indexes, repo.target) if c.builds_from_sdist]
     found = []
     for choice in choices:
-        reporter.info(f"{choice.pin.requirement_line()}: the index has no wheel for {repo.target.describe()}; locking its build requirements")
+        report.info(f"{choice.pin.requirement_line()}: the index has no wheel for {repo.target.describe()}; locking its build requirements")
         sdist = index.download(choice.file, choice.pin.hashes, work / "sdists", f"{choice.pin.source}: {choice.pin.requirement_line()}")
         found.append((choice.pin, sdist))
     return found
@@ -275,7 +274,6 @@ def lock(
     upgrade_packages: tuple[str, ...] = (),
     check: bool = False,
     resolver: str | None = None,
-    reporter: Reporter,
 ) -> list[str]:
     """Compile (or, with check, verify) the locks; return the repository-relative files changed.
 
@@ -309,13 +307,13 @@ def lock(
         keeping = resolvers.Options(repo.target, repo.indexes)
 
         def compile_lock(output: str, sources: list[str], constraints: Sequence[str] = (), with_options: resolvers.Options = options) -> None:
-            chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), with_options, reporter)
+            chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), with_options)
 
         # The build lock: every first-party backend, pinned and hashed. A package whose
         # metadata only its backend gives is read through this lock, so it is locked first.
         build_in, build_txt = lock_file(BUILD, "in"), lock_file(BUILD, "txt")
         if repo.backend_described:
-            reporter.step(f"locking the build backends first: {', '.join(repo.backend_described)} get their metadata from theirs")
+            report.step(f"locking the build backends first: {', '.join(repo.backend_described)} get their metadata from theirs")
         if repo.build_systems:
             (work / build_in).write_text(environment.lock_input(repo.build_systems))
             compile_lock(build_txt, [build_in])
@@ -333,9 +331,9 @@ def lock(
         # service was asked for: the tooling lock is layered on every service's lock.
         first_locks = [n for n in everything if n not in asked and not (work / lock_file(n)).exists()]
         selected = [n for n in everything if n in asked or n in first_locks]
-        reporter.step(("checking" if check else "compiling") + f" locks for {', '.join(selected)} and the tooling ({chosen.name}, for {repo.target.describe()})")
+        report.step(("checking" if check else "compiling") + f" locks for {', '.join(selected)} and the tooling ({chosen.name}, for {repo.target.describe()})")
         if first_locks:
-            reporter.info(f"{', '.join(lock_file(n) for n in first_locks)}: no lock yet; locking it too, keeping the team's pins")
+            report.info(f"{', '.join(lock_file(n) for n in first_locks)}: no lock yet; locking it too, keeping the team's pins")
         for name in everything:
             (work / REQUIREMENTS_DIR / f"{name}.in").write_text(repo.lock_input(name))
         upgrade_names = _upgrade_names(upgrade_packages)
@@ -363,7 +361,8 @@ def lock(
             (work / why / "rest.txt").write_text(_pins_text(p for p in service_locks[name].values() if p.name != package))
             job = resolvers.Job(work, f"{why}/lock.txt", (lock_file(name, "in"), f"{why}/wanted.in"), (f"{why}/rest.txt",))
             try:
-                chosen.compile(job, keeping, Reporter(stream=io.StringIO()))
+                with quiet():
+                    chosen.compile(job, keeping)
             except ResolutionError as error:
                 return error.reason
             return None
@@ -374,23 +373,23 @@ def lock(
             upgraded = name in asked and upgrade
             why = _why_moved(explain, name, teampins.moved(existing, resolved), requirements, repo, upgraded, upgrade_names if name in asked else {})
             for line in teampins.report(existing, resolved, why):
-                reporter.info(f"{lock_file(name, 'txt')}: {line}")
+                report.info(f"{lock_file(name, 'txt')}: {line}")
 
         divergent = divergences(service_locks)
         if repo.one_version and divergent:
             raise LockError(_one_version_refusal(divergent))
         for divergence in divergent:
-            reporter.info(f"{divergence.name}: the services pin different versions (each installs its own): {divergence.describe()}")
+            report.info(f"{divergence.name}: the services pin different versions (each installs its own): {divergence.describe()}")
         # The tooling follows the services where they agree; where they differ it cannot
         # follow all of them, and it need not: each service's tests run in its own environment.
         tooling_work = _tooling_workdir(work, everything, service_locks, divergent) if divergent else work
         if divergent:
-            reporter.info(f"{lock_file(TOOLING)}: constrained by the service locks except on {', '.join(d.name for d in divergent)}")
+            report.info(f"{lock_file(TOOLING)}: constrained by the service locks except on {', '.join(d.name for d in divergent)}")
         # An --upgrade-package X==V moves the service locks; the tooling follows them through the
         # constraints where they agree, and elsewhere takes what its own requirements allow of X.
         tooling_options = resolvers.Options(repo.target, repo.indexes, upgrade, tuple(upgrade_names))
         sources = [lock_file(TOOLING, "in"), *(lock_file(n, "in") for n in everything)]
-        chosen.compile(resolvers.Job(tooling_work, lock_file(TOOLING), tuple(sources), tuple(lock_file(n) for n in everything)), tooling_options, reporter)
+        chosen.compile(resolvers.Job(tooling_work, lock_file(TOOLING), tuple(sources), tuple(lock_file(n) for n in everything)), tooling_options)
         if tooling_work != work:
             shutil.copy2(tooling_work / lock_file(TOOLING), work / lock_file(TOOLING))
         produced = [lock_file(TOOLING, "in")] if starts_tooling_input else []
@@ -402,7 +401,7 @@ def lock(
         # seeded by the current one: an old sdist builds with the tools it names.
         (work / SDIST_LOCKS_DIR).mkdir()
         needed = []
-        for pin, sdist in _sdist_only(repo, work, everything, reporter):
+        for pin, sdist in _sdist_only(repo, work, everything):
             sdist_in, sdist_txt = sdist_lock_file(pin.name, pin.version, "in"), sdist_lock_file(pin.name, pin.version)
             (work / sdist_in).write_text(sdists.sdist_lock_input(pin, sdist))
             if (repo.root / sdist_txt).is_file():
@@ -437,18 +436,18 @@ def lock(
                 raise LockError(msg)
             if changed:
                 raise StaleLockError(changed)
-            reporter.info("every lock matches its inputs")
+            report.info("every lock matches its inputs")
             return []
         for label in changed:
             if (work / label).exists():
                 write_atomic(repo.root / label, (work / label).read_bytes())
-                reporter.info(f"wrote {label}" + (" with LF line ends (it had CRLF)" if label in line_ends else ""))
+                report.info(f"wrote {label}" + (" with LF line ends (it had CRLF)" if label in line_ends else ""))
             else:
                 (repo.root / label).unlink()
-                reporter.info(f"removed {label} ({_orphaned([orphans[label]]) if label in orphans else 'no longer needed'})")
+                report.info(f"removed {label} ({_orphaned([orphans[label]]) if label in orphans else 'no longer needed'})")
         sdist_locks = repo.root / SDIST_LOCKS_DIR
         if sdist_locks.is_dir() and not any(sdist_locks.iterdir()):
             sdist_locks.rmdir()
         if not changed:
-            reporter.info("locks already up to date")
+            report.info("locks already up to date")
         return list(changed)

@@ -22,7 +22,6 @@ as when the services agree and the venv is installed from the tooling lock, noth
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .build import firstparty
-from .console import Reporter
+from .console import quiet
 from .errors import PipelineError
 from .lockfile import parse_pins
 from .model import Repository
@@ -167,12 +166,12 @@ def _install(arguments: list[str], site: Path, what: str) -> None:
     with tempfile.TemporaryDirectory(prefix="partial-", dir=site.parent) as tmp:
         staged = Path(tmp) / "site"
         # uv, the tooling's: from the wheel files alone (no index, no cache, no configuration).
-        run(
-            [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--offline", "--no-index", "--no-cache", "--no-deps",
-             "--python", sys.executable, "--target", staged, *arguments],
-            reporter=Reporter(stream=io.StringIO()),
-            what=what,
-        )
+        with quiet():
+            run(
+                [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--offline", "--no-index", "--no-cache", "--no-deps",
+                 "--python", sys.executable, "--target", staged, *arguments],
+                what=what,
+            )
         try:
             staged.rename(site)
         except OSError:
@@ -255,7 +254,8 @@ class ServiceEnvironmentTests(pytest.Item):
         # distributions come first on its path; pytest itself and what only the tests need
         # come from the tooling venv behind them.
         argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", f"no:{PLUGIN}", "-p", "no:xdist", *self.tests]
-        result = run(argv, reporter=Reporter(stream=io.StringIO()), what=f"the tests {self.environment.name}", cwd=self.root, env={"PYTHONPATH": str(site)}, check=False)
+        with quiet():
+            result = run(argv, what=f"the tests {self.environment.name}", cwd=self.root, env={"PYTHONPATH": str(site)}, check=False)
         if result.returncode != 0:
             raise ServiceTestsFailed(f"{self.name}: pytest exited {result.returncode}\n{result.stdout}{result.stderr}")
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import index
-from .console import Reporter
+from .console import report
 from .errors import PackageIndexError, PublishError
 from .tools import CompletedProcess, redact, run
 from .wheelhouse import WHEELHOUSE, BuiltOrigin, Entry, Wheelhouse
@@ -240,7 +240,7 @@ def _upload_credentials(upload: urllib.parse.SplitResult, environ: Mapping[str, 
     return (username, password) if username and password else None
 
 
-def _twine(args: list[str], reporter: Reporter, repository_url: str | None = None, cwd: Path | None = None) -> CompletedProcess[str]:
+def _twine(args: list[str], repository_url: str | None = None, cwd: Path | None = None) -> CompletedProcess[str]:
     """Run twine from this interpreter; its output is returned, echoed (redacted) with --verbose.
 
     An overriding URL goes to twine as TWINE_REPOSITORY_URL, not on its command line, where
@@ -251,7 +251,7 @@ def _twine(args: list[str], reporter: Reporter, repository_url: str | None = Non
     env = {"COLUMNS": "400"}
     if repository_url:
         env["TWINE_REPOSITORY_URL"] = repository_url
-    return run(argv, reporter=reporter, what=f"twine {args[0]}", cwd=cwd, env=env, check=False, secrets=secrets(os.environ))
+    return run(argv, what=f"twine {args[0]}", cwd=cwd, env=env, check=False, secrets=secrets(os.environ))
 
 
 def _last_error(output: str) -> str:
@@ -311,14 +311,14 @@ def _finding(wheel: Path, level: str, text: str, details: list[str]) -> Metadata
     return MetadataFinding(wheel.name, name, problem, error=level == "ERROR")
 
 
-def check_metadata(wheels: list[Path], reporter: Reporter, *, strict: bool = False) -> list[MetadataFinding]:
+def check_metadata(wheels: list[Path], *, strict: bool = False) -> list[MetadataFinding]:
     """`twine check` (with strict, `--strict`) of wheels in one directory: every finding, by
     wheel and field. A failure twine explains with no finding (a wheel it cannot read) raises,
     naming the wheel it was checking."""
     if not wheels:
         return []
     where = wheels[0].parent
-    result = _twine(["check", *(["--strict"] if strict else []), *(w.name for w in wheels)], reporter, cwd=where)
+    result = _twine(["check", *(["--strict"] if strict else []), *(w.name for w in wheels)], cwd=where)
     # Apart: a "Checking" line twine's crash cut short has no newline before stderr's words.
     output = result.stdout + "\n" + result.stderr
     findings: list[MetadataFinding] = []
@@ -368,12 +368,12 @@ def by_wheel(findings: list[MetadataFinding]) -> dict[str, str]:
 DESCRIPTION_HINT = "give the package a readme with text that renders (declared in its pyproject.toml, with its content type)"
 
 
-def check(wheels: list[Path], url: str, reporter: Reporter, *, strict: bool = False) -> None:
+def check(wheels: list[Path], url: str, *, strict: bool = False) -> None:
     """`twine check` before anything is uploaded. An error always stops; a warning stops with
     strict, else it is shown and the upload goes on."""
     command = "twine check --strict" if strict else "twine check"
-    reporter.step(f"checking {len(wheels)} first-party wheel(s) with {command}")
-    findings = check_metadata(wheels, reporter, strict=strict)
+    report.step(f"checking {len(wheels)} first-party wheel(s) with {command}")
+    findings = check_metadata(wheels, strict=strict)
     refused = [f for f in findings if f.error or strict]
     if refused:
         if not strict:
@@ -386,12 +386,12 @@ def check(wheels: list[Path], url: str, reporter: Reporter, *, strict: bool = Fa
         msg = f"{command} refused {named} ({why}); {DESCRIPTION_HINT}; nothing was uploaded"
         raise PublishError(msg)
     for wheel, problems in by_wheel(findings).items():
-        reporter.warning(f"{wheel}: {problems} (`invoke publish` to a public index, or with --strict, refuses it)")
+        report.warning(f"{wheel}: {problems} (`invoke publish` to a public index, or with --strict, refuses it)")
 
 
 def publish(
     house: Wheelhouse, *, repository_url: str | None = None, simple_url: str | None = None,
-    skip_existing: bool = False, strict: bool = False, reporter: Reporter,
+    skip_existing: bool = False, strict: bool = False,
 ) -> Published:
     """Check (strictly for a public index, or with strict), then upload each first-party
     wheel; refuse (or skip) a file the index already has; then read every file back from the
@@ -401,22 +401,22 @@ def publish(
     url = redact(raw_url, secrets(environ))
     simple = simple_index(raw_url, simple_url, environ)
     wheels = first_party_wheels(house)
-    check([house.path / e.file for e in wheels], url, reporter, strict=strict or is_public_index(url))
-    reporter.step(f"reading what {simple.root} already holds of {len(wheels)} first-party wheel(s)")
+    check([house.path / e.file for e in wheels], url, strict=strict or is_public_index(url))
+    report.step(f"reading what {simple.root} already holds of {len(wheels)} first-party wheel(s)")
     there = already_there(wheels, simple, url)
-    reporter.step(f"publishing {len(wheels)} first-party wheel(s) to {url}")
+    report.step(f"publishing {len(wheels)} first-party wheel(s) to {url}")
     result = Published(url, simple.root)
     upload = ["upload", "--non-interactive", "--disable-progress-bar", "--verbose"]
     for entry in wheels:
         if entry.file in there:
             if skip_existing:
-                reporter.info(f"skipped {entry.file}: {entry.name} {entry.version} is already on {url}, the same bytes (sha256 {entry.sha256})")
+                report.info(f"skipped {entry.file}: {entry.name} {entry.version} is already on {url}, the same bytes (sha256 {entry.sha256})")
                 result.skipped.append(entry.file)
                 continue
             raise PublishError(_already_there(entry, url))
-        answer = _twine([*upload, str(house.path / entry.file)], reporter, repository_url)
+        answer = _twine([*upload, str(house.path / entry.file)], repository_url)
         if answer.returncode == 0:
-            reporter.info(f"uploaded {entry.file} (sha256 {entry.sha256})")
+            report.info(f"uploaded {entry.file} (sha256 {entry.sha256})")
             result.uploaded.append(entry.file)
             continue
         output = answer.stdout + answer.stderr
@@ -425,7 +425,7 @@ def publish(
         if code == 409 or (code in (400, 403) and _EXISTS.search(output)):
             if skip_existing:
                 # Not listed when read before: what the index holds is read back below.
-                reporter.info(f"skipped {entry.file}: {entry.name} {entry.version} is already on {url}")
+                report.info(f"skipped {entry.file}: {entry.name} {entry.version} is already on {url}")
                 result.skipped.append(entry.file)
                 continue
             raise PublishError(_already_there(entry, url))
@@ -440,7 +440,7 @@ def publish(
             raise PublishError(msg)
         msg = f"uploading {entry.file} to {url} failed: {redact(_last_error(output), secrets(environ))}"
         raise PublishError(msg)
-    verify_published(wheels, result, simple, reporter)
+    verify_published(wheels, result, simple)
     return result
 
 
@@ -471,12 +471,12 @@ def already_there(wheels: list[Entry], simple: SimpleIndex, url: str) -> set[str
     return there
 
 
-def verify_published(wheels: list[Entry], result: Published, simple: SimpleIndex, reporter: Reporter) -> None:
+def verify_published(wheels: list[Entry], result: Published, simple: SimpleIndex) -> None:
     """Every uploaded and skipped file, as the index's Simple API lists and serves it, is the
     wheel the install manifests pin."""
     done = set(result.uploaded) | set(result.skipped)
     checked = [e for e in wheels if e.file in done]
-    reporter.step(f"reading {len(checked)} published wheel(s) back from {simple.root}")
+    report.step(f"reading {len(checked)} published wheel(s) back from {simple.root}")
     problems = []
     for entry in checked:
         what = "uploaded" if entry.file in result.uploaded else "skipped as already there"
@@ -488,7 +488,7 @@ def verify_published(wheels: list[Entry], result: Published, simple: SimpleIndex
         if differs is not None:
             problems.append(f"{entry.file}: {what}, but {simple.page(entry)} {differs}, not the sha256 {entry.sha256} the install manifests pin; do not install from that index")
             continue
-        reporter.info(f"{entry.file}: listed and served with sha256 {entry.sha256}")
+        report.info(f"{entry.file}: listed and served with sha256 {entry.sha256}")
     if problems:
         more = f" (and {len(problems) - 1} more: {', '.join(p.split(':', 1)[0] for p in problems[1:])})" if len(problems) > 1 else ""
         raise PublishError(problems[0] + more)

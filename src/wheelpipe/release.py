@@ -44,7 +44,7 @@ from packaging.version import InvalidVersion, Version
 from . import installcheck, manifests, registry, wheelhouse
 from . import publish as publishing
 from .build import firstparty
-from .console import Reporter
+from .console import report
 from .deploy import DNS_LABEL, ChartRegistry, DeployError
 from .docker import Docker
 from .errors import PipelineError, ToolError
@@ -231,9 +231,9 @@ def released_before(repo: Repository, dist: Path, commit: ReleaseCommit) -> Exis
     return Existing(target, sha256_file(target))
 
 
-def lock_gate(repo: Repository, reporter: Reporter) -> None:
-    reporter.step("release gate: the locks match their inputs")
-    lock(repo, check=True, reporter=reporter)
+def lock_gate(repo: Repository) -> None:
+    report.step("release gate: the locks match their inputs")
+    lock(repo, check=True)
 
 
 def untracked_in_packages(repo: Repository, commit: ReleaseCommit) -> list[str]:
@@ -254,10 +254,10 @@ def _shown(repo: Repository, location: str) -> str:
     return path.relative_to(repo.root).as_posix() if path.is_relative_to(repo.root) else location
 
 
-def test_gate(repo: Repository, reporter: Reporter, commit: ReleaseCommit | None = None) -> None:
+def test_gate(repo: Repository, commit: ReleaseCommit | None = None) -> None:
     """The first-party packages' tests, run against the wheels just built for the release
     (the wheelpipe pytest plugin installs them; see packagetests)."""
-    reporter.step("release gate: the first-party packages' tests pass against the wheels to ship")
+    report.step("release gate: the first-party packages' tests pass against the wheels to ship")
     # The tests run from the working tree against wheels of the commit: an untracked file in
     # a package would make the plugin call the wheel stale and say to run build-wheels, which
     # cannot help (the release builds from the commit again).
@@ -272,16 +272,16 @@ def test_gate(repo: Repository, reporter: Reporter, commit: ReleaseCommit | None
     test_dirs = [p.path / "tests" for p in repo.packages.values() if (p.path / "tests").is_dir()]
     if not test_dirs:
         # pytest without paths would run the repository's whole suite (its testpaths) instead.
-        reporter.info("no first-party package has a tests/ directory: no package tests to run")
+        report.info("no first-party package has a tests/ directory: no package tests to run")
         return
-    reporter.info(f"running the tests of {len(test_dirs)} packages: {', '.join(repo.relative(d) for d in test_dirs)}")
+    report.info(f"running the tests of {len(test_dirs)} packages: {', '.join(repo.relative(d) for d in test_dirs)}")
     try:
-        run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *test_dirs], reporter=reporter, what="the first-party packages' tests", cwd=repo.root)
+        run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *test_dirs], what="the first-party packages' tests", cwd=repo.root)
     except ToolError as error:
         raise ReleaseError(str(error)) from None
 
 
-def check_shippable(house: Wheelhouse, reporter: Reporter) -> None:
+def check_shippable(house: Wheelhouse) -> None:
     """Wheels only, every manifest entry present and matching (open_wheelhouse), metadata valid.
 
     `twine check` without --strict: a wheelhouse goes to a team's own machines and registry,
@@ -294,15 +294,15 @@ def check_shippable(house: Wheelhouse, reporter: Reporter) -> None:
         msg = f"wheelhouse/ holds files that are not wheels ({', '.join(strays)}); a release ships wheels only"
         raise ReleaseError(msg)
     first_party = sorted(house.path / e.file for e in house.entries.values() if isinstance(e.origin, BuiltOrigin))
-    reporter.info(f"twine check on {len(first_party)} first-party wheels")
-    findings = publishing.check_metadata(first_party, reporter)
+    report.info(f"twine check on {len(first_party)} first-party wheels")
+    findings = publishing.check_metadata(first_party)
     errors = [f for f in findings if f.error]
     if errors:
         named = "; ".join(f"{wheel}: {problems}" for wheel, problems in publishing.by_wheel(errors).items())
         msg = f"twine check refused {named} (an index would not render it); {publishing.DESCRIPTION_HINT}"
         raise ReleaseError(msg)
     for wheel, problems in publishing.by_wheel(findings).items():
-        reporter.warning(f"{wheel}: {problems} (fine for this wheelhouse; `invoke publish` to a public index, or with --strict, refuses it)")
+        report.warning(f"{wheel}: {problems} (fine for this wheelhouse; `invoke publish` to a public index, or with --strict, refuses it)")
 
 
 @dataclass(frozen=True)
@@ -343,7 +343,7 @@ class ChartPackage:
         return f"{self.registry.host}/{self.repository}:{self.version}"
 
 
-def package_chart(repo: Repository, deployed: dict[str, bytes], commit: ReleaseCommit, registry_: ChartRegistry, workdir: Path, reporter: Reporter) -> ChartPackage:
+def package_chart(repo: Repository, deployed: dict[str, bytes], commit: ReleaseCommit, registry_: ChartRegistry, workdir: Path) -> ChartPackage:
     """The release's committed deploy/chart/ (the bytes the archive ships), packaged by helm
     with every time stamp the commit's: the same commit gives the same package, so a second
     push of it stores the very manifest the first did."""
@@ -377,13 +377,13 @@ def package_chart(repo: Repository, deployed: dict[str, bytes], commit: ReleaseC
     output = workdir / "package"
     output.mkdir()
     helm = Helm.find("pyproject.toml: [tool.wheelpipe.release] chart-registry is set")
-    package = helm.package(directory, output, reporter)
+    package = helm.package(directory, output)
     # helm push stamps the OCI manifest with the package file's time (created).
     os.utime(package, (commit.time, commit.time))
     return ChartPackage(name, version, package, sha256_file(package), registry_)
 
 
-def check_chart_unreleased(chart: ChartPackage, reporter: Reporter) -> bool:
+def check_chart_unreleased(chart: ChartPackage) -> bool:
     """Whether the chart still needs pushing: no when the registry already holds this very
     package under its version. A version that holds another package is refused: a version
     is released once, and a tag moved under a cluster's feet is a different deploy."""
@@ -395,17 +395,17 @@ def check_chart_unreleased(chart: ChartPackage, reporter: Reporter) -> bool:
         return True
     layers = [layer.get("digest") for layer in stored.get("layers", []) if isinstance(layer, dict)]
     if layers == [f"sha256:{chart.sha256}"]:
-        reporter.info(f"the chart {chart.reference} is already in the registry, this very package (sha256 {chart.sha256}): not pushed again")
+        report.info(f"the chart {chart.reference} is already in the registry, this very package (sha256 {chart.sha256}): not pushed again")
         return False
     found = ", ".join(str(d) for d in layers) or "no chart layer"
     msg = f"{chart.registry.remote}: {chart.name}:{chart.version} already holds another chart ({found}; this release's package is sha256:{chart.sha256}): a version is released once; raise [tool.wheelpipe.release] version"
     raise ReleaseError(msg)
 
 
-def push_chart(chart: ChartPackage, reporter: Reporter) -> str:
-    reporter.step(f"pushing the chart {chart.name} {chart.version} to {chart.registry.remote}")
+def push_chart(chart: ChartPackage) -> str:
+    report.step(f"pushing the chart {chart.name} {chart.version} to {chart.registry.remote}")
     helm = Helm.find("pyproject.toml: [tool.wheelpipe.release] chart-registry is set")
-    digest = helm.push(chart.path, chart.registry.remote, plain_http=registry.is_loopback(chart.registry.host), reporter=reporter)
+    digest = helm.push(chart.path, chart.registry.remote, plain_http=registry.is_loopback(chart.registry.host))
     stored = registry.manifest(chart.registry.host, chart.repository, digest)
     if stored is None or [layer.get("digest") for layer in stored.get("layers", [])] != [f"sha256:{chart.sha256}"]:
         msg = f"{chart.registry.remote}: helm pushed {chart.name}:{chart.version} as {digest}, but the registry does not hold this release's package under it"
@@ -518,7 +518,7 @@ class Released:
 
 
 def release(
-    repo: Repository, *, gates: bool = True, allow_dirty: bool = False, reporter: Reporter,
+    repo: Repository, *, gates: bool = True, allow_dirty: bool = False,
     base_image: str = "python:3.11-slim-bookworm", docker: Docker | None = None, tags: list[ReleaseTag] | None = None,
 ) -> Released:
     """`base_image` stands in for the target's interpreter in the install gate when this host
@@ -528,66 +528,66 @@ def release(
     meanwhile waits instead of pruning the generation the archive is read from, and no other
     release writes dist/ at the same time, so a temporary archive found there is a dead one's.
     """
-    with wheelhouse.held(repo.root, reporter):
-        return _release(repo, gates=gates, allow_dirty=allow_dirty, reporter=reporter, base_image=base_image, docker=docker, tags=tags)
+    with wheelhouse.held(repo.root):
+        return _release(repo, gates=gates, allow_dirty=allow_dirty, base_image=base_image, docker=docker, tags=tags)
 
 
-def _remove_dead_archives(dist: Path, reporter: Reporter) -> None:
+def _remove_dead_archives(dist: Path) -> None:
     """The temporary archives (atomic_output's `.<archive>.<random>.tmp`) of releases killed
     while writing them (kill -9, a power cut): their writers are gone, as the wheelhouse
     lock this release holds says."""
     for path in sorted(dist.glob(".wheelhouse-*.tar.gz.*.tmp")) if dist.is_dir() else []:
         path.unlink(missing_ok=True)
-        reporter.info(f"removed {DIST}/{path.name}, the unfinished archive of a release that was killed")
+        report.info(f"removed {DIST}/{path.name}, the unfinished archive of a release that was killed")
 
 
 def _release(
-    repo: Repository, *, gates: bool, allow_dirty: bool, reporter: Reporter, base_image: str, docker: Docker | None, tags: list[ReleaseTag] | None,
+    repo: Repository, *, gates: bool, allow_dirty: bool, base_image: str, docker: Docker | None, tags: list[ReleaseTag] | None,
 ) -> Released:
     dist = dist_directory(repo)
     commit = commit_of(repo, allow_dirty)
     if commit.dirty:
-        reporter.info(f"releasing the working tree, which differs from commit {commit.sha[:12]}: the archive is marked {DIRTY}")
+        report.info(f"releasing the working tree, which differs from commit {commit.sha[:12]}: the archive is marked {DIRTY}")
     check_tags(repo, commit, tags or [])
     existing = released_before(repo, dist, commit)
     # Where the install gate can run is known before anything is built.
-    place = installcheck.place_for(repo, base_image, docker or Docker(), reporter) if gates else None
+    place = installcheck.place_for(repo, base_image, docker or Docker()) if gates else None
     if gates:
-        lock_gate(repo, reporter)
+        lock_gate(repo)
     source = commit.source(repo.root)
     # Every first-party and sdist-built wheel kept from the wheelhouse is built again from the
     # release's sources and must be byte-identical: what was there before is never taken on trust.
-    house = build_wheels(repo, source=source, check_rebuilds=True, reporter=reporter).wheelhouse
+    house = build_wheels(repo, source=source, check_rebuilds=True).wheelhouse
     if place is not None:  # the gates are on
-        test_gate(repo, reporter, commit)
+        test_gate(repo, commit)
         # The release gate of what ships: each service's install manifest, installed offline
         # from these wheels, imports (see installcheck).
-        for line in installcheck.check_installs(repo, house, list(repo.services), place, reporter):
-            reporter.info(line)
-    reporter.step(f"verifying the wheelhouse for release {repo.release_version} ({commit.sha[:12]}{DIRTY if commit.dirty else ''})")
-    check_shippable(house, reporter)
+        for line in installcheck.check_installs(repo, house, list(repo.services), place):
+            report.info(line)
+    report.step(f"verifying the wheelhouse for release {repo.release_version} ({commit.sha[:12]}{DIRTY if commit.dirty else ''})")
+    check_shippable(house)
     deployed = manifests.released(source)
     with tempfile.TemporaryDirectory(prefix="wheelpipe-chart-") as workdir:
         chart, pushing, pushed = None, False, None
         if repo.chart_registry is not None:
-            chart = package_chart(repo, deployed, commit, repo.chart_registry, Path(workdir), reporter)
-            pushing = check_chart_unreleased(chart, reporter)
+            chart = package_chart(repo, deployed, commit, repo.chart_registry, Path(workdir))
+            pushing = check_chart_unreleased(chart)
         members = _members(repo, house, commit, source, deployed, chart)
         target = dist / f"{archive_name(repo, commit.dirty)}.tar.gz"
         created_dist, existed = not dist.exists(), target.exists()
-        _remove_dead_archives(dist, reporter)
+        _remove_dead_archives(dist)
         if existing is not None:
             # The same commit makes the same bytes: anything else is not this release.
             made = archive_sha256(members, commit.time)
             if made != existing.sha256:
                 msg = f"{DIST}/{target.name}: holds release {repo.release_version} of commit {commit.label} with sha256 {existing.sha256}, but that commit makes sha256 {made}: a version is released once; find out what changed the archive (or the wheelhouse) before shipping either"
                 raise ReleaseError(msg)
-            reporter.info(f"{DIST}/{target.name}: already released from this commit, byte for byte: left as it is")
+            report.info(f"{DIST}/{target.name}: already released from this commit, byte for byte: left as it is")
         try:
             if existing is None:
                 write_archive(members, commit.time, target)
             if chart is not None and pushing:
-                pushed = f"oci://{chart.reference}@{push_chart(chart, reporter)}"
+                pushed = f"oci://{chart.reference}@{push_chart(chart)}"
         except BaseException:
             # A release whose chart did not reach the registry is no release: nothing of it stays.
             if not existed:
@@ -597,5 +597,5 @@ def _release(
                 with contextlib.suppress(OSError):
                     dist.rmdir()
             raise
-    reporter.info(f"wrote {DIST}/{target.name}: {len(members)} files, sha256 {sha256_file(target)}")
+    report.info(f"wrote {DIST}/{target.name}: {len(members)} files, sha256 {sha256_file(target)}")
     return Released(target, pushed)

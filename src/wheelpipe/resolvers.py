@@ -17,7 +17,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from .console import Reporter
+from .console import report
 from .errors import RepositoryError, ResolutionError, ToolError
 from .index import Indexes
 from .lockfile import canonical_lock, parse_pins
@@ -51,7 +51,7 @@ class Resolver:
     def prepare(self, target: Target) -> None:
         """Fail early when this host cannot resolve for the target with this resolver."""
 
-    def compile(self, job: Job, options: Options, reporter: Reporter) -> None:
+    def compile(self, job: Job, options: Options) -> None:
         raise NotImplementedError
 
 
@@ -60,7 +60,7 @@ class Uv(Resolver):
 
     name = "uv"
 
-    def compile(self, job: Job, options: Options, reporter: Reporter) -> None:
+    def compile(self, job: Job, options: Options) -> None:
         output = job.workdir / job.output
         if output.exists():
             # uv takes the hashes of an existing output file as they are; keep only its
@@ -79,9 +79,9 @@ class Uv(Resolver):
             *(f"--extra-index-url={url}" for url in options.indexes.urls[1:]),
         ]
         argv += _job_arguments(job, options)
-        reporter.info(f"resolving {job.output} with uv")
+        report.info(f"resolving {job.output} with uv")
         try:
-            run(argv, reporter=reporter, what=f"uv pip compile of {job.output}", cwd=job.workdir)
+            run(argv, what=f"uv pip compile of {job.output}", cwd=job.workdir)
         except ToolError as error:
             raise _unresolvable(job, _uv_reason(error.output), str(error), _pinned(error.output, job)) from None
         _canonicalize(job)
@@ -95,7 +95,7 @@ class PipTools(Resolver):
     def prepare(self, target: Target) -> None:
         check_host(target, "resolve the locks with pip-tools")
 
-    def compile(self, job: Job, options: Options, reporter: Reporter) -> None:
+    def compile(self, job: Job, options: Options) -> None:
         argv = [
             sys.executable, "-m", "piptools", "compile", "--no-config", "--quiet",
             "--generate-hashes", "--no-reuse-hashes", "--allow-unsafe", "--strip-extras",
@@ -103,9 +103,9 @@ class PipTools(Resolver):
             *options.indexes.pip_options(), "--pip-args=--isolated",
         ]
         argv += _job_arguments(job, options)
-        reporter.info(f"resolving {job.output} with pip-tools")
+        report.info(f"resolving {job.output} with pip-tools")
         try:
-            run(argv, reporter=reporter, what=f"pip-compile of {job.output}", cwd=job.workdir, env={"CUSTOM_COMPILE_COMMAND": COMPILE_COMMAND})
+            run(argv, what=f"pip-compile of {job.output}", cwd=job.workdir, env={"CUSTOM_COMPILE_COMMAND": COMPILE_COMMAND})
         except ToolError as error:
             raise _unresolvable(job, _pip_conflict(error.output, job), str(error)) from None
         _canonicalize(job)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from . import manifests, podrun
-from .console import Reporter
+from .console import report
 from .deploy import DEFAULT_RESOURCES, numeric_user
 from .docker import Docker
 from .errors import DockerError, ToolError
@@ -50,50 +50,50 @@ class State:
     address: str  # the container's address on the engine's bridge network
 
 
-def check_started(docker: Docker, image: str, service: str, settings: ServiceSettings, reporter: Reporter, timeout: float = START_TIMEOUT_SECONDS) -> str:
+def check_started(docker: Docker, image: str, service: str, settings: ServiceSettings, timeout: float = START_TIMEOUT_SECONDS) -> str:
     """Start the image, wait until its health check passes (an http service: and its port
     answers from outside), stop it; one line saying what passed, else DockerError saying why."""
-    reporter.step(f"starting {image} as a restricted pod would, until its health check passes")
-    run = restricted_run(docker, image, service, settings, reporter)
-    container = docker.run("run", "--detach", *run.run_args, reporter=reporter, what=f"starting a container of {image}").stdout.strip()
+    report.step(f"starting {image} as a restricted pod would, until its health check passes")
+    run = restricted_run(docker, image, service, settings)
+    container = docker.run("run", "--detach", *run.run_args, what=f"starting a container of {image}").stdout.strip()
     try:
-        return _wait(docker, container, service, settings, run, reporter, timeout)
+        return _wait(docker, container, service, settings, run, timeout)
     finally:
         with contextlib.suppress(ToolError):
-            docker.run("rm", "--force", "--volumes", container, reporter=reporter, what="removing the started container")
+            docker.run("rm", "--force", "--volumes", container, what="removing the started container")
 
 
-def restricted_run(docker: Docker, image: str, service: str, settings: ServiceSettings, reporter: Reporter) -> podrun.ContainerRun:
+def restricted_run(docker: Docker, image: str, service: str, settings: ServiceSettings) -> podrun.ContainerRun:
     """The image run from the very pod spec `invoke manifests` writes (manifests.pod_spec), its
     user the one the image's config names, translated by the one translation (podrun)."""
-    user = str((docker.inspect(image, reporter).get("Config") or {}).get("User") or "")
+    user = str((docker.inspect(image).get("Config") or {}).get("User") or "")
     uid, gid = numeric_user(user, image, service)
     resources = settings.resources.over(DEFAULT_RESOURCES)
     pod = manifests.pod_spec(service, settings, image, uid, gid, {}, manifests.resources_spec(resources.requests, resources.limits))
     return podrun.container_run(pod, service)
 
 
-def _wait(docker: Docker, container: str, service: str, settings: ServiceSettings, run: podrun.ContainerRun, reporter: Reporter, timeout: float) -> str:
+def _wait(docker: Docker, container: str, service: str, settings: ServiceSettings, run: podrun.ContainerRun, timeout: float) -> str:
     started = time.monotonic()
     deadline = started + timeout
     health = isinstance(settings, HttpService) or bool(settings.health_command)
     last = "it was never asked"
     while True:
-        state = _state(docker, container, reporter)
+        state = _state(docker, container)
         if not state.running:
-            msg = f"{service}: the container exited with status {state.exit_code} before its health check passed{_log_tail(docker, container, reporter)}"
+            msg = f"{service}: the container exited with status {state.exit_code} before its health check passed{_log_tail(docker, container)}"
             raise DockerError(msg)
         if not health:
             if time.monotonic() - started >= WORKER_SETTLE_SECONDS:
                 return f"{service}: started, and still running after {WORKER_SETTLE_SECONDS:g} s (a worker without a health command)"
         else:
-            probe = docker.run("exec", container, "service-health", reporter=reporter, what="running the health check in the container", check=False)
+            probe = docker.run("exec", container, "service-health", what="running the health check in the container", check=False)
             if probe.returncode == 0:
                 break
             said = (probe.stderr.strip() or probe.stdout.strip()).splitlines()
             last = said[-1] if said else f"exit {probe.returncode}"
         if time.monotonic() >= deadline:
-            msg = f"{service}: the health check did not pass within {timeout:g} s of the start (last: {last}){_log_tail(docker, container, reporter)}"
+            msg = f"{service}: the health check did not pass within {timeout:g} s of the start (last: {last}){_log_tail(docker, container)}"
             raise DockerError(msg)
         time.sleep(POLL_SECONDS)
     took = time.monotonic() - started
@@ -113,23 +113,23 @@ def _wait(docker: Docker, container: str, service: str, settings: ServiceSetting
 _SETUID_FILES = "find / -xdev -type f -perm /6000 2>/dev/null | sort"
 
 
-def check_unprivileged(docker: Docker, image: str, base: str, reporter: Reporter) -> str:
+def check_unprivileged(docker: Docker, image: str, base: str) -> str:
     """The image's user is not root once resolved in the image (a name can be uid 0), and the
     image holds no setuid or setgid file its base does not: a recipe can add one (`chmod u+s`)
     that a process of the service's user would run as root. One line, else DockerError."""
-    reporter.step(f"checking who {image} runs as, and its setuid and setgid files against {base}")
-    if not docker.image_id(base, reporter):
+    report.step(f"checking who {image} runs as, and its setuid and setgid files against {base}")
+    if not docker.image_id(base):
         # `docker run` would pull it: verification reaches no registry.
         msg = f"base image {base} is not present, and {image}'s setuid and setgid files are compared with it's: pass the base it was built from (--base-image)"
         raise DockerError(msg)
-    uid = docker.run("run", "--rm", "--network", "none", "--entrypoint", "id", image, "-u", reporter=reporter, what=f"running id in {image}").stdout.strip()
+    uid = docker.run("run", "--rm", "--network", "none", "--entrypoint", "id", image, "-u", what=f"running id in {image}").stdout.strip()
     if uid in ("", "0"):
         msg = f"{image} runs as uid {uid or '?'} (root): the image must run as an unprivileged user"
         raise DockerError(msg)
 
     def setuid_files(reference: str) -> set[str]:
         argv = ("run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh", reference, "-c", _SETUID_FILES)
-        return set(docker.run(*argv, reporter=reporter, what=f"listing the setuid and setgid files of {reference}").stdout.split())
+        return set(docker.run(*argv, what=f"listing the setuid and setgid files of {reference}").stdout.split())
 
     added = sorted(setuid_files(image) - setuid_files(base))
     if added:
@@ -138,14 +138,14 @@ def check_unprivileged(docker: Docker, image: str, base: str, reporter: Reporter
     return f"{image}: runs as uid {uid}, and holds no setuid or setgid file beyond its base image's"
 
 
-def _state(docker: Docker, container: str, reporter: Reporter) -> State:
-    found = docker.run("container", "inspect", container, reporter=reporter, what="inspecting the started container").stdout
+def _state(docker: Docker, container: str) -> State:
+    found = docker.run("container", "inspect", container, what="inspecting the started container").stdout
     (record,) = json.loads(found)
     networks = (record.get("NetworkSettings") or {}).get("Networks") or {}
     address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), "")
     return State(bool(record["State"]["Running"]), int(record["State"]["ExitCode"]), address)
 
 
-def _log_tail(docker: Docker, container: str, reporter: Reporter) -> str:
-    line = docker.last_log_line(container, reporter)
+def _log_tail(docker: Docker, container: str) -> str:
+    line = docker.last_log_line(container)
     return f"; its log ends: {line}" if line else ""

@@ -42,7 +42,7 @@ from . import chart as charts
 from . import image as images
 from . import publish as publishing
 from . import release as releases
-from .console import Reporter
+from .console import Reporter, report, reporting
 from .docker import Docker
 from .errors import describe_os_error
 from .model import HttpService, Repository, service_settings
@@ -97,6 +97,8 @@ def reported(body: TaskBody | None = None, *, interrupted: InterruptWatch | None
     A pipeline error, or an OSError that escaped it (a read-only or full disk), is `error: ...`
     and exit 1. Ctrl-C is exit 130 (128 + SIGINT, as a shell reports it) and one line; it
     claims more than "interrupted" only where `interrupted` can tell what the task left.
+    It is also where the command's reporter is set, once, from its --verbose (every step
+    reads it as console.report).
     """
     if body is None:
         return functools.partial(reported, interrupted=interrupted)
@@ -106,7 +108,8 @@ def reported(body: TaskBody | None = None, *, interrupted: InterruptWatch | None
         root = repository_root(c)
         after_interrupt = interrupted(root, kwargs) if interrupted else lambda: "interrupted"
         try:
-            body(c, *args, **kwargs)
+            with reporting(Reporter(verbose=bool(kwargs.get("verbose", False)))):
+                body(c, *args, **kwargs)
         except PipelineError as error:
             raise Exit(f"error: {error}", code=1) from None
         except OSError as error:
@@ -139,10 +142,6 @@ def _read_only_unless_github_output(root: Path, kwargs: dict[str, Any]) -> Calla
     return lambda: "interrupted" if kwargs.get("github_output") else "interrupted: nothing was changed"
 
 
-def _reporter(verbose: bool) -> Reporter:
-    return Reporter(verbose=verbose)
-
-
 @task(
     help={
         "service": "Lock only this service (its directory name under services/); default: all.",
@@ -158,7 +157,6 @@ def _reporter(verbose: bool) -> Reporter:
 def lock(c: Context, service: str | None = None, upgrade: bool = False, upgrade_package: list[str] | None = None, check: bool = False, resolver: str | None = None, verbose: bool = False) -> None:
     """Resolve requirements/<service>.txt, dev.txt (and build.txt) with hashes, for the target."""
     repo = _repository(c)
-    reporter = _reporter(verbose)
     locks.lock(
         repo,
         service=service,
@@ -166,11 +164,10 @@ def lock(c: Context, service: str | None = None, upgrade: bool = False, upgrade_
         upgrade_packages=tuple(upgrade_package or ()),
         check=check,
         resolver=resolver,
-        reporter=reporter,
     )
     stale = None if check else toolingvenv.after_lock(repo.root)
     if stale:  # said now, not only when invoke test stops on it
-        reporter.warning(stale)
+        report.warning(stale)
 
 
 @task(
@@ -184,7 +181,7 @@ def lock(c: Context, service: str | None = None, upgrade: bool = False, upgrade_
 def build_wheels(c: Context, service: str | None = None, clean: bool = False, verbose: bool = False) -> None:
     """Build wheelhouse/: every wheel, install/<service>.txt, manifest.json, SHA256SUMS."""
     repo = _repository(c)
-    wheelhouse.build_wheels(repo, service=service, clean=clean, reporter=_reporter(verbose))
+    wheelhouse.build_wheels(repo, service=service, clean=clean)
 
 
 @task(
@@ -198,15 +195,14 @@ def build_wheels(c: Context, service: str | None = None, clean: bool = False, ve
 def verify_wheelhouse(c: Context, install: bool = False, base_image: str | None = None, verbose: bool = False) -> None:
     """Check wheelhouse/ is exactly what the locks, sources and target give: wheels, install manifests, manifest.json, SHA256SUMS (--install: each service installs offline and imports)."""
     repo = _repository(c)
-    reporter = _reporter(verbose)
     settings = _image_settings(c, base_image=base_image)
     # Where the install check can run is known before anything is read.
-    place = installcheck.place_for(repo, settings.base, settings.docker, reporter) if install else None
+    place = installcheck.place_for(repo, settings.base, settings.docker) if install else None
     verified = wheelhouse.verify_against(repo)
     for line in verified.lines():
         print(line)
     if place is not None:
-        for line in installcheck.check_installs(repo, verified.wheelhouse, list(repo.services), place, reporter):
+        for line in installcheck.check_installs(repo, verified.wheelhouse, list(repo.services), place):
             print(line)
 
 
@@ -223,15 +219,14 @@ def test(c: Context, k: str | None = None, fast: bool = False, jobs: str = tests
     """Run the whole test suite: pipeline, packages and services (pytest), in workers. The
     packages' tests import their built wheels: the wheelhouse is brought up to date first."""
     root = repository_root(c)
-    reporter = _reporter(verbose)
     testsuite.workers(jobs)  # a bad --jobs first, then a venv the tests would fail in: before any build
     toolingvenv.require_installed(root)
     command = testsuite.suite_command(jobs=jobs, fast=fast, k=k, verbose=verbose)
-    wheelhouse.build_wheels(_repository(c), reporter=reporter)
+    wheelhouse.build_wheels(_repository(c))
     with c.cd(str(root)):
         result = c.run(shlex.join(command), pty=False, warn=True)
     if result.exited == testsuite.NO_TESTS_RAN:
-        print(testsuite.nothing_ran(root, k=k, fast=fast, reporter=reporter))
+        print(testsuite.nothing_ran(root, k=k, fast=fast))
     elif result.exited:
         raise Exit(code=result.exited)  # pytest has said what failed
 
@@ -246,21 +241,20 @@ LINTERS = (("ruff", ("check",)), ("mypy", ()))
 def lint(c: Context, verbose: bool = False) -> None:
     """Check the code with ruff and mypy, as the root pyproject.toml's [tool.ruff] and [tool.mypy] configure them."""
     root = repository_root(c)
-    reporter = _reporter(verbose)
     failed = []
     for tool, args in LINTERS:
         if importlib.util.find_spec(tool) is None:
             msg = f"{tool} is not installed in the tooling venv ({sys.prefix}); add it to {lock_file(TOOLING, 'in')}, run `invoke lock` and install {lock_file(TOOLING)}"
             raise PipelineError(msg)
         command = " ".join((tool, *args))
-        reporter.step(command)
-        result = run([sys.executable, "-m", tool, *args], reporter=reporter, what=command, cwd=root, check=False)
+        report.step(command)
+        result = run([sys.executable, "-m", tool, *args], what=command, cwd=root, check=False)
         said = (result.stdout + result.stderr).strip()
         if result.returncode != 0:
             print(said)  # the findings, each naming its file and line
             failed.append(command)
         else:
-            reporter.info(said.splitlines()[-1] if said else "no findings")
+            report.info(said.splitlines()[-1] if said else "no findings")
     if failed:
         msg = f"{' and '.join(failed)} found problems (listed above)"
         raise PipelineError(msg)
@@ -301,12 +295,11 @@ def image(c: Context, service: str | None = None, all: bool = False, prefix: str
     settings = _image_settings(c, prefix, base_image)
     if push:
         images.require_registry(settings.prefix)  # before any build
-    reporter = _reporter(verbose)
-    tags = images.build_images(repo, settings, repo.select_services(service), reporter, no_cache=no_cache, jobs=jobs)
+    tags = images.build_images(repo, settings, repo.select_services(service), no_cache=no_cache, jobs=jobs)
     for tag in tags if push else ():
-        digest = images.push_image(settings, tag, reporter)
+        digest = images.push_image(settings, tag)
         # What the registry said is what the manifests pin: kept in the pipeline's store.
-        deploy.record_pushed(repo.root / wheelhouse.STORE, deploy.pushed_from_inspect(tag, digest, settings.docker.inspect(tag, reporter)))
+        deploy.record_pushed(repo.root / wheelhouse.STORE, deploy.pushed_from_inspect(tag, digest, settings.docker.inspect(tag)))
         print(f"{images.repository_of(tag)}@{digest}")
 
 
@@ -324,7 +317,7 @@ def publish(c: Context, repository_url: str | None = None, simple_url: str | Non
     """Upload the wheelhouse's first-party wheels to a package index with twine (after twine check; --strict for a public index), then read each back from its Simple API."""
     house = wheelhouse.open_wheelhouse(repository_root(c))
     published = publishing.publish(
-        house, repository_url=repository_url, simple_url=simple_url, skip_existing=skip_existing, strict=strict, reporter=_reporter(verbose),
+        house, repository_url=repository_url, simple_url=simple_url, skip_existing=skip_existing, strict=strict,
     )
     print(published.summary())
 
@@ -337,15 +330,14 @@ def verify_image(c: Context, service: str, prefix: str | None = None, base_image
     repo = _repository(c)
     declared = service_settings(repo.service(service), "to start its image")
     settings = _image_settings(c, prefix, base_image)
-    reporter = _reporter(verbose)
-    settings.docker.require_engine(reporter)
+    settings.docker.require_engine()
     tag = images.image_tag(repo, settings, service)
-    if not settings.docker.image_id(tag, reporter):
+    if not settings.docker.image_id(tag):
         raise Exit(f"error: image {tag} does not exist; build it with `invoke image --service {service}`")
     house = wheelhouse.open_wheelhouse(repository_root(c))
-    images.verify_image(house, settings.docker, tag, images.service_image(repo, settings, house, service, images.commit_facts(repo)), reporter)
-    print(startcheck.check_unprivileged(settings.docker, tag, settings.base, reporter))
-    print(startcheck.check_started(settings.docker, tag, service, declared, reporter, timeout=timeout))
+    images.verify_image(house, settings.docker, tag, images.service_image(repo, settings, house, service, images.commit_facts(repo)))
+    print(startcheck.check_unprivileged(settings.docker, tag, settings.base))
+    print(startcheck.check_started(settings.docker, tag, service, declared, timeout=timeout))
 
 
 @task(
@@ -363,7 +355,7 @@ def base_image(c: Context, tag: str | None = None, suite: str = "bookworm", buil
     repo = _repository(c)
     settings = _image_settings(c)
     make = baseimage.bootstrap_builder if builder else baseimage.bootstrap
-    make(settings.docker, repo.target, tag, suite, force, _reporter(verbose))
+    make(settings.docker, repo.target, tag, suite, force)
 
 
 @task(
@@ -380,26 +372,25 @@ def base_image(c: Context, tag: str | None = None, suite: str = "bookworm", buil
 def bench(c: Context, heavy: bool = False, scaling: bool = False, with_images: bool = False, base_image: str | None = None, verbose: bool = False) -> None:
     """Time build-wheels and the naive way, lock with uv and pip-tools (and --heavy, --scaling, --with-images); print tables and targets."""
     repo = _repository(c)
-    reporter = _reporter(verbose)
     if with_images:
         settings = _image_settings(c, base_image=base_image)
-        images.require_base(repo, settings, reporter)  # before minutes of other timing
+        images.require_base(repo, settings)  # before minutes of other timing
     if heavy:
         benchmarks.heavy_fixture(repo)
-    wheels = benchmarks.wheelhouse_figures(repo, reporter)
+    wheels = benchmarks.wheelhouse_figures(repo)
     rows, verdicts = benchmarks.wheelhouse_rows(wheels), benchmarks.wheelhouse_verdicts(wheels)
-    deployed = benchmarks.deploy_figures(repo, reporter)
+    deployed = benchmarks.deploy_figures(repo)
     rows += benchmarks.deploy_rows(deployed)
     verdicts += benchmarks.deploy_verdicts(deployed)
-    lock_rows = benchmarks.repository_lock_comparison(repo, reporter).rows()
+    lock_rows = benchmarks.repository_lock_comparison(repo).rows()
     if heavy:
-        heavy_locks = benchmarks.heavy_lock_comparison(repo, reporter)
+        heavy_locks = benchmarks.heavy_lock_comparison(repo)
         lock_rows += heavy_locks.rows()
         verdicts += benchmarks.lock_verdicts(heavy_locks)
-    points = benchmarks.scaling_points(repo, reporter) if scaling else []
+    points = benchmarks.scaling_points(repo) if scaling else []
     verdicts += benchmarks.scaling_verdicts(points)
     if with_images:
-        image_rows, figures = benchmarks.image_rows(repo, settings, reporter)
+        image_rows, figures = benchmarks.image_rows(repo, settings)
         rows += image_rows
         verdicts += benchmarks.image_verdicts(figures)
     print(benchmarks.table(rows))
@@ -429,7 +420,7 @@ def release(c: Context, skip_gates: bool = False, allow_dirty: bool = False, tag
     # `--tag ""` (an unset CI variable) is a tag that names nothing, not "no tag".
     tags = [*([releases.ReleaseTag(tag, "--tag")] if tag is not None else []), *releases.ci_tags(os.environ)]
     released = releases.release(
-        repo, gates=not skip_gates, allow_dirty=allow_dirty, reporter=_reporter(verbose), base_image=settings.base, docker=settings.docker, tags=tags,
+        repo, gates=not skip_gates, allow_dirty=allow_dirty, base_image=settings.base, docker=settings.docker, tags=tags,
     )
     if released.chart is not None:
         print(released.chart)
@@ -475,8 +466,7 @@ def up(c: Context, prefix: str | None = None, base_image: str | None = None, ver
     """Build every image, write compose.yaml and start all services; wait until healthy (a worker without a health check: running)."""
     repo = _repository(c)
     settings = _image_settings(c, prefix, base_image)
-    reporter = _reporter(verbose)
-    images.build_images(repo, settings, list(repo.services), reporter)
+    images.build_images(repo, settings, list(repo.services))
     tool = " ".join(compose.compose_command(settings.docker))
     for name, package in repo.services.items():
         if isinstance(package.service, HttpService):
@@ -484,7 +474,7 @@ def up(c: Context, prefix: str | None = None, base_image: str | None = None, ver
             print(f"{name}: http://127.0.0.1:{port}{package.service.health_path}")
         else:
             print(f"{name}: a worker, on no port (its log: {tool} -f {compose.COMPOSE_FILE} logs {name})")
-    compose.up(repo, settings, reporter)
+    compose.up(repo, settings)
 
 
 @task(help={"prefix": IMAGE_HELP["prefix"], "verbose": IMAGE_HELP["verbose"]})
@@ -492,7 +482,7 @@ def up(c: Context, prefix: str | None = None, base_image: str | None = None, ver
 def down(c: Context, prefix: str | None = None, verbose: bool = False) -> None:
     """Stop and remove the containers `invoke up` started."""
     repo = _repository(c)
-    compose.down(repo, _image_settings(c, prefix), _reporter(verbose))
+    compose.down(repo, _image_settings(c, prefix))
 
 
 DEPLOY_HELP = {

@@ -18,7 +18,6 @@ import re
 import sys
 from pathlib import Path
 
-from .console import Reporter
 from .errors import PipelineError
 from .requirements import TOOLING, lock_file
 from .tools import run
@@ -67,22 +66,22 @@ def suite_command(*, jobs: str = ONE_PER_CPU, fast: bool = False, k: str | None 
     return command
 
 
-def collected_tests(root: Path, reporter: Reporter) -> int | None:
+def collected_tests(root: Path) -> int | None:
     """How many tests pytest collects in `root` with no selection; None when it cannot say
     (a collection error, which the run before this one has shown)."""
-    result = run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"], reporter=reporter, what="pytest --collect-only", cwd=root, check=False)
+    result = run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"], what="pytest --collect-only", cwd=root, check=False)
     if result.returncode == NO_TESTS_RAN:
         return 0
     counted = re.search(r"^(\d+) tests? collected", result.stdout, re.MULTILINE)
     return int(counted.group(1)) if result.returncode == 0 and counted else None
 
 
-def nothing_ran(root: Path, *, k: str | None, fast: bool, reporter: Reporter) -> str:
+def nothing_ran(root: Path, *, k: str | None, fast: bool) -> str:
     """What pytest's exit 5 means here, in one line: a repository with no tests is not a
     failure (a team's first afternoon); a -k that matches none of its tests is, raised."""
     if not (k or fast):
         return "no tests: pytest collected none in this repository; nothing to run"
-    total = collected_tests(root, reporter)
+    total = collected_tests(root)
     if total == 0:
         return "no tests: pytest collected none in this repository; nothing to run"
     found = f"the repository has {total} test{'s' if total != 1 else ''}" if total is not None else "pytest selected none"

@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from . import index
 from .build import compiled, sdists
-from .console import Reporter, parallel
+from .console import parallel, report
 from .errors import LockError, WheelhouseError
 from .index import Choice, Indexes, plan
 from .lockfile import Pin
@@ -67,14 +67,13 @@ def fetch(
     indexes: Indexes,
     target: Target,
     build_lock_of: Callable[[Pin], sdists.SdistLock | None],
-    reporter: Reporter,
 ) -> list[Fetched]:
     """Download the pinned wheels for the target into dest, building sdist-only ones, each
     with its own build lock (`build_lock_of` the pin)."""
     if not pins:
         return []
     dest.mkdir(parents=True, exist_ok=True)
-    reporter.info(f"downloading {len(pins)} wheel(s) for {target.describe()}: " + ", ".join(p.requirement_line() for p in pins))
+    report.info(f"downloading {len(pins)} wheel(s) for {target.describe()}: " + ", ".join(p.requirement_line() for p in pins))
     choices = plan(pins, indexes, target)
 
     def download(choice: Choice) -> Path:
@@ -87,10 +86,10 @@ def fetch(
         if not choice.builds_from_sdist:
             fetched.append(Fetched(choice.pin, path))
             continue
-        reporter.info(f"{choice.pin.requirement_line()} has no wheel for the target: building it from its locked sdist {path.name}")
+        report.info(f"{choice.pin.requirement_line()} has no wheel for the target: building it from its locked sdist {path.name}")
         build_lock = build_lock_of(choice.pin)
-        built = sdists.build(path, choice.pin, dest, target, build_lock, indexes, reporter)
-        wheel = compiled.checked_for_target(built.wheel, target, choice.pin.requirement_line(), built.source_date_epoch, reporter)
+        built = sdists.build(path, choice.pin, dest, target, build_lock, indexes)
+        wheel = compiled.checked_for_target(built.wheel, target, choice.pin.requirement_line(), built.source_date_epoch)
         fetched.append(Fetched(choice.pin, wheel, sdist=path, source_date_epoch=built.source_date_epoch, build_lock=build_lock))
     accepted = target.accepts()
     for item in fetched:

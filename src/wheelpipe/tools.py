@@ -21,7 +21,7 @@ from pathlib import Path
 from subprocess import CompletedProcess
 from typing import BinaryIO, Literal, cast, overload
 
-from .console import Argument, Reporter
+from .console import Argument, report
 from .errors import ToolError
 
 __all__ = ["CompletedProcess", "git", "pipe", "redact", "run", "stream_output", "tool_environment"]
@@ -45,7 +45,6 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 def run(
     argv: Sequence[Argument],
     *,
-    reporter: Reporter,
     what: str,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -60,7 +59,7 @@ def run(
     the error. The returned result is the tool's own output, unredacted.
     """
     secrets = tuple(secrets)
-    _echo(reporter, argv, cwd, secrets)
+    _echo(argv, cwd, secrets)
     result = subprocess.run(
         [str(a) for a in argv],
         cwd=cwd,
@@ -71,7 +70,7 @@ def run(
         text=True,
         check=False,
     )
-    _show_output(reporter, result.stdout + result.stderr, secrets)
+    _show_output(result.stdout + result.stderr, secrets)
     if check and result.returncode != 0:
         raise _failure(what, result.returncode, result.stdout, result.stderr, secrets)
     return result
@@ -82,7 +81,7 @@ def stream_output(
     argv: Sequence[Argument],
     *,
     what: str,
-    reporter: Reporter | None = None,
+    shown: bool = False,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Iterator[BinaryIO]:
@@ -93,10 +92,11 @@ def stream_output(
     a tar's end comes before the stream's (the tool may still be writing trailing blocks),
     and closing the pipe early would kill the tool with SIGPIPE, a failure that is not one.
     Then a tool that failed raises ToolError with its last line of stderr. If the reader
-    raises, the tool is killed and the reader's exception goes on.
+    raises, the tool is killed and the reader's exception goes on. `shown`: the command is
+    shown with --verbose (a read of git's objects is not).
     """
-    if reporter is not None:
-        _echo(reporter, argv, cwd, ())
+    if shown:
+        _echo(argv, cwd, ())
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(
             [str(a) for a in argv], cwd=cwd, env=tool_environment(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors
@@ -122,7 +122,6 @@ def pipe(
     producer: Sequence[Argument],
     consumer: Sequence[Argument],
     *,
-    reporter: Reporter,
     what: str,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -131,9 +130,9 @@ def pipe(
     directory into `docker import -`), never through this process's memory or a file. The
     consumer's output is captured as run() captures it; either one failing raises ToolError,
     the consumer's failure first (a producer whose reader died fails too, of SIGPIPE)."""
-    if reporter.verbose:
+    if report.verbose:
         where = f" (in {cwd})" if cwd else ""
-        reporter.line(f"    $ {shlex.join(str(a) for a in producer)} | {shlex.join(str(a) for a in consumer)}{where}")
+        report.line(f"    $ {shlex.join(str(a) for a in producer)} | {shlex.join(str(a) for a in consumer)}{where}")
     environment = tool_environment(env)
     with tempfile.TemporaryFile() as errors:
         source = subprocess.Popen(
@@ -150,7 +149,7 @@ def pipe(
             source.wait()
         errors.seek(0)
         said = errors.read().decode(errors="replace")
-    _show_output(reporter, said + result.stdout + result.stderr, ())
+    _show_output(said + result.stdout + result.stderr, ())
     if result.returncode != 0:
         raise _failure(what, result.returncode, result.stdout, result.stderr, ())
     if source.returncode != 0:
@@ -161,14 +160,14 @@ def pipe(
 @overload
 def git(
     root: Path, *args: str, check: bool = ..., binary: Literal[False] = ..., stdin: str | None = ...,
-    errors: str = ..., reporter: Reporter | None = ...,
+    errors: str = ...,
 ) -> CompletedProcess[str]: ...
 
 
 @overload
 def git(
     root: Path, *args: str, check: bool = ..., binary: Literal[True], stdin: str | None = ...,
-    errors: str = ..., reporter: Reporter | None = ...,
+    errors: str = ...,
 ) -> CompletedProcess[bytes]: ...
 
 
@@ -179,17 +178,14 @@ def git(
     binary: bool = False,
     stdin: str | None = None,
     errors: str = "surrogateescape",
-    reporter: Reporter | None = None,
 ) -> CompletedProcess[str] | CompletedProcess[bytes]:
     """git in `root`. Output is text decoded as UTF-8 with `errors` (by default undecodable
     bytes of a file name are kept, as os.fsdecode keeps them), or with binary, the bytes
     themselves. With check, a failure raises ToolError; without, the caller reads the exit
     code (`git check-ignore` answers with it). A missing git raises FileNotFoundError.
-    Nothing is shown unless a reporter is given: git is asked questions, not run for effect.
+    Nothing is shown, even with --verbose: git is asked questions, not run for effect.
     """
     argv = ["git", *args]
-    if reporter is not None:
-        _echo(reporter, argv, root, ())
     data = stdin.encode("utf-8", "surrogateescape") if stdin is not None else None
     result = subprocess.run(
         argv, cwd=root, env=tool_environment(), input=data, stdin=None if data is not None else subprocess.DEVNULL,
@@ -197,8 +193,6 @@ def git(
     )
     stdout = result.stdout.decode("utf-8", errors="replace")
     stderr = result.stderr.decode("utf-8", errors="replace")
-    if reporter is not None:
-        _show_output(reporter, stdout + stderr, ())
     if check and result.returncode != 0:
         raise _failure(f"git {' '.join(args)}", result.returncode, stdout, stderr, ())
     if binary:
@@ -227,14 +221,14 @@ def tool_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return clean
 
 
-def _echo(reporter: Reporter, argv: Sequence[Argument], cwd: Path | None, secrets: Sequence[str]) -> None:
-    reporter.command([redact(str(a), secrets) for a in argv], cwd)
+def _echo(argv: Sequence[Argument], cwd: Path | None, secrets: Sequence[str]) -> None:
+    report.command([redact(str(a), secrets) for a in argv], cwd)
 
 
-def _show_output(reporter: Reporter, output: str, secrets: Sequence[str]) -> None:
-    if reporter.verbose:
+def _show_output(output: str, secrets: Sequence[str]) -> None:
+    if report.verbose:
         for line in redact(output, secrets).splitlines():
-            reporter.line(f"      {line}")
+            report.line(f"      {line}")
 
 
 def _failure(what: str, returncode: int, stdout: str, stderr: str, secrets: Sequence[str]) -> ToolError:

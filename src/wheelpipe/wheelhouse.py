@@ -43,7 +43,7 @@ from packaging.version import Version
 
 from . import thirdparty
 from .build import compiled, firstparty, metadata, sdists
-from .console import Reporter, parallel
+from .console import parallel, report
 from .errors import LockError, RepositoryError, ToolError, WheelhouseError, describe_os_error
 from .fsutil import exclusive_lock, fsync_tree, sha256_file, write_atomic
 from .lockfile import Pin, format_pins, parse_pins
@@ -556,7 +556,7 @@ def _record_trust(root: Path, house: Wheelhouse) -> None:
         write_atomic(record, sha256_file(house.path / MANIFEST) + "\n")
 
 
-def _check_by_rebuild(repo: Repository, plan: _Plan, selected: list[str], old: Wheelhouse, source: firstparty.FileSource, reporter: Reporter) -> None:
+def _check_by_rebuild(repo: Repository, plan: _Plan, selected: list[str], old: Wheelhouse, source: firstparty.FileSource) -> None:
     """Every first-party and sdist-built wheel the plan reuses, built again and compared byte
     for byte: they are reproducible, so one that differs is not what its recorded inputs build
     (manifest.json records only what the wheel was made of, and anyone who can write the
@@ -582,11 +582,11 @@ def _check_by_rebuild(repo: Repository, plan: _Plan, selected: list[str], old: W
             sdist_built.append(replace(locking[0], hashes=frozenset().union(*(p.hashes for p in locking))))
     if not first_party and not sdist_built:
         return
-    reporter.info(f"checking {len(first_party) + len(sdist_built)} wheel(s) the wheelhouse holds against a build of their recorded sources")
+    report.info(f"checking {len(first_party) + len(sdist_built)} wheel(s) the wheelhouse holds against a build of their recorded sources")
     held_by = {(e.name, e.version): e for e in kept.values()}
     with tempfile.TemporaryDirectory(prefix="wheelpipe-check-", dir=repo.root / STORE) as tmp:
-        rebuilt = [e for _, e in _build_first_party(repo, first_party, Path(tmp), source, reporter, "checking")]
-        rebuilt += [e for _, e in _fetch_third_party(repo, sdist_built, Path(tmp), reporter)]
+        rebuilt = [e for _, e in _build_first_party(repo, first_party, Path(tmp), source, "checking")]
+        rebuilt += [e for _, e in _fetch_third_party(repo, sdist_built, Path(tmp))]
         for made in rebuilt:
             held = held_by[(made.name, made.version)]
             if made.file != held.file or made.sha256 != held.sha256:
@@ -868,13 +868,13 @@ def sdist_build_environment(repo: Repository, pin: Pin) -> str | None:
 
 
 @contextlib.contextmanager
-def held(root: Path, reporter: Reporter) -> Iterator[None]:
+def held(root: Path) -> Iterator[None]:
     """The wheelhouse to this run alone. build-wheels holds it while it makes a generation; a
     release from building its wheels until its archive is written, so that no other run
     (`build-wheels --clean`, say) prunes the generation it reads, or writes dist/ beside it."""
 
     def waiting() -> None:
-        reporter.info("another run (build-wheels or a release) holds the wheelhouse; waiting for it to finish")
+        report.info("another run (build-wheels or a release) holds the wheelhouse; waiting for it to finish")
 
     with exclusive_lock(root / STORE / ".lock", waiting):
         yield
@@ -887,7 +887,6 @@ def build_wheels(
     clean: bool = False,
     source: firstparty.FileSource | None = None,
     check_rebuilds: bool = False,
-    reporter: Reporter,
 ) -> Result:
     """Refresh the wheelhouse; first-party wheels come from `source` (default: the working tree).
     A first-party or sdist-built wheel kept from the current wheelhouse is built again and
@@ -897,9 +896,9 @@ def build_wheels(
     locks = {name: repo.load_lock(name) for name in selected}
     installer = repo.installer_pin()
     store = repo.root / STORE
-    reporter.step(f"building the wheelhouse for {', '.join(selected)} ({repo.target.describe()})")
+    report.step(f"building the wheelhouse for {', '.join(selected)} ({repo.target.describe()})")
 
-    with held(repo.root, reporter):
+    with held(repo.root):
         _remove_leftovers(repo.root, store)
         link = repo.root / WHEELHOUSE
         if link.exists() and not link.is_symlink():
@@ -920,7 +919,7 @@ def build_wheels(
         _refuse_keeping_off_target(repo, plan, selected)
         checked = old is not None and (check_rebuilds or not _trusted(repo.root, old))
         if old is not None and checked:
-            _check_by_rebuild(repo, plan, selected, old, source, reporter)
+            _check_by_rebuild(repo, plan, selected, old, source)
 
         if old and not plan.build and not plan.fetch:
             installs_now = _resolve_installs(installs, {})
@@ -932,11 +931,11 @@ def build_wheels(
             if unchanged and not _strays(old.path, set(files) | {e.file for e in entries}):
                 if checked:
                     _record_trust(repo.root, old)
-                reporter.info("wheelhouse is up to date: nothing to build, nothing to download")
+                report.info("wheelhouse is up to date: nothing to build, nothing to download")
                 return Result(old, [], [])
 
         for line in _left_out(old) if old else []:
-            reporter.info(line)
+            report.info(line)
         token = secrets.token_hex(4)
         partial = store / f"partial-{token}"
         partial.mkdir(parents=True)
@@ -944,9 +943,9 @@ def build_wheels(
             if old is not None:  # else nothing is reused
                 for entry in plan.reuse.values():
                     os.link(old.path / entry.file, partial / entry.file)
-            built = _build_first_party(repo, plan.build, partial, source, reporter)
+            built = _build_first_party(repo, plan.build, partial, source)
             _refuse(partial, _off_target_build(repo, built))
-            fetched = _fetch_third_party(repo, plan.fetch, partial, reporter)
+            fetched = _fetch_third_party(repo, plan.fetch, partial)
             wheels_made: list[tuple[ToBuild | ToFetch, Entry]] = [*built, *fetched]
             _refuse(partial, _replacing_for_others(repo, plan, selected, wheels_made))
             new = dict(plan.reuse)
@@ -977,26 +976,26 @@ def build_wheels(
         # (reused ones by _load above, new ones as they were written): no second read.
         result = Result(Wheelhouse(generation, {e.file: e for e in entries}, repo.target), [e.file for _, e in built], [e.file for _, e in fetched])
         _record_trust(repo.root, result.wheelhouse)
-        reporter.info(f"wheelhouse ready: built {len(result.built)}, downloaded {len(result.downloaded)}, {len(entries)} wheels in {WHEELHOUSE}/")
+        report.info(f"wheelhouse ready: built {len(result.built)}, downloaded {len(result.downloaded)}, {len(entries)} wheels in {WHEELHOUSE}/")
         return result
 
 
 def _build_first_party(
-    repo: Repository, jobs: list[tuple[Package, BuiltOrigin]], partial: Path, source: firstparty.FileSource, reporter: Reporter, doing: str = "building",
+    repo: Repository, jobs: list[tuple[Package, BuiltOrigin]], partial: Path, source: firstparty.FileSource, doing: str = "building",
 ) -> list[tuple[ToBuild, Entry]]:
     def one(job: tuple[Package, BuiltOrigin]) -> tuple[ToBuild, Entry]:
         package, origin = job
-        reporter.info(f"{doing} {package.label} {package.version} from {source.describe()} with {origin.build_backend}")
+        report.info(f"{doing} {package.label} {package.version} from {source.describe()} with {origin.build_backend}")
         with tempfile.TemporaryDirectory(prefix="wheelpipe-build-") as tmp:
-            python = metadata.python_for(repo, package, reporter)
+            python = metadata.python_for(repo, package)
             try:
-                built = firstparty.build_wheel(package, source, origin.source_date_epoch, Path(tmp), python, reporter)
+                built = firstparty.build_wheel(package, source, origin.source_date_epoch, Path(tmp), python)
             except ToolError as error:
                 raise metadata.explained(package, error) from None
             # The fingerprint of what was staged, should a file have changed since planning.
             origin = replace(origin, source_sha256=built.source_sha256)
             # Compiled code: built for the target's interpreter, checked and tagged for its platform.
-            wheel = compiled.for_target(repo, package, source, built, origin.source_date_epoch, Path(tmp), reporter)
+            wheel = compiled.for_target(repo, package, source, built, origin.source_date_epoch, Path(tmp))
             name, version, _, _ = parse_wheel_filename(wheel.name)
             if name != package.name or str(version) != package.version:
                 msg = f"{package.label}: the build produced {wheel.name}, expected {package.name} {package.version}"
@@ -1009,12 +1008,12 @@ def _build_first_party(
     return parallel(one, jobs, 2)
 
 
-def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path, reporter: Reporter) -> list[tuple[ToFetch, Entry]]:
+def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path) -> list[tuple[ToFetch, Entry]]:
     if not pins:
         return []
     with tempfile.TemporaryDirectory(prefix="wheelpipe-fetch-", dir=partial.parent) as tmp:
         results = []
-        for item in thirdparty.fetch(pins, Path(tmp), repo.indexes, repo.target, lambda pin: sdists.sdist_lock(repo.root, pin), reporter):
+        for item in thirdparty.fetch(pins, Path(tmp), repo.indexes, repo.target, lambda pin: sdists.sdist_lock(repo.root, pin)):
             final = partial / item.wheel.name
             item.wheel.rename(final)
             origin: ThirdPartyOrigin = DownloadedOrigin(locked_hash=f"sha256:{sha256_file(final)}")

@@ -76,7 +76,7 @@ class WheelFile:
 
 
 def for_target(
-    repo: Repository, package: Package, source: firstparty.FileSource, built: firstparty.BuiltWheel, epoch: int, workdir: Path, reporter: Reporter
+    repo: Repository, package: Package, source: firstparty.FileSource, built: firstparty.BuiltWheel, epoch: int, workdir: Path
 ) -> Path:
     """The wheel to keep of `built`, built on this host: itself when pure; else built where
     the target's interpreter is, checked against the target's manylinux policy and tagged for it."""
@@ -91,19 +91,19 @@ def for_target(
             f"but holds compiled code ({binary}); have its backend build a platform wheel, so that it is built and checked for the target"
         )
         raise WheelhouseError(msg)
-    where = runner.where_to_build(package.label, _HOW, repo.target, runner.BuilderSettings.from_environment(), reporter)
+    where = runner.where_to_build(package.label, _HOW, repo.target, runner.BuilderSettings.from_environment())
     wheel = built.path
     if isinstance(where, runner.InContainer):
         pins = parse_pins(repo.root / BUILD_LOCK, BUILD_LOCK)  # the build environment on this host checked it
-        rebuilt = firstparty.build_wheel_in(where, package, source, epoch, workdir / "in-builder", environment.BuildLock(pins, repo.indexes, repo.target), reporter)
+        rebuilt = firstparty.build_wheel_in(where, package, source, epoch, workdir / "in-builder", environment.BuildLock(pins, repo.indexes, repo.target))
         if rebuilt.source_sha256 != built.source_sha256:
             msg = f"{package.label}: its files changed while it was being built; run the command again"
             raise ToolError(msg)
         wheel = rebuilt.path
-    return checked_for_target(wheel, repo.target, package.label, epoch, reporter)
+    return checked_for_target(wheel, repo.target, package.label, epoch)
 
 
-def checked_for_target(wheel: Path, target: Target, subject: str, epoch: int, reporter: Reporter) -> Path:
+def checked_for_target(wheel: Path, target: Target, subject: str, epoch: int) -> Path:
     """A wheel just built here, in place: when it holds compiled code for the target's
     interpreter, checked against the target's manylinux policy and retagged for its platform
     (the file renamed); otherwise as it is. First-party wheels and wheels built from
@@ -112,7 +112,7 @@ def checked_for_target(wheel: Path, target: Target, subject: str, epoch: int, re
     described = WheelFile.read(wheel)
     if described.pure or not _for_targets_interpreter(described, target):
         return wheel  # pure, or built for another interpreter: the target check names it as built
-    audit(wheel, target, subject, reporter)
+    audit(wheel, target, subject)
     with tempfile.TemporaryDirectory(prefix=".retag-", dir=wheel.parent) as tmp:
         tagged = retag(wheel, target, epoch, Path(tmp))
         final = wheel.parent / tagged.name
@@ -132,7 +132,7 @@ def _for_targets_interpreter(described: WheelFile, target: Target) -> bool:
     return False
 
 
-def audit(wheel: Path, target: Target, subject: str, reporter: Reporter) -> None:
+def audit(wheel: Path, target: Target, subject: str) -> None:
     """Refuse, in one line, a wheel whose shared objects the target's manylinux policy does not
     allow: an external library outside the policy, a glibc symbol version newer than the
     target's, a blacklisted symbol or instructions beyond the target's baseline."""
@@ -141,7 +141,7 @@ def audit(wheel: Path, target: Target, subject: str, reporter: Reporter) -> None
     if importlib.util.find_spec("auditwheel") is None:
         msg = f"{subject}: {wheel.name} holds compiled code, which auditwheel checks against the target's manylinux policy, but auditwheel is not installed in {sys.prefix}; install the tooling lock ({TOOLING_LOCK})"
         raise ToolError(msg)
-    shown = run([sys.executable, "-m", "auditwheel", "show", "--json", wheel], reporter=reporter, what=f"{subject}: auditwheel show {wheel.name}")
+    shown = run([sys.executable, "-m", "auditwheel", "show", "--json", wheel], what=f"{subject}: auditwheel show {wheel.name}")
     try:
         analysis = json.loads(shown.stdout)
         overall = str(analysis["overall_tag"])

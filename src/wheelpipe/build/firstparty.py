@@ -482,7 +482,7 @@ class BuiltWheel:
     source_sha256: str  # the fingerprint of the staged files it was built from
 
 
-def _hooks(workdir: Path, staged: Path, system: BuildSystem, python: str, env: dict[str, str], reporter: Reporter, what: str) -> pyproject_hooks.BuildBackendHookCaller:
+def _hooks(workdir: Path, staged: Path, system: BuildSystem, python: str, env: dict[str, str], what: str) -> pyproject_hooks.BuildBackendHookCaller:
     """The package's own PEP 517 backend, called through pyproject_hooks in the build environment
     on this host, as runner.OnHost runs every backend here (`workdir` recorded as /build by a compiler).
 
@@ -492,7 +492,7 @@ def _hooks(workdir: Path, staged: Path, system: BuildSystem, python: str, env: d
     """
     return pyproject_hooks.BuildBackendHookCaller(
         str(staged), system.backend, backend_path=list(system.backend_path) or None,
-        runner=runner.OnHost().runner(workdir, env, reporter, what), python_executable=python,
+        runner=runner.OnHost().runner(workdir, env, what), python_executable=python,
     )
 
 
@@ -587,14 +587,14 @@ def _the_wheel(package: Package, outdir: Path, source_sha256: str) -> BuiltWheel
     return BuiltWheel(wheels[0], source_sha256)
 
 
-def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path, python: str, reporter: Reporter) -> BuiltWheel:
+def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path, python: str) -> BuiltWheel:
     """Stage the package's files in `workdir` and build its wheel there with its backend, run by
     `python`: the build environment installed from the build lock."""
     staged, source_sha256 = _stage_clean(source, package, workdir)
     outdir = workdir / "wheel"
     outdir.mkdir()
     what = f"building {package.label} from {source.describe()}"
-    hooks = _hooks(workdir, staged, package.build_system, python, {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}, reporter, what)
+    hooks = _hooks(workdir, staged, package.build_system, python, {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}, what)
     try:
         hooks.build_wheel(str(outdir))
     except pyproject_hooks.BackendUnavailable as error:
@@ -603,27 +603,27 @@ def build_wheel(package: Package, source: FileSource, epoch: int, workdir: Path,
 
 
 def build_wheel_in(
-    where: runner.InContainer, package: Package, source: FileSource, epoch: int, workdir: Path, build_lock: environment.BuildLock, reporter: Reporter
+    where: runner.InContainer, package: Package, source: FileSource, epoch: int, workdir: Path, build_lock: environment.BuildLock
 ) -> BuiltWheel:
     """As build_wheel, but the backend runs `where` (the target's builder container) in a
     fresh environment of the whole build lock, for the target's interpreter."""
     staged, source_sha256 = _stage_clean(source, package, workdir)
     what = f"building {package.label} from {source.describe()}"
     try:
-        environment.run_backend(where, workdir, staged, package.build_system, build_lock, epoch, reporter, what)
+        environment.run_backend(where, workdir, staged, package.build_system, build_lock, epoch, what)
     except pyproject_hooks.BackendUnavailable as error:
         raise _unavailable(what, package.build_system.backend, error) from None
     return _the_wheel(package, workdir / "out", source_sha256)
 
 
-def prepare_metadata(location: PackageLocation, system: BuildSystem, source: FileSource, workdir: Path, python: str, reporter: Reporter) -> Path:
+def prepare_metadata(location: PackageLocation, system: BuildSystem, source: FileSource, workdir: Path, python: str) -> Path:
     """The .dist-info directory the package's backend gives for its wheel (its
     prepare_metadata_for_build_wheel hook, else a wheel built and read), made from the staged files."""
     staged, _ = _stage_clean(source, location, workdir)
     outdir = workdir / "metadata"
     outdir.mkdir()
     what = f"{location.directory}: asking its build backend for its name, version and dependencies (no static [project] gives them)"
-    hooks = _hooks(workdir, staged, system, python, {"SOURCE_DATE_EPOCH": str(FALLBACK_EPOCH), "PYTHONHASHSEED": "0"}, reporter, what)
+    hooks = _hooks(workdir, staged, system, python, {"SOURCE_DATE_EPOCH": str(FALLBACK_EPOCH), "PYTHONHASHSEED": "0"}, what)
     try:
         name = hooks.prepare_metadata_for_build_wheel(str(outdir), _allow_fallback=True)
     except pyproject_hooks.BackendUnavailable as error:

@@ -36,7 +36,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from ..console import Reporter
+from ..console import Reporter, report
 from ..errors import LockError, PipelineError, RepositoryError, ToolError
 from ..fsutil import write_atomic
 from ..lockfile import Pin, check_markers, parse_pins
@@ -109,7 +109,7 @@ _ENVIRONMENTS: dict[Path, BuildEnvironment] = {}
 _CREATING = threading.Lock()
 
 
-def environment(repository: Repository, lock: Path, needed_by: str, system: BuildSystem, reporter: Reporter | None = None) -> BuildEnvironment:
+def environment(repository: Repository, lock: Path, needed_by: str, system: BuildSystem) -> BuildEnvironment:
     """The build environment of `lock`, for a package (`needed_by` names it) that `system`
     builds: StaleBuildLockError when the lock is missing or does not pin what it requires."""
     if not lock.is_file():
@@ -127,7 +127,7 @@ def environment(repository: Repository, lock: Path, needed_by: str, system: Buil
     with _CREATING:
         if directory not in _ENVIRONMENTS:
             if not directory.is_dir():
-                _create(directory, pins, repository, reporter or Reporter())
+                _create(directory, pins, repository)
             python = directory / "env" / "bin" / "python"
             site_packages = directory / "env" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
             _ENVIRONMENTS[directory] = BuildEnvironment(str(python), site_packages)
@@ -148,14 +148,14 @@ def _key(pins: dict[str, Pin], repository: Repository) -> str:
     return digest.hexdigest()[:32]
 
 
-def _create(directory: Path, pins: dict[str, Pin], repository: Repository, reporter: Reporter) -> None:
+def _create(directory: Path, pins: dict[str, Pin], repository: Repository) -> None:
     """Install the build lock into `directory`, whole or not at all (built aside, then renamed)."""
-    reporter.info(f"making the build environment from {BUILD_LOCK} ({len(pins)} pins, installed hash-checked)")
+    report.info(f"making the build environment from {BUILD_LOCK} ({len(pins)} pins, installed hash-checked)")
     directory.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         # Its errors name the build lock and the pin; every first-party package shares it.
-        host_environment(work, pins, repository.indexes, repository.target, reporter)
+        host_environment(work, pins, repository.indexes, repository.target)
         shutil.rmtree(work / "build-wheels")  # installed; the download cache keeps them
         try:
             work.rename(directory)
@@ -168,14 +168,14 @@ def _create(directory: Path, pins: dict[str, Pin], repository: Repository, repor
         raise
 
 
-def backend_of(repository: Repository, package: Package, reporter: Reporter | None = None) -> str:
+def backend_of(repository: Repository, package: Package) -> str:
     """name==version of what builds the package now: the manifest's build_backend."""
-    return environment(repository, repository.root / BUILD_LOCK, package.label, package.build_system, reporter).backend(package, package.build_system)
+    return environment(repository, repository.root / BUILD_LOCK, package.label, package.build_system).backend(package, package.build_system)
 
 
-def python_for(repository: Repository, package: Package, reporter: Reporter | None = None) -> str:
+def python_for(repository: Repository, package: Package) -> str:
     """The interpreter of the build environment the package's backend runs in."""
-    return environment(repository, repository.root / BUILD_LOCK, package.label, package.build_system, reporter).python
+    return environment(repository, repository.root / BUILD_LOCK, package.label, package.build_system).python
 
 
 class _CaseSensitiveParser(configparser.ConfigParser):
@@ -185,11 +185,10 @@ class _CaseSensitiveParser(configparser.ConfigParser):
         return optionstr
 
 
-def read_metadata(repository: Repository, location: PackageLocation, system: BuildSystem, lock: Path, reporter: Reporter | None = None) -> BackendMetadata:
+def read_metadata(repository: Repository, location: PackageLocation, system: BuildSystem, lock: Path) -> BackendMetadata:
     """The name, version, dependencies and console scripts the package's backend gives, from
     the files git sees; cached by their fingerprint and the backend."""
-    reporter = reporter or Reporter()
-    built_in = environment(repository, lock, location.directory, system, reporter)
+    built_in = environment(repository, lock, location.directory, system)
     backend = built_in.backend(location, system)
     source = firstparty.WorkingTree(repository.root)
     key = hashlib.sha256(f"{firstparty.fingerprint(source, location)}\0{backend}\0{system.backend}".encode()).hexdigest()
@@ -197,10 +196,10 @@ def read_metadata(repository: Repository, location: PackageLocation, system: Bui
     cached = _cached(cache)
     if cached is not None:
         return cached
-    reporter.info(f"{location.directory}: reading its name, version and dependencies from its build backend ({backend})")
+    report.info(f"{location.directory}: reading its name, version and dependencies from its build backend ({backend})")
     with tempfile.TemporaryDirectory(prefix="wheelpipe-metadata-") as tmp:
         try:
-            dist_info = firstparty.prepare_metadata(location, system, source, Path(tmp), built_in.python, reporter)
+            dist_info = firstparty.prepare_metadata(location, system, source, Path(tmp), built_in.python)
         except ToolError as error:
             raise explained(location, error) from None
         described = _parse(dist_info, backend, location.directory)

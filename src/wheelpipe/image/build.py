@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import baseimage
-from ..console import Reporter, TextStream, parallel
+from ..console import TextStream, current, in_context, parallel, report, reporting
 from ..errors import DockerError, ToolError
 from ..fsutil import write_atomic
 from ..lockfile import format_pins
@@ -38,30 +38,30 @@ CHECK_MARKER = "image check: "
 STAGES_FILE = "image-stages.json"
 
 
-def require_base(repo: Repository, settings: ImageSettings, reporter: Reporter) -> str:
+def require_base(repo: Repository, settings: ImageSettings) -> str:
     """The base image's id, once it is known to exist and to match the target."""
     docker = settings.docker
-    base_id = docker.image_id(settings.base, reporter)
+    base_id = docker.image_id(settings.base)
     if not base_id:
         # Only now is it worth a `docker info`: an unreachable engine is the likelier cause.
-        docker.require_engine(reporter)
+        docker.require_engine()
         msg = (
             f"base image {settings.base} is not present: `docker pull {settings.base}`, or where no registry "
             f"is reachable run `invoke base-image` and build with --base-image {baseimage.DEFAULT_TAG}"
         )
         raise DockerError(msg)
-    baseimage.check_matches_target(docker, settings.base, repo.target, reporter, cache=repo.root / STORE / "base-images.json", image_id=base_id)
+    baseimage.check_matches_target(docker, settings.base, repo.target, cache=repo.root / STORE / "base-images.json", image_id=base_id)
     return base_id
 
 
-def build_image(repo: Repository, settings: ImageSettings, service: str, reporter: Reporter, *, no_cache: bool = False) -> str:
+def build_image(repo: Repository, settings: ImageSettings, service: str, *, no_cache: bool = False) -> str:
     """Build, verify, then tag; return the tag. A failure anywhere leaves every tag where it was."""
-    (tag,) = build_images(repo, settings, [service], reporter, no_cache=no_cache)
+    (tag,) = build_images(repo, settings, [service], no_cache=no_cache)
     return tag
 
 
 def build_images(
-    repo: Repository, settings: ImageSettings, services: list[str], reporter: Reporter, *, no_cache: bool = False, jobs: int = 0
+    repo: Repository, settings: ImageSettings, services: list[str], *, no_cache: bool = False, jobs: int = 0
 ) -> list[str]:
     """Build, verify and tag each service's image, up to `jobs` at once (0: one per core);
     return the tags in order.
@@ -76,23 +76,23 @@ def build_images(
     text = checked_recipe(repo, settings)  # an override that fetches or runs as root: never built
     with ThreadPoolExecutor(max_workers=1) as pool:
         # git's answers about the commit, while the wheelhouse is brought up to date.
-        asked = pool.submit(commit_facts, repo)
-        base_id = require_base(repo, settings, reporter)
-        house = build_wheels(repo, service=services[0] if len(services) == 1 else None, reporter=reporter).wheelhouse
+        asked = pool.submit(in_context(commit_facts), repo)
+        base_id = require_base(repo, settings)
+        house = build_wheels(repo, service=services[0] if len(services) == 1 else None).wheelhouse
         facts = asked.result()
     images = [service_image(repo, settings, house, service, facts) for service in services]
     run = ImageBuild(settings, house, repo.root / STORE, text, base_id, no_cache)
     workers = min(jobs if jobs > 0 else os.cpu_count() or 1, len(images))
     if workers == 1:
-        return [run.build(image, reporter) for image in images]
+        return [run.build(image) for image in images]
     if not settings.docker.buildkit:
-        run.build_shared_stages(images, reporter)
+        run.build_shared_stages(images)
         run = dataclasses.replace(run, no_cache=False)  # what the services share was just built; the rest is new anyway
     lines = threading.Lock()
 
     def build(image: ServiceImage) -> str:
-        prefixed = dataclasses.replace(reporter, stream=_PrefixedLines(reporter.stream, f"{image.service}: ", lines))
-        return run.build(image, prefixed)
+        with reporting(dataclasses.replace(current(), stream=_PrefixedLines(report.stream, f"{image.service}: ", lines))):
+            return run.build(image)
 
     return parallel(build, images, workers=workers)
 
@@ -109,39 +109,39 @@ class ImageBuild:
     base_id: str
     no_cache: bool = False
 
-    def build(self, image: ServiceImage, reporter: Reporter) -> str:
+    def build(self, image: ServiceImage) -> str:
         """Build the service's image, verify it, then tag it; return the tag. A failure leaves
         the tag where it was."""
         docker = self.settings.docker
-        reporter.step(f"building {image.tag} from {self.settings.base} (network off during the build)")
+        report.step(f"building {image.tag} from {self.settings.base} (network off during the build)")
         recipe = None if docker.buildkit else cut_recipe(self.recipe_text)
         if recipe is None:
-            image_id = self._docker_build(image, reporter, self.recipe_text, ALL_PARTS)
+            image_id = self._docker_build(image, self.recipe_text, ALL_PARTS)
         else:
 
             def own_stages(stages: dict[str, str]) -> str:
                 arguments = {Recipe.stage_argument(stage): built for stage, built in stages.items()}
-                return self._docker_build(image, reporter, recipe.own, (FIRST_PARTY,), arguments=arguments)
+                return self._docker_build(image, recipe.own, (FIRST_PARTY,), arguments=arguments)
 
-            stages = self._shared_stage_images(image, recipe, reporter)
+            stages = self._shared_stage_images(image, recipe)
             try:
                 image_id = own_stages(stages)
             except DockerError:
                 # The record is taken on trust (one inspection less on every rebuild): when the
                 # build fails and a stage image it names is gone, build the stages again, once.
-                if docker.image_ids(list(stages.values()), reporter) is not None:
+                if docker.image_ids(list(stages.values())) is not None:
                     raise
-                reporter.info(f"an image of the shared stages recorded in {STORE}/{STAGES_FILE} is gone: building them again")
-                image_id = own_stages(self._shared_stage_images(image, recipe, reporter, rebuild=True))
+                report.info(f"an image of the shared stages recorded in {STORE}/{STAGES_FILE} is gone: building them again")
+                image_id = own_stages(self._shared_stage_images(image, recipe, rebuild=True))
         try:
-            verify_image(self.house, docker, image_id, image, reporter)
-            docker.run("tag", image_id, image.tag, reporter=reporter, what=f"tagging {image.tag}")
+            verify_image(self.house, docker, image_id, image)
+            docker.run("tag", image_id, image.tag, what=f"tagging {image.tag}")
         except ToolError as error:
             raise DockerError(f"the image of {image.service} was built but not tagged: {error}") from None
-        reporter.info(f"tagged {image.tag} ({image_id.removeprefix('sha256:')[:12]})")
+        report.info(f"tagged {image.tag} ({image_id.removeprefix('sha256:')[:12]})")
         return image.tag
 
-    def build_shared_stages(self, images: list[ServiceImage], reporter: Reporter) -> None:
+    def build_shared_stages(self, images: list[ServiceImage]) -> None:
         """Build the stages services share (deps and runtime-deps), once each, before the services.
 
         Only for the legacy builder, whose cache is a chain of images: two builds running at once
@@ -157,12 +157,12 @@ class ImageBuild:
             key = (format_pins(list(image.third_party), ""), json.dumps(image.shared_arguments, sort_keys=True))
             shared.setdefault(key, []).append(image)
         for index, group in enumerate(shared.values()):
-            reporter.step(f"building the {SHARED_STAGE} stage of {', '.join(i.service for i in group)} first, once for the builds that run at once")
+            report.step(f"building the {SHARED_STAGE} stage of {', '.join(i.service for i in group)} first, once for the builds that run at once")
             # One after the other: groups share the deps stage, or at least the runtime's base.
             once = self if index == 0 else dataclasses.replace(self, no_cache=False)
-            once._shared_stage_images(group[0], recipe, reporter)
+            once._shared_stage_images(group[0], recipe)
 
-    def _shared_stage_images(self, image: ServiceImage, recipe: Recipe, reporter: Reporter, *, rebuild: bool = False) -> dict[str, str]:
+    def _shared_stage_images(self, image: ServiceImage, recipe: Recipe, *, rebuild: bool = False) -> dict[str, str]:
         """The image id of each shared stage for the service: the recorded ones when they were
         made from the same recipe, base image, installer, closure, kind and port; otherwise (or
         to `rebuild`) built now (the last stage first: the legacy builder makes the others on
@@ -178,19 +178,19 @@ class ImageBuild:
             return dict(recorded["stages"])
         stages: dict[str, str] = {}
         for index, stage in enumerate(reversed(recipe.shared_stages)):
-            stages[stage] = self._docker_build(image, reporter, recipe.shared, SHARED_PARTS, target=stage, no_cache=self.no_cache and index == 0)
+            stages[stage] = self._docker_build(image, recipe.shared, SHARED_PARTS, target=stage, no_cache=self.no_cache and index == 0)
         records = _read_stages(store)
         records[key] = {"base": self.base_id, "stages": stages}
         write_atomic(store, json.dumps(records, indent=2, sort_keys=True) + "\n")
         return stages
 
     def _docker_build(
-        self, image: ServiceImage, reporter: Reporter, text: str, parts: tuple[str, ...], *,
+        self, image: ServiceImage, text: str, parts: tuple[str, ...], *,
         target: str | None = None, arguments: dict[str, str] | None = None, no_cache: bool | None = None,
     ) -> str:
         """`docker build` of `text` from a context of the service's `parts`, offline, up to
         `target` (default: the last stage, the image itself); return the image id."""
-        with context_directory(self.store, image.service, reporter) as context, tempfile.TemporaryDirectory(prefix="wheelpipe-image-") as tmp:
+        with context_directory(self.store, image.service) as context, tempfile.TemporaryDirectory(prefix="wheelpipe-image-") as tmp:
             prepare_context(self.house, image, context, text, parts, final=target is None)
             iidfile = Path(tmp) / "image.id"
             args = {"BASE_IMAGE": self.settings.base, **(arguments or {})}
@@ -205,7 +205,7 @@ class ImageBuild:
             argv += [arg for key, value in args.items() for arg in ("--build-arg", f"{key}={value}")]
             what = f"docker build of {image.service}" if target is None else f"docker build of the {target} stage for {image.service}"
             try:
-                self.settings.docker.run(*argv, str(context), reporter=reporter, what=what)
+                self.settings.docker.run(*argv, str(context), what=what)
             except ToolError as error:
                 raise DockerError(f"building the image of {image.service} failed: {_why_build_failed(error.output) or error}") from None
             return iidfile.read_text().strip()

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import healthprobe, importcheck, launch
-from ..console import Reporter
+from ..console import report
 from ..errors import DockerError
 from ..fsutil import exclusive_lock
 from ..lockfile import format_pins
@@ -107,7 +107,7 @@ def prepare_context(house: Wheelhouse, image: ServiceImage, context: Path, docke
 
 
 @contextmanager
-def context_directory(store: Path, service: str, reporter: Reporter) -> Iterator[Path]:
+def context_directory(store: Path, service: str) -> Iterator[Path]:
     """An empty directory for the service's build context, at the same path for every build.
 
     BuildKit keeps what it was sent from a path, and then sends only the files whose size or
@@ -117,7 +117,7 @@ def context_directory(store: Path, service: str, reporter: Reporter) -> Iterator
     directory = store / CONTEXTS / service
 
     def waiting() -> None:
-        reporter.info(f"another build of {service} is using its build context; waiting for it to finish")
+        report.info(f"another build of {service} is using its build context; waiting for it to finish")
 
     with exclusive_lock(directory.with_name(f"{service}.lock"), waiting):
         shutil.rmtree(directory, ignore_errors=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..console import Reporter
+from ..console import report
 from ..errors import DockerError, ToolError
 from .record import ImageSettings
 
@@ -37,18 +37,18 @@ def repository_of(tag: str) -> str:
     return name if colon and "/" not in version else tag
 
 
-def push_image(settings: ImageSettings, tag: str, reporter: Reporter) -> str:
+def push_image(settings: ImageSettings, tag: str) -> str:
     """`docker push` the tag to the registry its prefix names; return the pushed digest (sha256:...)."""
     registry = require_registry(tag)
     repository = repository_of(tag)
-    reporter.step(f"pushing {tag} to {registry}")
+    report.step(f"pushing {tag} to {registry}")
     try:
-        pushed = settings.docker.run("push", tag, reporter=reporter, what=f"docker push {tag}")
+        pushed = settings.docker.run("push", tag, what=f"docker push {tag}")
     except ToolError as error:
         detail = str(error).partition("): ")[2] or str(error)  # docker's own reason, without the command
         msg = f"could not push {tag} to the registry {registry}: {detail} (is the registry up, and are you logged in: `docker login {registry}`?)"
         raise DockerError(msg) from None
-    digests = [d for d in settings.docker.inspect(tag, reporter).get("RepoDigests") or [] if d.partition("@")[0] == repository]
+    digests = [d for d in settings.docker.inspect(tag).get("RepoDigests") or [] if d.partition("@")[0] == repository]
     if not digests:
         msg = f"pushed {tag}, but the engine records no digest for {repository} (RepoDigests of {tag})"
         raise DockerError(msg)
@@ -56,5 +56,5 @@ def push_image(settings: ImageSettings, tag: str, reporter: Reporter) -> str:
     # engine remember more than one digest for the repository.
     said = re.findall(r"digest: (sha256:[0-9a-f]{64})", pushed.stdout)
     digest: str = next((d for d in reversed(said) if f"{repository}@{d}" in digests), digests[0].partition("@")[2])
-    reporter.info(f"pushed {repository}@{digest}")
+    report.info(f"pushed {repository}@{digest}")
     return digest

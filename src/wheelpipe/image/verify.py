@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from packaging.utils import canonicalize_name
 
 from .. import launch, venvfiles
-from ..console import Reporter
+from ..console import in_context, report
 from ..docker import Docker, Tree
 from ..errors import DockerError
 from ..wheelhouse import Wheelhouse
@@ -46,7 +46,7 @@ def _metadata_file(path: PurePosixPath) -> bool:
     )
 
 
-def read_installed(docker: Docker, image: str, reporter: Reporter) -> Installed:
+def read_installed(docker: Docker, image: str) -> Installed:
     """The venv's distributions, read from the image's files: nothing runs in the image.
 
     The interpreter's search path is rebuilt as `site` builds it: the venv's site-packages and
@@ -56,9 +56,9 @@ def read_installed(docker: Docker, image: str, reporter: Reporter) -> Installed:
     """
     # Two reads of the engine at once: the configuration, while the files stream.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        configured = pool.submit(docker.config, image, reporter)
+        configured = pool.submit(in_context(docker.config), image)
         # Every file: each is compared with the wheel it came from (venvfiles).
-        tree = docker.read_tree(image, str(VENV), reporter, lambda _: True)
+        tree = docker.read_tree(image, str(VENV), lambda _: True)
         image_config = configured.result()
     environment = image_config.get("Env") or []
     unaccounted = [f"the image sets {entry}" for entry in environment if entry.startswith("PYTHONPATH=") and entry != "PYTHONPATH="]
@@ -99,12 +99,12 @@ def read_installed(docker: Docker, image: str, reporter: Reporter) -> Installed:
     return Installed(found, tree, unaccounted)
 
 
-def verify_image(house: Wheelhouse, docker: Docker, reference: str, image: ServiceImage, reporter: Reporter) -> None:
+def verify_image(house: Wheelhouse, docker: Docker, reference: str, image: ServiceImage) -> None:
     """The image `reference` names (a tag or an id) holds in its venv exactly the install
     manifest's pins, nothing more, nothing less, and every file of it is what the pinned wheels
     (or the installer, or the tooling's launch scripts) put there (venvfiles)."""
     expected = {pin.name: pin.version for pin in image.pins}
-    installed = read_installed(docker, reference, reporter)
+    installed = read_installed(docker, reference)
     found = installed.distributions
     problems = [f"missing {name}=={version}" for name, version in sorted(expected.items()) if name not in found]
     problems += [f"extra {name}=={version}" for name, version in sorted(found.items()) if name not in expected]
@@ -120,7 +120,7 @@ def verify_image(house: Wheelhouse, docker: Docker, reference: str, image: Servi
         shown = problems[:5] + ([f"and {len(problems) - 5} more"] if len(problems) > 5 else [])
         msg = f"image {reference} does not match {image.manifest}: {'; '.join(shown)}"
         raise DockerError(msg)
-    reporter.info(f"{reference}: its {len(found)} distributions are exactly those of {image.manifest}, file for file")
+    report.info(f"{reference}: its {len(found)} distributions are exactly those of {image.manifest}, file for file")
 
 
 def _file_differences(house: Wheelhouse, image: ServiceImage, tree: Tree) -> list[str]:
