@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 import pytest
 
@@ -80,7 +80,7 @@ def commit_all(repository: Path, message: str) -> None:
 CI_TAG_VARIABLES = ("GITHUB_REF", "GITHUB_REF_NAME", "GITHUB_REF_TYPE")
 
 
-def invoke(cwd: Path, *args: str, check: bool = True, env: dict | None = None, process: bool = False) -> subprocess.CompletedProcess[str]:
+def invoke(cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None, process: bool = False) -> subprocess.CompletedProcess[str]:
     """Run `invoke ARGS` in cwd with the test interpreter, as a user would from that directory.
 
     In this process (invoke's own Program, as `python -m invoke` runs it), which spares each
@@ -147,7 +147,8 @@ def invoke_in_process(cwd: Path, args: list[str], env: dict[str, str]) -> subpro
     import traceback
     import warnings
 
-    from invoke import Program, __version__
+    from invoke import __version__
+    from invoke.program import Program
 
     fresh = _fresh()
     # What the test itself left unclosed is collected, and warned about, under the test's own
@@ -228,7 +229,8 @@ def free_port() -> int:
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def network_cut_prefix() -> list[str]:
@@ -256,8 +258,11 @@ class Served:
     def __init__(self, command: Path, env: dict[str, str], port: int) -> None:
         self.port = port
         self.process = subprocess.Popen([str(command)], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.process.stdout is not None  # stdout=PIPE: always there
+        self.output: IO[str] = self.process.stdout
 
-    def get(self, path: str, timeout: float = 20.0):
+    def get(self, path: str, timeout: float = 20.0) -> tuple[int, Any]:
+        """The status and the JSON body (whatever JSON it holds) of the first answer to GET path."""
         import json
         import time
         import urllib.request
@@ -270,7 +275,7 @@ class Served:
                     return response.status, json.loads(response.read())
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    output = self.process.stdout.read() if self.process.poll() is not None else ""
+                    output = self.output.read() if self.process.poll() is not None else ""
                     pytest.fail(f"{path} on port {self.port} never answered: {output}")
                 time.sleep(0.2)
 
@@ -280,11 +285,11 @@ class Served:
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
-        self.process.stdout.close()
+        self.output.close()
 
 
 @contextlib.contextmanager
-def serving(argv: list[str], log_path: Path, ready_url: str, name: str, timeout: float = 30.0) -> Iterator[subprocess.Popen]:
+def serving(argv: list[str], log_path: Path, ready_url: str, name: str, timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
     """A server process of the tests' own on loopback: started, awaited until `ready_url`
     answers 200, and stopped (by its handle) however the test ends."""
     import time
