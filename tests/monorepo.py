@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, NoReturn
 
 import pytest
 
@@ -360,7 +360,7 @@ def build_step_containers(repository: Path) -> list[str]:
     return ours
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """A test's prerequisite (an engine, an image, a binary) is missing: under CI=true, where
     every test must run, that fails; elsewhere the test skips, saying what to do."""
     if os.environ.get("CI") == "true":
