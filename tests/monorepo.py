@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,8 +182,10 @@ def invoke_in_process(cwd: Path, args: list[str], env: dict[str, str]) -> subpro
             sys.stderr = io.TextIOWrapper(stderr_fd, encoding=fresh.encoding, errors=fresh.stderr_errors, write_through=True)
             warnings.resetwarnings()
             for action, message, category, module, line in reversed(fresh.warnings):
+                # The action is a str read back from the fresh interpreter; typeshed wants its Literal.
                 warnings.filterwarnings(action, message, getattr(builtins, category), module, line)  # type: ignore[arg-type]
             # Shown on stderr, as a process shows them; not kept in pytest's record.
+            # A private name of the warnings module (the showwarning it started with): not in typeshed.
             warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]
             program = Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"], version=__version__)
             program.run(["invoke", *args])
@@ -358,6 +361,13 @@ def build_step_containers(repository: Path) -> list[str]:
         if any(Path(source).resolve().is_relative_to(temp) for source in sources):
             ours.append(container)
     return ours
+
+
+def member_bytes(archive: tarfile.TarFile, member: str | tarfile.TarInfo) -> bytes:
+    """The bytes of a regular file in the archive (extractfile gives None for any other member)."""
+    file = archive.extractfile(member)
+    assert file is not None, f"{member!r} is not a regular file of the archive"
+    return file.read()
 
 
 def unavailable(reason: str) -> NoReturn:
