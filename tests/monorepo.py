@@ -12,10 +12,11 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO, NoReturn
 
 import pytest
 
@@ -80,7 +81,7 @@ def commit_all(repository: Path, message: str) -> None:
 CI_TAG_VARIABLES = ("GITHUB_REF", "GITHUB_REF_NAME", "GITHUB_REF_TYPE")
 
 
-def invoke(cwd: Path, *args: str, check: bool = True, env: dict | None = None, process: bool = False) -> subprocess.CompletedProcess[str]:
+def invoke(cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None, process: bool = False) -> subprocess.CompletedProcess[str]:
     """Run `invoke ARGS` in cwd with the test interpreter, as a user would from that directory.
 
     In this process (invoke's own Program, as `python -m invoke` runs it), which spares each
@@ -147,7 +148,8 @@ def invoke_in_process(cwd: Path, args: list[str], env: dict[str, str]) -> subpro
     import traceback
     import warnings
 
-    from invoke import Program, __version__
+    from invoke import __version__
+    from invoke.program import Program
 
     fresh = _fresh()
     # What the test itself left unclosed is collected, and warned about, under the test's own
@@ -180,8 +182,10 @@ def invoke_in_process(cwd: Path, args: list[str], env: dict[str, str]) -> subpro
             sys.stderr = io.TextIOWrapper(stderr_fd, encoding=fresh.encoding, errors=fresh.stderr_errors, write_through=True)
             warnings.resetwarnings()
             for action, message, category, module, line in reversed(fresh.warnings):
+                # The action is a str read back from the fresh interpreter; typeshed wants its Literal.
                 warnings.filterwarnings(action, message, getattr(builtins, category), module, line)  # type: ignore[arg-type]
             # Shown on stderr, as a process shows them; not kept in pytest's record.
+            # A private name of the warnings module (the showwarning it started with): not in typeshed.
             warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]
             program = Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"], version=__version__)
             program.run(["invoke", *args])
@@ -228,7 +232,8 @@ def free_port() -> int:
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def network_cut_prefix() -> list[str]:
@@ -256,8 +261,11 @@ class Served:
     def __init__(self, command: Path, env: dict[str, str], port: int) -> None:
         self.port = port
         self.process = subprocess.Popen([str(command)], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.process.stdout is not None  # stdout=PIPE: always there
+        self.output: IO[str] = self.process.stdout
 
-    def get(self, path: str, timeout: float = 20.0):
+    def get(self, path: str, timeout: float = 20.0) -> tuple[int, Any]:
+        """The status and the JSON body (whatever JSON it holds) of the first answer to GET path."""
         import json
         import time
         import urllib.request
@@ -270,7 +278,7 @@ class Served:
                     return response.status, json.loads(response.read())
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    output = self.process.stdout.read() if self.process.poll() is not None else ""
+                    output = self.output.read() if self.process.poll() is not None else ""
                     pytest.fail(f"{path} on port {self.port} never answered: {output}")
                 time.sleep(0.2)
 
@@ -280,11 +288,11 @@ class Served:
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
-        self.process.stdout.close()
+        self.output.close()
 
 
 @contextlib.contextmanager
-def serving(argv: list[str], log_path: Path, ready_url: str, name: str, timeout: float = 30.0) -> Iterator[subprocess.Popen]:
+def serving(argv: list[str], log_path: Path, ready_url: str, name: str, timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
     """A server process of the tests' own on loopback: started, awaited until `ready_url`
     answers 200, and stopped (by its handle) however the test ends."""
     import time
@@ -355,7 +363,14 @@ def build_step_containers(repository: Path) -> list[str]:
     return ours
 
 
-def unavailable(reason: str) -> None:
+def member_bytes(archive: tarfile.TarFile, member: str | tarfile.TarInfo) -> bytes:
+    """The bytes of a regular file in the archive (extractfile gives None for any other member)."""
+    file = archive.extractfile(member)
+    assert file is not None, f"{member!r} is not a regular file of the archive"
+    return file.read()
+
+
+def unavailable(reason: str) -> NoReturn:
     """A test's prerequisite (an engine, an image, a binary) is missing: under CI=true, where
     every test must run, that fails; elsewhere the test skips, saying what to do."""
     if os.environ.get("CI") == "true":

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,13 +32,13 @@ def repo(committed: Path, tmp_path: Path) -> Path:
     return clone
 
 
-def edit(root: Path, path: str, change=lambda text: text + "\n# changed\n") -> None:
+def edit(root: Path, path: str, change: Callable[[str], str] = lambda text: text + "\n# changed\n") -> None:
     target = root / path
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(change(target.read_text() if target.exists() else ""))
 
 
-def replace(old: str, new: str, count: int = 1):
+def replace(old: str, new: str, count: int = 1) -> Callable[[str], str]:
     def change(text: str) -> str:
         assert old in text, f"{old!r} not found"
         return text.replace(old, new, count)

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from monorepo import commit_all, copy_repository, git, install_offline, invoke
@@ -69,7 +70,7 @@ def repo(built: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(built, tmp_path / "monorepo", symlinks=True))
 
 
-def manifest(repository: Path) -> dict[str, dict]:
+def manifest(repository: Path) -> dict[str, dict[str, Any]]:
     return {w["name"]: w for w in json.loads((repository / "wheelhouse/manifest.json").read_text())["wheels"]}
 
 
@@ -290,11 +291,14 @@ def test_a_service_described_by_its_backend_serves_a_console_script_its_backend_
     (service / "pyproject.toml").write_text(POETRY_SERVICE)
     assert invoke(repo, "services").stdout.split() == ["order", "poems", "pricing-audit", "user"]
     poems = load_repository(repo).service("poems")
+    assert poems.service is not None  # POETRY_SERVICE declares the service table
     assert (poems.name, poems.version, poems.internal, poems.service.command) == ("poems", "1.2.0", ("service-runtime",), ("poems",))
 
     # Another console script of its venv (a dependency's) is the image build's to check; a path never is one.
     (service / "pyproject.toml").write_text(POETRY_SERVICE.replace('command = "poems"', 'command = "gunicorn poems.server:app"'))
-    assert load_repository(repo).service("poems").service.command == ("gunicorn", "poems.server:app")
+    settings = load_repository(repo).service("poems").service
+    assert settings is not None
+    assert settings.command == ("gunicorn", "poems.server:app")
     (service / "pyproject.toml").write_text(POETRY_SERVICE.replace('command = "poems"', 'command = "./poem-server"'))
     line = one_error(invoke(repo, "services", check=False))
     assert line.startswith("error: services/poems/pyproject.toml: [tool.wheelpipe.service] command must start with the name of a console script in the service's venv (not a path; no shell), e.g. \"poems\""), line

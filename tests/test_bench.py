@@ -15,15 +15,16 @@ from monorepo import ROOT, git, invoke
 from wheelpipe import bench
 from wheelpipe.errors import PipelineError
 from wheelpipe.lockfile import parse_pins
+from wheelpipe.model import Repository
 from wheelpipe.workspace import load_repository
 
 
 @pytest.fixture
-def generated(tmp_path: Path):
+def generated(tmp_path: Path) -> Repository:
     return bench.generate_monorepo(load_repository(ROOT), tmp_path / "generated", 3)
 
 
-def test_generated_monorepo_has_services_sharing_one_package_and_light_dependencies(generated) -> None:
+def test_generated_monorepo_has_services_sharing_one_package_and_light_dependencies(generated: Repository) -> None:
     repo = load_repository(generated.root)
     assert list(repo.services) == ["svc01", "svc02", "svc03"]
     for index, (name, service) in enumerate(repo.services.items()):
@@ -39,7 +40,7 @@ def test_generated_monorepo_has_services_sharing_one_package_and_light_dependenc
 
 
 @pytest.mark.network
-def test_generated_monorepo_locks_every_service_with_uv(generated) -> None:
+def test_generated_monorepo_locks_every_service_with_uv(generated: Repository) -> None:
     result = invoke(generated.root, "lock")
     assert "(uv, for" in result.stderr
     for index, name in enumerate(["svc01", "svc02", "svc03"]):

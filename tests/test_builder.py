@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,7 @@ def error_lines(stderr: str) -> list[str]:
 
 def this_host() -> str:
     glibc = host_glibc()
+    assert glibc is not None  # these tests build on a glibc host
     return f"CPython {sys.version_info.major}.{sys.version_info.minor} on {platform.machine()} (glibc {glibc[0]}.{glibc[1]})"
 
 
@@ -88,7 +90,7 @@ def replace_once(path: Path, old: str, new: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def cext_index(tmp_path_factory: pytest.TempPathFactory) -> str:
+def cext_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An index holding only sdists of the C extension, 0.1.0 and OUTSIDE_POLICY; its simple URL."""
     root = tmp_path_factory.mktemp("cext-index")
     # A copy: setuptools writes egg-info next to the sources it builds.
@@ -134,7 +136,7 @@ def trixie_built(trixie_locked: Path, trixie_images: None, tmp_path_factory: pyt
     return repository, invoke(repository, "build-wheels", "--verbose", env=own_temp(repository))
 
 
-def test_base_image_builder_makes_a_builder_from_the_targets_base_and_only_the_builder_has_a_compiler(trixie_locked, trixie_images):
+def test_base_image_builder_makes_a_builder_from_the_targets_base_and_only_the_builder_has_a_compiler(trixie_locked: Path, trixie_images: None) -> None:
     labels = subprocess.run(["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", BUILDER], capture_output=True, text=True, check=True)
     base_id = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", RUNTIME_BASE], capture_output=True, text=True, check=True)
     assert json.loads(labels.stdout) == {ROLE_LABEL: "builder", BASE_ID_LABEL: base_id.stdout.strip()}
@@ -149,7 +151,7 @@ def test_base_image_builder_makes_a_builder_from_the_targets_base_and_only_the_b
     assert "docker build" not in again.stderr and "debootstrap" not in again.stderr
 
 
-def test_a_builder_suite_whose_glibc_is_not_the_targets_is_refused_before_anything_is_built(repo_copy):
+def test_a_builder_suite_whose_glibc_is_not_the_targets_is_refused_before_anything_is_built(repo_copy: Path) -> None:
     retarget(repo_copy, "3.13", "cp313", "manylinux_2_36_x86_64")
     result = invoke(repo_copy, "base-image", "--suite", "trixie", "--builder", "--tag", "wheelpipe-test/never-built-builder:1", check=False)
     assert result.returncode == 1
@@ -160,7 +162,7 @@ def test_a_builder_suite_whose_glibc_is_not_the_targets_is_refused_before_anythi
     assert subprocess.run(["docker", "image", "inspect", "wheelpipe-test/never-built-builder:1"], capture_output=True, check=False).returncode != 0
 
 
-def test_a_builder_image_is_refused_as_the_base_of_a_runtime_image(trixie_locked, trixie_images, tmp_path):
+def test_a_builder_image_is_refused_as_the_base_of_a_runtime_image(trixie_locked: Path, trixie_images: None, tmp_path: Path) -> None:
     repository = shutil.copytree(trixie_locked, tmp_path / "monorepo", symlinks=True)
     prefix = "wheelpipe-test-builder-as-base/"
     result = invoke(repository, "image", "--service", "order", "--prefix", prefix, "--base-image", BUILDER, check=False)
@@ -177,7 +179,7 @@ def test_a_builder_image_is_refused_as_the_base_of_a_runtime_image(trixie_locked
         check_matches_target(Docker(), BUILDER, target)
 
 
-def test_an_sdist_only_c_extension_for_another_target_is_built_in_a_throwaway_builder_container(trixie_built):
+def test_an_sdist_only_c_extension_for_another_target_is_built_in_a_throwaway_builder_container(trixie_built: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     repository, built = trixie_built
     assert f"building {CEXT}==0.1.0 from its sdist in a throwaway container of the builder image {BUILDER} (this host is {this_host()})" in built.stderr
     runs = [line.strip() for line in built.stderr.splitlines() if line.strip().startswith("$ docker run") and BUILDER in line and SDIST_BUILD_LABEL in line]
@@ -201,14 +203,14 @@ def test_an_sdist_only_c_extension_for_another_target_is_built_in_a_throwaway_bu
     invoke(repository, "verify-wheelhouse")
 
 
-def test_the_wheel_built_in_the_builder_imports_in_the_targets_runtime_base_with_no_network(trixie_built):
+def test_the_wheel_built_in_the_builder_imports_in_the_targets_runtime_base_with_no_network(trixie_built: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     repository, _ = trixie_built
     printed = run_from_wheel(repository, cext_wheel(repository).name, RUNTIME_BASE, "import platform, wheelpipe_fixture_cext as m; print(m.compiled_for(), platform.python_version())")
     compiled_for, running = printed.split()
     assert compiled_for.startswith("3.13.") and compiled_for == running
 
 
-def test_two_builds_in_the_builder_from_different_paths_give_byte_identical_wheels(trixie_locked, trixie_built, tmp_path):
+def test_two_builds_in_the_builder_from_different_paths_give_byte_identical_wheels(trixie_locked: Path, trixie_built: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     first, _ = trixie_built
     second = shutil.copytree(trixie_locked, tmp_path / "elsewhere" / "monorepo", symlinks=True)
     invoke(second, "build-wheels")
@@ -216,7 +218,7 @@ def test_two_builds_in_the_builder_from_different_paths_give_byte_identical_whee
 
 
 @pytest.mark.parametrize("case", ["no builder image", "no engine", "a builder for another python"])
-def test_without_a_matching_host_or_builder_image_the_build_stops_with_one_line_and_writes_nothing(trixie_locked, docker_base_image, tmp_path, case):
+def test_without_a_matching_host_or_builder_image_the_build_stops_with_one_line_and_writes_nothing(trixie_locked: Path, docker_base_image: str, tmp_path: Path, case: str) -> None:
     repository = shutil.copytree(trixie_locked, tmp_path / "monorepo", symlinks=True)
     need = f"error: {CEXT}==0.1.0: building it from its sdist needs CPython 3.13 on manylinux_2_41_x86_64; this host is {this_host()} and "
     env, expected = {
@@ -244,7 +246,7 @@ def test_without_a_matching_host_or_builder_image_the_build_stops_with_one_line_
     assert build_step_containers(repository) == []
 
 
-def test_a_host_matching_the_target_builds_the_extension_here_without_any_builder(cext_index, tmp_path):
+def test_a_host_matching_the_target_builds_the_extension_here_without_any_builder(cext_index: str, tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")  # the target is this host's CPython 3.11
     depend_on_cext(repository, cext_index)
     invoke(repository, "lock")
@@ -260,7 +262,7 @@ def test_a_host_matching_the_target_builds_the_extension_here_without_any_builde
     assert imported.stdout.startswith("3.11.")
 
 
-def test_an_sdist_whose_extension_links_a_library_outside_the_manylinux_policy_is_one_line_and_nothing_is_written(cext_index, tmp_path):
+def test_an_sdist_whose_extension_links_a_library_outside_the_manylinux_policy_is_one_line_and_nothing_is_written(cext_index: str, tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")  # the target is this host's CPython 3.11
     depend_on_cext(repository, cext_index, OUTSIDE_POLICY)
     invoke(repository, "lock")

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import urllib.request
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 from monorepo import free_port, invoke
@@ -14,13 +16,13 @@ from monorepo import free_port, invoke
 pytestmark = pytest.mark.docker
 
 
-def get(port: int, path: str) -> tuple[int, dict]:
+def get(port: int, path: str) -> tuple[int, dict[str, Any]]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
         return response.status, json.loads(response.read())
 
 
-def test_up_runs_every_service_healthy_on_the_configured_ports_and_down_removes_them(built_repo, docker_base_image):
+def test_up_runs_every_service_healthy_on_the_configured_ports_and_down_removes_them(built_repo: Path, docker_base_image: str) -> None:
     prefix = f"wheelpipe-test-{uuid.uuid4().hex[:8]}/"
     ports = {"ORDER_MANAGER_PORT": str(free_port()), "USER_MANAGER_PORT": str(free_port())}
     env = {**ports, "INVOKE_IMAGE_BASE": docker_base_image, "INVOKE_IMAGE_PREFIX": prefix}
@@ -42,7 +44,7 @@ def test_up_runs_every_service_healthy_on_the_configured_ports_and_down_removes_
     assert running.stdout.strip() == ""
 
 
-def test_up_that_cannot_start_every_service_stops_what_it_started_in_one_line(built_repo, docker_base_image):
+def test_up_that_cannot_start_every_service_stops_what_it_started_in_one_line(built_repo: Path, docker_base_image: str) -> None:
     prefix = f"wheelpipe-test-{uuid.uuid4().hex[:8]}/"
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

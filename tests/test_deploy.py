@@ -19,10 +19,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from monorepo import ROOT, commit_all, copy_repository, free_port, invoke, unavailable
+from monorepo import ROOT, commit_all, copy_repository, free_port, invoke, member_bytes, unavailable
 from test_images import Ledger, docker
 from test_push import Registry, registry  # noqa: F401 - the module's registry fixture
 
@@ -95,11 +96,11 @@ def one_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def documents(path: Path) -> list[dict]:
+def documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
 
-def deployment(repository: Path, service: str) -> dict:
+def deployment(repository: Path, service: str) -> dict[str, Any]:
     return next(d for d in documents(repository / f"deploy/manifests/staging/{service}.yaml") if d["kind"] == "Deployment")
 
 
@@ -135,8 +136,8 @@ def test_manifests_pin_the_digest_the_registry_reported_and_the_image_s_own_user
     assert {"name": "WEB_PORT", "value": "8080"} in container["env"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready?probe=1", "port": "http"}
     assert container["resources"] == {"limits": {"memory": "128Mi"}, "requests": {"cpu": "50m", "memory": "64Mi"}}
-    service = next(d for d in documents(shop / "deploy/manifests/staging/web.yaml") if d["kind"] == "Service")
-    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": "http"}]
+    web_service = next(d for d in documents(shop / "deploy/manifests/staging/web.yaml") if d["kind"] == "Service")
+    assert web_service["spec"]["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": "http"}]
     beat = deployment(shop, "beat")["spec"]["template"]["spec"]["containers"][0]
     assert beat["livenessProbe"]["exec"] == {"command": ["/srv/venv/bin/service-health"]}
     assert [d["kind"] for d in documents(shop / "deploy/manifests/staging/beat.yaml")] == ["Deployment"]  # a worker: no Service
@@ -267,8 +268,9 @@ def test_an_unreachable_registry_is_one_line(shop: Path, deployed: Deployed) -> 
 # --- proven by running: each pod under Docker as its spec says, probed as a kubelet -----------
 
 
-def _inspect(container: str) -> dict:
-    return json.loads(docker("container", "inspect", container).stdout)[0]
+def _inspect(container: str) -> dict[str, Any]:
+    inspected: dict[str, Any] = json.loads(docker("container", "inspect", container).stdout)[0]
+    return inspected
 
 
 def _prove(runs: dict[str, podrun.ContainerRun], started: dict[str, str]) -> dict[str, str]:
@@ -356,7 +358,7 @@ def test_the_chart_lints_and_renders_exactly_the_manifests(shop: Path, deployed:
     rendered = subprocess.run([binary, "template", "shop", "deploy/chart"], cwd=shop, capture_output=True, text=True, check=False)
     assert rendered.returncode == 0, rendered.stderr
 
-    def key(document: dict) -> tuple[str, str]:
+    def key(document: dict[str, Any]) -> tuple[str, str]:
         return document["kind"], document["metadata"]["name"]
 
     from_helm = sorted((d for d in yaml.safe_load_all(rendered.stdout) if d), key=key)
@@ -376,9 +378,10 @@ def test_a_release_ships_the_committed_manifests_and_chart_under_its_sha256sums_
     archive = shop / "dist/wheelhouse-2.0.1.tar.gz"
     with tarfile.open(archive) as tar:
         names = {name.removeprefix("wheelhouse-2.0.1/") for name in tar.getnames()}
-        sums = dict(reversed(line.split("  ")) for line in tar.extractfile("wheelhouse-2.0.1/SHA256SUMS").read().decode().splitlines())  # type: ignore[union-attr]
-        record = json.loads(tar.extractfile("wheelhouse-2.0.1/manifest.json").read())["release"]["deploy"]  # type: ignore[union-attr]
-        web = tar.extractfile("wheelhouse-2.0.1/deploy/manifests/staging/web.yaml").read()  # type: ignore[union-attr]
+        # SHA256SUMS: "<digest>  <name>" per line.
+        sums = {name: digest for digest, name in (line.split("  ") for line in member_bytes(tar, "wheelhouse-2.0.1/SHA256SUMS").decode().splitlines())}
+        record = json.loads(member_bytes(tar, "wheelhouse-2.0.1/manifest.json"))["release"]["deploy"]
+        web = member_bytes(tar, "wheelhouse-2.0.1/deploy/manifests/staging/web.yaml")
     shipped = {f"deploy/manifests/staging/{s}.yaml" for s in SERVICES} | {"deploy/chart/Chart.yaml", "deploy/chart/values.yaml", "deploy/chart/templates/services.yaml"}
     assert shipped <= names
     assert web == (shop / "deploy/manifests/staging/web.yaml").read_bytes()
@@ -386,9 +389,10 @@ def test_a_release_ships_the_committed_manifests_and_chart_under_its_sha256sums_
         assert sums[name] == record[name] == hashlib.sha256((shop / name).read_bytes()).hexdigest()
 
 
-def _release_record(archive: Path) -> dict:
+def _release_record(archive: Path) -> dict[str, Any]:
     with tarfile.open(archive) as tar:
-        return json.loads(tar.extractfile("wheelhouse-2.0.1/manifest.json").read())["release"]  # type: ignore[union-attr]
+        release: dict[str, Any] = json.loads(member_bytes(tar, "wheelhouse-2.0.1/manifest.json"))["release"]
+        return release
 
 
 def test_a_release_pushes_the_committed_chart_to_the_chart_registry_once_per_version(shop: Path, deployed: Deployed, tmp_path: Path) -> None:
@@ -414,7 +418,7 @@ def test_a_release_pushes_the_committed_chart_to_the_chart_registry_once_per_ver
     (package,) = pulled.iterdir()
     assert hashlib.sha256(package.read_bytes()).hexdigest() == record["sha256"]
     with tarfile.open(package) as tar:
-        assert tar.extractfile("shop/values.yaml").read() == (shop / "deploy/chart/values.yaml").read_bytes()  # type: ignore[union-attr]
+        assert member_bytes(tar, "shop/values.yaml") == (shop / "deploy/chart/values.yaml").read_bytes()
 
     # The same commit again: the same package, already there, not pushed again; the same archive.
     before = archive.read_bytes()

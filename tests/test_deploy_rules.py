@@ -6,6 +6,8 @@ rest for real)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -30,7 +32,7 @@ GREETING = "a: b # c 'd' \"e\"\nsecond line"
         ({"prod": {"services": {"web": {"env": {"A": 1}}}}}, "[tool.wheelpipe.deploy.prod.services.web] env: expected NAME = \"a string\""),
     ],
 )
-def test_a_bad_deploy_table_is_one_line_naming_the_key(table: dict, says: str) -> None:
+def test_a_bad_deploy_table_is_one_line_naming_the_key(table: dict[str, Any], says: str) -> None:
     with pytest.raises(DeployError) as raised:
         parse_environments(table)
     assert says in str(raised.value)
@@ -95,7 +97,7 @@ def test_a_manifest_is_json_compatible_yaml_whatever_its_values_hold() -> None:
     assert yaml.safe_load(text) == document  # YAML 1.1's yes/0x10 stay strings: they are quoted
 
 
-def test_the_environment_is_resolved_once_and_an_override_of_no_service_is_one_line(tmp_path) -> None:
+def test_the_environment_is_resolved_once_and_an_override_of_no_service_is_one_line(tmp_path: Path) -> None:
     from monorepo import ROOT, copy_repository
 
     from wheelpipe import load_repository
@@ -137,7 +139,7 @@ def test_a_chart_registry_names_the_host_and_path_helm_pushes_under() -> None:
     assert registry.repository("shop") == "team/charts/shop"
 
 
-def test_a_release_with_a_chart_registry_and_no_helm_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_a_release_with_a_chart_registry_and_no_helm_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(HelmError) as raised:
         Helm.find("pyproject.toml: [tool.wheelpipe.release] chart-registry is set")

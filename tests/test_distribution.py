@@ -12,10 +12,11 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from invoke import Context
+from invoke.context import Context
 from monorepo import ROOT, commit_all, git, install_offline, invoke
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -29,7 +30,7 @@ from wheelpipe.tasks import repository_root
 FOREIGN_MONOREPO = ROOT / "tests" / "packages" / "foreign_monorepo"
 
 
-def run(argv: list, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(argv: Sequence[str | Path], cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     """A command as a user of the installed pipeline runs it: nothing of this repository on
     PYTHONPATH, no virtual environment of ours active."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -64,7 +65,7 @@ def tooling_venv(pipeline_wheel: Path, tmp_path_factory: pytest.TempPathFactory)
     assert not venv.resolve().is_relative_to(ROOT)
     run([sys.executable, "-m", "venv", venv])
     python = venv / "bin" / "python"
-    uv = [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", python]
+    uv: list[str | Path] = [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", python]
     run([*uv, "--require-hashes", "-r", ROOT / "requirements" / "dev.txt"])
     run([*uv, "--no-deps", pipeline_wheel])
     return venv
@@ -92,7 +93,7 @@ def with_tooling_lock(monorepo: Path, without: str | None = None) -> None:
 def installed_tooling_venv(pipeline_wheel: Path, venv: Path) -> Path:
     """A venv of this repository's tooling lock and the wheelpipe wheel (by uv, as tooling_venv)."""
     run([sys.executable, "-m", "venv", venv])
-    uv = [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", venv / "bin" / "python"]
+    uv: list[str | Path] = [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", venv / "bin" / "python"]
     run([*uv, "--require-hashes", "-r", ROOT / "requirements" / "dev.txt"])
     run([*uv, "--no-deps", pipeline_wheel])
     return venv
@@ -198,7 +199,7 @@ def test_invoke_test_in_a_tooling_venv_without_pytest_xdist_is_one_line_until_jo
     # A team's tooling lock from before invoke test ran workers: pytest-xdist is not there.
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", venv])
-    uv = [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", venv / "bin" / "python"]
+    uv: list[str | Path] = [sys.executable, "-m", "uv", "pip", "install", "--no-config", "--python", venv / "bin" / "python"]
     run([*uv, "--require-hashes", "-r", ROOT / "requirements" / "dev.txt"])
     run([*uv, "--no-deps", pipeline_wheel])
     run([sys.executable, "-m", "uv", "pip", "uninstall", "--no-config", "--python", venv / "bin" / "python", "pytest-xdist"])

@@ -56,6 +56,7 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 def this_host() -> str:
     glibc = host_glibc()
+    assert glibc is not None  # these tests build on a glibc host
     return f"CPython {sys.version_info.major}.{sys.version_info.minor} on {platform.machine()} (glibc {glibc[0]}.{glibc[1]})"
 
 
@@ -104,7 +105,7 @@ def built_copy(built: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: P
     return Path(shutil.copytree(built[0], tmp_path / "monorepo", symlinks=True))
 
 
-def test_the_extensions_wheel_is_checked_by_auditwheel_and_tagged_for_the_manylinux_target(built):
+def test_the_extensions_wheel_is_checked_by_auditwheel_and_tagged_for_the_manylinux_target(built: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     repository, result = built
     wheel = native_wheel(repository)
     assert wheel.name == WHEEL
@@ -143,14 +144,14 @@ def test_the_extensions_wheel_is_checked_by_auditwheel_and_tagged_for_the_manyli
     assert "wheelhouse is up to date: nothing to build, nothing to download" in again.stderr and not AUDIT.findall(again.stderr)
 
 
-def test_clean_builds_from_two_clones_at_different_paths_give_byte_identical_extension_wheels(locked, built, tmp_path):
+def test_clean_builds_from_two_clones_at_different_paths_give_byte_identical_extension_wheels(locked: Path, built: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     first, _ = built
     second = clone(locked, tmp_path / "elsewhere" / "deeper" / "monorepo")
     invoke(second, "build-wheels")
     assert native_wheel(second).read_bytes() == native_wheel(first).read_bytes()
 
 
-def test_the_packages_own_tests_import_the_compiled_module_from_the_built_wheel_under_invoke_test(built_copy):
+def test_the_packages_own_tests_import_the_compiled_module_from_the_built_wheel_under_invoke_test(built_copy: Path) -> None:
     tested = invoke(built_copy, "test", "-v")
     assert "4 passed" in tested.stdout, tested.stdout
     # pytest-xdist's verbose line: "[gw0] [ 25%] PASSED <file>::<test>".
@@ -160,7 +161,7 @@ def test_the_packages_own_tests_import_the_compiled_module_from_the_built_wheel_
     assert modules and all(parts == (".wheelhouse", "test-sites", parts[2]) for parts in modules), modules
 
 
-def test_an_offline_install_of_the_service_manifest_imports_the_compiled_extension(built, tmp_path):
+def test_an_offline_install_of_the_service_manifest_imports_the_compiled_extension(built: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     repository, _ = built
     assert f"wheelpipe-fixture-native==0.1.0 \\\n    --hash=sha256:{hashlib.sha256(native_wheel(repository).read_bytes()).hexdigest()}" in (
         repository / "wheelhouse/install/checksum.txt"
@@ -175,7 +176,7 @@ def test_an_offline_install_of_the_service_manifest_imports_the_compiled_extensi
     assert Path(imported.stdout.strip()).is_relative_to(tmp_path / "venv")
 
 
-def test_an_extension_linking_a_library_outside_the_manylinux_policy_is_one_line_and_nothing_is_written(built_copy):
+def test_an_extension_linking_a_library_outside_the_manylinux_policy_is_one_line_and_nothing_is_written(built_copy: Path) -> None:
     # libcrypt.so.1 is on this host (libc6-dev), but no manylinux policy lists it.
     setup_py = built_copy / "shared/native/setup.py"
     setup_py.write_text(setup_py.read_text().replace('["src/wheelpipe_fixture_native/_speedups.c"])', '["src/wheelpipe_fixture_native/_speedups.c"], libraries=["crypt"])'))
@@ -194,10 +195,12 @@ def test_an_extension_linking_a_library_outside_the_manylinux_policy_is_one_line
     assert sorted(git(built_copy, "status", "--porcelain").splitlines()) == [" M shared/native/setup.py", " M shared/native/src/wheelpipe_fixture_native/_speedups.c"]
 
 
-def test_a_pure_python_wheel_holding_a_prebuilt_binary_is_one_line_and_nothing_is_written(built_copy):
+def test_a_pure_python_wheel_holding_a_prebuilt_binary_is_one_line_and_nothing_is_written(built_copy: Path) -> None:
     # A careless commit: a binary dropped into a hatchling package, which packs it into a
     # py3-none-any wheel that any platform would install unchecked.
-    shutil.copyfile(shutil.which("true"), built_copy / "services/checksum/src/checksum_service/_prebuilt.so")
+    binary = shutil.which("true")
+    assert binary is not None  # coreutils' true: any ELF file does
+    shutil.copyfile(binary, built_copy / "services/checksum/src/checksum_service/_prebuilt.so")
     before = wheelhouse_state(built_copy)
 
     result = invoke(built_copy, "build-wheels", check=False)
@@ -210,7 +213,7 @@ def test_a_pure_python_wheel_holding_a_prebuilt_binary_is_one_line_and_nothing_i
     assert wheelhouse_state(built_copy) == before
 
 
-def test_glibc_symbol_versions_newer_than_the_targets_are_named(built_copy):
+def test_glibc_symbol_versions_newer_than_the_targets_are_named(built_copy: Path) -> None:
     # No host or builder the pipeline accepts has a newer glibc than the target: this is the
     # analysis itself, on a real wheel whose extension calls dlopen (GLIBC_2.34 since libdl
     # moved into libc), judged for an older target.
@@ -255,7 +258,7 @@ def trixie_built(trixie_locked: Path, trixie_images: None, tmp_path_factory: pyt
 
 
 @pytest.mark.docker
-def test_for_another_target_the_extension_is_built_in_the_builder_container_and_tagged_for_it(trixie_built):
+def test_for_another_target_the_extension_is_built_in_the_builder_container_and_tagged_for_it(trixie_built: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     repository, result = trixie_built
     assert f"building {NATIVE} with its compiled code in a throwaway container of the builder image {BUILDER} (this host is {this_host()})" in result.stderr
     runs = [line for line in result.stderr.splitlines() if line.strip().startswith("$ docker run") and SDIST_BUILD_LABEL in line]
@@ -275,7 +278,7 @@ def test_for_another_target_the_extension_is_built_in_the_builder_container_and_
 
 
 @pytest.mark.docker
-def test_builds_in_the_builder_from_clones_at_different_paths_give_byte_identical_extension_wheels(trixie_locked, trixie_built, tmp_path):
+def test_builds_in_the_builder_from_clones_at_different_paths_give_byte_identical_extension_wheels(trixie_locked: Path, trixie_built: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     first, _ = trixie_built
     second = clone(trixie_locked, tmp_path / "elsewhere" / "monorepo")
     invoke(second, "build-wheels")
@@ -283,7 +286,7 @@ def test_builds_in_the_builder_from_clones_at_different_paths_give_byte_identica
 
 
 @pytest.mark.docker
-def test_for_another_target_without_its_builder_image_the_build_is_one_line_and_writes_nothing(trixie_locked, docker_base_image, tmp_path):
+def test_for_another_target_without_its_builder_image_the_build_is_one_line_and_writes_nothing(trixie_locked: Path, docker_base_image: str, tmp_path: Path) -> None:
     repository = clone(trixie_locked, tmp_path / "monorepo")
     result = invoke(repository, "build-wheels", check=False, env={"INVOKE_IMAGE_BUILDER": MISSING_BUILDER, **own_temp(repository)})
     assert result.returncode == 1

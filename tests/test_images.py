@@ -16,11 +16,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from monorepo import commit_all, copy_repository, free_port, git, invoke
@@ -64,8 +65,9 @@ def image_id(reference: str) -> str | None:
     return found.stdout.strip() if found.returncode == 0 else None
 
 
-def inspect_image(reference: str) -> dict:
-    return json.loads(docker("image", "inspect", reference).stdout)[0]
+def inspect_image(reference: str) -> dict[str, Any]:
+    inspected: dict[str, Any] = json.loads(docker("image", "inspect", reference).stdout)[0]
+    return inspected
 
 
 _STEP = re.compile(r"^\s*Step \d+/\d+ : (\w+)")
@@ -193,7 +195,12 @@ def built_all(built_repo: Path, docker_base_image: str, ledger: Ledger) -> Built
     ledger.record(result.stderr)
     if result.returncode != 0:
         pytest.fail(f"invoke image --all failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return BuiltImages({service: image_id(ledger.tag(service)) for service in SERVICES}, result.stderr)
+    ids: dict[str, str] = {}
+    for service in SERVICES:
+        found = image_id(ledger.tag(service))
+        assert found is not None, f"invoke image --all succeeded and {ledger.tag(service)} is not there"
+        ids[service] = found
+    return BuiltImages(ids, result.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +229,7 @@ def last_line(text: str) -> str:
 # running the images
 
 
-def http_get(container: str, port: int, path: str, timeout: float = 30.0) -> tuple[int, dict]:
+def http_get(container: str, port: int, path: str, timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     while True:
@@ -253,7 +260,7 @@ def wait_healthy(container: str) -> float:
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_image_serves_on_a_read_only_root_becomes_healthy_and_stops_cleanly_on_sigterm(built_images, ledger, service):
+def test_image_serves_on_a_read_only_root_becomes_healthy_and_stops_cleanly_on_sigterm(built_images: dict[str, str], ledger: Ledger, service: str) -> None:
     default_port, endpoint = SERVICES[service]
     port = free_port()
     started = docker(
@@ -322,7 +329,7 @@ for pyc in pycs:
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_image_holds_no_compiler_no_installer_no_wheels_no_sources_and_runs_unprivileged(built_images, ledger, service):
+def test_image_holds_no_compiler_no_installer_no_wheels_no_sources_and_runs_unprivileged(built_images: dict[str, str], ledger: Ledger, service: str) -> None:
     tag = ledger.tag(service)
     as_app = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c", _AS_APP).stdout.splitlines()
     as_root = docker("run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh", tag, "-c", _AS_ROOT).stdout.splitlines()
@@ -335,7 +342,7 @@ def test_image_holds_no_compiler_no_installer_no_wheels_no_sources_and_runs_unpr
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_image_config_has_healthcheck_unprivileged_user_and_oci_labels_of_the_commit(built_repo, built_images, ledger, service):
+def test_image_config_has_healthcheck_unprivileged_user_and_oci_labels_of_the_commit(built_repo: Path, built_images: dict[str, str], ledger: Ledger, service: str) -> None:
     config = inspect_image(ledger.tag(service))["Config"]
     # The standard library's probe of the health path: the app is not started a second time.
     assert config["Healthcheck"]["Test"] == ["CMD", "service-health"]
@@ -351,7 +358,7 @@ def test_image_config_has_healthcheck_unprivileged_user_and_oci_labels_of_the_co
     assert labels["org.opencontainers.image.created"] == committed.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_a_monorepo_s_own_dockerfile_replaces_the_one_wheelpipe_ships(built_repo, tmp_path):
+def test_a_monorepo_s_own_dockerfile_replaces_the_one_wheelpipe_ships(built_repo: Path, tmp_path: Path) -> None:
     repository = clone(built_repo, tmp_path / "monorepo")
     repo = load_repository(repository)
     settings = images.ImageSettings(prefix="unused/", base="unused", docker=Docker())
@@ -363,7 +370,7 @@ def test_a_monorepo_s_own_dockerfile_replaces_the_one_wheelpipe_ships(built_repo
     assert dockerfile_text(repo, settings).endswith("# the team's own additions\n")
 
 
-def test_label_values_reach_the_image_as_written_whatever_they_hold(ledger, docker_base_image, tmp_path):
+def test_label_values_reach_the_image_as_written_whatever_they_hold(ledger: Ledger, docker_base_image: str, tmp_path: Path) -> None:
     """The LABEL line is written out, not passed as build args: a value a Dockerfile would
     expand ($), end (") or escape (backslash) must still arrive byte for byte."""
     labels = {"org.opencontainers.image.source": 'https://host/a$HOME"b\\c${X}\\', "title": "plain"}
@@ -377,7 +384,7 @@ def test_label_values_reach_the_image_as_written_whatever_they_hold(ledger, dock
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_image_holds_no_uv_no_installer_metadata_and_only_hash_checked_bytecode(built_repo, built_images, ledger, service):
+def test_image_holds_no_uv_no_installer_metadata_and_only_hash_checked_bytecode(built_repo: Path, built_images: dict[str, str], ledger: Ledger, service: str) -> None:
     traces = docker("run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh", ledger.tag(service), "-c", _INSTALLER_TRACES)
     lines = traces.stdout.splitlines()
     assert [line for line in lines if not line.startswith(("dist-info: ", "pycs: "))] == [], traces.stderr
@@ -391,7 +398,7 @@ def test_image_holds_no_uv_no_installer_metadata_and_only_hash_checked_bytecode(
 # verification against the install manifest
 
 
-def test_verify_image_passes_on_the_built_image_and_names_every_difference_against_another_manifest(built_repo, built_images, ledger, docker_base_image):
+def test_verify_image_passes_on_the_built_image_and_names_every_difference_against_another_manifest(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str) -> None:
     checked = invoke(built_repo, "verify-image", "--service", "order", *image_args(ledger, docker_base_image))
     assert "exactly those of wheelhouse/install/order.txt" in checked.stderr
     with pytest.raises(DockerError) as raised:
@@ -408,13 +415,13 @@ def test_verify_image_passes_on_the_built_image_and_names_every_difference_again
     assert "flask" not in message and "gunicorn" not in message  # shared by both: no difference
 
 
-def modified_dockerfile(repository: Path, destination: Path, edit) -> Path:
+def modified_dockerfile(repository: Path, destination: Path, edit: Callable[[str], str]) -> Path:
     text = service_dockerfile().read_text()  # the recipe wheelpipe ships
     destination.write_text(edit(text))
     return destination
 
 
-def test_an_image_holding_more_than_the_lock_is_not_tagged(built_repo, built_images, ledger, docker_base_image, tmp_path):
+def test_an_image_holding_more_than_the_lock_is_not_tagged(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str, tmp_path: Path) -> None:
     rogue = r"""
 USER 0
 RUN site="$(/srv/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
@@ -454,7 +461,7 @@ _ROGUE_DIST = r"""mkdir -p /srv/venv/extra/rogue-1.0.dist-info \
     ],
     ids=["PYTHONPATH", "pth-outside-the-venv", "system-site-packages", "pth-inside-the-venv"],
 )
-def test_an_image_whose_interpreter_can_import_from_beyond_its_distributions_is_not_tagged(built_repo, built_images, ledger, docker_base_image, tmp_path, addition, says):
+def test_an_image_whose_interpreter_can_import_from_beyond_its_distributions_is_not_tagged(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str, tmp_path: Path, addition: str, says: str) -> None:
     # The distributions are read from the image's files, not by its interpreter: what widens
     # that interpreter's search path is named (or, inside the venv, followed).
     # Back to the unprivileged user afterwards, as an override must to pass the recipe check.
@@ -476,7 +483,7 @@ _THIRD_PARTY_INSTALL = """\
 """
 
 
-def test_the_build_has_no_network_an_install_that_needs_an_index_fails_and_tags_nothing(built_repo, built_images, ledger, docker_base_image, tmp_path):
+def test_the_build_has_no_network_an_install_that_needs_an_index_fails_and_tags_nothing(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str, tmp_path: Path) -> None:
     def from_index(text: str) -> str:
         assert text.count(_THIRD_PARTY_INSTALL) == 1
         step = text.index(_THIRD_PARTY_INSTALL)
@@ -496,6 +503,7 @@ def test_the_build_has_no_network_an_install_that_needs_an_index_fails_and_tags_
         images.build_image(repo, settings, "order")
     # The reason is uv's own error line, not the echo of the failed command.
     assert str(raised.value).startswith("building the image of order failed: Failed to fetch: https://pypi.org/simple/"), str(raised.value)
+    assert isinstance(reporter.stream, io.StringIO)  # Ledger.reporter's
     log = reporter.stream.getvalue()
     # uv tried the index and could not even resolve its name: the build has no network.
     assert "Failed to fetch: https://pypi.org/simple/" in log, log[-3000:]
@@ -514,8 +522,10 @@ def _wheel(repository: Path, which: str) -> str:
     if which == "installer":
         (installer,) = [w for w in document["wheels"] if w["origin"].get("purpose") == "installer"]
         assert installer["name"] == "uv"
-        return installer["file"]
-    return next(w["file"] for w in document["wheels"] if w["name"] == "flask" and "order" in w["services"])
+        file: str = installer["file"]
+        return file
+    flask: str = next(w["file"] for w in document["wheels"] if w["name"] == "flask" and "order" in w["services"])
+    return flask
 
 
 def _flip_a_byte(path: Path) -> None:
@@ -526,7 +536,7 @@ def _flip_a_byte(path: Path) -> None:
 
 @pytest.mark.parametrize("which", ["flask", "installer"])
 @pytest.mark.parametrize(("damage", "says"), [("flipped", "sha256 mismatch"), ("deleted", "missing")])
-def test_a_tampered_or_missing_wheel_stops_invoke_image_and_the_tag_stays(built_repo, built_images, ledger, docker_base_image, tmp_path, damage, says, which):
+def test_a_tampered_or_missing_wheel_stops_invoke_image_and_the_tag_stays(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str, tmp_path: Path, damage: str, says: str, which: str) -> None:
     repository = clone(built_repo, tmp_path / "monorepo")
     sub = f"tamper-{damage}-{which}/"
     docker("tag", built_images["order"], ledger.tag("order", sub))
@@ -543,7 +553,7 @@ def test_a_tampered_or_missing_wheel_stops_invoke_image_and_the_tag_stays(built_
     assert image_id(ledger.tag("order", sub)) == built_images["order"]
 
 
-def test_an_installer_wheel_changed_after_the_wheelhouse_check_stops_the_build_naming_it(built_repo, built_images, ledger, docker_base_image, tmp_path):
+def test_an_installer_wheel_changed_after_the_wheelhouse_check_stops_the_build_naming_it(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str, tmp_path: Path) -> None:
     repository = clone(built_repo, tmp_path / "monorepo")
     house = open_wheelhouse(repository)  # every wheel checked against manifest.json here
     installer = house.installer()
@@ -568,7 +578,7 @@ def test_an_installer_wheel_changed_after_the_wheelhouse_check_stops_the_build_n
 # every service at once
 
 
-def test_image_all_builds_every_service_at_once_each_line_naming_its_service(built_all):
+def test_image_all_builds_every_service_at_once_each_line_naming_its_service(built_all: BuiltImages) -> None:
     lines = [line for line in built_all.output.splitlines() if line.strip()]
     # The base and the wheelhouse are checked once, for all; then each build speaks for itself.
     assert sum("building the wheelhouse" in line for line in lines) == 1
@@ -585,7 +595,7 @@ def test_image_all_builds_every_service_at_once_each_line_naming_its_service(bui
     assert all(built_all.ids.values())
 
 
-def test_image_all_failing_for_one_service_names_it_and_leaves_its_tag_where_it_was(built_repo, built_images, ledger, docker_base_image, tmp_path):
+def test_image_all_failing_for_one_service_names_it_and_leaves_its_tag_where_it_was(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str, tmp_path: Path) -> None:
     refuse_user = """
 RUN [ ! -e /srv/venv/bin/user-manager ] || { echo "image check: refusing to build user, as the test asks" >&2; exit 1; }
 """
@@ -606,14 +616,14 @@ RUN [ ! -e /srv/venv/bin/user-manager ] || { echo "image check: refusing to buil
 # caching
 
 
-def test_a_code_change_replaces_only_the_first_party_layer_and_an_unchanged_rebuild_is_identical(built_repo, built_images, ledger, docker_base_image, tmp_path):
+def test_a_code_change_replaces_only_the_first_party_layer_and_an_unchanged_rebuild_is_identical(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str, tmp_path: Path) -> None:
     repository = clone(built_repo, tmp_path / "monorepo")
     sub = "layers/"
     tag = ledger.tag("order", sub)
 
     outputs: list[str] = []
 
-    def build() -> dict:
+    def build() -> dict[str, Any]:
         outputs.append(ledger.image(repository, "order", *image_args(ledger, docker_base_image, sub)).stderr)
         return inspect_image(tag)
 
@@ -645,7 +655,7 @@ def test_a_code_change_replaces_only_the_first_party_layer_and_an_unchanged_rebu
 
 
 @pytest.mark.parametrize("damage", ["not-json", "ids-gone", "base-changed"])
-def test_a_damaged_record_of_shared_stages_builds_them_again_and_the_same_image(built_repo, built_images, ledger, docker_base_image, tmp_path, damage):
+def test_a_damaged_record_of_shared_stages_builds_them_again_and_the_same_image(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str, tmp_path: Path, damage: str) -> None:
     """The record is a cache: when it cannot be used the stages are built again (from the
     engine's cache), and the image is the same."""
     repository = clone(built_repo, tmp_path / "monorepo")
@@ -664,7 +674,7 @@ def test_a_damaged_record_of_shared_stages_builds_them_again_and_the_same_image(
     assert json.loads(record.read_text())  # and recorded anew
 
 
-def test_a_record_pointing_a_shared_stage_at_another_image_gives_an_image_that_is_not_tagged(built_repo, built_images, ledger, docker_base_image, tmp_path):
+def test_a_record_pointing_a_shared_stage_at_another_image_gives_an_image_that_is_not_tagged(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str, tmp_path: Path) -> None:
     """A hostile edit: the runtime stage stood in for by the bare base image. The image then
     lacks the whole third-party closure, and the verification names what is missing."""
     repository = clone(built_repo, tmp_path / "monorepo")
@@ -687,7 +697,7 @@ def test_a_record_pointing_a_shared_stage_at_another_image_gives_an_image_that_i
 # An unknown --service: in the fast tier, with no engine and nothing built (test_model.py).
 
 
-def test_an_unreachable_engine_is_named_with_how_to_start_it(built_repo, ledger, docker_base_image):
+def test_an_unreachable_engine_is_named_with_how_to_start_it(built_repo: Path, ledger: Ledger, docker_base_image: str) -> None:
     result = invoke(
         built_repo, "image", "--service", "order", *image_args(ledger, docker_base_image, "no-engine/"),
         check=False, env={"DOCKER_HOST": "unix:///nonexistent.sock"},
@@ -698,7 +708,7 @@ def test_an_unreachable_engine_is_named_with_how_to_start_it(built_repo, ledger,
     assert "start it" in error and "dockerd" in error
 
 
-def test_a_missing_base_image_says_to_pull_it_or_bootstrap_one(built_repo, ledger):
+def test_a_missing_base_image_says_to_pull_it_or_bootstrap_one(built_repo: Path, ledger: Ledger) -> None:
     missing = "wheelpipe-test/nonexistent:1"
     result = ledger.image(built_repo, "order", "--prefix", ledger.prefix + "no-base/", "--base-image", missing, check=False)
     assert result.returncode != 0
@@ -712,7 +722,7 @@ def test_a_missing_base_image_says_to_pull_it_or_bootstrap_one(built_repo, ledge
 # the base image and the target
 
 
-def test_the_base_image_matches_the_target_and_another_python_is_refused(built_repo, docker_base_image):
+def test_the_base_image_matches_the_target_and_another_python_is_refused(built_repo: Path, docker_base_image: str) -> None:
     repo = load_repository(built_repo)
     found = baseimage.check_matches_target(Docker(), docker_base_image, repo.target)
     assert found["python"] == repo.target.python_version == "3.11"
@@ -723,7 +733,7 @@ def test_the_base_image_matches_the_target_and_another_python_is_refused(built_r
     assert "3.12" in str(raised.value)
 
 
-def test_invoke_image_refuses_a_base_image_that_does_not_match_the_target_before_building(tmp_path, ledger, docker_base_image):
+def test_invoke_image_refuses_a_base_image_that_does_not_match_the_target_before_building(tmp_path: Path, ledger: Ledger, docker_base_image: str) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     pyproject = repository / "pyproject.toml"
     text = pyproject.read_text()
@@ -740,7 +750,7 @@ def test_invoke_image_refuses_a_base_image_that_does_not_match_the_target_before
     assert ledger.prefixed("py312/") == []
 
 
-def test_base_image_refuses_a_debian_suite_whose_python_is_not_the_target_before_bootstrapping(repo_copy):
+def test_base_image_refuses_a_debian_suite_whose_python_is_not_the_target_before_bootstrapping(repo_copy: Path) -> None:
     result = invoke(repo_copy, "base-image", "--suite", "trixie", "--tag", "wheelpipe-test/never-built:1", check=False)
     assert result.returncode != 0
     error = result.stderr.strip().splitlines()[-1]

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,7 +210,7 @@ def immutable(directory: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def mounted(directory: Path, *options: str) -> Iterator[None]:
+def mounted(directory: Path, *options: str | Path) -> Iterator[None]:
     mount = subprocess.run(["mount", *options, directory], capture_output=True, text=True, check=False)
     if mount.returncode != 0:
         pytest.skip(f"cannot mount here: {mount.stderr.strip()}")
@@ -400,7 +400,7 @@ def release_as_a_string(text: str) -> str:
     return ROOT_RELEASE.sub("", text) + '\n[tool.wheelpipe]\nrelease = "0.1.0"\n'
 
 
-MALFORMED = {
+MALFORMED: dict[str, tuple[str, Callable[[str], str], str]] = {
     "root tool is a string": ("pyproject.toml", lambda text: 'tool = "wheelpipe"\n', r"pyproject\.toml: \[tool\] must be a table, found 'wheelpipe'"),
     "root tool.wheelpipe is a string": ("pyproject.toml", lambda text: '[tool]\nwheelpipe = "enabled"\n', r"pyproject\.toml: \[tool\.wheelpipe\] must be a table, found 'enabled'"),
     "root release is a string": ("pyproject.toml", release_as_a_string, r"pyproject\.toml: \[tool\.wheelpipe\.release\] must be a table, found '0\.1\.0'"),

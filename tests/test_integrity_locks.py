@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from monorepo import ROOT, commit_all, copy_repository, free_port, git, invoke, serving
 
-from wheelpipe.index import Indexes
+from wheelpipe.index import Indexes, IndexFile
 from wheelpipe.lockfile import parse_pins
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
@@ -299,7 +300,7 @@ def test_a_lock_whose_hashes_no_published_wheel_has_stops_without_building_an_sd
 
 
 @pytest.fixture
-def hostile_index(tmp_path: Path):
+def hostile_index(tmp_path: Path) -> Iterator[tuple[str, IndexFile]]:
     """An index that lists the genuine markupsafe wheel's name and locked hash, but serves other bytes."""
     genuine = next(
         f for f in Indexes().files("markupsafe")
@@ -318,7 +319,7 @@ def hostile_index(tmp_path: Path):
         yield f"http://127.0.0.1:{port}/simple/", genuine
 
 
-def test_a_downloaded_file_whose_bytes_are_not_locked_stops_the_run_naming_file_and_hashes(house: Path, hostile_index) -> None:
+def test_a_downloaded_file_whose_bytes_are_not_locked_stops_the_run_naming_file_and_hashes(house: Path, hostile_index: tuple[str, IndexFile]) -> None:
     url, genuine = hostile_index
     before = generation(house)
     root = house / "pyproject.toml"

@@ -19,6 +19,7 @@ import re
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from monorepo import git, invoke
@@ -94,11 +95,12 @@ def swap_wheel(wheel: Path, member: str) -> str:
     return hashlib.sha256(wheel.read_bytes()).hexdigest()
 
 
-def manifest(repository: Path) -> dict:
-    return json.loads((house(repository) / "manifest.json").read_text())
+def manifest(repository: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((house(repository) / "manifest.json").read_text())
+    return document
 
 
-def write_manifest(repository: Path, document: dict) -> None:
+def write_manifest(repository: Path, document: dict[str, Any]) -> None:
     path = house(repository) / "manifest.json"
     path.unlink()
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -196,7 +198,7 @@ ATTACKS = {
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
-def test_build_wheels_stops_at_a_poisoned_wheelhouse_naming_the_edit(repo, attack):
+def test_build_wheels_stops_at_a_poisoned_wheelhouse_naming_the_edit(repo: Path, attack: str) -> None:
     expected = ATTACKS[attack](repo).format(source="the working tree")
     before = state(repo)
     assert failure(repo, "build-wheels") == expected
@@ -208,14 +210,14 @@ def test_build_wheels_stops_at_a_poisoned_wheelhouse_naming_the_edit(repo, attac
 
 
 @pytest.mark.parametrize("attack", ["flask-swapped-sha256-edited", "flask-swapped-consistent", "flask-origin-rewritten-as-sdist"])
-def test_verify_wheelhouse_names_a_poisoned_third_party_wheel(repo, attack):
+def test_verify_wheelhouse_names_a_poisoned_third_party_wheel(repo: Path, attack: str) -> None:
     expected = ATTACKS[attack](repo)
     before = state(repo)
     assert failure(repo, "verify-wheelhouse") == expected
     assert state(repo) == before
 
 
-def test_a_manifest_edit_names_manifest_json_not_the_install_manifest(repo):
+def test_a_manifest_edit_names_manifest_json_not_the_install_manifest(repo: Path) -> None:
     """Item 6: an edit that changes what manifest.json gives (who installs flask) is named
     where it was made, not in the install manifests that no longer agree with it."""
     document = manifest(repo)
@@ -227,7 +229,7 @@ def test_a_manifest_edit_names_manifest_json_not_the_install_manifest(repo):
         assert "install/order.txt" not in line and line.endswith(REBUILD)
 
 
-def test_a_wheelhouse_this_clone_did_not_write_is_checked_against_a_rebuild_once(repo):
+def test_a_wheelhouse_this_clone_did_not_write_is_checked_against_a_rebuild_once(repo: Path) -> None:
     """A wheelhouse restored from elsewhere (here: its record in git's directory gone) has every
     first-party wheel built again and compared; then it is this clone's, and a no-op is a no-op."""
     record = repo / git(repo, "rev-parse", "--git-path", "wheelpipe-wheelhouse").strip()
@@ -243,7 +245,7 @@ def test_a_wheelhouse_this_clone_did_not_write_is_checked_against_a_rebuild_once
     assert "checking" not in again.stderr and "up to date" in again.stderr
 
 
-def test_build_wheels_trusts_its_own_record_but_a_release_rebuilds_regardless(repo):
+def test_build_wheels_trusts_its_own_record_but_a_release_rebuilds_regardless(repo: Path) -> None:
     """Someone who can write git's directory too (the record made to match the forgery): the
     working tree build trusts it, as documented; the release builds from the commit and compares."""
     expected = swapped_first_party_made_consistent(repo)
@@ -256,7 +258,7 @@ def test_build_wheels_trusts_its_own_record_but_a_release_rebuilds_regardless(re
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
-def test_a_gated_release_of_a_poisoned_wheelhouse_ships_nothing(repo, attack, docker_base_image):
+def test_a_gated_release_of_a_poisoned_wheelhouse_ships_nothing(repo: Path, attack: str, docker_base_image: str) -> None:
     expected = ATTACKS[attack](repo)
     head = git(repo, "rev-parse", "HEAD").strip()
     before = state(repo)

@@ -19,9 +19,10 @@ import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-from monorepo import FIXTURE, ROOT, commit_all, copy_repository, git, invoke
+from monorepo import FIXTURE, ROOT, commit_all, copy_repository, git, invoke, member_bytes
 
 from wheelpipe import load_repository
 from wheelpipe.build import firstparty
@@ -61,15 +62,16 @@ def wheel_files(archive: Path) -> dict[str, dict[str, bytes]]:
     with tarfile.open(archive) as bundle:
         for member in bundle.getmembers():
             if member.name.endswith(".whl"):
-                with zipfile.ZipFile(io.BytesIO(bundle.extractfile(member).read())) as wheel:
+                with zipfile.ZipFile(io.BytesIO(member_bytes(bundle, member))) as wheel:
                     found[Path(member.name).name] = {name: wheel.read(name) for name in wheel.namelist()}
     return found
 
 
-def released_manifest(archive: Path) -> dict:
+def released_manifest(archive: Path) -> dict[str, Any]:
     with tarfile.open(archive) as bundle:
         (member,) = [m for m in bundle.getmembers() if m.name.endswith("/manifest.json")]
-        return json.loads(bundle.extractfile(member).read())
+        document: dict[str, Any] = json.loads(member_bytes(bundle, member))
+        return document
 
 
 def order_wheel(files: dict[str, dict[str, bytes]]) -> dict[str, bytes]:
@@ -85,7 +87,7 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
-def test_an_untracked_file_in_a_service_is_in_no_released_wheel(repository):
+def test_an_untracked_file_in_a_service_is_in_no_released_wheel(repository: Path) -> None:
     secret = repository / ORDER_MODULE / "secret.py"
     secret.write_text("TOKEN = 'never committed'\n")
     invoke(repository, "release", "--skip-gates")
@@ -100,7 +102,7 @@ def test_an_untracked_file_in_a_service_is_in_no_released_wheel(repository):
     assert "order_manager/secret.py" in zipfile.ZipFile(wheel).namelist()
 
 
-def test_an_untracked_file_in_a_service_stops_the_release_gate_naming_it_not_asking_for_build_wheels(repository):
+def test_an_untracked_file_in_a_service_stops_the_release_gate_naming_it_not_asking_for_build_wheels(repository: Path) -> None:
     # The gate runs the working tree's tests against the commit's wheels: the plugin called
     # the wheel stale and said to run `invoke build-wheels`, which cannot help.
     (repository / ORDER_MODULE / "draft.py").write_text("DRAFT = True\n")
@@ -119,7 +121,7 @@ def test_an_untracked_file_in_a_service_stops_the_release_gate_naming_it_not_ask
     assert "order_manager/draft.py" in order_wheel(wheel_files(repository / DIRTY_ARCHIVE))
 
 
-def test_an_ignored_file_is_in_no_wheel_from_the_commit_or_the_working_tree(repository):
+def test_an_ignored_file_is_in_no_wheel_from_the_commit_or_the_working_tree(repository: Path) -> None:
     # .git/info/exclude: an ignore rule that hatchling, reading only .gitignore, never saw.
     (repository / ".git/info/exclude").write_text("credentials.json\n")
     (repository / ORDER_MODULE / "credentials.json").write_text('{"password": "hunter2"}\n')
@@ -133,7 +135,7 @@ def test_an_ignored_file_is_in_no_wheel_from_the_commit_or_the_working_tree(repo
 
 @pytest.mark.parametrize("command", [("release", "--skip-gates"), ("build-wheels",)], ids=["release", "build-wheels"])
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../../../../outside.txt"], ids=["absolute", "relative"])
-def test_a_committed_symlink_to_outside_the_repository_is_refused_naming_it(repository, command, target):
+def test_a_committed_symlink_to_outside_the_repository_is_refused_naming_it(repository: Path, command: tuple[str, ...], target: str) -> None:
     (repository.parent / "outside.txt").write_text("not the repository's\n")
     (repository / ORDER_MODULE / "leak.txt").symlink_to(target)
     commit_all(repository, "a symlink out of the repository")
@@ -146,7 +148,7 @@ def test_a_committed_symlink_to_outside_the_repository_is_refused_naming_it(repo
 
 
 @pytest.mark.parametrize("command", [("release", "--skip-gates"), ("build-wheels",)], ids=["release", "build-wheels"])
-def test_a_dangling_symlink_in_a_package_is_refused_naming_it(repository, command):
+def test_a_dangling_symlink_in_a_package_is_refused_naming_it(repository: Path, command: tuple[str, ...]) -> None:
     (repository / ORDER_MODULE / "gone.txt").symlink_to("missing.txt")
     commit_all(repository, "a symlink to nothing")
     before = wheelhouse_state(repository)
@@ -157,7 +159,7 @@ def test_a_dangling_symlink_in_a_package_is_refused_naming_it(repository, comman
     assert wheelhouse_state(repository) == before
 
 
-def test_a_symlink_to_a_directory_of_the_repository_ships_the_files_git_sees_there(repository):
+def test_a_symlink_to_a_directory_of_the_repository_ships_the_files_git_sees_there(repository: Path) -> None:
     """A team's symlinked directory (a vendored copy of a shared module, say) is followed, not
     refused: its target's tracked files ship under the link's name, from the commit and from the
     working tree alike."""
@@ -176,7 +178,7 @@ def test_a_symlink_to_a_directory_of_the_repository_ships_the_files_git_sees_the
 
 
 @pytest.mark.parametrize("command", [("release", "--skip-gates"), ("build-wheels",)], ids=["release", "build-wheels"])
-def test_a_symlink_to_a_directory_outside_the_repository_is_refused_naming_it(repository, command):
+def test_a_symlink_to_a_directory_outside_the_repository_is_refused_naming_it(repository: Path, command: tuple[str, ...]) -> None:
     (repository.parent / "outside").mkdir()
     (repository.parent / "outside" / "secret.py").write_text("TOKEN = 'not the repository's'\n")
     (repository / ORDER_MODULE / "vendored").symlink_to("../../../../../outside")
@@ -190,7 +192,7 @@ def test_a_symlink_to_a_directory_outside_the_repository_is_refused_naming_it(re
 
 
 @pytest.mark.parametrize("command", [("release", "--skip-gates"), ("build-wheels",)], ids=["release", "build-wheels"])
-def test_a_symlink_to_a_directory_that_holds_it_is_a_loop_named_in_one_line(repository, command):
+def test_a_symlink_to_a_directory_that_holds_it_is_a_loop_named_in_one_line(repository: Path, command: tuple[str, ...]) -> None:
     (repository / ORDER_MODULE / "again").symlink_to("..")
     commit_all(repository, "a symlink to its own parent")
     before = wheelhouse_state(repository)
@@ -202,7 +204,7 @@ def test_a_symlink_to_a_directory_that_holds_it_is_a_loop_named_in_one_line(repo
 
 
 @pytest.mark.parametrize("command", [("release", "--skip-gates"), ("build-wheels",)], ids=["release", "build-wheels"])
-def test_two_file_symlinks_pointing_at_each_other_are_a_loop_not_a_dangling_link(repository, command):
+def test_two_file_symlinks_pointing_at_each_other_are_a_loop_not_a_dangling_link(repository: Path, command: tuple[str, ...]) -> None:
     # realpath gives up on a -> b -> a without a word: the working tree once called it dangling.
     (repository / ORDER_MODULE / "one.txt").symlink_to("two.txt")
     (repository / ORDER_MODULE / "two.txt").symlink_to("one.txt")
@@ -215,7 +217,7 @@ def test_two_file_symlinks_pointing_at_each_other_are_a_loop_not_a_dangling_link
     assert wheelhouse_state(repository) == before
 
 
-def test_a_symlink_inside_the_repository_ships_as_the_file_it_points_at(repository):
+def test_a_symlink_inside_the_repository_ships_as_the_file_it_points_at(repository: Path) -> None:
     (repository / ORDER_MODULE / "NOTICE.txt").symlink_to("../../../../README.md")
     commit_all(repository, "a symlink to the root README")
     invoke(repository, "release", "--skip-gates")
@@ -225,7 +227,7 @@ def test_a_symlink_inside_the_repository_ships_as_the_file_it_points_at(reposito
     assert "nothing to build" in invoke(repository, "build-wheels").stderr
 
 
-def test_a_symlink_to_an_ignored_file_is_refused_in_the_working_tree(repository):
+def test_a_symlink_to_an_ignored_file_is_refused_in_the_working_tree(repository: Path) -> None:
     (repository / ".env").write_text("PASSWORD=hunter2\n")
     (repository / ".git/info/exclude").write_text(".env\n")
     (repository / ORDER_MODULE / "settings.env").symlink_to("../../../../.env")
@@ -236,7 +238,7 @@ def test_a_symlink_to_an_ignored_file_is_refused_in_the_working_tree(repository)
     assert wheelhouse_state(repository) == before
 
 
-def test_allow_dirty_releases_the_modified_working_tree_and_marks_it(repository):
+def test_allow_dirty_releases_the_modified_working_tree_and_marks_it(repository: Path) -> None:
     orders = repository / ORDER_MODULE / "orders.py"
     modified = orders.read_text() + '\nRELEASED_FROM = "a modified working tree"\n'
     orders.write_text(modified)
@@ -254,13 +256,13 @@ def test_allow_dirty_releases_the_modified_working_tree_and_marks_it(repository)
         assert {name.split("/")[0] for name in bundle.getnames()} == {"wheelhouse-0.1.0-dirty"}
 
 
-def test_allow_dirty_on_a_clean_tree_gives_the_clean_release(released, repository):
+def test_allow_dirty_on_a_clean_tree_gives_the_clean_release(released: Path, repository: Path) -> None:
     invoke(repository, "release", "--skip-gates", "--allow-dirty")
     assert not (repository / DIRTY_ARCHIVE).exists()
     assert (repository / ARCHIVE).read_bytes() == (released / ARCHIVE).read_bytes()
 
 
-def test_a_file_name_that_is_not_utf8_is_refused_naming_package_and_name(repository):
+def test_a_file_name_that_is_not_utf8_is_refused_naming_package_and_name(repository: Path) -> None:
     name = os.fsencode(repository / ORDER_MODULE) + b"/caf\xe9.py"
     with open(name, "wb") as stream:
         stream.write(b"COFFEE = True\n")
@@ -274,7 +276,7 @@ def test_a_file_name_that_is_not_utf8_is_refused_naming_package_and_name(reposit
     assert wheelhouse_state(repository) == before
 
 
-def test_dist_being_a_file_stops_the_release_before_anything_is_written(repository):
+def test_dist_being_a_file_stops_the_release_before_anything_is_written(repository: Path) -> None:
     (repository / "dist").write_text("someone's notes\n")
     before = wheelhouse_state(repository)
     result = invoke(repository, "release", "--skip-gates", check=False)
@@ -290,7 +292,7 @@ def _drop_pin(manifest: Path, name: str) -> None:
     manifest.write_text("".join(lines[:pin] + lines[pin + 2 :]))  # the pin and its hash line
 
 
-def test_a_damaged_install_manifest_in_the_wheelhouse_never_ships(repository, tmp_path):
+def test_a_damaged_install_manifest_in_the_wheelhouse_never_ships(repository: Path, tmp_path: Path) -> None:
     _drop_pin(repository / "wheelhouse/install/order.txt", "blinker")
     before = wheelhouse_state(repository)
     result = invoke(repository, "release", "--skip-gates", check=False)
@@ -311,21 +313,23 @@ def test_a_damaged_install_manifest_in_the_wheelhouse_never_ships(repository, tm
     assert checked.returncode == 0, checked.stdout
 
 
-def test_an_install_manifest_damaged_after_the_build_is_derived_again_not_copied(repository):
+def test_an_install_manifest_damaged_after_the_build_is_derived_again_not_copied(repository: Path) -> None:
     """Between build-wheels and the archive nothing is read back from the wheelhouse's
     derived files: the install manifest and its SBOM are made from the locks and wheels."""
-    from wheelpipe import release, wheelhouse
+    from wheelpipe import manifests, release, wheelhouse
 
     repo = load_repository(repository)
     house = wheelhouse.open_wheelhouse(repository)
     commit = release.commit_of(repo, allow_dirty=False)
     _drop_pin(house.install_manifest("order"), "blinker")
-    members = {m.name: m for m in release._members(repo, house, commit, commit.source(repository), release.manifests.released(commit.source(repository)), None)}
-    assert "\nblinker==1.9.0 \\\n" in members["wheelhouse-0.1.0/install/order.txt"].data.decode()
-    assert "pkg:pypi/blinker@" in members["wheelhouse-0.1.0/sbom/order.cdx.json"].data.decode()
+    members = {m.name: m for m in release._members(repo, house, commit, commit.source(repository), manifests.released(commit.source(repository)), None)}
+    install, sbom = members["wheelhouse-0.1.0/install/order.txt"].data, members["wheelhouse-0.1.0/sbom/order.cdx.json"].data
+    assert install is not None and sbom is not None  # documents made in memory, not wheels streamed from disk
+    assert "\nblinker==1.9.0 \\\n" in install.decode()
+    assert "pkg:pypi/blinker@" in sbom.decode()
 
 
-def test_the_fingerprint_outside_git_covers_the_files_git_would_see(tmp_path):
+def test_the_fingerprint_outside_git_covers_the_files_git_would_see(tmp_path: Path) -> None:
     """Without git, the package's files are walked, skipping build and cache output."""
     repo = load_repository(FIXTURE)
     package = repo.packages["discount-calculator"]
@@ -339,7 +343,7 @@ def test_the_fingerprint_outside_git_covers_the_files_git_would_see(tmp_path):
     assert firstparty.fingerprint(firstparty.WorkingTree(tmp_path / "plain"), copied) == expected
 
 
-def test_a_wheel_that_changes_while_the_archive_is_written_leaves_no_archive(tmp_path):
+def test_a_wheel_that_changes_while_the_archive_is_written_leaves_no_archive(tmp_path: Path) -> None:
     from wheelpipe import release
 
     wheel = tmp_path / "wheelhouse" / "demo-0.1.0-py3-none-any.whl"
@@ -377,7 +381,7 @@ _STREAMING_CHILD = textwrap.dedent(
 )
 
 
-def test_large_files_are_fingerprinted_and_archived_in_bounded_memory(tmp_path):
+def test_large_files_are_fingerprinted_and_archived_in_bounded_memory(tmp_path: Path) -> None:
     root = tmp_path / "repository"
     (root / "shared/large").mkdir(parents=True)
     git(root, "init", "-q")
@@ -392,8 +396,9 @@ def test_large_files_are_fingerprinted_and_archived_in_bounded_memory(tmp_path):
     assert len(report["fingerprint"]) == 64
     with tarfile.open(root / "dist/large.tar.gz") as bundle:
         member = bundle.next()
-        while member.isdir():
+        while member is not None and member.isdir():
             member = bundle.next()
+        assert member is not None
         assert (member.name, member.size) == ("large-0.1.0/data.bin", LARGE_FILE_MB << 20)
     assert not [p for p in (root / "dist").iterdir() if p.name.endswith(".tmp")]
 
@@ -415,7 +420,7 @@ with atomic_output(Path(sys.argv[1])) as stream:
 """
 
 
-def test_a_release_removes_the_temporary_archive_a_killed_release_left_in_dist(repository):
+def test_a_release_removes_the_temporary_archive_a_killed_release_left_in_dist(repository: Path) -> None:
     # The archive's own writer (atomic_output, as write_archive uses it) killed with SIGKILL
     # mid-write: nothing runs to remove its temporary file, which no later release removed.
     (repository / "dist").mkdir()
@@ -445,7 +450,7 @@ def test_holds_the_release_gate():
 """
 
 
-def test_build_wheels_clean_during_a_release_waits_for_it_instead_of_pulling_its_wheels_away(repository, tmp_path):
+def test_build_wheels_clean_during_a_release_waits_for_it_instead_of_pulling_its_wheels_away(repository: Path, tmp_path: Path) -> None:
     # It used to prune the generation the release was reading: a bare "No such file".
     started, go = tmp_path / "gate-started", tmp_path / "go"
     (repository / "services/order/tests/test_held.py").write_text(HELD_GATE_TEST.format(started=str(started), go=str(go)))
@@ -493,7 +498,7 @@ def set_release_version(repository: Path, version: str) -> None:
 
 @pytest.mark.parametrize(("typed", "normal"), [("0.1.0 ", "0.1.0"), ("v1.0", "1.0"), ("1.0.0-RC1", "1.0.0rc1"), ("01.2", "1.2")])
 @pytest.mark.parametrize("source", [FIXTURE, FOREIGN], ids=["ours", "foreign"])
-def test_a_release_version_not_in_its_normal_form_is_refused_naming_the_normal_form(tmp_path, source, typed, normal):
+def test_a_release_version_not_in_its_normal_form_is_refused_naming_the_normal_form(tmp_path: Path, source: Path, typed: str, normal: str) -> None:
     repository = copy_repository(tmp_path / "monorepo", source)
     set_release_version(repository, typed)
     commit_all(repository, "a version as typed")
@@ -518,7 +523,7 @@ CI_TAG = {"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v9.9.9", "GITHUB_REF": "
     ids=["github-ref-name", "github-ref", "option", "no-v", "empty"],
 )
 @pytest.mark.parametrize("source", [FIXTURE, FOREIGN], ids=["ours", "foreign"])
-def test_a_tag_that_is_not_v_version_is_refused_naming_tag_and_version(tmp_path, source, args, env, tag, given_by):
+def test_a_tag_that_is_not_v_version_is_refused_naming_tag_and_version(tmp_path: Path, source: Path, args: list[str], env: dict[str, str], tag: str, given_by: str) -> None:
     repository = copy_repository(tmp_path / "monorepo", source)
     version = load_repository(repository).release_version
     args, tag = [a.format(version=version) for a in args], tag.format(version=version)
@@ -531,7 +536,7 @@ def test_a_tag_that_is_not_v_version_is_refused_naming_tag_and_version(tmp_path,
     assert not (repository / "dist").exists() and not (repository / "wheelhouse").exists()
 
 
-def test_head_tagged_with_another_version_is_refused_and_a_given_tag_must_name_head(repository):
+def test_head_tagged_with_another_version_is_refused_and_a_given_tag_must_name_head(repository: Path) -> None:
     before = wheelhouse_state(repository)
     head = git(repository, "rev-parse", "HEAD").strip()
     git(repository, "tag", "v9.9.9")
@@ -557,7 +562,7 @@ def test_head_tagged_with_another_version_is_refused_and_a_given_tag_must_name_h
     assert wheelhouse_state(repository) == before
 
 
-def test_a_release_tagged_v_version_by_ci_and_on_head_is_written(released, repository):
+def test_a_release_tagged_v_version_by_ci_and_on_head_is_written(released: Path, repository: Path) -> None:
     """A release candidate's tag on the same commit is no obstacle once v<version> is there too."""
     git(repository, "tag", "v0.1.0rc1")
     git(repository, "tag", "v0.1.0")
@@ -567,7 +572,7 @@ def test_a_release_tagged_v_version_by_ci_and_on_head_is_written(released, repos
 
 
 @pytest.mark.parametrize("link", ["/", "../outside", "{outside}"], ids=["root", "relative", "absolute"])
-def test_dist_as_a_symlink_out_of_the_repository_is_refused_and_nothing_is_written_there(repository, tmp_path, link):
+def test_dist_as_a_symlink_out_of_the_repository_is_refused_and_nothing_is_written_there(repository: Path, tmp_path: Path, link: str) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     link = link.format(outside=outside)
@@ -587,7 +592,7 @@ def test_dist_as_a_symlink_out_of_the_repository_is_refused_and_nothing_is_writt
     assert wheelhouse_state(repository) == before
 
 
-def test_dist_as_a_symlink_inside_the_repository_is_written_through_and_a_dangling_one_is_named(released, repository):
+def test_dist_as_a_symlink_inside_the_repository_is_written_through_and_a_dangling_one_is_named(released: Path, repository: Path) -> None:
     (repository / "dist").symlink_to("build/releases")
     result = invoke(repository, "release", "--skip-gates", check=False)
     assert result.returncode == 1
@@ -603,7 +608,7 @@ def with_dist(released: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(released, tmp_path / "monorepo", symlinks=True))
 
 
-def test_releasing_the_version_again_from_another_commit_is_refused_naming_both_commits(with_dist):
+def test_releasing_the_version_again_from_another_commit_is_refused_naming_both_commits(with_dist: Path) -> None:
     archive = with_dist / ARCHIVE
     before, state = archive.read_bytes(), wheelhouse_state(with_dist)
     released_from = git(with_dist, "rev-parse", "HEAD").strip()
@@ -622,7 +627,7 @@ def test_releasing_the_version_again_from_another_commit_is_refused_naming_both_
     assert sorted(p.name for p in (with_dist / "dist").iterdir()) == ["wheelhouse-0.1.0.tar.gz"]
 
 
-def test_releasing_the_same_commit_again_leaves_the_identical_archive_as_it_is(with_dist):
+def test_releasing_the_same_commit_again_leaves_the_identical_archive_as_it_is(with_dist: Path) -> None:
     archive = with_dist / ARCHIVE
     before, stamp = archive.read_bytes(), archive.stat().st_mtime_ns
     result = invoke(with_dist, "release", "--skip-gates")
@@ -630,7 +635,7 @@ def test_releasing_the_same_commit_again_leaves_the_identical_archive_as_it_is(w
     assert archive.read_bytes() == before and archive.stat().st_mtime_ns == stamp
 
 
-def test_an_archive_of_this_commit_with_other_bytes_is_refused_and_kept(with_dist):
+def test_an_archive_of_this_commit_with_other_bytes_is_refused_and_kept(with_dist: Path) -> None:
     """The archive's own record says this commit, but its bytes are not what the commit makes
     (recompressed here; a swapped wheel would do the same): it is not this release."""
     archive = with_dist / ARCHIVE
@@ -646,7 +651,7 @@ def test_an_archive_of_this_commit_with_other_bytes_is_refused_and_kept(with_dis
 
 
 @pytest.mark.parametrize("what", ["notes", "symlink"])
-def test_something_else_under_the_archive_name_is_refused_naming_it(with_dist, tmp_path, what):
+def test_something_else_under_the_archive_name_is_refused_naming_it(with_dist: Path, tmp_path: Path, what: str) -> None:
     archive = with_dist / ARCHIVE
     archive.unlink()
     if what == "notes":
@@ -661,7 +666,7 @@ def test_something_else_under_the_archive_name_is_refused_naming_it(with_dist, t
     assert error_line(result) == expected
 
 
-def test_a_dirty_archive_is_a_draft_each_allow_dirty_run_replaces(repository):
+def test_a_dirty_archive_is_a_draft_each_allow_dirty_run_replaces(repository: Path) -> None:
     orders = repository / ORDER_MODULE / "orders.py"
     original = orders.read_text()
     for draft in ("first", "second"):

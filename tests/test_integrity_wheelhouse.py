@@ -18,6 +18,7 @@ import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from monorepo import invoke
@@ -83,8 +84,9 @@ def replace(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def manifest(repository: Path) -> dict:
-    return json.loads((house(repository) / "manifest.json").read_text())
+def manifest(repository: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((house(repository) / "manifest.json").read_text())
+    return document
 
 
 def write_manifest(repository: Path, document: object) -> None:
@@ -113,14 +115,14 @@ def verifies(repository: Path) -> str:
 # The target
 
 
-def test_verify_prints_what_it_checked(repo):
+def test_verify_prints_what_it_checked(repo: Path) -> None:
     output = verifies(repo)
     assert f"{len(manifest(repo)['wheels'])} wheels match their sha256 in manifest.json and run on the target {TARGET_311}" in output
     assert "install/order.txt, install/pricing-audit.txt, install/user.txt: exactly what requirements/order.txt, requirements/pricing-audit.txt, requirements/user.txt" in output
     assert "manifest.json, SHA256SUMS" in output and "no other file" in output
 
 
-def test_changing_the_target_to_cp312_refetches_the_wheels_it_does_not_run_and_verifies(repo):
+def test_changing_the_target_to_cp312_refetches_the_wheels_it_does_not_run_and_verifies(repo: Path) -> None:
     set_target(repo, "3.12")
     result = invoke(repo, "build-wheels")
     assert "built 0, downloaded 1" in result.stderr
@@ -130,7 +132,7 @@ def test_changing_the_target_to_cp312_refetches_the_wheels_it_does_not_run_and_v
     assert TARGET_312 in verifies(repo)
 
 
-def test_verify_names_the_wheel_a_changed_target_does_not_run(repo):
+def test_verify_names_the_wheel_a_changed_target_does_not_run(repo: Path) -> None:
     set_target(repo, "3.12")
     before = state(repo)
     line = failure(repo, "verify-wheelhouse")
@@ -139,7 +141,7 @@ def test_verify_names_the_wheel_a_changed_target_does_not_run(repo):
     assert state(repo) == before and checksums_verify(repo)
 
 
-def test_build_wheels_for_one_service_refuses_a_target_change_another_services_wheels_do_not_run(repo):
+def test_build_wheels_for_one_service_refuses_a_target_change_another_services_wheels_do_not_run(repo: Path) -> None:
     set_target(repo, "3.12")
     before = state(repo)
     line = failure(repo, "build-wheels", "--service", "order")
@@ -148,7 +150,7 @@ def test_build_wheels_for_one_service_refuses_a_target_change_another_services_w
     assert state(repo) == before and checksums_verify(repo)
 
 
-def test_a_first_party_wheel_tagged_for_another_interpreter_is_named_by_verify_and_rebuilt(repo):
+def test_a_first_party_wheel_tagged_for_another_interpreter_is_named_by_verify_and_rebuilt(repo: Path) -> None:
     impostor = f"order_manager-0.1.0-{CP312_TAG}.whl"
     # A consistent forgery: file, manifest.json and SHA256SUMS agree, so only the tags tell.
     (house(repo) / ORDER_MANAGER).rename(house(repo) / impostor)
@@ -175,7 +177,7 @@ def test_a_first_party_wheel_tagged_for_another_interpreter_is_named_by_verify_a
     verifies(repo)
 
 
-def test_a_first_party_build_for_another_interpreter_is_refused_naming_wheel_tags_and_target(repo):
+def test_a_first_party_build_for_another_interpreter_is_refused_naming_wheel_tags_and_target(repo: Path) -> None:
     package = repo / "shared/discount_calculator"
     (package / "hatch_build.py").write_text(
         "from hatchling.builders.hooks.plugin.interface import BuildHookInterface\n\n\n"
@@ -197,7 +199,7 @@ def test_a_first_party_build_for_another_interpreter_is_refused_naming_wheel_tag
 # Install manifests: re-derived from the locks
 
 
-def test_a_pin_deleted_from_an_install_manifest_stops_verify_and_build_wheels_and_clean_restores_it(repo):
+def test_a_pin_deleted_from_an_install_manifest_stops_verify_and_build_wheels_and_clean_restores_it(repo: Path) -> None:
     order = house(repo) / "install/order.txt"
     original = order.read_text()
     damaged = re.sub(r"markupsafe==3\.0\.4 \\\n    --hash=sha256:[0-9a-f]{64}\n", "", original)
@@ -218,7 +220,7 @@ def test_a_pin_deleted_from_an_install_manifest_stops_verify_and_build_wheels_an
     verifies(repo)
 
 
-def test_a_deleted_install_manifest_stops_verify_and_build_wheels_and_clean_writes_it(repo):
+def test_a_deleted_install_manifest_stops_verify_and_build_wheels_and_clean_writes_it(repo: Path) -> None:
     order = house(repo) / "install/order.txt"
     original = order.read_text()
     order.unlink()
@@ -232,7 +234,7 @@ def test_a_deleted_install_manifest_stops_verify_and_build_wheels_and_clean_writ
     verifies(repo)
 
 
-def test_an_install_manifest_the_current_lock_no_longer_gives_is_named_stale(repo):
+def test_an_install_manifest_the_current_lock_no_longer_gives_is_named_stale(repo: Path) -> None:
     lock = repo / "requirements/order.txt"
     flask = next(w for w in manifest(repo)["wheels"] if w["name"] == "flask")
     # The lock no longer allows the wheel the wheelhouse holds for flask.
@@ -246,7 +248,7 @@ def test_an_install_manifest_the_current_lock_no_longer_gives_is_named_stale(rep
     assert state(repo) == before and checksums_verify(repo)
 
 
-def test_an_install_manifest_older_than_the_first_party_sources_is_named_stale(repo):
+def test_an_install_manifest_older_than_the_first_party_sources_is_named_stale(repo: Path) -> None:
     module = repo / "services/order/src/order_manager/__init__.py"
     module.write_text(module.read_text() + "\n# edited after the build\n")
     before = state(repo)
@@ -279,7 +281,7 @@ def _add_a_line(path: Path) -> None:
     ],
     ids=["digest-edited", "line-added", "deleted"],
 )
-def test_a_damaged_sha256sums_stops_verify_and_build_wheels_and_clean_writes_it(repo, edit: Callable[[Path], None], expected: str | None):
+def test_a_damaged_sha256sums_stops_verify_and_build_wheels_and_clean_writes_it(repo: Path, edit: Callable[[Path], None], expected: str | None) -> None:
     sums = house(repo) / "SHA256SUMS"
     original = sums.read_text()
     flask = next(w["sha256"] for w in manifest(repo)["wheels"] if w["name"] == "flask")
@@ -299,7 +301,7 @@ def test_a_damaged_sha256sums_stops_verify_and_build_wheels_and_clean_writes_it(
 
 
 @pytest.mark.parametrize("stray", ["notes.txt", "evil-1.0-py3-none-any.whl", "install/ghost.txt", "cache/leftover.bin"])
-def test_a_stray_file_is_named_by_verify_and_left_out_by_build_wheels(repo, stray):
+def test_a_stray_file_is_named_by_verify_and_left_out_by_build_wheels(repo: Path, stray: str) -> None:
     path = house(repo) / stray
     path.parent.mkdir(exist_ok=True)
     path.write_text("not from build-wheels\n")
@@ -319,11 +321,12 @@ def test_a_stray_file_is_named_by_verify_and_left_out_by_build_wheels(repo, stra
 # manifest.json of the wrong shape
 
 
-def _entry(document: dict, file: str = ORDER_MANAGER) -> dict:
-    return next(w for w in document["wheels"] if w["file"] == file)
+def _entry(document: dict[str, Any], file: str = ORDER_MANAGER) -> dict[str, Any]:
+    entry: dict[str, Any] = next(w for w in document["wheels"] if w["file"] == file)
+    return entry
 
 
-SHAPES: dict[str, tuple[Callable[[dict], object], str]] = {
+SHAPES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "a-list": (lambda d: [d], "expected a JSON object, found a list [{"),
     "no-wheels": (lambda d: {k: v for k, v in d.items() if k != "wheels"}, "expected the keys format, services, target and wheels, found format, services, target"),
     "wheels-an-object": (lambda d: {**d, "wheels": {"a": 1}}, 'expected "wheels" to be a list of wheel entries, found an object {"a": 1}'),
@@ -348,7 +351,7 @@ SHAPES: dict[str, tuple[Callable[[dict], object], str]] = {
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_a_manifest_of_the_wrong_shape_is_one_line_naming_what_was_expected(repo, shape):
+def test_a_manifest_of_the_wrong_shape_is_one_line_naming_what_was_expected(repo: Path, shape: str) -> None:
     mutate, expected = SHAPES[shape]
     write_manifest(repo, mutate(manifest(repo)))
     before = state(repo)
@@ -360,7 +363,7 @@ def test_a_manifest_of_the_wrong_shape_is_one_line_naming_what_was_expected(repo
         assert state(repo) == before
 
 
-def test_a_manifest_that_is_not_json_is_named_and_clean_builds_it_anew(repo):
+def test_a_manifest_that_is_not_json_is_named_and_clean_builds_it_anew(repo: Path) -> None:
     replace(house(repo) / "manifest.json", '{"format": 1, "wheels": [')
     before = state(repo)
     line = failure(repo, "verify-wheelhouse")
@@ -373,7 +376,7 @@ def test_a_manifest_that_is_not_json_is_named_and_clean_builds_it_anew(repo):
 # --service keeps every other service's install manifest as it is
 
 
-def test_one_service_rebuild_refuses_to_replace_a_shared_wheel_another_service_installs(repo):
+def test_one_service_rebuild_refuses_to_replace_a_shared_wheel_another_service_installs(repo: Path) -> None:
     module = repo / "shared/service_runtime/src/service_runtime/settings.py"
     module.write_text(module.read_text() + "\n# an edit without a version bump\n")
     before = state(repo)
@@ -387,7 +390,7 @@ def test_one_service_rebuild_refuses_to_replace_a_shared_wheel_another_service_i
     verifies(repo)
 
 
-def test_one_service_rebuild_leaves_other_install_manifests_byte_identical(repo):
+def test_one_service_rebuild_leaves_other_install_manifests_byte_identical(repo: Path) -> None:
     user = (house(repo) / "install/user.txt").read_bytes()
     order = (house(repo) / "install/order.txt").read_bytes()
     runtime = repo / "shared/service_runtime"

@@ -1,4 +1,4 @@
-"""`invoke lint`: ruff and mypy over the pipeline's code, as the root pyproject.toml configures them."""
+"""`invoke lint`: ruff and mypy over the pipeline's code and its tests, as the root pyproject.toml configures them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ def test_lint_lists_what_each_linter_found_and_fails_changing_nothing(tmp_path: 
     for name in ("pyproject.toml", "tasks.py"):
         shutil.copy2(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    # The tests, which [tool.mypy] checks too; not their fixtures (other teams' code, as written).
+    shutil.copytree(ROOT / "tests", tmp_path / "tests", ignore=shutil.ignore_patterns("__pycache__", "packages"))
     if (ROOT / ".mypy_cache").is_dir():
         # mypy's incremental cache, as `invoke lint` left it here (CI lints before the tests):
         # a module whose bytes differ is checked anew, so the findings are a cold run's, in a
@@ -24,7 +26,14 @@ def test_lint_lists_what_each_linter_found_and_fails_changing_nothing(tmp_path: 
     compose.write_text(compose.read_text() + "\n\ndef up_directly() -> None:\n    import subprocess\n\n    subprocess.run(['docker', 'compose', 'up'], check=True)\n")
     fsutil.write_text(fsutil.read_text() + '\n\ndef size() -> int:\n    return "large"\n')
     lines = len(sbom.read_text().splitlines())
-    before = {path: path.read_bytes() for path in (sbom, fsutil)}
+    # A test helper without types is a finding; the same in a fixture package is not linted.
+    helpers = tmp_path / "tests/monorepo.py"
+    helpers.write_text(helpers.read_text() + "\n\ndef planted(value):\n    return value\n")
+    planted = len(helpers.read_text().splitlines()) - 1
+    fixture = tmp_path / "tests/packages/theirs/src/theirs/__init__.py"
+    fixture.parent.mkdir(parents=True)
+    fixture.write_text("def untyped(value):\n    return value\n")
+    before = {path: path.read_bytes() for path in (sbom, fsutil, helpers, fixture)}
 
     result = invoke(tmp_path, "lint", check=False)
 
@@ -33,4 +42,6 @@ def test_lint_lists_what_each_linter_found_and_fails_changing_nothing(tmp_path: 
     assert f"src/wheelpipe/sbom.py:{lines}:8: F401 [*] `os` imported but unused" in result.stdout
     assert "src/wheelpipe/compose.py:" in result.stdout and "TID251 `subprocess` is banned: run programs through wheelpipe.tools" in result.stdout
     assert 'src/wheelpipe/fsutil.py:' in result.stdout and 'Incompatible return value type (got "str", expected "int")' in result.stdout
-    assert {path: path.read_bytes() for path in (sbom, fsutil)} == before  # a check, never a fix
+    assert f"tests/monorepo.py:{planted}: error: Function is missing a type annotation  [no-untyped-def]" in result.stdout
+    assert "tests/packages" not in result.stdout
+    assert {path: path.read_bytes() for path in (sbom, fsutil, helpers, fixture)} == before  # a check, never a fix

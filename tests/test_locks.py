@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def changed_files(repository: Path) -> set[str]:
     return {line[3:] for line in git(repository, "status", "--porcelain").splitlines()}
 
 
-def error_lines(result) -> list[str]:
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 
 from wheelpipe.deploy import ChartRegistry
 from wheelpipe.errors import PipelineError, RepositoryError, UnknownServiceError
-from wheelpipe.model import HttpService
+from wheelpipe.model import HttpService, Repository
 from wheelpipe.target import Target
 from wheelpipe.workspace import load_repository
 
@@ -67,11 +67,11 @@ def fake_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def real():
+def real() -> Repository:
     return load_repository(FIXTURE)
 
 
-def test_discovers_the_services_and_shared_packages_of_the_monorepo(real) -> None:
+def test_discovers_the_services_and_shared_packages_of_the_monorepo(real: Repository) -> None:
     assert list(real.services) == ["order", "pricing-audit", "user"]
     assert real.services["order"].name == "order-manager"
     assert real.services["user"].name == "user-manager"
@@ -81,23 +81,23 @@ def test_discovers_the_services_and_shared_packages_of_the_monorepo(real) -> Non
     assert real.service("order").directory == "services/order"
 
 
-def test_closure_of_order_lists_its_internal_dependencies_first(real) -> None:
+def test_closure_of_order_lists_its_internal_dependencies_first(real: Repository) -> None:
     assert [p.name for p in real.closure("order")] == ["discount-calculator", "service-runtime", "order-manager"]
 
 
-def test_user_does_not_use_discount_calculator(real) -> None:
+def test_user_does_not_use_discount_calculator(real: Repository) -> None:
     assert [p.name for p in real.closure("user")] == ["service-runtime", "user-manager"]
     assert real.services_using("discount-calculator") == ["order", "pricing-audit"]
 
 
-def test_third_party_requirements_of_order_exclude_first_party_names(real) -> None:
+def test_third_party_requirements_of_order_exclude_first_party_names(real: Repository) -> None:
     requirements = real.third_party_requirements("order")
     names = {canonicalize_name(Requirement(line).name) for line in requirements}
     assert {"flask", "gunicorn"} <= names
     assert not names & set(real.packages)
 
 
-def test_target_is_read_from_the_root_pyproject(real) -> None:
+def test_target_is_read_from_the_root_pyproject(real: Repository) -> None:
     assert real.target == Target(python_version="3.11", implementation="cp", abi="cp311", platform="manylinux_2_36_x86_64")
     assert real.target.describe() == "CPython 3.11 on manylinux_2_36_x86_64"
 
@@ -145,7 +145,7 @@ def test_internal_dependency_is_first_party_even_without_a_workspace_source(fake
 # --- errors: one line naming what is wrong ----------------------------------------------
 
 
-def assert_one_line(error: pytest.ExceptionInfo) -> None:
+def assert_one_line(error: pytest.ExceptionInfo[BaseException]) -> None:
     assert "\n" not in str(error.value)
 
 
@@ -214,7 +214,9 @@ def test_a_service_command_may_be_any_console_script_of_its_venv_which_the_image
     path = write_package(fake_root, "services", "api", "api-server")
     text = (path / "pyproject.toml").read_text().replace('command = "api-server"', 'command = "gunicorn api.app:app"')
     (path / "pyproject.toml").write_text(text)
-    assert load_repository(fake_root).services["api"].service.command == ("gunicorn", "api.app:app")
+    settings = load_repository(fake_root).services["api"].service
+    assert settings is not None
+    assert settings.command == ("gunicorn", "api.app:app")
 
 
 @pytest.mark.parametrize(("first", "second"), [("lib", "lib"), ("Shared_Lib", "shared-lib")])
@@ -234,7 +236,7 @@ def test_duplicate_name_between_a_shared_package_and_a_service_is_an_error(fake_
         load_repository(fake_root)
 
 
-def test_unknown_service_lists_the_valid_names(real) -> None:
+def test_unknown_service_lists_the_valid_names(real: Repository) -> None:
     with pytest.raises(UnknownServiceError, match=r"^unknown service 'nope': expected one of order, pricing-audit, user$"):
         real.service("nope")
     with pytest.raises(UnknownServiceError, match=r"'nope'.*order, pricing-audit, user"):

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from monorepo import ROOT, commit_all, git, install_offline, invoke
@@ -100,7 +101,7 @@ def test_poetry_from_hatch_force_include_and_setuptools_package_dir_name_paths_o
     ],
     ids=["escaping-from", "absolute-force-include"],
 )
-def test_a_path_that_leaves_the_repository_is_one_line_naming_the_file_the_key_and_the_path(data: dict, expected: str) -> None:
+def test_a_path_that_leaves_the_repository_is_one_line_naming_the_file_the_key_and_the_path(data: dict[str, Any], expected: str) -> None:
     backend = "poetry.core.masonry.api" if "poetry" in data["tool"] else "hatchling.build"
     with pytest.raises(RepositoryError) as raised:
         find(data, backend, "projects/app")

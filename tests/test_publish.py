@@ -19,6 +19,7 @@ import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from monorepo import ROOT, commit_all, copy_repository, free_port, invoke, serving
@@ -103,11 +104,11 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in output(result).splitlines() if line.startswith("error:")]
 
 
-def manifest(repository: Path) -> dict[str, dict]:
+def manifest(repository: Path) -> dict[str, dict[str, Any]]:
     return {w["file"]: w for w in json.loads((repository / "wheelhouse" / "manifest.json").read_text())["wheels"]}
 
 
-def test_publish_uploads_the_first_party_wheels_and_a_service_installs_from_the_index_with_hashes(built_repo, index, tmp_path):
+def test_publish_uploads_the_first_party_wheels_and_a_service_installs_from_the_index_with_hashes(built_repo: Path, index: Index, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     wheels = manifest(built_repo)
@@ -188,7 +189,7 @@ def test_publish_uploads_the_first_party_wheels_and_a_service_installs_from_the_
     assert sorted(p.name for p in index.packages.iterdir()) == sorted(first_party)
 
 
-def test_wrong_credentials_are_one_line_naming_the_index_and_never_show_the_password(built_repo, index, tmp_path):
+def test_wrong_credentials_are_one_line_naming_the_index_and_never_show_the_password(built_repo: Path, index: Index, tmp_path: Path) -> None:
     wrong = "not-the-password-31337"
     result = publish(built_repo, tmp_path, TWINE_REPOSITORY_URL=index.upload_url, TWINE_USERNAME=USER, TWINE_PASSWORD=wrong)
     assert result.returncode != 0
@@ -200,7 +201,7 @@ def test_wrong_credentials_are_one_line_naming_the_index_and_never_show_the_pass
     assert wrong not in output(verbose)
 
 
-def test_credentials_in_the_url_never_show_either(built_repo, index, tmp_path):
+def test_credentials_in_the_url_never_show_either(built_repo: Path, index: Index, tmp_path: Path) -> None:
     wrong = "in-url-secret-4242"
     url = f"http://{USER}:{wrong}@127.0.0.1:{index.port}/"
     result = publish(built_repo, tmp_path, "--verbose", "--repository-url", url)
@@ -210,7 +211,7 @@ def test_credentials_in_the_url_never_show_either(built_repo, index, tmp_path):
     assert wrong not in output(result)
 
 
-def test_no_index_configured_says_how_to_configure_one_before_uploading_anything(built_repo, index, tmp_path):
+def test_no_index_configured_says_how_to_configure_one_before_uploading_anything(built_repo: Path, index: Index, tmp_path: Path) -> None:
     empty_home = tmp_path / "home"
     empty_home.mkdir()
     result = publish(built_repo, empty_home, TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD)
@@ -225,7 +226,7 @@ def test_no_index_configured_says_how_to_configure_one_before_uploading_anything
     assert "TWINE_REPOSITORY=internal" in line and ".pypirc" in line
 
 
-def test_missing_wheelhouse_is_named(repo_copy, tmp_path):
+def test_missing_wheelhouse_is_named(repo_copy: Path, tmp_path: Path) -> None:
     result = publish(repo_copy, tmp_path, TWINE_REPOSITORY_URL="http://127.0.0.1:9/")
     assert result.returncode != 0
     (line,) = error_lines(result)
@@ -311,7 +312,7 @@ def test_a_description_that_would_not_render_stops_the_release_naming_the_wheel_
     ],
     ids=["pypi-url", "testpypi-env", "pypi-repository"],
 )
-def test_publishing_to_a_public_index_is_strict_one_line_naming_wheels_and_fields_and_uploads_nothing(readmeless, tmp_path, args, env, url):
+def test_publishing_to_a_public_index_is_strict_one_line_naming_wheels_and_fields_and_uploads_nothing(readmeless: Path, tmp_path: Path, args: list[str], env: dict[str, str], url: str) -> None:
     # No credentials: were the check to let a wheel through, twine would stop before uploading.
     result = publish(readmeless, tmp_path, *args, **env)
     assert result.returncode == 1 and "Traceback" not in output(result), output(result)
@@ -322,7 +323,7 @@ def test_publishing_to_a_public_index_is_strict_one_line_naming_wheels_and_field
     assert "publishing" not in output(result)
 
 
-def test_strict_refuses_on_our_own_index_too_and_without_it_the_wheels_go_up_with_a_warning_each(readmeless, own_index, tmp_path):
+def test_strict_refuses_on_our_own_index_too_and_without_it_the_wheels_go_up_with_a_warning_each(readmeless: Path, own_index: Index, tmp_path: Path) -> None:
     credentials = {"TWINE_REPOSITORY_URL": own_index.upload_url, "TWINE_USERNAME": USER, "TWINE_PASSWORD": PASSWORD}
     strict = publish(readmeless, tmp_path, "--strict", **credentials)
     assert strict.returncode == 1, output(strict)
@@ -379,8 +380,10 @@ class LyingIndex:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 form = BytesParser().parsebytes(f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
                 for part in form.walk():
-                    if part.get_filename():
-                        stored[part.get_filename()] = part.get_payload(decode=True)
+                    if filename := part.get_filename():
+                        payload = part.get_payload(decode=True)
+                        assert isinstance(payload, bytes)  # a part with a file name is a leaf: its decoded bytes
+                        stored[filename] = payload
                 self._answer(200, b"OK")
 
             def do_GET(self) -> None:  # noqa: N802
@@ -421,7 +424,7 @@ def publishes_to(index: LyingIndex) -> dict[str, str]:
     ("lie", "found"),
     [("another-sha256", "lists it with sha256 {other}"), ("other-bytes", "lists it with sha256 {sha256}, but serves bytes with sha256 {other}")],
 )
-def test_an_index_that_accepts_the_upload_and_gives_out_other_bytes_is_one_line_naming_file_expected_and_found(built_repo, tmp_path, lie, found):
+def test_an_index_that_accepts_the_upload_and_gives_out_other_bytes_is_one_line_naming_file_expected_and_found(built_repo: Path, tmp_path: Path, lie: str, found: str) -> None:
     import hashlib
 
     wheels = manifest(built_repo)
@@ -439,7 +442,7 @@ def test_an_index_that_accepts_the_upload_and_gives_out_other_bytes_is_one_line_
     assert "published" not in result.stdout
 
 
-def test_an_index_that_lists_no_uploaded_file_is_one_line_saying_where_it_looked(readmeless, tmp_path):
+def test_an_index_that_lists_no_uploaded_file_is_one_line_saying_where_it_looked(readmeless: Path, tmp_path: Path) -> None:
     """Another team's monorepo, and an index that takes the files and lists none (or a
     Simple API that is not where it was looked for)."""
     with LyingIndex("nothing") as index:
@@ -454,7 +457,7 @@ def test_an_index_that_lists_no_uploaded_file_is_one_line_saying_where_it_looked
     assert "published" not in result.stdout
 
 
-def test_a_simple_url_that_is_not_a_url_is_one_line_before_anything_is_uploaded(built_repo, tmp_path):
+def test_a_simple_url_that_is_not_a_url_is_one_line_before_anything_is_uploaded(built_repo: Path, tmp_path: Path) -> None:
     with LyingIndex("another-sha256") as index:
         result = publish(built_repo, tmp_path, "--simple-url", "index.internal/simple", **publishes_to(index))
     assert result.returncode == 1
@@ -463,7 +466,7 @@ def test_a_simple_url_that_is_not_a_url_is_one_line_before_anything_is_uploaded(
 
 
 @pytest.mark.parametrize("skip", [True, False], ids=["skip-existing", "plain"])
-def test_a_file_already_on_the_index_with_other_bytes_stops_the_publish_before_anything_is_uploaded(built_repo, own_index, tmp_path, skip):
+def test_a_file_already_on_the_index_with_other_bytes_stops_the_publish_before_anything_is_uploaded(built_repo: Path, own_index: Index, tmp_path: Path, skip: bool) -> None:
     """pypiserver holds order-manager's wheel file name with other bytes (someone published
     another build of that version): skipping it would leave the install manifests pinning a
     file the index does not have."""

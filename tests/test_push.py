@@ -102,17 +102,17 @@ def registry(tmp_path_factory: pytest.TempPathFactory, docker_base_image: str) -
         ("registry.example.com", None),  # no slash: that is an image name, not a registry
     ],
 )
-def test_the_registry_of_a_prefix_is_read_as_docker_reads_it(prefix, registry):
+def test_the_registry_of_a_prefix_is_read_as_docker_reads_it(prefix: str, registry: str | None) -> None:
     assert images.registry_of(prefix) == registry
 
 
-def test_repository_of_a_tag_keeps_the_registry_port():
+def test_repository_of_a_tag_keeps_the_registry_port() -> None:
     assert images.repository_of("127.0.0.1:5000/team/order:0.1.0") == "127.0.0.1:5000/team/order"
     assert images.repository_of("127.0.0.1:5000/team/order") == "127.0.0.1:5000/team/order"
 
 
 @pytest.mark.parametrize("prefix", [None, "team/"])
-def test_push_without_a_registry_in_the_prefix_is_refused_before_anything_is_built(repo_copy, prefix):
+def test_push_without_a_registry_in_the_prefix_is_refused_before_anything_is_built(repo_copy: Path, prefix: str | None) -> None:
     # No wheelhouse and a base image that does not exist: any build step would fail differently.
     args = ["image", "--service", "order", "--push", "--base-image", "no-such/base:never"]
     if prefix is not None:
@@ -129,7 +129,7 @@ def test_push_without_a_registry_in_the_prefix_is_refused_before_anything_is_bui
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_push_then_pull_by_the_same_digest_and_the_pulled_image_serves(built_repo: Path, registry: Registry, docker_base_image: str):
+def test_push_then_pull_by_the_same_digest_and_the_pulled_image_serves(built_repo: Path, registry: Registry, docker_base_image: str) -> None:
     tag = f"{registry.prefix}order:{VERSION}"
     repository = f"{registry.prefix}order"
     container = None
@@ -176,7 +176,7 @@ def test_push_then_pull_by_the_same_digest_and_the_pulled_image_serves(built_rep
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_a_push_that_fails_is_one_line_naming_the_tag_and_the_registry(built_repo: Path, docker_base_image: str):
+def test_a_push_that_fails_is_one_line_naming_the_tag_and_the_registry(built_repo: Path, docker_base_image: str) -> None:
     closed = free_port()  # nothing listens there
     prefix = f"127.0.0.1:{closed}/{NAMESPACE}/"
     tag = f"{prefix}order:{VERSION}"

@@ -8,6 +8,7 @@ the run and removed after (test_images.Ledger).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_a_local_add_a_stage_copy_and_a_user_by_name_pass() -> None:
 
 
 @pytest.fixture(scope="module")
-def ledger(docker_base_image: str):
+def ledger(docker_base_image: str) -> Iterator[Ledger]:
     book = Ledger()
     yield book
     book.clean()

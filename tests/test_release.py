@@ -36,7 +36,7 @@ def unpack(archive: Path, destination: Path) -> Path:
     return root
 
 
-def test_release_writes_the_archive_with_wheels_manifests_sboms_and_checksums(released, tmp_path):
+def test_release_writes_the_archive_with_wheels_manifests_sboms_and_checksums(released: Path, tmp_path: Path) -> None:
     root = unpack(released / ARCHIVE, tmp_path)
     assert root.name == "wheelhouse-0.1.0"
     names = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
@@ -52,7 +52,7 @@ def test_release_writes_the_archive_with_wheels_manifests_sboms_and_checksums(re
 
 
 @pytest.mark.parametrize("service", ["order", "user"])
-def test_unpacked_archive_installs_each_service_offline_with_hashes_required(released, tmp_path, service):
+def test_unpacked_archive_installs_each_service_offline_with_hashes_required(released: Path, tmp_path: Path, service: str) -> None:
     root = unpack(released / ARCHIVE, tmp_path / "elsewhere")
     subprocess.run([sys.executable, "-m", "venv", tmp_path / "venv"], check=True)
     installed = subprocess.run(
@@ -66,7 +66,7 @@ def test_unpacked_archive_installs_each_service_offline_with_hashes_required(rel
     assert "Version: 0.1.0" in shown.stdout
 
 
-def test_a_flipped_byte_is_caught_by_the_checksums(released, tmp_path):
+def test_a_flipped_byte_is_caught_by_the_checksums(released: Path, tmp_path: Path) -> None:
     root = unpack(released / ARCHIVE, tmp_path)
     wheel = next(root.glob("flask-*.whl"))
     data = bytearray(wheel.read_bytes())
@@ -77,7 +77,7 @@ def test_a_flipped_byte_is_caught_by_the_checksums(released, tmp_path):
     assert f"{wheel.name}: FAILED" in checked.stdout
 
 
-def test_a_flipped_byte_in_the_archive_itself_is_caught(released, tmp_path):
+def test_a_flipped_byte_in_the_archive_itself_is_caught(released: Path, tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.tar.gz"
     data = bytearray((released / ARCHIVE).read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -87,7 +87,7 @@ def test_a_flipped_byte_in_the_archive_itself_is_caught(released, tmp_path):
 
 
 @pytest.mark.parametrize("service", ["order", "user"])
-def test_sbom_lists_exactly_what_the_manifest_pins_and_validates(released, tmp_path, service):
+def test_sbom_lists_exactly_what_the_manifest_pins_and_validates(released: Path, tmp_path: Path, service: str) -> None:
     root = unpack(released / ARCHIVE, tmp_path)
     document = (root / "sbom" / f"{service}.cdx.json").read_text()
     validate(document, f"sbom/{service}.cdx.json")
@@ -99,14 +99,14 @@ def test_sbom_lists_exactly_what_the_manifest_pins_and_validates(released, tmp_p
     assert all(c["purl"].startswith(f"pkg:pypi/{c['name']}@{c['version']}") for c in components)
 
 
-def test_two_releases_of_one_commit_from_different_paths_are_byte_identical(released, tmp_path):
+def test_two_releases_of_one_commit_from_different_paths_are_byte_identical(released: Path, tmp_path: Path) -> None:
     clone = tmp_path / "another" / "path"
     subprocess.run(["git", "clone", "-q", str(released), str(clone)], check=True)
     invoke(clone, "release", "--skip-gates")
     assert (clone / ARCHIVE).read_bytes() == (released / ARCHIVE).read_bytes()
 
 
-def test_a_failing_gate_stops_the_release_and_writes_no_archive(tmp_path):
+def test_a_failing_gate_stops_the_release_and_writes_no_archive(tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     test_file = repository / "shared/discount_calculator/tests/test_discount.py"
     test_file.write_text(test_file.read_text() + "\n\ndef test_release_gate_sees_this_failure():\n    assert False\n")
@@ -117,7 +117,7 @@ def test_a_failing_gate_stops_the_release_and_writes_no_archive(tmp_path):
     assert not (repository / "dist").exists()
 
 
-def test_a_stale_lock_stops_the_release(tmp_path):
+def test_a_stale_lock_stops_the_release(tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     pyproject = repository / "services/user/pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace('"flask>=3.0",', '"flask>=3.0",\n    "itsdangerous>=2.0",'))
@@ -128,7 +128,7 @@ def test_a_stale_lock_stops_the_release(tmp_path):
     assert not (repository / "dist").exists()
 
 
-def test_uncommitted_changes_are_refused(tmp_path):
+def test_uncommitted_changes_are_refused(tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     readme = repository / "services/user/README.md"
     readme.write_text(readme.read_text() + "\nlocal edit\n")
@@ -136,7 +136,7 @@ def test_uncommitted_changes_are_refused(tmp_path):
     assert result.returncode != 0 and "uncommitted" in result.stderr
 
 
-def test_with_no_package_tests_the_gate_says_so_and_runs_nothing_else(tmp_path):
+def test_with_no_package_tests_the_gate_says_so_and_runs_nothing_else(tmp_path: Path) -> None:
     """Without package tests/ directories, pytest must not fall back to the repository's suite."""
     repository = copy_repository(tmp_path / "monorepo")
     for tests in [*repository.glob("services/*/tests"), *repository.glob("shared/*/tests")]:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ SDIST_LOCKS = {
 
 
 @pytest.fixture(scope="module")
-def sdist_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+def sdist_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """An index holding only the two fixture sdists; its simple URL and directory."""
     root = tmp_path_factory.mktemp("sdist-index")
     packages = root / "packages"
@@ -57,7 +58,7 @@ def sdist_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def locked_copy(tmp_path_factory: pytest.TempPathFactory, sdist_index) -> Path:
+def locked_copy(tmp_path_factory: pytest.TempPathFactory, sdist_index: tuple[str, Path]) -> Path:
     """The monorepo with user depending on both sdist-only fixtures, locked once."""
     url, _ = sdist_index
     repository = copy_repository(tmp_path_factory.mktemp("sdist") / "monorepo")
@@ -70,7 +71,7 @@ def locked_copy(tmp_path_factory: pytest.TempPathFactory, sdist_index) -> Path:
     return repository
 
 
-def test_lock_pins_the_sdists_by_hash_and_locks_their_build_requirements(locked_copy, sdist_index):
+def test_lock_pins_the_sdists_by_hash_and_locks_their_build_requirements(locked_copy: Path, sdist_index: tuple[str, Path]) -> None:
     url, packages = sdist_index
     pins = parse_pins(locked_copy / "requirements/user.txt")
     for name in (HATCHLING_SDIST, SETUPTOOLS_SDIST):
@@ -92,7 +93,7 @@ def test_lock_pins_the_sdists_by_hash_and_locks_their_build_requirements(locked_
     invoke(locked_copy, "lock", "--check")
 
 
-def test_sdist_only_dependencies_are_built_into_wheels_and_install_offline(locked_copy, tmp_path):
+def test_sdist_only_dependencies_are_built_into_wheels_and_install_offline(locked_copy: Path, tmp_path: Path) -> None:
     repository = shutil.copytree(locked_copy, tmp_path / "monorepo", symlinks=True)
     built = invoke(repository, "build-wheels", "--service", "user", "--verbose")
     # The build environment comes from the build lock alone: no pip resolves or downloads.
@@ -118,9 +119,9 @@ def test_sdist_only_dependencies_are_built_into_wheels_and_install_offline(locke
     assert "from its sdist" in imported.stdout and "setuptools" in imported.stdout
 
 
-def test_two_builds_of_one_sdist_give_byte_identical_wheels(locked_copy, tmp_path):
+def test_two_builds_of_one_sdist_give_byte_identical_wheels(locked_copy: Path, tmp_path: Path) -> None:
     repository = shutil.copytree(locked_copy, tmp_path / "monorepo", symlinks=True)
-    wheels = {}
+    wheels: dict[str, bytes] = {}
     for attempt in ("first", "second"):
         if wheels:
             # Zip times have a resolution of two seconds: a backend stamping the build time
@@ -132,7 +133,7 @@ def test_two_builds_of_one_sdist_give_byte_identical_wheels(locked_copy, tmp_pat
     assert wheels["first"] == wheels["second"]
 
 
-def test_a_build_requirement_missing_from_the_build_lock_is_named_and_nothing_is_written(locked_copy, tmp_path):
+def test_a_build_requirement_missing_from_the_build_lock_is_named_and_nothing_is_written(locked_copy: Path, tmp_path: Path) -> None:
     repository = shutil.copytree(locked_copy, tmp_path / "monorepo", symlinks=True)
     lock = repository / SDIST_LOCKS[SETUPTOOLS_SDIST]
     lines = lock.read_text().splitlines(keepends=True)
@@ -158,7 +159,7 @@ def _pin_block(lines: list[str], line: int) -> tuple[int, int]:
     return start, end
 
 
-def test_a_new_sdist_build_lock_rebuilds_the_wheel_built_with_it_and_nothing_else(locked_copy, tmp_path):
+def test_a_new_sdist_build_lock_rebuilds_the_wheel_built_with_it_and_nothing_else(locked_copy: Path, tmp_path: Path) -> None:
     """Each sdist builds in an environment of its own build lock: a wheel built in another is
     what a clean build would no longer give, so verify names it and build-wheels rebuilds it;
     the other sdist's wheel, built with a lock that did not move, stays."""
@@ -198,7 +199,7 @@ def test_a_new_sdist_build_lock_rebuilds_the_wheel_built_with_it_and_nothing_els
 
 
 @pytest.fixture(scope="module")
-def legacy_copy(tmp_path_factory: pytest.TempPathFactory, sdist_index) -> Path:
+def legacy_copy(tmp_path_factory: pytest.TempPathFactory, sdist_index: tuple[str, Path]) -> Path:
     """The monorepo with order depending on the old sdist, locked once."""
     url, _ = sdist_index
     repository = copy_repository(tmp_path_factory.mktemp("legacy") / "monorepo")
@@ -211,7 +212,7 @@ def legacy_copy(tmp_path_factory: pytest.TempPathFactory, sdist_index) -> Path:
     return repository
 
 
-def test_the_legacy_fixture_really_needs_pkg_resources_which_the_current_setuptools_lacks(sdist_index, tmp_path):
+def test_the_legacy_fixture_really_needs_pkg_resources_which_the_current_setuptools_lacks(sdist_index: tuple[str, Path], tmp_path: Path) -> None:
     """What makes the old sdist a test at all: built with the setuptools of today (the tooling's,
     no pkg_resources), its setup.py fails."""
     _, packages = sdist_index
@@ -220,7 +221,7 @@ def test_the_legacy_fixture_really_needs_pkg_resources_which_the_current_setupto
     assert built.returncode != 0 and "No module named 'pkg_resources'" in built.stdout + built.stderr
 
 
-def test_an_old_sdist_builds_with_the_old_setuptools_its_own_build_lock_pins(legacy_copy, tmp_path):
+def test_an_old_sdist_builds_with_the_old_setuptools_its_own_build_lock_pins(legacy_copy: Path, tmp_path: Path) -> None:
     repository = shutil.copytree(legacy_copy, tmp_path / "monorepo", symlinks=True)
     label = SDIST_LOCKS[LEGACY_SDIST]
     wanted = (repository / label).with_suffix(".in").read_text().splitlines()
@@ -240,7 +241,7 @@ def test_an_old_sdist_builds_with_the_old_setuptools_its_own_build_lock_pins(leg
     assert imported.stdout == "built from its sdist with an old setuptools\n"
 
 
-def test_an_old_sdist_forced_onto_the_current_setuptools_fails_naming_the_pin(legacy_copy, tmp_path):
+def test_an_old_sdist_forced_onto_the_current_setuptools_fails_naming_the_pin(legacy_copy: Path, tmp_path: Path) -> None:
     """A hand edit that puts the setuptools of today into the old sdist's build lock (as one
     shared build lock would): one line naming the lock, the sdist's pin and what it needs."""
     repository = shutil.copytree(legacy_copy, tmp_path / "monorepo", symlinks=True)
@@ -264,7 +265,7 @@ def test_an_old_sdist_forced_onto_the_current_setuptools_fails_naming_the_pin(le
     assert checked.returncode == 1 and f"- setuptools=={current}" in checked.stderr, checked.stderr
 
 
-def test_upgrading_setuptools_to_todays_leaves_the_old_sdists_build_lock_on_the_one_it_needs(legacy_copy, tmp_path):
+def test_upgrading_setuptools_to_todays_leaves_the_old_sdists_build_lock_on_the_one_it_needs(legacy_copy: Path, tmp_path: Path) -> None:
     """`--upgrade-package setuptools==<today's>` is for the locks that can take it: the old
     sdist's build lock keeps its setuptools<70 rather than failing the whole run."""
     repository = shutil.copytree(legacy_copy, tmp_path / "monorepo", symlinks=True)

@@ -12,7 +12,9 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from monorepo import ROOT, TARGET_TABLE, commit_all, invoke
@@ -23,7 +25,7 @@ from wheelpipe.docker import Docker
 from wheelpipe.errors import RepositoryError
 from wheelpipe.image.recipe import cut_recipe
 from wheelpipe.image.record import shared_arguments
-from wheelpipe.model import HttpService, WorkerService
+from wheelpipe.model import HttpService, ServiceSettings, WorkerService
 from wheelpipe.resources import service_dockerfile
 from wheelpipe.wheelhouse import open_wheelhouse
 
@@ -80,7 +82,7 @@ def service_root(tmp_path: Path, table: str, scripts: tuple[str, ...] = ("api-se
         "no-table",
     ],
 )
-def test_the_service_table_declares_an_http_service_or_a_worker_and_is_optional(tmp_path, table, scripts, expected):
+def test_the_service_table_declares_an_http_service_or_a_worker_and_is_optional(tmp_path: Path, table: str, scripts: tuple[str, ...], expected: ServiceSettings | None) -> None:
     assert load_repository(service_root(tmp_path, table, scripts)).services["api"].service == expected
 
 
@@ -116,7 +118,7 @@ BAD_TABLES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_TABLES))
-def test_a_bad_service_table_is_one_line_naming_the_file_and_key(tmp_path, case):
+def test_a_bad_service_table_is_one_line_naming_the_file_and_key(tmp_path: Path, case: str) -> None:
     table, scripts, expected = BAD_TABLES[case]
     root = service_root(tmp_path, f"[tool.wheelpipe.service]\n{table}\n", ("api-server",) if scripts == () else scripts or ())
     with pytest.raises(RepositoryError) as raised:
@@ -125,7 +127,7 @@ def test_a_bad_service_table_is_one_line_naming_the_file_and_key(tmp_path, case)
 
 
 @pytest.mark.network
-def test_a_service_without_the_table_locks_and_builds_but_image_and_up_name_what_is_missing(built_copy):
+def test_a_service_without_the_table_locks_and_builds_but_image_and_up_name_what_is_missing(built_copy: Path) -> None:
     (built_copy / compose.COMPOSE_FILE).unlink(missing_ok=True)  # another test's `invoke up` in the session's copy
     pyproject = built_copy / WORKER_PYPROJECT
     text = pyproject.read_text()
@@ -151,7 +153,7 @@ def test_a_service_without_the_table_locks_and_builds_but_image_and_up_name_what
 # --- what the image build and compose are given, by kind ---------------------------------
 
 
-def test_each_kind_gets_its_runtime_stage_launch_files_and_compose_entry(tmp_path):
+def test_each_kind_gets_its_runtime_stage_launch_files_and_compose_entry(tmp_path: Path) -> None:
     http = HttpService(("uvicorn", "api.main:app", "--port", "{port}", "--bind=0.0.0.0:{port}"), 8080, "API_PORT", "/status")
     probed = WorkerService(("audit",), ("audit", "health check"))
     plain = WorkerService(("python", "-m", "audit.worker"))
@@ -165,6 +167,7 @@ def test_each_kind_gets_its_runtime_stage_launch_files_and_compose_entry(tmp_pat
     )
     # The program by its path in the venv; {port} is the port variable's value when it runs.
     assert served.entrypoint.splitlines()[-1] == 'exec /srv/venv/bin/uvicorn api.main:app --port "${API_PORT}" --bind=0.0.0.0:"${API_PORT}" "$@"'
+    assert served.health is not None
     assert served.health.splitlines()[-1] == "exec /srv/venv/bin/python -I -B /srv/healthprobe.py API_PORT 8080 /status"
     assert launch.environment(http) == {"API_PORT": "8080"}
     # The health command is one shell-quoted word list, quoted again as the variable's value.
@@ -173,17 +176,19 @@ def test_each_kind_gets_its_runtime_stage_launch_files_and_compose_entry(tmp_pat
         "SERVICE_KIND=worker\nSERVICE_PROGRAM=audit\nSERVICE_COMMAND=audit\nSERVICE_REFERENCES=''\n"
         "HEALTH_PROGRAM=audit\nHEALTH_COMMAND='audit '\"'\"'health check'\"'\"''\n"
     )
+    assert worker.health is not None
     assert worker.health.splitlines()[-1] == "exec /srv/venv/bin/audit 'health check'"
     assert launch.launch(plain).health is None
     assert launch.launch(plain).entrypoint.splitlines()[-1] == 'exec /srv/venv/bin/python -m audit.worker "$@"'
     assert launch.app_references(plain) == [] and launch.environment(plain) == {}
     # A worker has no port; its health check is its command's, or none at all.
-    worker = compose._compose_service("x/audit:1", probed)
-    assert "ports" not in worker and "environment" not in worker
-    assert worker["healthcheck"]["test"] == ["CMD", "service-health"]
+    entry = compose._compose_service("x/audit:1", probed)
+    assert "ports" not in entry and "environment" not in entry
+    assert entry["healthcheck"]["test"] == ["CMD", "service-health"]
     assert compose._compose_service("x/audit:1", plain)["healthcheck"] == {"disable": True}
     # Every stage up to runtime-deps is shared; only those the service's stages use get a stand-in.
     recipe = cut_recipe(service_dockerfile().read_text())
+    assert recipe is not None
     assert recipe.shared_stages == ("deps", "runtime-deps")
     assert "FROM runtime-${SERVICE_RUNTIME} AS runtime-deps" in recipe.shared
 
@@ -192,13 +197,17 @@ def test_each_kind_gets_its_runtime_stage_launch_files_and_compose_entry(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def ledger(docker_base_image: str):
+def ledger(docker_base_image: str) -> Iterator[Ledger]:
     book = Ledger()
     yield book
     book.clean()
 
 
-def wait_for(condition, timeout: float, what: str):
+Found = TypeVar("Found")
+
+
+def wait_for(condition: Callable[[], Found], timeout: float, what: str) -> Found:
+    """The condition's first truthy result, polled until `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout
     while not (found := condition()):
         if time.monotonic() > deadline:
@@ -212,7 +221,7 @@ def rounds(container: str) -> list[str]:
 
 
 @pytest.mark.docker
-def test_a_worker_image_stays_up_healthy_by_its_health_command_logs_its_rounds_and_stops_cleanly_on_sigterm(built_repo, docker_base_image, ledger):
+def test_a_worker_image_stays_up_healthy_by_its_health_command_logs_its_rounds_and_stops_cleanly_on_sigterm(built_repo: Path, docker_base_image: str, ledger: Ledger) -> None:
     ledger.image(built_repo, WORKER, *image_args(ledger, docker_base_image))
     config = inspect_image(ledger.tag(WORKER))["Config"]
     assert config["Entrypoint"] == ["service"]
@@ -223,7 +232,8 @@ def test_a_worker_image_stays_up_healthy_by_its_health_command_logs_its_rounds_a
     ).stdout.strip()
     try:
         wait_for(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", container).stdout.strip() == "healthy", 40, "the worker never became healthy")
-        assert len(wait_for(lambda: len(rounds(container)) >= 3 and rounds(container), 20, "the worker logged no 3 rounds")) >= 3
+        # The truthy result is the list of rounds, never False: mypy sees `bool | list[str]`.
+        assert len(wait_for(lambda: len(rounds(container)) >= 3 and rounds(container), 20, "the worker logged no 3 rounds")) >= 3  # type: ignore[arg-type]
         assert all(re.fullmatch(r"discount-audit: round \d+: ok: 1000 discounts, mean [\d.]+ %, \d+ of 21 values unseen", line) for line in rounds(container))
         begin = time.monotonic()
         docker("stop", container, timeout=60)
@@ -236,7 +246,7 @@ def test_a_worker_image_stays_up_healthy_by_its_health_command_logs_its_rounds_a
 
 
 @pytest.mark.docker
-def test_a_worker_without_a_health_command_has_no_health_check_and_its_process_is_its_health(built_repo, docker_base_image, ledger, tmp_path):
+def test_a_worker_without_a_health_command_has_no_health_check_and_its_process_is_its_health(built_repo: Path, docker_base_image: str, ledger: Ledger, tmp_path: Path) -> None:
     repository = Path(shutil.copytree(built_repo, tmp_path / "monorepo", symlinks=True))
     pyproject = repository / WORKER_PYPROJECT
     pyproject.write_text(re.sub(r"(?m)^health-command = .*\n", "", pyproject.read_text()))
@@ -266,7 +276,7 @@ def leaky_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.mark.network
-def test_the_offline_install_check_names_the_module_that_does_not_import(leaky_repo):
+def test_the_offline_install_check_names_the_module_that_does_not_import(leaky_repo: Path) -> None:
     result = invoke(leaky_repo, "verify-wheelhouse", "--install", check=False)
     assert (result.returncode, last_line(result.stderr)) == (1, f"error: {LEAKY}: {UNDECLARED}"), result.stderr
     # The wheelhouse itself is what the locks give: only importing finds the fault.
@@ -274,7 +284,7 @@ def test_the_offline_install_check_names_the_module_that_does_not_import(leaky_r
 
 
 @pytest.mark.network
-def test_a_release_whose_service_does_not_import_stops_at_the_install_gate_writing_nothing(leaky_repo):
+def test_a_release_whose_service_does_not_import_stops_at_the_install_gate_writing_nothing(leaky_repo: Path) -> None:
     result = invoke(leaky_repo, "release", check=False)
     assert (result.returncode, last_line(result.stderr)) == (1, f"error: {LEAKY}: {UNDECLARED}"), result.stderr
     assert "release gate: the first-party packages' tests pass" in result.stderr  # the gates before it passed
@@ -282,7 +292,7 @@ def test_a_release_whose_service_does_not_import_stops_at_the_install_gate_writi
 
 
 @pytest.mark.network
-def test_the_offline_install_check_passes_for_the_demo_services(built_repo):
+def test_the_offline_install_check_passes_for_the_demo_services(built_repo: Path) -> None:
     result = invoke(built_repo, "verify-wheelhouse", "--install")
     checked = [line for line in result.stdout.splitlines() if "installs offline" in line]
     assert [line.split(":")[0] for line in checked] == list(load_repository(built_repo).services)
@@ -293,7 +303,7 @@ def test_the_offline_install_check_passes_for_the_demo_services(built_repo):
 
 
 @pytest.mark.docker
-def test_the_install_check_runs_in_the_base_image_without_network_when_the_host_is_not_the_target(leaky_repo, docker_base_image):
+def test_the_install_check_runs_in_the_base_image_without_network_when_the_host_is_not_the_target(leaky_repo: Path, docker_base_image: str) -> None:
     repo = load_repository(leaky_repo)
     house = open_wheelhouse(leaky_repo)
     place = installcheck.InContainer(docker_base_image, Docker())
@@ -305,7 +315,7 @@ def test_the_install_check_runs_in_the_base_image_without_network_when_the_host_
 
 
 @pytest.mark.docker
-def test_an_image_whose_service_does_not_import_is_not_built_naming_the_module(leaky_repo, docker_base_image, ledger):
+def test_an_image_whose_service_does_not_import_is_not_built_naming_the_module(leaky_repo: Path, docker_base_image: str, ledger: Ledger) -> None:
     sub = "leaky/"
     result = ledger.image(leaky_repo, LEAKY, *image_args(ledger, docker_base_image, sub), check=False)
     assert (result.returncode, last_line(result.stderr)) == (1, f"error: building the image of {LEAKY} failed: {UNDECLARED}"), result.stderr

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,16 @@ def test_the_team_s_services_are_named_and_run_as_declared_without_any_wheelpipe
     assert repo.services["stock"].service == HttpService(("python", "-m", "stock"), 5000, "STOCK_PORT")
     assert repo.services["mailer"].service == WorkerService(("python", "-m", "mailer"), ("python", "-m", "mailer.health"))
     assert not any(name.startswith("service-runtime") for package in repo.packages.values() for name in (package.name, *package.internal))
-    assert launch.app_references(repo.services[ORDERS].service) == ["order_manager.app:create_app()"]
+    orders = repo.services[ORDERS].service
+    assert orders is not None  # the HttpService compared above
+    assert launch.app_references(orders) == ["order_manager.app:create_app()"]
 
 
 # --- images: built unedited, healthy, each fault one line ----------------------------------
 
 
 @pytest.fixture(scope="module")
-def ledger(docker_base_image: str):
+def ledger(docker_base_image: str) -> Iterator[Ledger]:
     book = Ledger()
     yield book
     book.clean()
@@ -125,6 +128,7 @@ def test_each_image_runs_its_service_as_the_team_declared_it_and_verify_image_st
     assert config["Entrypoint"] == ["service"]
     assert config["Healthcheck"]["Test"] == ["CMD", "service-health"]
     settings = load_repository(team).services[service].service
+    assert settings is not None  # each of the team's services declares how it runs
     for name, value in launch.environment(settings).items():
         assert f"{name}={value}" in config["Env"]
 

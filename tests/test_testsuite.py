@@ -59,7 +59,7 @@ def test_each_test_file_runs_whole_in_one_worker_in_its_order(built_copy: Path, 
     assert "16 passed" in result.stdout, result.stdout
     ran = records(log)
     assert len(ran) == 16 and {worker for _, _, worker in ran} == {"gw0", "gw1"}
-    worker_of = {}
+    worker_of: dict[str, set[str]] = {}
     for file, _, worker in ran:
         worker_of.setdefault(file, set()).add(worker)
     assert all(len(workers) == 1 for workers in worker_of.values()), worker_of

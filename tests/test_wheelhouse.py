@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from monorepo import Served, commit_all, copy_repository, free_port, git, install_offline, invoke
@@ -26,8 +27,9 @@ SERVICES = {
 }
 
 
-def manifest(repository: Path) -> dict:
-    return json.loads((repository / "wheelhouse" / "manifest.json").read_text())
+def manifest(repository: Path) -> dict[str, Any]:
+    written: dict[str, Any] = json.loads((repository / "wheelhouse" / "manifest.json").read_text())
+    return written
 
 
 def wheel_hashes(repository: Path, kind: str | None = None) -> dict[str, str]:
@@ -35,7 +37,7 @@ def wheel_hashes(repository: Path, kind: str | None = None) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_install_manifest_installs_offline_and_the_service_answers_over_http(built_repo, tmp_path, service):
+def test_install_manifest_installs_offline_and_the_service_answers_over_http(built_repo: Path, tmp_path: Path, service: str) -> None:
     command, env_prefix, endpoint = SERVICES[service]
     installed = install_offline(built_repo, service, tmp_path / "venv")
     assert installed.returncode == 0, installed.stderr
@@ -50,7 +52,7 @@ def test_install_manifest_installs_offline_and_the_service_answers_over_http(bui
         assert isinstance(body["discount"], int) and 0 <= body["discount"] <= 20
 
 
-def test_install_manifest_pins_every_distribution_of_the_service_to_a_wheel_in_the_wheelhouse(built_repo):
+def test_install_manifest_pins_every_distribution_of_the_service_to_a_wheel_in_the_wheelhouse(built_repo: Path) -> None:
     repo = load_repository(built_repo)
     house = verify((built_repo / "wheelhouse").resolve())
     for service in repo.services:
@@ -67,7 +69,7 @@ def test_install_manifest_pins_every_distribution_of_the_service_to_a_wheel_in_t
                 assert digest in locked[pin.name].hashes
 
 
-def test_manifest_records_origin_and_users_of_every_wheel_and_sha256sums_verifies(built_repo):
+def test_manifest_records_origin_and_users_of_every_wheel_and_sha256sums_verifies(built_repo: Path) -> None:
     document = manifest(built_repo)
     assert document["target"]["platform"] == "manylinux_2_36_x86_64"
     wheels = {w["name"]: w for w in document["wheels"]}
@@ -85,7 +87,7 @@ def test_manifest_records_origin_and_users_of_every_wheel_and_sha256sums_verifie
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_third_party_wheels_are_for_the_target_not_the_host(built_repo):
+def test_third_party_wheels_are_for_the_target_not_the_host(built_repo: Path) -> None:
     from packaging.utils import parse_wheel_filename
 
 
@@ -94,14 +96,14 @@ def test_third_party_wheels_are_for_the_target_not_the_host(built_repo):
         assert parse_wheel_filename(wheel.name)[3] & accepted, wheel.name
 
 
-def test_second_run_with_nothing_changed_builds_and_downloads_nothing(built_repo):
+def test_second_run_with_nothing_changed_builds_and_downloads_nothing(built_repo: Path) -> None:
     before = os.readlink(built_repo / "wheelhouse")
     result = invoke(built_repo, "build-wheels")
     assert "nothing to build, nothing to download" in result.stderr
     assert os.readlink(built_repo / "wheelhouse") == before
 
 
-def test_one_line_change_rebuilds_only_that_package(tmp_path):
+def test_one_line_change_rebuilds_only_that_package(tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     invoke(repository, "build-wheels")
     before = wheel_hashes(repository)
@@ -117,7 +119,7 @@ def test_one_line_change_rebuilds_only_that_package(tmp_path):
     assert changed == {"user_manager-0.1.0-py3-none-any.whl"}
 
 
-def test_service_option_limits_the_work_to_that_services_closure(tmp_path):
+def test_service_option_limits_the_work_to_that_services_closure(tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     invoke(repository, "build-wheels", "--service", "user")
     names = {w["name"] for w in manifest(repository)["wheels"]}
@@ -129,7 +131,7 @@ def test_service_option_limits_the_work_to_that_services_closure(tmp_path):
     assert (repository / "wheelhouse/install/user.txt").exists()
 
 
-def test_two_clean_builds_at_different_paths_give_identical_first_party_wheels(tmp_path):
+def test_two_clean_builds_at_different_paths_give_identical_first_party_wheels(tmp_path: Path) -> None:
     first = copy_repository(tmp_path / "a" / "monorepo")
     second = tmp_path / "elsewhere" / "clone"
     subprocess.run(["git", "clone", "-q", str(first), str(second)], check=True)
@@ -149,7 +151,7 @@ def _tamper(repository: Path, name: str) -> Path:
 
 
 @pytest.mark.parametrize("task", ["build-wheels", "verify-wheelhouse"])
-def test_a_wheel_whose_bytes_changed_is_refused_naming_file_and_both_hashes(tmp_path, task):
+def test_a_wheel_whose_bytes_changed_is_refused_naming_file_and_both_hashes(tmp_path: Path, task: str) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     invoke(repository, "build-wheels")
     expected = wheel_hashes(repository)
@@ -163,7 +165,7 @@ def test_a_wheel_whose_bytes_changed_is_refused_naming_file_and_both_hashes(tmp_
     assert os.readlink(repository / "wheelhouse") == link
 
 
-def test_a_wheel_missing_from_the_wheelhouse_is_refused_naming_it(tmp_path):
+def test_a_wheel_missing_from_the_wheelhouse_is_refused_naming_it(tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     invoke(repository, "build-wheels")
     wheel = next((repository / "wheelhouse").glob("werkzeug-*.whl"))
@@ -175,7 +177,7 @@ def test_a_wheel_missing_from_the_wheelhouse_is_refused_naming_it(tmp_path):
     invoke(repository, "verify-wheelhouse")
 
 
-def test_a_failed_build_leaves_the_previous_wheelhouse_in_place(tmp_path):
+def test_a_failed_build_leaves_the_previous_wheelhouse_in_place(tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     invoke(repository, "build-wheels")
     link, before = os.readlink(repository / "wheelhouse"), wheel_hashes(repository)
@@ -189,7 +191,7 @@ def test_a_failed_build_leaves_the_previous_wheelhouse_in_place(tmp_path):
     verify((repository / "wheelhouse").resolve())
 
 
-def test_kill_9_at_any_moment_leaves_a_complete_wheelhouse(tmp_path):
+def test_kill_9_at_any_moment_leaves_a_complete_wheelhouse(tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     invoke(repository, "build-wheels")
     for delay in (0.1, 0.4, 0.8, 1.2, 1.6, 2.5):
@@ -211,7 +213,7 @@ def test_kill_9_at_any_moment_leaves_a_complete_wheelhouse(tmp_path):
     assert not list((repository / ".wheelhouse").glob("partial-*"))
 
 
-def test_two_runs_started_at_once_do_not_corrupt_the_wheelhouse(tmp_path):
+def test_two_runs_started_at_once_do_not_corrupt_the_wheelhouse(tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     runs = [
         subprocess.Popen([sys.executable, "-m", "invoke", "build-wheels"], cwd=repository, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -223,7 +225,7 @@ def test_two_runs_started_at_once_do_not_corrupt_the_wheelhouse(tmp_path):
     assert sum("nothing to build" in err for _, err in outputs) == 1
 
 
-def test_a_new_service_directory_is_locked_built_and_installed_with_no_other_edit(tmp_path):
+def test_a_new_service_directory_is_locked_built_and_installed_with_no_other_edit(tmp_path: Path) -> None:
     repository = copy_repository(tmp_path / "monorepo")
     service = repository / "services" / "inventory"
     (service / "src" / "inventory_manager").mkdir(parents=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from monorepo import ROOT, network_cut_prefix
@@ -46,11 +47,12 @@ def provisioning(line: str) -> bool:
     return line.startswith("docker pull ") or PROVISION.match(line) is not None
 
 
-def load(name: str) -> dict:
-    return YAML(typ="safe").load(WORKFLOWS.joinpath(name).read_text())
+def load(name: str) -> dict[str, Any]:
+    workflow: dict[str, Any] = YAML(typ="safe").load(WORKFLOWS.joinpath(name).read_text())
+    return workflow
 
 
-def run_lines(job: dict) -> list[str]:
+def run_lines(job: dict[str, Any]) -> list[str]:
     """Every command line of the job's `run:` steps, in order."""
     return [line.strip() for step in job["steps"] if "run" in step for line in step["run"].splitlines() if line.strip()]
 

@@ -33,7 +33,6 @@ from typing import Any
 
 from packaging.tags import Tag
 
-from ..console import Reporter
 from ..errors import ToolError, WheelhouseError
 from ..lockfile import parse_pins
 from ..model import Package, Repository

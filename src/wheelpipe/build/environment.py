@@ -17,7 +17,6 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from .. import index
-from ..console import Reporter
 from ..errors import LockError
 from ..index import Indexes
 from ..lockfile import Pin

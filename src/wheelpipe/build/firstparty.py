@@ -30,7 +30,6 @@ from typing import Any, BinaryIO
 import pyproject_hooks
 
 from .. import includes
-from ..console import Reporter
 from ..errors import GitError, PipelineError, ToolError
 from ..fsutil import copy_hashing
 from ..includes import Include

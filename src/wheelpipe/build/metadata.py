@@ -36,7 +36,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from ..console import Reporter, report
+from ..console import report
 from ..errors import LockError, PipelineError, RepositoryError, ToolError
 from ..fsutil import write_atomic
 from ..lockfile import Pin, check_markers, parse_pins

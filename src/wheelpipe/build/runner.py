@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import baseimage
-from ..console import Reporter, report
+from ..console import report
 from ..docker import Docker
 from ..errors import DockerError, TargetError, ToolError
 from ..requirements import TOOLING_LOCK

@@ -22,7 +22,6 @@ from pathlib import Path, PurePosixPath
 import pyproject_hooks
 from packaging.requirements import InvalidRequirement, Requirement
 
-from ..console import Reporter
 from ..errors import LockError, WheelhouseError
 from ..index import Indexes
 from ..lockfile import Pin, parse_pins
