@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 from monorepo import git, invoke
 
-from wheelpipe import wheelhouse as wh
+from wheelpipe.wheelhouse.manifest import _installed, _read_manifest, _render_files
+from wheelpipe.wheelhouse.verify import _users
 
 # Wheelhouses fetched from the package index: not under `invoke test --fast`.
 pytestmark = pytest.mark.network
@@ -116,9 +117,9 @@ def make_consistent(repository: Path) -> None:
     """Install manifests and SHA256SUMS written from the edited manifest.json with wheelpipe's
     own code: every derived file agrees, so only the locks or a rebuild can tell."""
     directory = house(repository).resolve()
-    target, entries = wh._read_manifest(directory / "manifest.json")
+    target, entries = _read_manifest(directory / "manifest.json")
     listed = list(entries.values())
-    for name, text in wh._render_files(target, listed, wh._installed(listed, wh._users(listed))).items():
+    for name, text in _render_files(target, listed, _installed(listed, _users(listed))).items():
         (directory / name).unlink()
         (directory / name).write_text(text)
     checked = subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"], cwd=directory, capture_output=True, text=True, check=False)

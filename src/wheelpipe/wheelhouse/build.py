@@ -1,0 +1,299 @@
+"""`invoke build-wheels`: a new generation from the plan, verified, then switched in."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from .. import thirdparty
+from ..build import compiled, firstparty, metadata, sdists
+from ..console import parallel, report
+from ..errors import ToolError, WheelhouseError
+from ..fsutil import fsync_tree, sha256_file, write_atomic
+from ..lockfile import Pin
+from ..model import Package, Repository
+from .manifest import (
+    _REBUILD,
+    MANIFEST,
+    STORE,
+    WHEELHOUSE,
+    BuiltOrigin,
+    DownloadedOrigin,
+    Entry,
+    SdistOrigin,
+    ThirdPartyOrigin,
+    Wheelhouse,
+    _compose,
+    _installed,
+    _render_files,
+    _tag_list,
+)
+from .plan import Kept, Plan, ToBuild, ToFetch, _file_of, _first_party_origin, _resolve_installs, make_plan
+from .store import _prune, _record_trust, _remove_leftovers, _strays, _switch_or_undo, _trusted, held
+from .verify import Result, _load, _locked_pins, _users, check_intact, check_locked
+
+
+def _check_by_rebuild(repo: Repository, plan: Plan, selected: list[str], old: Wheelhouse, source: firstparty.FileSource) -> None:
+    """Every first-party and sdist-built wheel the plan reuses, built again and compared byte
+    for byte: they are reproducible, so one that differs is not what its recorded inputs build
+    (manifest.json records only what the wheel was made of, and anyone who can write the
+    wheelhouse can write both). Downloaded wheels need no rebuild: their locks pin their hashes."""
+    first_party: list[tuple[Package, BuiltOrigin]] = []
+    sdist_built: list[Pin] = []
+    kept = {e.file: e for e in plan.reuse.values()}
+    pins = _locked_pins(repo)
+    for file, entry in sorted(kept.items()):
+        if isinstance(entry.origin, BuiltOrigin):
+            package = repo.packages.get(entry.name)
+            origin = _first_party_origin(package, metadata.backend_of(repo, package), source) if package else None
+            if package is None or origin != entry.origin:
+                users = _other_users(plan, selected, file) or entry.services
+                msg = (
+                    f"{WHEELHOUSE}/{file}: kept for service {', '.join(users)}, but its sources changed since it was built, so it cannot be "
+                    f"checked against a build of them, and this wheelhouse is not one build-wheels wrote here; run `invoke build-wheels` without --service"
+                )
+                raise WheelhouseError(msg)
+            first_party.append((package, origin))
+        elif isinstance(entry.origin, SdistOrigin):
+            locking = pins[(canonicalize_name(entry.name), entry.version)]  # check_locked saw it pinned
+            sdist_built.append(replace(locking[0], hashes=frozenset().union(*(p.hashes for p in locking))))
+    if not first_party and not sdist_built:
+        return
+    report.info(f"checking {len(first_party) + len(sdist_built)} wheel(s) the wheelhouse holds against a build of their recorded sources")
+    held_by = {(e.name, e.version): e for e in kept.values()}
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-check-", dir=repo.root / STORE) as tmp:
+        rebuilt = [e for _, e in _build_first_party(repo, first_party, Path(tmp), source, "checking")]
+        rebuilt += [e for _, e in _fetch_third_party(repo, sdist_built, Path(tmp))]
+        for made in rebuilt:
+            held = held_by[(made.name, made.version)]
+            if made.file != held.file or made.sha256 != held.sha256:
+                what = f"{repo.packages[made.name].label} from {source.describe()}" if isinstance(held.origin, BuiltOrigin) else f"{held.name}=={held.version} from its locked sdist"
+                msg = (
+                    f"{WHEELHOUSE}/{held.file}: sha256 {held.sha256}, but building {what}, as {WHEELHOUSE}/{MANIFEST} records it was built, "
+                    f"gives {made.file} with sha256 {made.sha256}: the wheel is not what its sources build; {_REBUILD}"
+                )
+                raise WheelhouseError(msg)
+
+
+def build_wheels(
+    repo: Repository,
+    *,
+    service: str | None = None,
+    clean: bool = False,
+    source: firstparty.FileSource | None = None,
+    check_rebuilds: bool = False,
+) -> Result:
+    """Refresh the wheelhouse; first-party wheels come from `source` (default: the working tree).
+    A first-party or sdist-built wheel kept from the current wheelhouse is built again and
+    compared when this clone did not write that wheelhouse, and always with `check_rebuilds`."""
+    source = source or firstparty.WorkingTree(repo.root)
+    selected = repo.select_services(service)
+    locks = {name: repo.load_lock(name) for name in selected}
+    installer = repo.installer_pin()
+    store = repo.root / STORE
+    report.step(f"building the wheelhouse for {', '.join(selected)} ({repo.target.describe()})")
+
+    with held(repo.root):
+        _remove_leftovers(repo.root, store)
+        link = repo.root / WHEELHOUSE
+        if link.exists() and not link.is_symlink():
+            msg = f"{WHEELHOUSE}/ is a plain directory, not a wheelhouse made by `invoke build-wheels`; move it away"
+            raise WheelhouseError(msg)
+        # A wheel the target does not run, or one a lock no longer pins, is made anew below;
+        # a wheel or derived file that is not what was written, or a third-party wheel whose
+        # hash no lock pins, stops the run.
+        previous = link.resolve() if link.exists() else None
+        old = _load(previous) if previous and not clean else None
+        if old is not None:
+            check_intact(old)
+            check_locked(repo, old.entries.values())
+        old_entries = list(old.entries.values()) if old else []
+
+        plan = make_plan(repo, selected, locks, installer, old_entries, source)
+        installs, installer_key = plan.installs, plan.installer
+        _refuse_keeping_off_target(repo, plan, selected)
+        checked = old is not None and (check_rebuilds or not _trusted(repo.root, old))
+        if old is not None and checked:
+            _check_by_rebuild(repo, plan, selected, old, source)
+
+        if old and not plan.build and not plan.fetch:
+            installs_now = _resolve_installs(installs, {})
+            entries = _compose(plan.reuse, installs_now, _file_of(installer_key, {}))
+            # Up to date means every file it would write is there as it would write it, and
+            # nothing else is.
+            files = _render_files(repo.target, entries, _installed(entries, installs_now))
+            unchanged = all((old.path / name).is_file() and (old.path / name).read_bytes() == text.encode() for name, text in files.items())
+            if unchanged and not _strays(old.path, set(files) | {e.file for e in entries}):
+                if checked:
+                    _record_trust(repo.root, old)
+                report.info("wheelhouse is up to date: nothing to build, nothing to download")
+                return Result(old, [], [])
+
+        for line in _left_out(old) if old else []:
+            report.info(line)
+        token = secrets.token_hex(4)
+        partial = store / f"partial-{token}"
+        partial.mkdir(parents=True)
+        try:
+            if old is not None:  # else nothing is reused
+                for entry in plan.reuse.values():
+                    os.link(old.path / entry.file, partial / entry.file)
+            built = _build_first_party(repo, plan.build, partial, source)
+            _refuse(partial, _off_target_build(repo, built))
+            fetched = _fetch_third_party(repo, plan.fetch, partial)
+            wheels_made: list[tuple[ToBuild | ToFetch, Entry]] = [*built, *fetched]
+            _refuse(partial, _replacing_for_others(repo, plan, selected, wheels_made))
+            new = dict(plan.reuse)
+            made: dict[ToBuild | ToFetch, str] = {}
+            for key, entry in wheels_made:
+                new[entry.file] = entry
+                made[key] = entry.file
+            installed = _resolve_installs(installs, made)
+            entries = _compose(new, installed, _file_of(installer_key, made))
+            for name in selected:
+                wheels = {e.name: partial / e.file for e in new.values() if e.name in locks[name] and e.version == locks[name][e.name].version}
+                own = {p.name for p in repo.closure(name)}
+                built_here = {e.name: partial / e.file for e in new.values() if e.name in own and isinstance(e.origin, BuiltOrigin)}
+                thirdparty.check_closure(repo, name, locks[name], wheels, built_here)
+            _write_metadata(repo, partial, entries, installed)
+            fsync_tree(partial)
+            generation = store / f"gen-{token}"
+            partial.rename(generation)
+        except BaseException:
+            # A failed or interrupted run leaves nothing behind, not even an invisible partial.
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        _switch_or_undo(repo.root, link, generation)
+        # The previous generation stays (--clean too): a reader that resolved the old symlink,
+        # an image build or a release's archive, may still use it.
+        _prune(store, keep={generation.name, previous.name if previous else ""})
+        # Every entry's sha256 was taken in this run from the very file now in the generation
+        # (reused ones by _load above, new ones as they were written): no second read.
+        result = Result(Wheelhouse(generation, {e.file: e for e in entries}, repo.target), [e.file for _, e in built], [e.file for _, e in fetched])
+        _record_trust(repo.root, result.wheelhouse)
+        report.info(f"wheelhouse ready: built {len(result.built)}, downloaded {len(result.downloaded)}, {len(entries)} wheels in {WHEELHOUSE}/")
+        return result
+
+
+def _build_first_party(
+    repo: Repository, jobs: list[tuple[Package, BuiltOrigin]], partial: Path, source: firstparty.FileSource, doing: str = "building",
+) -> list[tuple[ToBuild, Entry]]:
+    def one(job: tuple[Package, BuiltOrigin]) -> tuple[ToBuild, Entry]:
+        package, origin = job
+        report.info(f"{doing} {package.label} {package.version} from {source.describe()} with {origin.build_backend}")
+        with tempfile.TemporaryDirectory(prefix="wheelpipe-build-") as tmp:
+            python = metadata.python_for(repo, package)
+            try:
+                built = firstparty.build_wheel(package, source, origin.source_date_epoch, Path(tmp), python)
+            except ToolError as error:
+                raise metadata.explained(package, error) from None
+            # The fingerprint of what was staged, should a file have changed since planning.
+            origin = replace(origin, source_sha256=built.source_sha256)
+            # Compiled code: built for the target's interpreter, checked and tagged for its platform.
+            wheel = compiled.for_target(repo, package, source, built, origin.source_date_epoch, Path(tmp))
+            name, version, _, _ = parse_wheel_filename(wheel.name)
+            if name != package.name or str(version) != package.version:
+                msg = f"{package.label}: the build produced {wheel.name}, expected {package.name} {package.version}"
+                raise WheelhouseError(msg)
+            final = partial / wheel.name
+            shutil.move(wheel, final)
+        return ToBuild(package.name), Entry(package.name, package.version, final.name, sha256_file(final), origin)
+
+    # Two workers: the backends spend most of their time starting up, not computing.
+    return parallel(one, jobs, 2)
+
+
+def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path) -> list[tuple[ToFetch, Entry]]:
+    if not pins:
+        return []
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-fetch-", dir=partial.parent) as tmp:
+        results = []
+        for item in thirdparty.fetch(pins, Path(tmp), repo.indexes, repo.target, lambda pin: sdists.sdist_lock(repo.root, pin)):
+            final = partial / item.wheel.name
+            item.wheel.rename(final)
+            origin: ThirdPartyOrigin = DownloadedOrigin(locked_hash=f"sha256:{sha256_file(final)}")
+            if item.sdist and item.source_date_epoch is not None:  # thirdparty sets both, or neither
+                assert item.build_lock is not None  # thirdparty builds no sdist without it
+                origin = SdistOrigin(
+                    sdist=item.sdist.name,
+                    locked_hash=f"sha256:{sha256_file(item.sdist)}",
+                    build_lock=item.build_lock.label,
+                    build_environment=item.build_lock.digest,
+                    source_date_epoch=item.source_date_epoch,
+                )
+            entry = Entry(item.pin.name, item.pin.version, final.name, sha256_file(final), origin)
+            results.append((ToFetch(item.pin.name, item.pin.version), entry))
+        return results
+
+
+
+
+
+
+def _write_metadata(repo: Repository, directory: Path, entries: list[Entry], installs: dict[str, set[str]]) -> None:
+    for name, text in _render_files(repo.target, entries, _installed(entries, installs)).items():
+        write_atomic(directory / name, text)
+
+
+def _left_out(old: Wheelhouse) -> list[str]:
+    """The current generation's stray files, one line each: the next generation carries none
+    over. (Its derived files were checked intact before: a damaged one stops the run.)"""
+    entries = list(old.entries.values())
+    files = _render_files(old.target, entries, _installed(entries, _users(entries)))
+    return [f"{WHEELHOUSE}/{stray}: not part of the wheelhouse; left out of the new generation" for stray in _strays(old.path, set(files) | set(old.entries))]
+
+
+def _other_users(plan: Plan, selected: list[str], file: str) -> list[str]:
+    return sorted(s for s, files in plan.installs.items() if s not in selected and Kept(file) in files)
+
+
+def _refuse_keeping_off_target(repo: Repository, plan: Plan, selected: list[str]) -> None:
+    """--service keeps the other services' wheels as they are, which a wheel the target no
+    longer runs cannot be: that takes a build of every service."""
+    for file, entry in sorted(plan.reuse.items()):
+        users = _other_users(plan, selected, file)
+        if users and not entry.runs_on(repo.target):
+            msg = f"{WHEELHOUSE}/{file}: service {', '.join(users)} installs it, but its tags {_tag_list(entry.tags)} do not run on the target {repo.target.describe()}; run `invoke build-wheels` without --service to make every service's wheels for the target"
+            raise WheelhouseError(msg)
+
+
+def _off_target_build(repo: Repository, built: list[tuple[ToBuild, Entry]]) -> str | None:
+    for key, entry in built:
+        if not entry.runs_on(repo.target):
+            package = repo.packages[key.name]
+            return f"{package.label}: the build produced {entry.file}, whose tags {_tag_list(entry.tags)} do not run on the target {repo.target.describe()} (pyproject.toml [tool.wheelpipe.target])"
+    return None
+
+
+def _replacing_for_others(repo: Repository, plan: Plan, selected: list[str], made: list[tuple[ToBuild | ToFetch, Entry]]) -> str | None:
+    """A wheel made for the selected services that has the file name, but not the bytes, of one
+    another service installs: keeping both is impossible, and replacing it would change what
+    that service installs."""
+    for key, entry in made:
+        kept = plan.reuse.get(entry.file)
+        users = _other_users(plan, selected, entry.file)
+        if kept is None or not users or kept.sha256 == entry.sha256:
+            continue
+        if isinstance(key, ToBuild):
+            package = repo.packages[key.name]
+            what, fix = package.label, f"bump the version in {package.directory}/pyproject.toml"
+        else:
+            what, fix = f"{key.name}=={key.version}", f"bump the version of {entry.name}"
+        return (
+            f"{what}: the new {entry.file} (sha256 {entry.sha256}) would replace the one service {', '.join(users)} "
+            f"installs (sha256 {kept.sha256}); run `invoke build-wheels` without --service, or {fix}"
+        )
+    return None
+
+
+def _refuse(partial: Path, message: str | None) -> None:
+    """Stop before the next generation becomes visible, leaving nothing of it behind."""
+    if message:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise WheelhouseError(message)
