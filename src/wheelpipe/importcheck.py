@@ -95,7 +95,7 @@ def _reference(text: str) -> None:
         target = getattr(target, attribute)
 
 
-def check(distributions: list[str], entry_points: list[str], references: Sequence[str] = (), runnable: Sequence[str] = ()) -> tuple[str, list[tuple[str, str]]]:
+def check(distributions: list[str], entry_points: list[str], references: Sequence[str] = (), runnable: Sequence[str] = ()) -> tuple[str, list[tuple[str, str]]]:  # noqa: C901 - a script the image runs with the standard library alone: each kind of target (module, entry point, reference, python -m) is one plain loop
     """(summary, failures as (module or script, why)): import every module of the
     distributions and load every entry point they declare, then load each named console
     script's entry point, import each module:object reference and find each `-m` module."""

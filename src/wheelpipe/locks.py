@@ -266,7 +266,7 @@ def _existing_sdist_locks(root: Path) -> list[str]:
     return [f"{SDIST_LOCKS_DIR}/{path.name}" for path in found]
 
 
-def lock(
+def lock(  # noqa: C901 - one pass over one temporary copy of requirements/: build lock, reload, service locks, tooling lock, then the comparison or the switch; its steps share that copy and its state
     repo: Repository,
     *,
     service: str | None = None,

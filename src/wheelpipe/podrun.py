@@ -41,7 +41,7 @@ class ContainerRun:
     http_probes: tuple[tuple[int, str], ...]  # each httpGet probe's (port, path)
 
 
-def container_run(pod: dict[str, Any], where: str) -> ContainerRun:
+def container_run(pod: dict[str, Any], where: str) -> ContainerRun:  # noqa: C901 - one branch per pod-spec field the translation carries out or refuses, in the spec's order
     """The `docker run` of the pod's one container, and its probes."""
     _known(pod, _POD_FIELDS, f"{where}: the pod spec")
     containers = pod.get("containers") or []

@@ -541,7 +541,7 @@ def _remove_dead_archives(dist: Path) -> None:
         report.info(f"removed {DIST}/{path.name}, the unfinished archive of a release that was killed")
 
 
-def _release(
+def _release(  # noqa: C901 - the release's steps in order (gates, build, checks, chart, archive, push), each a call; the branches are the gates and the chart being on or off
     repo: Repository, *, gates: bool, allow_dirty: bool, base_image: str, docker: Docker | None, tags: list[ReleaseTag] | None,
 ) -> Released:
     dist = dist_directory(repo)

@@ -287,7 +287,7 @@ IMAGE_HELP = {
     }
 )
 @reported
-def image(c: Context, service: str | None = None, all: bool = False, prefix: str | None = None, base_image: str | None = None, no_cache: bool = False, push: bool = False, jobs: int = 0, verbose: bool = False) -> None:  # noqa: A002 - the flag is --all
+def image(c: Context, service: str | None = None, all: bool = False, prefix: str | None = None, base_image: str | None = None, no_cache: bool = False, push: bool = False, jobs: int = 0, verbose: bool = False) -> None:  # noqa: PLR0913, A002 - the flag is --all; PLR0913: one parameter per command-line flag, as invoke reads them
     """Build, verify and tag <prefix><service>:<version> from the wheelhouse, offline; with --push, push it."""
     repo = _repository(c)
     if (service is not None) == bool(all):  # `--service ""` is a name to look up, not "none given"

@@ -119,7 +119,7 @@ def layout(wheels: list[Path], site_packages: PurePosixPath, venv: PurePosixPath
     return found
 
 
-def differences(
+def differences(  # noqa: C901 - one branch per way a venv file can differ from what the wheels put there
     files: dict[PurePosixPath, bytes], links: set[PurePosixPath], expected: Layout, written: dict[PurePosixPath, bytes]
 ) -> list[str]:
     """How the venv's files (relative paths, their bytes; its symlinks) differ from what the

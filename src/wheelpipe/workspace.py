@@ -94,7 +94,7 @@ def _read_pyproject(path: Path, where: str) -> dict[str, Any]:
         raise RepositoryError(msg) from None
 
 
-def _load_package(repository: Repository, directory: Path, kind: str, build_lock: Path, root_services: dict[str, dict[str, Any]]) -> tuple[Package, dict[str, Any]]:
+def _load_package(repository: Repository, directory: Path, kind: str, build_lock: Path, root_services: dict[str, dict[str, Any]]) -> tuple[Package, dict[str, Any]]:  # noqa: C901 - the package's metadata from [project] or its backend, then each field checked in turn, each a one-line error naming the file
     """The package in `directory`: from its static [project], else from its build backend run
     in the environment `build_lock` gives (StaleBuildLockError when it cannot)."""
     root = repository.root
@@ -273,7 +273,7 @@ def _line_of(path: Path, text: str) -> int:
     return 0
 
 
-def _service_settings(data: dict[str, Any], where: str) -> ServiceSettings | None:
+def _service_settings(data: dict[str, Any], where: str) -> ServiceSettings | None:  # noqa: C901 - one check per key of the service table, each a one-line error naming the key
     """[tool.wheelpipe.service], or None when the service has none: locks, wheels and releases
     need no more than [project], and only an image (service_settings) needs to know the kind."""
     if "service" not in _wheelpipe_table(data, where):

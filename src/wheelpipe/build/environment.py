@@ -45,7 +45,7 @@ class BuildLock:
     label: str = BUILD_LOCK  # the lock file, as messages name it
 
 
-def run_backend(
+def run_backend(  # noqa: PLR0913 - the one way a backend builds: where, the work and source trees, the backend, its lock, the epoch, what to say, the dynamic-requires check
     where: OnHost | InContainer,
     work: Path,
     tree: Path,

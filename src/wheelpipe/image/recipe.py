@@ -108,7 +108,7 @@ def _resolved(source: str) -> list[str]:
 PIPELINE_ARGUMENTS = {"SERVICE_RUNTIME": ("http", "worker", "worker-health")}
 
 
-def check(text: str, where: str) -> None:
+def check(text: str, where: str) -> None:  # noqa: C901 - one pass over the instructions, as the builder reads them; a branch per instruction the builder would act on
     """Refuse a recipe that can fetch, starts from another image, or runs as root (RecipeError)."""
     stages: dict[str, str | None] = {}  # stage name -> its user (None: the base image's, root)
     user: str | None = None

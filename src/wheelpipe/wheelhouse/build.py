@@ -81,7 +81,7 @@ def _check_by_rebuild(repo: Repository, plan: Plan, selected: list[str], old: Wh
                 raise WheelhouseError(msg)
 
 
-def build_wheels(
+def build_wheels(  # noqa: C901 - the run's steps in order (load, check, plan, build, fetch, verify, switch) under one lock and one partial generation
     repo: Repository,
     *,
     service: str | None = None,

@@ -272,7 +272,7 @@ def _read_target(value: object, malformed: Callable[[str], WheelhouseError]) -> 
         raise malformed(f"{expected} (a 3.X python_version and a manylinux platform), found {_found(value)}") from None
 
 
-def _read_entry(item: object, where: str, malformed: Callable[[str], WheelhouseError]) -> Entry:
+def _read_entry(item: object, where: str, malformed: Callable[[str], WheelhouseError]) -> Entry:  # noqa: C901 - one check per field of a manifest entry, each a one-line error naming it
     if not isinstance(item, dict):
         raise malformed(f"{where}: expected an object with the keys {', '.join(_ENTRY_FIELDS)}, found {_found(item)}")
     for key, (kind, described) in _ENTRY_FIELDS.items():
