@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -103,6 +104,37 @@ def invoke(cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None
     if check and result.returncode != 0:
         pytest.fail(f"invoke {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def error_lines(result: subprocess.CompletedProcess[str] | str) -> list[str]:
+    """The `error:` lines of a command's stderr (or of a text), in order; a traceback there is
+    a failure of its own (bad input gets a line, never a traceback)."""
+    text = result if isinstance(result, str) else result.stderr
+    assert "Traceback" not in text, text
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def one_error(result: subprocess.CompletedProcess[str]) -> str:
+    """What every refusal must look like: exit 1, no traceback, exactly one `error:` line; that line."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output, output
+    errors = error_lines(result)
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+def failure(repository: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """`invoke ARGS` in `repository`, which must refuse as `one_error` says: its one line."""
+    return one_error(invoke(repository, *args, check=False, env=env))
+
+
+def wheelhouse_state(repository: Path) -> tuple[str, list[str], dict[str, str]]:
+    """Where `wheelhouse` points, the generations under .wheelhouse/ and every file of the
+    current one by sha256: equal before and after means nothing was written or lost."""
+    current = (repository / "wheelhouse").resolve()
+    files = {p.relative_to(current).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in current.rglob("*") if p.is_file()}
+    return os.readlink(repository / "wheelhouse"), sorted(os.listdir(repository / ".wheelhouse")), files
 
 
 # Variables an interpreter reads as it starts (its path, encoding, warnings, hash seed): a

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monorepo import commit_all, copy_repository, git, install_offline, invoke
+from monorepo import commit_all, copy_repository, git, install_offline, invoke, one_error
 
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.workspace import load_repository
@@ -72,14 +72,6 @@ def repo(built: Path, tmp_path: Path) -> Path:
 
 def manifest(repository: Path) -> dict[str, dict[str, Any]]:
     return {w["name"]: w for w in json.loads((repository / "wheelhouse/manifest.json").read_text())["wheels"]}
-
-
-def one_error(result: subprocess.CompletedProcess[str]) -> str:
-    output = result.stdout + result.stderr
-    assert result.returncode == 1 and "Traceback" not in output, output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def snapshot(repository: Path) -> tuple[dict[str, str], str]:

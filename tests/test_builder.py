@@ -30,6 +30,7 @@ from monorepo import (
     build_step_containers,
     commit_all,
     copy_repository,
+    error_lines,
     free_port,
     git,
     install_offline,
@@ -60,10 +61,6 @@ MISSING_BUILDER = "wheelpipe-test/no-such-builder:1"
 OUTSIDE_POLICY = "0.2.0"
 # A step of build-wheels --verbose: auditwheel's analysis of a wheel (its path).
 AUDIT = re.compile(r"^\s+\$ \S+ -m auditwheel show --json (\S+)$", re.M)
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
 def this_host() -> str:

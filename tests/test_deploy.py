@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from monorepo import ROOT, commit_all, copy_repository, free_port, invoke, member_bytes, unavailable
+from monorepo import ROOT, commit_all, copy_repository, free_port, invoke, member_bytes, one_error, unavailable
 from test_images import Ledger, docker
 from test_push import Registry, registry  # noqa: F401 - the module's registry fixture
 
@@ -82,18 +82,6 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, registry: Registry, docke
 def shop(deployed: Deployed, tmp_path: Path) -> Path:
     """A private copy of the built and pushed repository (its push record included)."""
     return Path(shutil.copytree(deployed.repository, tmp_path / "monorepo", symlinks=True))
-
-
-def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
-
-
-def one_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = error_lines(result)
-    assert len(lines) == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def documents(path: Path) -> list[dict[str, Any]]:

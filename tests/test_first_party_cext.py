@@ -27,7 +27,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from monorepo import ROOT, build_step_containers, commit_all, git, install_offline, invoke, own_temp, retarget, run_from_wheel, unavailable
+from monorepo import ROOT, build_step_containers, commit_all, error_lines, git, install_offline, invoke, own_temp, retarget, run_from_wheel, unavailable
 from packaging.utils import parse_wheel_filename
 
 from wheelpipe.build.compiled import audit
@@ -47,11 +47,6 @@ RUNTIME_BASE = "local/python:3.13-slim-trixie"
 BUILDER = "local/python-builder:3.13-slim-trixie"
 MISSING_BUILDER = "wheelpipe-test/no-such-builder:1"
 AUDIT = re.compile(r"^\s+\$ \S+ -m auditwheel show --json (\S+)$", re.M)
-
-
-def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 def this_host() -> str:

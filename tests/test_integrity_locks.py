@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import ROOT, commit_all, copy_repository, free_port, git, invoke, serving
+from monorepo import ROOT, commit_all, copy_repository, error_lines, free_port, git, invoke, serving
 
 from wheelpipe.index import Indexes, IndexFile
 from wheelpipe.lockfile import parse_pins
@@ -25,11 +25,6 @@ from wheelpipe.lockfile import parse_pins
 pytestmark = pytest.mark.network
 
 BOGUS = "a" * 64
-
-
-def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monorepo import git, invoke
+from monorepo import failure, git, invoke, wheelhouse_state
 
 from wheelpipe.wheelhouse.manifest import _installed, _read_manifest, _render_files
 from wheelpipe.wheelhouse.verify import _users
@@ -43,23 +43,6 @@ def repo(built_copy: Path) -> Path:
 
 def house(repository: Path) -> Path:
     return repository / "wheelhouse"
-
-
-def state(repository: Path) -> tuple[str, list[str], dict[str, str]]:
-    """The symlink's target, the generations and every file of the current one by sha256."""
-    current = house(repository).resolve()
-    files = {p.relative_to(current).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in current.rglob("*") if p.is_file()}
-    return str(current), sorted(p.name for p in (repository / ".wheelhouse").iterdir()), files
-
-
-def failure(repository: Path, *args: str) -> str:
-    """invoke ARGS must exit 1 with exactly one `error:` line and no traceback: that line."""
-    result = invoke(repository, *args, check=False)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def _record_hash(data: bytes) -> str:
@@ -201,9 +184,9 @@ ATTACKS = {
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_build_wheels_stops_at_a_poisoned_wheelhouse_naming_the_edit(repo: Path, attack: str) -> None:
     expected = ATTACKS[attack](repo).format(source="the working tree")
-    before = state(repo)
+    before = wheelhouse_state(repo)
     assert failure(repo, "build-wheels") == expected
-    assert state(repo) == before
+    assert wheelhouse_state(repo) == before
     # A wheelhouse built anew from the locks and the sources holds no planted byte.
     invoke(repo, "build-wheels", "--clean")
     assert not [w for w in house(repo).glob("*.whl") if PAYLOAD in b"".join(zipfile.ZipFile(w).read(n) for n in zipfile.ZipFile(w).namelist())]
@@ -213,9 +196,9 @@ def test_build_wheels_stops_at_a_poisoned_wheelhouse_naming_the_edit(repo: Path,
 @pytest.mark.parametrize("attack", ["flask-swapped-sha256-edited", "flask-swapped-consistent", "flask-origin-rewritten-as-sdist"])
 def test_verify_wheelhouse_names_a_poisoned_third_party_wheel(repo: Path, attack: str) -> None:
     expected = ATTACKS[attack](repo)
-    before = state(repo)
+    before = wheelhouse_state(repo)
     assert failure(repo, "verify-wheelhouse") == expected
-    assert state(repo) == before
+    assert wheelhouse_state(repo) == before
 
 
 def test_a_manifest_edit_names_manifest_json_not_the_install_manifest(repo: Path) -> None:
@@ -262,10 +245,10 @@ def test_build_wheels_trusts_its_own_record_but_a_release_rebuilds_regardless(re
 def test_a_gated_release_of_a_poisoned_wheelhouse_ships_nothing(repo: Path, attack: str, docker_base_image: str) -> None:
     expected = ATTACKS[attack](repo)
     head = git(repo, "rev-parse", "HEAD").strip()
-    before = state(repo)
+    before = wheelhouse_state(repo)
     result = invoke(repo, "release", check=False, env={"INVOKE_IMAGE_BASE": docker_base_image})
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "release gate: the locks match their inputs" in result.stderr  # the gates ran
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [expected.format(source=f"commit {head[:12]}")], result.stderr
-    assert not (repo / "dist").exists() and state(repo) == before
+    assert not (repo / "dist").exists() and wheelhouse_state(repo) == before

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monorepo import invoke
+from monorepo import failure, invoke, wheelhouse_state
 
 from wheelpipe.errors import WheelhouseError
 from wheelpipe.wheelhouse import verify
@@ -44,24 +43,6 @@ def repo(built_copy: Path) -> Path:
 
 def house(repository: Path) -> Path:
     return repository / "wheelhouse"
-
-
-def state(repository: Path) -> tuple[str, list[str], dict[str, str]]:
-    """The symlink's target, the generations under .wheelhouse/ and every file of the current
-    one with its sha256: equal before and after means nothing was written or lost."""
-    current = house(repository).resolve()
-    files = {p.relative_to(current).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in current.rglob("*") if p.is_file()}
-    return os.readlink(house(repository)), sorted(os.listdir(repository / ".wheelhouse")), files
-
-
-def failure(repository: Path, *args: str) -> str:
-    """Run invoke ARGS, which must fail with exit 1 and exactly one `error:` line: that line."""
-    result = invoke(repository, *args, check=False)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def checksums_verify(repository: Path) -> bool:
@@ -134,20 +115,20 @@ def test_changing_the_target_to_cp312_refetches_the_wheels_it_does_not_run_and_v
 
 def test_verify_names_the_wheel_a_changed_target_does_not_run(repo: Path) -> None:
     set_target(repo, "3.12")
-    before = state(repo)
+    before = wheelhouse_state(repo)
     line = failure(repo, "verify-wheelhouse")
     assert line.startswith(f"error: wheelhouse/{MARKUPSAFE_CP311}: its tags cp311-cp311-manylinux2014_x86_64, ")
     assert f"do not run on the target {TARGET_312}; run `invoke build-wheels`" in line
-    assert state(repo) == before and checksums_verify(repo)
+    assert wheelhouse_state(repo) == before and checksums_verify(repo)
 
 
 def test_build_wheels_for_one_service_refuses_a_target_change_another_services_wheels_do_not_run(repo: Path) -> None:
     set_target(repo, "3.12")
-    before = state(repo)
+    before = wheelhouse_state(repo)
     line = failure(repo, "build-wheels", "--service", "order")
     assert line.startswith(f"error: wheelhouse/{MARKUPSAFE_CP311}: service user installs it, but its tags cp311-cp311-")
     assert f"do not run on the target {TARGET_312}; run `invoke build-wheels` without --service" in line
-    assert state(repo) == before and checksums_verify(repo)
+    assert wheelhouse_state(repo) == before and checksums_verify(repo)
 
 
 def test_a_first_party_wheel_tagged_for_another_interpreter_is_named_by_verify_and_rebuilt(repo: Path) -> None:
@@ -163,13 +144,13 @@ def test_a_first_party_wheel_tagged_for_another_interpreter_is_named_by_verify_a
     replace(house(repo) / "SHA256SUMS", (house(repo) / "SHA256SUMS").read_text().replace(ORDER_MANAGER, impostor))
     rewrite_checksums(repo)
     assert checksums_verify(repo)
-    before = state(repo)
+    before = wheelhouse_state(repo)
     line = failure(repo, "verify-wheelhouse")
     assert line == f"error: wheelhouse/{impostor}: its tags {CP312_TAG} do not run on the target {TARGET_311}; run `invoke build-wheels`"
     # The check without the repository (publish, verify-image) holds it to the recorded target.
     with pytest.raises(WheelhouseError, match=re.escape(f"{impostor}: its tags {CP312_TAG} do not run on the target manifest.json records, {TARGET_311}")):
         verify(house(repo).resolve())
-    assert state(repo) == before
+    assert wheelhouse_state(repo) == before
 
     result = invoke(repo, "build-wheels")
     assert "building services/order" in result.stderr and "built 1, downloaded 0" in result.stderr
@@ -187,13 +168,13 @@ def test_a_first_party_build_for_another_interpreter_is_refused_naming_wheel_tag
     )
     pyproject = package / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "\n[tool.hatch.build.targets.wheel.hooks.custom]\n")
-    before = state(repo)
+    before = wheelhouse_state(repo)
     line = failure(repo, "build-wheels")
     assert line == (
         f"error: shared/discount_calculator (discount-calculator): the build produced discount_calculator-0.1.0-{CP312_TAG}.whl, "
         f"whose tags {CP312_TAG} do not run on the target {TARGET_311} (pyproject.toml [tool.wheelpipe.target])"
     )
-    assert state(repo) == before and checksums_verify(repo)
+    assert wheelhouse_state(repo) == before and checksums_verify(repo)
 
 
 # Install manifests: re-derived from the locks
@@ -206,14 +187,14 @@ def test_a_pin_deleted_from_an_install_manifest_stops_verify_and_build_wheels_an
     assert damaged != original
     replace(order, damaged)
     rewrite_checksums(repo)
-    before = state(repo)
+    before = wheelhouse_state(repo)
     digest = next(w["sha256"] for w in manifest(repo)["wheels"] if w["file"] == MARKUPSAFE_CP311)
     for task in ("verify-wheelhouse", "build-wheels"):
         assert failure(repo, task) == (
             "error: wheelhouse/install/order.txt: not what wheelhouse/manifest.json gives: "
             f"markupsafe==3.0.4 (sha256 {digest}) missing; rebuild with `invoke build-wheels --clean`"
         )
-        assert state(repo) == before and checksums_verify(repo)
+        assert wheelhouse_state(repo) == before and checksums_verify(repo)
 
     invoke(repo, "build-wheels", "--clean")
     assert order.read_text() == original
@@ -224,10 +205,10 @@ def test_a_deleted_install_manifest_stops_verify_and_build_wheels_and_clean_writ
     order = house(repo) / "install/order.txt"
     original = order.read_text()
     order.unlink()
-    before = state(repo)
+    before = wheelhouse_state(repo)
     for task in ("verify-wheelhouse", "build-wheels"):
         assert failure(repo, task) == "error: wheelhouse/install/order.txt: missing; rebuild with `invoke build-wheels --clean`"
-        assert state(repo) == before
+        assert wheelhouse_state(repo) == before
 
     invoke(repo, "build-wheels", "--clean")
     assert order.read_text() == original
@@ -239,25 +220,25 @@ def test_an_install_manifest_the_current_lock_no_longer_gives_is_named_stale(rep
     flask = next(w for w in manifest(repo)["wheels"] if w["name"] == "flask")
     # The lock no longer allows the wheel the wheelhouse holds for flask.
     lock.write_text(re.sub(rf" \\\n    --hash=sha256:{flask['sha256']}", "", lock.read_text()))
-    before = state(repo)
+    before = wheelhouse_state(repo)
     line = failure(repo, "verify-wheelhouse")
     assert line == (
         "error: wheelhouse/install/order.txt: stale: requirements/order.txt pins flask==3.1.3 and no wheel in "
         "wheelhouse/manifest.json has one of its locked hashes for the target; run `invoke build-wheels`"
     )
-    assert state(repo) == before and checksums_verify(repo)
+    assert wheelhouse_state(repo) == before and checksums_verify(repo)
 
 
 def test_an_install_manifest_older_than_the_first_party_sources_is_named_stale(repo: Path) -> None:
     module = repo / "services/order/src/order_manager/__init__.py"
     module.write_text(module.read_text() + "\n# edited after the build\n")
-    before = state(repo)
+    before = wheelhouse_state(repo)
     line = failure(repo, "verify-wheelhouse")
     assert line == (
         "error: wheelhouse/install/order.txt: stale: no wheel in wheelhouse/manifest.json is built from the current "
         "services/order (order-manager 0.1.0): its files, version, build backend or last commit changed; run `invoke build-wheels`"
     )
-    assert state(repo) == before and checksums_verify(repo)
+    assert wheelhouse_state(repo) == before and checksums_verify(repo)
 
 
 # SHA256SUMS and stray files
@@ -286,14 +267,14 @@ def test_a_damaged_sha256sums_stops_verify_and_build_wheels_and_clean_writes_it(
     original = sums.read_text()
     flask = next(w["sha256"] for w in manifest(repo)["wheels"] if w["name"] == "flask")
     edit(sums)
-    before = state(repo)
+    before = wheelhouse_state(repo)
     for task in ("verify-wheelhouse", "build-wheels"):
         line = failure(repo, task)
         if expected is None:
             assert line == "error: wheelhouse/SHA256SUMS: missing; rebuild with `invoke build-wheels --clean`"
         else:
             assert line == f"error: wheelhouse/SHA256SUMS: not what the wheels and wheelhouse/manifest.json give: {expected.format(flask=flask)}; rebuild with `invoke build-wheels --clean`"
-        assert state(repo) == before
+        assert wheelhouse_state(repo) == before
 
     invoke(repo, "build-wheels", "--clean")
     assert sums.read_text() == original
@@ -305,12 +286,12 @@ def test_a_stray_file_is_named_by_verify_and_left_out_by_build_wheels(repo: Path
     path = house(repo) / stray
     path.parent.mkdir(exist_ok=True)
     path.write_text("not from build-wheels\n")
-    before = state(repo)
+    before = wheelhouse_state(repo)
     shown = stray.split("/")[0] + "/" if stray.startswith("cache/") else stray
     line = failure(repo, "verify-wheelhouse")
     assert line.startswith(f"error: wheelhouse/{shown}: not part of the wheelhouse (it holds only the wheels manifest.json lists, ")
     assert line.endswith("run `invoke build-wheels` to leave it out")
-    assert state(repo) == before and checksums_verify(repo)
+    assert wheelhouse_state(repo) == before and checksums_verify(repo)
 
     result = invoke(repo, "build-wheels")
     assert f"wheelhouse/{shown}: not part of the wheelhouse; left out of the new generation" in result.stderr
@@ -354,21 +335,21 @@ SHAPES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
 def test_a_manifest_of_the_wrong_shape_is_one_line_naming_what_was_expected(repo: Path, shape: str) -> None:
     mutate, expected = SHAPES[shape]
     write_manifest(repo, mutate(manifest(repo)))
-    before = state(repo)
+    before = wheelhouse_state(repo)
     for task in ("verify-wheelhouse", "build-wheels"):
         line = failure(repo, task)
         assert line.startswith("error: wheelhouse/manifest.json: "), line
         assert expected in line, line
         assert line.endswith("; rebuild with `invoke build-wheels --clean`"), line
-        assert state(repo) == before
+        assert wheelhouse_state(repo) == before
 
 
 def test_a_manifest_that_is_not_json_is_named_and_clean_builds_it_anew(repo: Path) -> None:
     replace(house(repo) / "manifest.json", '{"format": 1, "wheels": [')
-    before = state(repo)
+    before = wheelhouse_state(repo)
     line = failure(repo, "verify-wheelhouse")
     assert line.startswith("error: wheelhouse/manifest.json: unreadable (Expecting value: line 1 column ")
-    assert state(repo) == before
+    assert wheelhouse_state(repo) == before
     invoke(repo, "build-wheels", "--clean")
     verifies(repo)
 
@@ -379,12 +360,12 @@ def test_a_manifest_that_is_not_json_is_named_and_clean_builds_it_anew(repo: Pat
 def test_one_service_rebuild_refuses_to_replace_a_shared_wheel_another_service_installs(repo: Path) -> None:
     module = repo / "shared/service_runtime/src/service_runtime/settings.py"
     module.write_text(module.read_text() + "\n# an edit without a version bump\n")
-    before = state(repo)
+    before = wheelhouse_state(repo)
     line = failure(repo, "build-wheels", "--service", "order")
     assert line.startswith(f"error: shared/service_runtime (service-runtime): the new {SERVICE_RUNTIME} (sha256 ")
     assert "would replace the one service user installs (sha256 " in line
     assert line.endswith("run `invoke build-wheels` without --service, or bump the version in shared/service_runtime/pyproject.toml")
-    assert state(repo) == before and checksums_verify(repo)
+    assert wheelhouse_state(repo) == before and checksums_verify(repo)
 
     invoke(repo, "build-wheels")
     verifies(repo)

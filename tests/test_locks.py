@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 from monorepo import FIXTURE as FIXTURE_ROOT
-from monorepo import ROOT, git, invoke
+from monorepo import ROOT, commit_all, error_lines, git, invoke
 
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.workspace import load_repository
@@ -39,10 +38,6 @@ def add_dependency(repository: Path, service: str, requirement: str) -> None:
 
 def changed_files(repository: Path) -> set[str]:
     return {line[3:] for line in git(repository, "status", "--porcelain").splitlines()}
-
-
-def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 # --- the committed locks ---------------------------------------------------------------
@@ -94,6 +89,22 @@ def test_check_passes_in_a_fresh_copy(repo_copy: Path) -> None:
     result = invoke(repo_copy, "lock", "--check")
     assert "every lock matches its inputs" in result.stderr
     assert not changed_files(repo_copy)
+
+
+@pytest.mark.network
+def test_a_teams_own_unhashed_requirements_file_beside_the_locks_is_neither_read_nor_touched(repo_copy: Path) -> None:
+    """requirements/ is where teams keep their own files too (docs.txt, loose ranges, no hashes)."""
+    docs = repo_copy / "requirements" / "docs.txt"
+    docs.write_text("# what the docs build needs\nsphinx>=7\n-r ../services/order/requirements-extra.txt\n--index-url https://docs.example.invalid/simple\n")
+    commit_all(repo_copy, "the team's docs requirements")
+    before = docs.read_bytes()
+    assert "every lock matches its inputs" in invoke(repo_copy, "lock", "--check").stderr
+    invoke(repo_copy, "lock")
+    assert docs.read_bytes() == before
+    assert not changed_files(repo_copy)
+    # Not a lock: what it names is not a pin an upgrade can move.
+    refused = invoke(repo_copy, "lock", "--upgrade-package", "sphinx", check=False)
+    assert refused.returncode == 1 and error_lines(refused) and "sphinx" in error_lines(refused)[0], refused.stderr
 
 
 @pytest.mark.network
@@ -257,9 +268,17 @@ def test_the_one_version_policy_refuses_services_that_diverge_in_one_line_and_wr
 
 
 @pytest.mark.network
-def test_uv_and_pip_tools_agree_on_every_pin_and_hash_of_the_committed_locks(repo_copy: Path) -> None:
+def test_uv_and_pip_tools_agree_on_every_pin_and_hash_of_the_locks_uv_wrote(repo_copy: Path) -> None:
     """pip-compile, run on this host (which is the target), re-derives exactly what uv wrote,
-    and the machine's pip settings (dead indexes, a bogus constraint) reach neither."""
+    and the machine's pip settings (dead indexes, a bogus constraint) reach neither.
+
+    The tooling input is cut to two packages first: pip-tools takes some 90 s over the whole
+    tooling lock, while every service lock and the build lock are checked as committed here.
+    `invoke bench` compares the full locks of both resolvers byte for byte."""
+    (repo_copy / "requirements/dev.in").write_text("invoke\npytest\n")
+    invoke(repo_copy, "lock")
+    assert changed_files(repo_copy) == {"requirements/dev.in", "requirements/dev.txt"}, "uv rewrote only the tooling lock"
+    written = requirement_files(repo_copy)
     constraint = repo_copy.parent / "constraint.txt"
     constraint.write_text("flask==0.1\n")
     hostile = {
@@ -270,7 +289,7 @@ def test_uv_and_pip_tools_agree_on_every_pin_and_hash_of_the_committed_locks(rep
     }
     result = invoke(repo_copy, "lock", "--check", "--resolver", "pip-tools", env=hostile)
     assert "with pip-tools" in result.stderr
-    assert not changed_files(repo_copy)
+    assert requirement_files(repo_copy) == written
 
 
 def test_an_unknown_resolver_is_one_line(repo_copy: Path) -> None:

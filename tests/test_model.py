@@ -359,7 +359,7 @@ def test_one_version_is_off_unless_the_lock_table_turns_it_on(fake_root: Path) -
 @pytest.mark.parametrize(
     ("table", "expected"),
     [
-        ('one_version = true', "pyproject.toml: [tool.wheelpipe.lock] has no key 'one_version': expected resolver or one-version"),
+        ('one_version = true', "pyproject.toml: [tool.wheelpipe.lock] has no key 'one_version' (known: resolver, one-version)"),
         ('one-version = "yes"', "pyproject.toml: [tool.wheelpipe.lock] one-version must be true or false, found 'yes'"),
         ("one-version = 1", "pyproject.toml: [tool.wheelpipe.lock] one-version must be true or false, found 1"),
         ("resolver = 5", 'pyproject.toml: [tool.wheelpipe.lock] resolver must be a string ("uv" or "pip-tools"), found 5'),

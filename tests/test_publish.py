@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monorepo import ROOT, commit_all, copy_repository, free_port, invoke, serving
+from monorepo import ROOT, commit_all, copy_repository, error_lines, free_port, invoke, serving
 from packaging.utils import canonicalize_name
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
@@ -98,10 +98,6 @@ def publish(repository: Path, home: Path, *args: str, **twine_env: str) -> subpr
 
 def output(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
-
-
-def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in output(result).splitlines() if line.startswith("error:")]
 
 
 def manifest(repository: Path) -> dict[str, dict[str, Any]]:

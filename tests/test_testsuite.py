@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from monorepo import ROOT, commit_all, copy_repository, invoke
+from monorepo import ROOT, commit_all, copy_repository, error_lines, invoke
 
 # Each probe records its file, its name and its worker ("" in a run without workers).
 PROBE = '''import json, os, pathlib
@@ -45,10 +45,6 @@ def probe_env(log: Path) -> dict[str, str]:
 
 def records(log: Path) -> list[tuple[str, int, str]]:
     return [tuple(json.loads(line)) for line in log.read_text().splitlines()]
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
 @pytest.mark.slow

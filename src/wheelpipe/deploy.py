@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import PipelineError
 from .fsutil import exclusive_lock, write_atomic
+from .tomlvalues import matching, refuse_unknown_keys, shown
 
 
 class DeployError(PipelineError):
@@ -98,15 +99,13 @@ class Environment:
 def parse_resources(value: object, where: str) -> Resources:
     """`resources = { requests = { cpu = "100m", memory = "128Mi" }, limits = { memory = "256Mi" } }`."""
     if not isinstance(value, dict):
-        msg = f"{where} must be a table with requests and/or limits, found {_short(value)}"
+        msg = f"{where} must be a table with requests and/or limits, found {shown(value)}"
         raise DeployError(msg)
     parts: dict[str, tuple[tuple[str, str], ...]] = {}
+    refuse_unknown_keys(value, ("requests", "limits"), where, DeployError)
     for key, table in value.items():
-        if key not in ("requests", "limits"):
-            msg = f"{where} has no key {key!r} (known: requests, limits)"
-            raise DeployError(msg)
         if not isinstance(table, dict):
-            msg = f"{where} {key} must be a table of cpu and/or memory quantities, found {_short(table)}"
+            msg = f"{where} {key} must be a table of cpu and/or memory quantities, found {shown(table)}"
             raise DeployError(msg)
         found = []
         for name, quantity in table.items():
@@ -115,7 +114,7 @@ def parse_resources(value: object, where: str) -> Resources:
                 raise DeployError(msg)
             text = str(quantity) if isinstance(quantity, int) and not isinstance(quantity, bool) else quantity
             if not (isinstance(text, str) and _QUANTITY.fullmatch(text)):
-                msg = f'{where} {key} {name} must be a Kubernetes quantity such as "250m", "1" or "256Mi", found {_short(quantity)}'
+                msg = f'{where} {key} {name} must be a Kubernetes quantity such as "250m", "1" or "256Mi", found {shown(quantity)}'
                 raise DeployError(msg)
             found.append((name, text))
         parts[key] = tuple(sorted(found))
@@ -131,32 +130,23 @@ def parse_environments(table: dict[str, Any], where: str = "pyproject.toml") -> 
             msg = f"{where}: {key}: an environment's name must be a DNS-1123 label (lowercase letters, digits and '-'), found {name!r}"
             raise DeployError(msg)
         if not isinstance(body, dict):
-            msg = f"{where}: {key} must be a table (namespace, registry, replicas, resources, part-of, services), found {_short(body)}"
+            msg = f"{where}: {key} must be a table (namespace, registry, replicas, resources, part-of, services), found {shown(body)}"
             raise DeployError(msg)
         environments[name] = _environment(name, body, f"{where}: {key}")
     return environments
 
 
 def _environment(name: str, body: dict[str, Any], where: str) -> Environment:
-    for key in body:
-        if key not in _ENVIRONMENT_KEYS:
-            msg = f"{where} has no key {key!r} (known: {', '.join(_ENVIRONMENT_KEYS)})"
-            raise DeployError(msg)
-    namespace = body.get("namespace", DEFAULT_NAMESPACE)
-    if not (isinstance(namespace, str) and DNS_LABEL.fullmatch(namespace)):
-        msg = f"{where} namespace must be a DNS-1123 label (lowercase letters, digits and '-', at most 63), found {_short(namespace)}"
-        raise DeployError(msg)
+    refuse_unknown_keys(body, _ENVIRONMENT_KEYS, where, DeployError)
+    namespace = matching(body, "namespace", DEFAULT_NAMESPACE, DNS_LABEL, where=where, expected="a DNS-1123 label (lowercase letters, digits and '-', at most 63)", error=DeployError)
     registry = body.get("registry", "")
     if not (isinstance(registry, str) and (registry == "" or _registry_prefix(registry))):
-        msg = f"{where} registry must be the image prefix the images were pushed under, a registry host first, e.g. \"registry.example.com/team/\", found {_short(registry)}"
+        msg = f"{where} registry must be the image prefix the images were pushed under, a registry host first, e.g. \"registry.example.com/team/\", found {shown(registry)}"
         raise DeployError(msg)
-    part_of = body.get("part-of", namespace)
-    if not (isinstance(part_of, str) and DNS_LABEL.fullmatch(part_of)):
-        msg = f"{where} part-of must be a DNS-1123 label (the app.kubernetes.io/part-of label), found {_short(part_of)}"
-        raise DeployError(msg)
+    part_of = matching(body, "part-of", namespace, DNS_LABEL, where=where, expected="a DNS-1123 label (the app.kubernetes.io/part-of label)", error=DeployError)
     services = body.get("services", {})
     if not isinstance(services, dict):
-        msg = f"{where} services must be a table of tables, one per service, found {_short(services)}"
+        msg = f"{where} services must be a table of tables, one per service, found {shown(services)}"
         raise DeployError(msg)
     return Environment(
         name=name,
@@ -171,19 +161,16 @@ def _environment(name: str, body: dict[str, Any], where: str) -> Environment:
 
 def _override(body: object, where: str) -> ServiceOverride:
     if not isinstance(body, dict):
-        msg = f"{where} must be a table (replicas, resources, env), found {_short(body)}"
+        msg = f"{where} must be a table (replicas, resources, env), found {shown(body)}"
         raise DeployError(msg)
-    for key in body:
-        if key not in _SERVICE_KEYS:
-            msg = f"{where} has no key {key!r} (known: {', '.join(_SERVICE_KEYS)})"
-            raise DeployError(msg)
+    refuse_unknown_keys(body, _SERVICE_KEYS, where, DeployError)
     env = body.get("env", {})
     if not isinstance(env, dict):
-        msg = f"{where} env must be a table of NAME = \"value\", found {_short(env)}"
+        msg = f"{where} env must be a table of NAME = \"value\", found {shown(env)}"
         raise DeployError(msg)
     for variable, value in env.items():
         if not _ENV_NAME.fullmatch(variable) or not isinstance(value, str):
-            msg = f"{where} env: expected NAME = \"a string\" (NAME of letters, digits and '_'), found {variable} = {_short(value)}"
+            msg = f"{where} env: expected NAME = \"a string\" (NAME of letters, digits and '_'), found {variable} = {shown(value)}"
             raise DeployError(msg)
     return ServiceOverride(
         replicas=_replicas(body["replicas"], f"{where} replicas") if "replicas" in body else None,
@@ -194,7 +181,7 @@ def _override(body: object, where: str) -> ServiceOverride:
 
 def _replicas(value: object, where: str) -> int:
     if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1000):
-        msg = f"{where} must be a number of pods (0-1000), found {_short(value)}"
+        msg = f"{where} must be a number of pods (0-1000), found {shown(value)}"
         raise DeployError(msg)
     return value
 
@@ -228,7 +215,7 @@ class ChartRegistry:
 
 
 def parse_chart_registry(value: object, where: str) -> ChartRegistry:
-    expected = f"{where} must be oci://<registry host>/<path> (e.g. oci://registry.example.com/team/charts), found {_short(value)}"
+    expected = f"{where} must be oci://<registry host>/<path> (e.g. oci://registry.example.com/team/charts), found {shown(value)}"
     if not isinstance(value, str) or not value.startswith("oci://"):
         raise DeployError(expected)
     host, slash, path = value.removeprefix("oci://").rstrip("/").partition("/")
@@ -239,11 +226,6 @@ def parse_chart_registry(value: object, where: str) -> ChartRegistry:
     if not (slash and _OCI_HOST.fullmatch(host) and _OCI_PATH.fullmatch(path)):
         raise DeployError(expected)
     return ChartRegistry(host, path)
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 # --- what the registry said when an image was pushed ---------------------------------------

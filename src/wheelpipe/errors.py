@@ -61,6 +61,10 @@ class WheelhouseError(PipelineError):
     """The wheelhouse is missing a wheel, or a wheel's bytes differ from its recorded hash."""
 
 
+class ReleaseError(PipelineError):
+    """A release gate failed or the wheelhouse is not fit to ship."""
+
+
 class ToolError(PipelineError):
     """An underlying tool (pip, pip-compile, build, docker) failed."""
 

@@ -155,8 +155,23 @@ def _upgrade_names(specs: tuple[str, ...]) -> dict[str, str]:
     return names
 
 
-def _pinned_names(directory: Path) -> set[str]:
-    return {name for lock in directory.glob("*.txt") for name in parse_pins(lock, f"{REQUIREMENTS_DIR}/{lock.name}")}
+def _pinned_names(work: Path, directory: str) -> set[str]:
+    """Every name the locks `invoke lock` wrote in `work`/`directory` pin."""
+    return {name for lock in _generated_locks(work / directory) for name in parse_pins(lock, f"{directory}/{lock.name}")}
+
+
+def _generated_locks(directory: Path) -> list[Path]:
+    """The .txt files in `directory` that `invoke lock` wrote (they start with its header).
+    Any other is the team's own (docs.txt, a hand-kept constraints file, unhashed): never
+    read as a lock, never touched."""
+    return [path for path in sorted(directory.glob("*.txt")) if _is_generated(path)]
+
+
+def _is_generated(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as stream:
+        return stream.read(len(_GENERATED)) == _GENERATED.encode()
 
 
 def _check_upgrade_packages(repo: Repository, names: dict[str, str], known: set[str]) -> None:
@@ -252,11 +267,8 @@ def _orphans(repo: Repository) -> dict[str, str]:
     wanted = {*repo.services, TOOLING, BUILD}
     found = {}
     for path in sorted((repo.root / REQUIREMENTS_DIR).glob("*.in")) + sorted((repo.root / REQUIREMENTS_DIR).glob("*.txt")):
-        if path.stem in wanted or not path.is_file():
-            continue
-        with path.open("rb") as stream:
-            if stream.read(len(_GENERATED)) == _GENERATED.encode():
-                found[f"{REQUIREMENTS_DIR}/{path.name}"] = path.stem
+        if path.stem not in wanted and _is_generated(path):
+            found[f"{REQUIREMENTS_DIR}/{path.name}"] = path.stem
     return found
 
 
@@ -298,7 +310,7 @@ def lock(  # noqa: C901 - one pass over one temporary copy of requirements/: bui
         # upgrade asks for) moves; their hashes are never reused (--no-reuse-hashes). Those of
         # a service that is gone seed nothing: they are removed (below, once the services are
         # known: with a stale build lock they are only known after it is made).
-        for current_lock in committed.glob("*.txt"):
+        for current_lock in _generated_locks(committed):
             shutil.copy2(current_lock, work / REQUIREMENTS_DIR / current_lock.name)
         (work / REQUIREMENTS_DIR / dev_in.name).write_bytes(tooling_input)
 
@@ -337,7 +349,7 @@ def lock(  # noqa: C901 - one pass over one temporary copy of requirements/: bui
         for name in everything:
             (work / REQUIREMENTS_DIR / f"{name}.in").write_text(repo.lock_input(name))
         upgrade_names = _upgrade_names(upgrade_packages)
-        known = _pinned_names(work / REQUIREMENTS_DIR)
+        known = _pinned_names(work, REQUIREMENTS_DIR)
 
         # A service's first lock starts from the team's existing pins, if it has any.
         first_party = set(repo.packages)
@@ -417,7 +429,7 @@ def lock(  # noqa: C901 - one pass over one temporary copy of requirements/: bui
         outputs = [label for label in produced if (work / label).exists()]
         for label in outputs:
             _check_portable(work / label, label)
-        _check_upgrade_packages(repo, upgrade_names, known | _pinned_names(work / REQUIREMENTS_DIR) | _pinned_names(work / SDIST_LOCKS_DIR))
+        _check_upgrade_packages(repo, upgrade_names, known | _pinned_names(work, REQUIREMENTS_DIR) | _pinned_names(work, SDIST_LOCKS_DIR))
 
         changed = {
             label: _diff(repo.root / label, work / label, label)

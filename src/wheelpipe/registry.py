@@ -3,18 +3,28 @@
 The one place the pipeline talks HTTP to a registry: `invoke manifests --check` asks, for
 every digest a committed manifest pins, HEAD /v2/<name>/manifests/<digest>; `invoke release`
 reads the manifest a chart's version tag names before it pushes that version. A registry on
-loopback is spoken to in plain HTTP (as Docker allows); any other over HTTPS. A registry that
-asks for a token gets an anonymous one from the realm it names (the Docker token flow);
-credentials are not handled here.
+loopback is spoken to in plain HTTP (as Docker allows); any other over HTTPS.
+
+A private registry is read with the credentials its users already stored: those of
+`helm registry login` (the one a chart push uses), else those of `docker login` (the one an
+image push uses), each a docker-style config.json. A registry that asks for a token gets it
+from the realm it names (the Docker token flow), with those credentials when there are any
+and anonymously when not; one that asks for Basic authentication gets them directly. Nothing
+is ever written, and a credential never appears in a message.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import os
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .deploy import DeployError
@@ -75,6 +85,7 @@ def _ask(host: str, name: str, reference: str, method: str) -> bytes | None:
     shown = f"{name}{'@' if reference.startswith('sha256:') else ':'}{reference}"
     url = f"{_base(host)}/v2/{name}/manifests/{reference}"
     headers = {"Accept": ACCEPT}
+    login = stored_login(host)
     for attempt in range(2):
         request = urllib.request.Request(url, headers=headers, method=method)
         try:
@@ -82,13 +93,17 @@ def _ask(host: str, name: str, reference: str, method: str) -> bytes | None:
                 body: bytes = response.read()
                 return body
         except urllib.error.HTTPError as error:
+            error.close()  # its body is not read; an unclosed one keeps the connection open
             if error.code == 404:
                 return None
             challenge = error.headers.get("WWW-Authenticate", "")
             if error.code == 401 and attempt == 0 and challenge.lower().startswith("bearer "):
-                headers["Authorization"] = f"Bearer {_anonymous_token(challenge, host)}"
+                headers["Authorization"] = f"Bearer {_token(challenge, host, login)}"
                 continue
-            msg = f"the registry {host} answered {error.code} {error.reason} for {shown} (anonymous read refused? log in is not supported here)"
+            if error.code == 401 and attempt == 0 and challenge.lower().startswith("basic ") and login is not None:
+                headers["Authorization"] = f"Basic {login.encoded}"
+                continue
+            msg = f"the registry {host} answered {error.code} {error.reason} for {shown} ({_whose(host, login)})"
             raise DeployError(msg) from None
         except (OSError, ValueError) as error:
             reason = getattr(error, "reason", None) or error
@@ -97,19 +112,72 @@ def _ask(host: str, name: str, reference: str, method: str) -> bytes | None:
     return None
 
 
-def _anonymous_token(challenge: str, host: str) -> str:
+def _whose(host: str, login: Login | None) -> str:
+    """Which credentials a refusal was given to, for its message (never the credential)."""
+    if login is None:
+        return f"read anonymously: no credentials stored for {host}; `helm registry login {host}` (or `docker login {host}`) stores them"
+    return f"with the credentials of {login.source} for user {login.user!r}: that user may not read this repository"
+
+
+@dataclass(frozen=True)
+class Login:
+    """Credentials a login stored for one registry host, and which login stored them."""
+
+    encoded: str = field(repr=False)  # base64 of user:password, as config.json keeps it; never shown
+    user: str
+    source: str
+
+
+def credential_files() -> list[tuple[str, Path]]:
+    """Where `helm registry login` and `docker login` keep their credentials, helm's first (a
+    chart is pushed with them), each under the variable that moves it."""
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    helm = Path(os.environ.get("HELM_REGISTRY_CONFIG") or config_home / "helm" / "registry" / "config.json")
+    docker = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    return [("`helm registry login`", helm), ("`docker login`", docker)]
+
+
+def stored_login(host: str) -> Login | None:
+    """The credentials stored for `host` (an inline `auths` entry); None when there are none.
+    A file that cannot be read, or an entry that is not base64 of user:password, is passed
+    over: a login elsewhere, or none, decides."""
+    for source, path in credential_files():
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        auths = document.get("auths") if isinstance(document, dict) else None
+        entry = auths.get(host) if isinstance(auths, dict) else None
+        encoded = entry.get("auth") if isinstance(entry, dict) else None
+        if not isinstance(encoded, str):
+            continue
+        try:
+            user, colon, _ = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            continue
+        if colon and user:
+            return Login(encoded, user, source)
+    return None
+
+
+def _token(challenge: str, host: str, login: Login | None) -> str:
+    """A token from the realm a Bearer challenge names: for `login` when there is one,
+    anonymous when not."""
     fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
     if "realm" not in fields:
         msg = f"the registry {host} asks for a token but names no realm ({challenge})"
         raise DeployError(msg)
     query = urllib.parse.urlencode({k: v for k, v in fields.items() if k in ("service", "scope")})
+    request = urllib.request.Request(f"{fields['realm']}?{query}")
+    if login is not None:
+        request.add_header("Authorization", f"Basic {login.encoded}")
     try:
-        with _opener().open(f"{fields['realm']}?{query}", timeout=TIMEOUT_SECONDS) as response:
+        with _opener().open(request, timeout=TIMEOUT_SECONDS) as response:
             body = json.loads(response.read())
     except (OSError, ValueError) as error:
-        msg = f"the registry {host}: cannot get an anonymous token from {fields['realm']} ({error})"
+        msg = f"the registry {host}: cannot get a token from {fields['realm']} ({_whose(host, login)}; {error})"
         raise DeployError(msg) from None
-    token = body.get("token") or body.get("access_token")
+    token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
     if not isinstance(token, str):
         msg = f"the registry {host}: {fields['realm']} gave no token"
         raise DeployError(msg)

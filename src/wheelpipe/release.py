@@ -41,15 +41,14 @@ from typing import BinaryIO
 
 from packaging.version import InvalidVersion, Version
 
-from . import installcheck, manifests, registry, wheelhouse
+from . import installcheck, manifests, wheelhouse
 from . import publish as publishing
 from .build import firstparty
+from .chartrelease import ChartPackage, check_chart_unreleased, package_chart, push_chart
 from .console import report
-from .deploy import DNS_LABEL, ChartRegistry, DeployError
 from .docker import Docker
-from .errors import PipelineError, ToolError
+from .errors import ReleaseError, ToolError
 from .fsutil import HashingReader, atomic_output, sha256_file
-from .helm import Helm
 from .locks import lock
 from .manifests import DEPLOY_DIR
 from .model import Repository
@@ -61,10 +60,6 @@ DIRTY = "-dirty"
 TAG_PREFIX = "v"  # a release's tag is v<version>; .github/workflows/release.yml runs on v*
 # The most of an existing archive's manifest.json read to learn its commit.
 _MANIFEST_LIMIT = 64 << 20
-
-
-class ReleaseError(PipelineError):
-    """A release gate failed or the wheelhouse is not fit to ship."""
 
 
 @dataclass(frozen=True)
@@ -321,98 +316,6 @@ class Member:
         return cls(name, len(data), hashlib.sha256(data).hexdigest(), data=data)
 
 
-CHART_PREFIX = "chart/"  # the chart's files among the released deploy/ files
-
-
-@dataclass(frozen=True)
-class ChartPackage:
-    """The committed chart, packaged by helm for the release's chart registry."""
-
-    name: str
-    version: str
-    path: Path  # <name>-<version>.tgz, in a temporary directory
-    sha256: str
-    registry: ChartRegistry
-
-    @property
-    def repository(self) -> str:
-        return self.registry.repository(self.name)
-
-    @property
-    def reference(self) -> str:
-        return f"{self.registry.host}/{self.repository}:{self.version}"
-
-
-def package_chart(repo: Repository, deployed: dict[str, bytes], commit: ReleaseCommit, registry_: ChartRegistry, workdir: Path) -> ChartPackage:
-    """The release's committed deploy/chart/ (the bytes the archive ships), packaged by helm
-    with every time stamp the commit's: the same commit gives the same package, so a second
-    push of it stores the very manifest the first did."""
-    import yaml  # the tooling lock's PyYAML; only a release with a chart registry reads YAML
-
-    chart = {name.removeprefix(CHART_PREFIX): data for name, data in deployed.items() if name.startswith(CHART_PREFIX)}
-    where = f"{DEPLOY_DIR}/{CHART_PREFIX}Chart.yaml"
-    at = "the working tree" if commit.dirty else f"commit {commit.sha[:12]}"
-    if "Chart.yaml" not in chart:
-        msg = f"pyproject.toml: [tool.wheelpipe.release] chart-registry is set, but {at} has no {where}; run `invoke chart` and commit {DEPLOY_DIR}/{CHART_PREFIX}"
-        raise ReleaseError(msg)
-    try:
-        meta = yaml.safe_load(chart["Chart.yaml"])
-    except yaml.YAMLError as error:
-        msg = f"{where}: not YAML ({getattr(error, 'problem', None) or error}); run `invoke chart`"
-        raise ReleaseError(msg) from None
-    name, version = (meta.get("name"), meta.get("version")) if isinstance(meta, dict) else (None, None)
-    if not (isinstance(name, str) and DNS_LABEL.fullmatch(name)):
-        msg = f"{where}: expected a chart name that is a DNS-1123 label, found {name!r}; run `invoke chart`"
-        raise ReleaseError(msg)
-    if version != repo.release_version:
-        msg = f"{where}: version {version!r}, but the release is {repo.release_version!r} ([tool.wheelpipe.release] version); run `invoke chart` and commit it"
-        raise ReleaseError(msg)
-    directory = workdir / name
-    for relative, data in chart.items():
-        path = directory / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    for path in [directory, *directory.rglob("*")]:
-        os.utime(path, (commit.time, commit.time))
-    output = workdir / "package"
-    output.mkdir()
-    helm = Helm.find("pyproject.toml: [tool.wheelpipe.release] chart-registry is set")
-    package = helm.package(directory, output)
-    # helm push stamps the OCI manifest with the package file's time (created).
-    os.utime(package, (commit.time, commit.time))
-    return ChartPackage(name, version, package, sha256_file(package), registry_)
-
-
-def check_chart_unreleased(chart: ChartPackage) -> bool:
-    """Whether the chart still needs pushing: no when the registry already holds this very
-    package under its version. A version that holds another package is refused: a version
-    is released once, and a tag moved under a cluster's feet is a different deploy."""
-    try:
-        stored = registry.manifest(chart.registry.host, chart.repository, chart.version)
-    except DeployError as error:
-        raise ReleaseError(f"pushing the chart to {chart.registry.remote}: {error}") from None
-    if stored is None:
-        return True
-    layers = [layer.get("digest") for layer in stored.get("layers", []) if isinstance(layer, dict)]
-    if layers == [f"sha256:{chart.sha256}"]:
-        report.info(f"the chart {chart.reference} is already in the registry, this very package (sha256 {chart.sha256}): not pushed again")
-        return False
-    found = ", ".join(str(d) for d in layers) or "no chart layer"
-    msg = f"{chart.registry.remote}: {chart.name}:{chart.version} already holds another chart ({found}; this release's package is sha256:{chart.sha256}): a version is released once; raise [tool.wheelpipe.release] version"
-    raise ReleaseError(msg)
-
-
-def push_chart(chart: ChartPackage) -> str:
-    report.step(f"pushing the chart {chart.name} {chart.version} to {chart.registry.remote}")
-    helm = Helm.find("pyproject.toml: [tool.wheelpipe.release] chart-registry is set")
-    digest = helm.push(chart.path, chart.registry.remote, plain_http=registry.is_loopback(chart.registry.host))
-    stored = registry.manifest(chart.registry.host, chart.repository, digest)
-    if stored is None or [layer.get("digest") for layer in stored.get("layers", [])] != [f"sha256:{chart.sha256}"]:
-        msg = f"{chart.registry.remote}: helm pushed {chart.name}:{chart.version} as {digest}, but the registry does not hold this release's package under it"
-        raise ReleaseError(msg)
-    return digest
-
-
 def _members(repo: Repository, house: Wheelhouse, commit: ReleaseCommit, source: firstparty.FileSource, deployed: dict[str, bytes], chart: ChartPackage | None) -> list[Member]:
     """Every file of the archive, sorted; SHA256SUMS over all the others."""
     # Imported here: cyclonedx and its schema validators take most of a second to import,
@@ -570,7 +473,7 @@ def _release(  # noqa: C901 - the release's steps in order (gates, build, checks
     with tempfile.TemporaryDirectory(prefix="wheelpipe-chart-") as workdir:
         chart, pushing, pushed = None, False, None
         if repo.chart_registry is not None:
-            chart = package_chart(repo, deployed, commit, repo.chart_registry, Path(workdir))
+            chart = package_chart(repo, deployed, repo.chart_registry, Path(workdir), stamp=commit.time, made_of="the working tree" if commit.dirty else f"commit {commit.sha[:12]}")
             pushing = check_chart_unreleased(chart)
         members = _members(repo, house, commit, source, deployed, chart)
         target = dist / f"{archive_name(repo, commit.dirty)}.tar.gz"

@@ -46,6 +46,7 @@ from .model import (
 )
 from .requirements import BUILD_LOCK, RESERVED_SERVICE_NAMES, lock_file
 from .target import Target
+from .tomlvalues import matching, refuse_unknown_keys, shown
 from .tools import git
 
 # A service's name is the last component of its image repository (<prefix><service>), so it
@@ -110,7 +111,7 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
     outside = includes.find(data, build_system.backend, relative)
     project = data.get("project")
     if project is not None and not isinstance(project, dict):
-        msg = f"{where}: expected a [project] table with a name, found {_short(project)}"
+        msg = f"{where}: expected a [project] table with a name, found {shown(project)}"
         raise RepositoryError(msg)
     # Whoever says them (a pyproject.toml may hold anything), they are checked below.
     name: object
@@ -127,7 +128,7 @@ def _load_package(repository: Repository, directory: Path, kind: str, build_lock
         name, version, dependencies = project.get("name"), project.get("version"), project.get("dependencies", [])
         metadata_from = "pyproject.toml"
     if not isinstance(name, str) or not _DISTRIBUTION_NAME.fullmatch(name):
-        msg = f"{where}: [project] name must be a distribution name (letters, digits, '.', '_' or '-', starting and ending with a letter or digit), found {_short(name)}"
+        msg = f"{where}: [project] name must be a distribution name (letters, digits, '.', '_' or '-', starting and ending with a letter or digit), found {shown(name)}"
         raise RepositoryError(msg)
     if not isinstance(version, str):
         msg = f"{where}: expected a static [project] version string, found {version!r}"
@@ -202,7 +203,7 @@ def _dynamic(project: dict[str, Any], where: str) -> list[str]:
     """Which of name, version and dependencies [project] declares dynamic (PEP 621)."""
     dynamic = project.get("dynamic", [])
     if not isinstance(dynamic, list) or not all(isinstance(key, str) for key in dynamic):
-        msg = f"{where}: [project] dynamic must be a list of field names, found {_short(dynamic)}"
+        msg = f"{where}: [project] dynamic must be a list of field names, found {shown(dynamic)}"
         raise RepositoryError(msg)
     return [key for key in _METADATA_KEYS if key in dynamic]
 
@@ -213,11 +214,11 @@ def _build_system(data: dict[str, Any], pyproject: Path, where: str) -> BuildSys
     if table is None:
         return LEGACY_BUILD_SYSTEM
     if not isinstance(table, dict):
-        msg = f"{where}: [build-system] must be a table, found {_short(table)}"
+        msg = f"{where}: [build-system] must be a table, found {shown(table)}"
         raise RepositoryError(msg)
     lines = table.get("requires")
     if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
-        msg = f"{where}: [build-system] requires must be a list of requirement strings (PEP 518), found {_short(lines)}"
+        msg = f"{where}: [build-system] requires must be a list of requirement strings (PEP 518), found {shown(lines)}"
         raise RepositoryError(msg)
     requires = []
     for line in lines:
@@ -228,11 +229,11 @@ def _build_system(data: dict[str, Any], pyproject: Path, where: str) -> BuildSys
             raise RepositoryError(msg) from None
     backend = table.get("build-backend", LEGACY_BACKEND)
     if not isinstance(backend, str) or not _BACKEND.fullmatch(backend.strip()):
-        msg = f"{where}: [build-system] build-backend must be a module path, optionally :object (PEP 517), found {_short(backend)}"
+        msg = f"{where}: [build-system] build-backend must be a module path, optionally :object (PEP 517), found {shown(backend)}"
         raise RepositoryError(msg)
     paths = table.get("backend-path", [])
     if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
-        msg = f"{where}: [build-system] backend-path must be a list of directories, found {_short(paths)}"
+        msg = f"{where}: [build-system] backend-path must be a list of directories, found {shown(paths)}"
         raise RepositoryError(msg)
     return BuildSystem(backend.strip(), tuple(requires), tuple(paths))
 
@@ -241,7 +242,7 @@ def _tool_table(data: dict[str, Any], where: str, name: str) -> dict[str, Any]:
     """[tool.wheelpipe.<name>] of a pyproject.toml, or {} when absent."""
     table = _wheelpipe_table(data, where).get(name, {})
     if not isinstance(table, dict):
-        msg = f"{where}: [tool.wheelpipe.{name}] must be a table, found {_short(table)}"
+        msg = f"{where}: [tool.wheelpipe.{name}] must be a table, found {shown(table)}"
         raise RepositoryError(msg)
     return table
 
@@ -250,19 +251,13 @@ def _wheelpipe_table(data: dict[str, Any], where: str) -> dict[str, Any]:
     """[tool.wheelpipe] of a pyproject.toml, or {} when absent."""
     tool = data.get("tool", {})
     if not isinstance(tool, dict):
-        msg = f"{where}: [tool] must be a table, found {_short(tool)}"
+        msg = f"{where}: [tool] must be a table, found {shown(tool)}"
         raise RepositoryError(msg)
     table = tool.get("wheelpipe", {})
     if not isinstance(table, dict):
-        msg = f"{where}: [tool.wheelpipe] must be a table, found {_short(table)}"
+        msg = f"{where}: [tool.wheelpipe] must be a table, found {shown(table)}"
         raise RepositoryError(msg)
     return table
-
-
-def _short(value: object) -> str:
-    """A value found in a pyproject.toml, shortened to fit in a one-line message."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _line_of(path: Path, text: str) -> int:
@@ -283,7 +278,7 @@ def _service_settings(data: dict[str, Any], where: str) -> ServiceSettings | Non
     # Without `kind` the table is what it was before workers existed: an http service's.
     kind = table.get("kind", "http")
     if kind not in SERVICE_KINDS:
-        msg = f'{where}: {key} kind must be "http" or "worker", found {_short(kind)}'
+        msg = f'{where}: {key} kind must be "http" or "worker", found {shown(kind)}'
         raise RepositoryError(msg)
     for name in table:
         if name in _SERVICE_KEYS[kind]:
@@ -299,13 +294,13 @@ def _service_settings(data: dict[str, Any], where: str) -> ServiceSettings | Non
     scripts = data["project"].get("scripts", {})
     if not isinstance(scripts, dict):
         # A string would otherwise match any command that is a substring of it.
-        msg = f"{where}: [project.scripts] must be a table of console scripts, found {_short(scripts)}"
+        msg = f"{where}: [project.scripts] must be a table of console scripts, found {shown(scripts)}"
         raise RepositoryError(msg)
     command = _command(table.get("command"), scripts, where)
     resources = parse_resources(table["resources"], f"{where}: {key} resources") if "resources" in table else Resources()
     if kind == "worker":
         if PORT_PLACEHOLDER in " ".join(command):
-            msg = f"{where}: {key} command {_short(list(command))} holds {PORT_PLACEHOLDER}, but a worker has no port"
+            msg = f"{where}: {key} command {shown(list(command))} holds {PORT_PLACEHOLDER}, but a worker has no port"
             raise RepositoryError(msg)
         return WorkerService(command=command, health_command=_health_command(table.get("health-command"), scripts, where), resources=resources)
     if "port" in table and "default-port" in table:
@@ -314,16 +309,15 @@ def _service_settings(data: dict[str, Any], where: str) -> ServiceSettings | Non
     port = table.get("port", table.get("default-port"))
     # bool is an int to Python: `port = true` would otherwise be port 1.
     if not (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
-        msg = f'{where}: {key} port must be the port the service listens on (1-65535) for kind "http", found {_short(port)}'
+        msg = f'{where}: {key} port must be the port the service listens on (1-65535) for kind "http", found {shown(port)}'
         raise RepositoryError(msg)
-    port_env = table.get("port-env", DEFAULT_PORT_ENV)
-    if not (isinstance(port_env, str) and _ENVIRONMENT_NAME.fullmatch(port_env)):
-        msg = f"{where}: {key} port-env must be the name of the environment variable the service reads its port from (letters, digits, '_'), found {_short(port_env)}"
-        raise RepositoryError(msg)
-    health_path = table.get("health-path", DEFAULT_HEALTH_PATH)
-    if not (isinstance(health_path, str) and _HEALTH_PATH.fullmatch(health_path)):
-        msg = f"{where}: {key} health-path must be a URL path starting with '/' (no spaces, quotes or '#'), e.g. \"{DEFAULT_HEALTH_PATH}\", found {_short(health_path)}"
-        raise RepositoryError(msg)
+    table_where = f"{where}: {key}"
+    port_env = matching(
+        table, "port-env", DEFAULT_PORT_ENV, _ENVIRONMENT_NAME, where=table_where, expected="the name of the environment variable the service reads its port from (letters, digits, '_')", error=RepositoryError
+    )
+    health_path = matching(
+        table, "health-path", DEFAULT_HEALTH_PATH, _HEALTH_PATH, where=table_where, expected=f"a URL path starting with '/' (no spaces, quotes or '#'), e.g. \"{DEFAULT_HEALTH_PATH}\"", error=RepositoryError
+    )
     return HttpService(command=command, port=port, port_env=port_env, health_path=health_path, resources=resources)
 
 
@@ -362,20 +356,20 @@ def _exec_words(value: object, name: str, example: str, where: str) -> tuple[str
         try:
             words = shlex.split(value)
         except ValueError as error:
-            msg = f"{where}: {key} {_short(value)} cannot be split into words ({error}); write it as a list of words"
+            msg = f"{where}: {key} {shown(value)} cannot be split into words ({error}); write it as a list of words"
             raise RepositoryError(msg) from None
     elif isinstance(value, list) and all(isinstance(word, str) for word in value):
         words = list(value)
     if not words or not all(words) or any(c in word for word in words for c in "\n\r\0"):
-        msg = f"{where}: {key} must be a console script and its arguments, as a string or a list of words ({example}); found {_short(value)}"
+        msg = f"{where}: {key} must be a console script and its arguments, as a string or a list of words ({example}); found {shown(value)}"
         raise RepositoryError(msg)
     program = words[0]
     if program in PYTHON_WORDS:
         if len(words) < 3 or words[1] != "-m" or not _MODULE.fullmatch(words[2]):
-            msg = f"{where}: {key} runs the venv's {program}, which only `{program} -m <module>` may do (no script files, no -c); found {_short(value)}"
+            msg = f"{where}: {key} runs the venv's {program}, which only `{program} -m <module>` may do (no script files, no -c); found {shown(value)}"
             raise RepositoryError(msg)
     elif not _SCRIPT_NAME.fullmatch(program):
-        msg = f"{where}: {key} must start with the name of a console script in the service's venv (not a path; no shell), {example}; found {_short(value)}"
+        msg = f"{where}: {key} must start with the name of a console script in the service's venv (not a path; no shell), {example}; found {shown(value)}"
         raise RepositoryError(msg)
     return tuple(words)
 
@@ -392,7 +386,7 @@ def _service_name(data: dict[str, Any], directory: str, directory_name: str, dis
     name = declared.get("name") if isinstance(declared, dict) else None
     if name is not None:
         if not (isinstance(name, str) and _DOCKER_NAME.fullmatch(name)):
-            msg = f"{where}: [tool.wheelpipe.service] name must be a Docker repository name (lowercase letters and digits, separated by '.', '_', '__' or dashes), found {_short(name)}"
+            msg = f"{where}: [tool.wheelpipe.service] name must be a Docker repository name (lowercase letters and digits, separated by '.', '_', '__' or dashes), found {shown(name)}"
             raise RepositoryError(msg)
         note = None if name == directory_name else f"{directory}: service {name!r}, as [tool.wheelpipe.service] name says"
         return name, note
@@ -410,7 +404,7 @@ def _workspace(table: dict[str, Any]) -> Workspace:
     for key, default in (("services", Workspace.services), ("shared", Workspace.shared)):
         value = table.get(key, list(default))
         if not isinstance(value, list) or not all(isinstance(v, str) and v and not v.startswith("/") and ".." not in v.split("/") for v in value):
-            msg = f"pyproject.toml: [tool.wheelpipe.workspace] {key} must be a list of glob patterns relative to the root (e.g. [\"apps/*\"]), found {_short(value)}"
+            msg = f"pyproject.toml: [tool.wheelpipe.workspace] {key} must be a list of glob patterns relative to the root (e.g. [\"apps/*\"]), found {shown(value)}"
             raise RepositoryError(msg)
         patterns[key] = tuple(value)
     return Workspace(**patterns)
@@ -465,7 +459,7 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
     data = _read_pyproject(pyproject, "pyproject.toml")
     table = _wheelpipe_table(data, "pyproject.toml").get("target")
     if not isinstance(table, dict):
-        found = "" if table is None else f", found {_short(table)}"
+        found = "" if table is None else f", found {shown(table)}"
         msg = f"pyproject.toml: expected a [tool.wheelpipe.target] table declaring the target interpreter and platform{found}"
         raise RepositoryError(msg)
     release, chart_registry = _release_settings(_tool_table(data, "pyproject.toml", "release"))
@@ -523,7 +517,7 @@ def _root_services(table: dict[str, Any], directories: set[str]) -> dict[str, di
             msg = f"pyproject.toml: [tool.wheelpipe.services] {key!r} is no service directory (the workspace's: {known})"
             raise RepositoryError(msg)
         if not isinstance(value, dict):
-            msg = f'pyproject.toml: [tool.wheelpipe.services."{key}"] must be a table like [tool.wheelpipe.service], found {_short(value)}'
+            msg = f'pyproject.toml: [tool.wheelpipe.services."{key}"] must be a table like [tool.wheelpipe.service], found {shown(value)}'
             raise RepositoryError(msg)
     return table
 
@@ -550,13 +544,10 @@ _LOCK_KEYS: dict[str, tuple[type, str]] = {
 
 def _lock_settings(table: dict[str, Any]) -> tuple[str, bool]:
     """[tool.wheelpipe.lock]: the resolver and the one-version policy, as Repository fields."""
-    unknown = sorted(set(table) - set(_LOCK_KEYS))
-    if unknown:
-        msg = f"pyproject.toml: [tool.wheelpipe.lock] has no key {unknown[0]!r}: expected {' or '.join(_LOCK_KEYS)}"
-        raise RepositoryError(msg)
+    refuse_unknown_keys(table, _LOCK_KEYS, "pyproject.toml: [tool.wheelpipe.lock]", RepositoryError)
     for key, (kind, described) in _LOCK_KEYS.items():
         if key in table and not isinstance(table[key], kind):
-            msg = f"pyproject.toml: [tool.wheelpipe.lock] {key} must be {described}, found {_short(table[key])}"
+            msg = f"pyproject.toml: [tool.wheelpipe.lock] {key} must be {described}, found {shown(table[key])}"
             raise RepositoryError(msg)
     return table.get("resolver", "uv"), table.get("one-version", False)
 
@@ -566,13 +557,10 @@ _RELEASE_KEYS = ("version", "chart-registry")
 
 def _release_settings(table: dict[str, Any]) -> tuple[str, ChartRegistry | None]:
     """[tool.wheelpipe.release]: the release version and where the chart is pushed."""
-    unknown = sorted(set(table) - set(_RELEASE_KEYS))
-    if unknown:
-        msg = f"pyproject.toml: [tool.wheelpipe.release] has no key {unknown[0]!r} (known: {', '.join(_RELEASE_KEYS)})"
-        raise RepositoryError(msg)
+    refuse_unknown_keys(table, _RELEASE_KEYS, "pyproject.toml: [tool.wheelpipe.release]", RepositoryError)
     version = table.get("version")
     if not isinstance(version, str) or not _is_version(version):
-        msg = f"pyproject.toml: [tool.wheelpipe.release] version must be a PEP 440 version, found {_short(version)}"
+        msg = f"pyproject.toml: [tool.wheelpipe.release] version must be a PEP 440 version, found {shown(version)}"
         raise RepositoryError(msg)
     normal = str(Version(version))
     if version != normal:
