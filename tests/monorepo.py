@@ -356,6 +356,14 @@ def serving(argv: list[str], log_path: Path, ready_url: str, name: str, timeout:
                 server.wait()
 
 
+def add_dependency(repository: Path, service: str, requirement: str) -> None:
+    """Add `requirement` to a service's [project] dependencies in a copy."""
+    pyproject = repository / "services" / service / "pyproject.toml"
+    text = pyproject.read_text()
+    assert text.count("dependencies = [\n") == 1, f"unexpected layout of {pyproject}"
+    pyproject.write_text(text.replace("dependencies = [\n", f"dependencies = [\n    {json.dumps(requirement)},\n", 1))
+
+
 def retarget(repository: Path, python_version: str, abi: str, platform: str) -> None:
     """Declare another target in a copy's root pyproject.toml."""
     pyproject = repository / "pyproject.toml"
@@ -381,12 +389,18 @@ def build_step_containers(repository: Path) -> list[str]:
     from wheelpipe.build.runner import SDIST_BUILD_LABEL
 
     temp = Path(own_temp(repository)["TMPDIR"]).resolve()
-    listed = subprocess.run(["docker", "ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={SDIST_BUILD_LABEL}"], capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        ["docker", "ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={SDIST_BUILD_LABEL}"], capture_output=True, text=True, check=True
+    )
     if not listed.stdout.split():
         return []
     # A container removed between the two commands is left out of inspect's output (and its exit status is 1).
-    mounts = subprocess.run(["docker", "container", "inspect", "--format", "{{.Id}}{{range .Mounts}} {{.Source}}{{end}}", *listed.stdout.split()],
-                            capture_output=True, text=True, check=False)
+    mounts = subprocess.run(
+        ["docker", "container", "inspect", "--format", "{{.Id}}{{range .Mounts}} {{.Source}}{{end}}", *listed.stdout.split()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     ours = []
     for line in mounts.stdout.splitlines():
         container, *sources = line.split(" ")
@@ -416,7 +430,9 @@ def run_from_wheel(repository: Path, wheel: str, image: str, code: str) -> str:
     script = f"python3 -m zipfile -e /wheelhouse/{wheel} /tmp/unpacked && cd / && PYTHONPATH=/tmp/unpacked python3 -c {shlex.quote(code)}"
     ran = subprocess.run(
         ["docker", "run", "--rm", "--network", "none", "--volume", f"{repository / 'wheelhouse'}:/wheelhouse:ro", image, "sh", "-c", script],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert ran.returncode == 0, ran.stderr
     return ran.stdout

@@ -7,13 +7,12 @@ checks fail before anything is compiled.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 from monorepo import FIXTURE as FIXTURE_ROOT
-from monorepo import ROOT, commit_all, error_lines, git, invoke
+from monorepo import ROOT, add_dependency, commit_all, error_lines, git, invoke
 
 from wheelpipe.lockfile import parse_pins
 from wheelpipe.workspace import load_repository
@@ -27,13 +26,6 @@ def requirement_files(root: Path) -> dict[str, bytes]:
     """Every file under requirements/ (including any stray temporary file) and its bytes."""
     base = root / "requirements"
     return {path.relative_to(base).as_posix(): path.read_bytes() for path in sorted(base.rglob("*")) if path.is_file()}
-
-
-def add_dependency(repository: Path, service: str, requirement: str) -> None:
-    pyproject = repository / "services" / service / "pyproject.toml"
-    text = pyproject.read_text()
-    assert text.count("dependencies = [\n") == 1, f"unexpected layout of {pyproject}"
-    pyproject.write_text(text.replace("dependencies = [\n", f"dependencies = [\n    {json.dumps(requirement)},\n", 1))
 
 
 def changed_files(repository: Path) -> set[str]:
@@ -206,7 +198,9 @@ def test_a_service_pin_the_tooling_cannot_share_names_the_service_lock_and_the_r
     assert result.returncode == 1
     (line,) = error_lines(result)
     click = parse_pins(repo_copy / "requirements/order.txt")["click"].version
-    assert line.startswith("error: requirements/dev.txt: cannot resolve requirements/dev.in + requirements/order.in + requirements/pricing-audit.in + requirements/user.in: ")
+    assert line.startswith(
+        "error: requirements/dev.txt: cannot resolve requirements/dev.in + requirements/order.in + requirements/pricing-audit.in + requirements/user.in: "
+    )
     assert f"requirements/order.txt pins click=={click}; requirements/user.txt pins click=={click}; " in line
     assert "you require click<8.2" in line and "error:" not in line.removeprefix("error:")
     assert requirement_files(repo_copy) == before
@@ -292,6 +286,18 @@ def test_uv_and_pip_tools_agree_on_every_pin_and_hash_of_the_locks_uv_wrote(repo
     assert requirement_files(repo_copy) == written
 
 
+def test_pip_tools_refuses_two_platforms_in_one_line_before_resolving_anything(repo_copy: Path) -> None:
+    pyproject = repo_copy / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('platform = "manylinux_2_36_x86_64"', 'platforms = ["manylinux_2_36_x86_64", "manylinux_2_36_aarch64"]'))
+    result = invoke(repo_copy, "lock", "--resolver", "pip-tools", check=False)
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        "error: pip-tools resolves with this host's interpreter, so for one platform only, but pyproject.toml [tool.wheelpipe.target] platforms names 2 "
+        "(manylinux_2_36_x86_64, manylinux_2_36_aarch64): lock with uv (the default resolver)"
+    ]
+    assert changed_files(repo_copy) == {"pyproject.toml"}
+
+
 def test_an_unknown_resolver_is_one_line(repo_copy: Path) -> None:
     result = invoke(repo_copy, "lock", "--resolver", "poetry", check=False)
     assert result.returncode == 1
@@ -316,7 +322,10 @@ def test_a_first_lock_keeps_the_teams_existing_pins_and_says_which_moved(repo_co
     assert {name: pins[name].version for name in current} == {name: pin.version for name, pin in current.items()}
     assert pins["attrs"].version != "19.1.0"
     assert f"requirements/user.txt: kept {len(current) + 1} of {len(team)} pins of services/user/requirements.txt" in result.stderr
-    assert f"requirements/user.txt: moved attrs 19.1.0 -> {pins['attrs'].version}: 19.1.0 does not fit attrs>=22, which requirements/user.in requires" in result.stderr
+    assert (
+        f"requirements/user.txt: moved attrs 19.1.0 -> {pins['attrs'].version}: 19.1.0 does not fit attrs>=22, which requirements/user.in requires"
+        in result.stderr
+    )
     assert "1 pins of services/user/requirements.txt are not part of this service's closure: idna" in result.stderr
     invoke(repo_copy, "lock", "--check")
 
@@ -335,7 +344,9 @@ def test_a_moved_team_pin_is_explained_by_what_moved_it_never_by_a_requirement_i
     werkzeug = parse_pins(repo_copy / "requirements/user.txt")["werkzeug"].version
     assert werkzeug != "3.0.6"
     (line,) = [line for line in result.stderr.splitlines() if "moved " in line]
-    assert line.strip().startswith(f"requirements/user.txt: moved werkzeug 3.0.6 -> {werkzeug}: 3.0.6 fits what requirements/user.in requires, but not the rest of the lock: ")
+    assert line.strip().startswith(
+        f"requirements/user.txt: moved werkzeug 3.0.6 -> {werkzeug}: 3.0.6 fits what requirements/user.in requires, but not the rest of the lock: "
+    )
     assert f"flask=={current['flask'].version}" in line and "depends on werkzeug>=" in line, line
     assert "does not fit" not in result.stderr
 

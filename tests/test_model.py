@@ -102,6 +102,20 @@ def test_target_is_read_from_the_root_pyproject(real: Repository) -> None:
     assert real.target.describe() == "CPython 3.11 on manylinux_2_36_x86_64"
 
 
+def test_several_platforms_are_one_target_each_in_the_declared_order_the_first_built(tmp_path: Path) -> None:
+    table = TARGET_TABLE.replace('platform = "manylinux_2_36_x86_64"', 'platforms = ["manylinux_2_36_aarch64", "manylinux_2_36_x86_64"]')
+    root = write_root(tmp_path / "repo", table)
+    write_package(root, "services", "api", "api-server")
+    repo = load_repository(root)
+    assert [t.platform for t in repo.targets] == ["manylinux_2_36_aarch64", "manylinux_2_36_x86_64"]
+    assert {(t.python_version, t.abi) for t in repo.targets} == {("3.11", "cp311")}
+    assert repo.target == repo.targets[0]
+
+
+def test_one_platform_is_one_target(real: Repository) -> None:
+    assert real.targets == (real.target,)
+
+
 def test_new_service_directory_is_discovered_without_any_other_edit(repo_copy: Path) -> None:
     service = repo_copy / "services" / "inventory"
     service.mkdir()
@@ -266,8 +280,58 @@ def test_every_task_refuses_an_unknown_service_listing_the_services_before_doing
         (TARGET_TABLE.replace('"3.11"', "3.11"), r"needs string keys python-version"),
         (TARGET_TABLE.replace('"3.11"', '"3.11.7"'), r"python-version must look like '3\.11', found '3\.11\.7'"),
         (TARGET_TABLE.replace("manylinux_2_36_x86_64", "linux_x86_64"), r"platform must be a manylinux_X_Y_ARCH tag, found 'linux_x86_64'"),
+        (
+            TARGET_TABLE.replace('platform = "manylinux_2_36_x86_64"', 'platfrom = "manylinux_2_36_x86_64"'),
+            r"\[tool\.wheelpipe\.target\] has no key 'platfrom' \(known: python-version, implementation, abi, platform, platforms\)$",
+        ),
+        (
+            TARGET_TABLE.replace("manylinux_2_36_x86_64", "manylinux_2_36_arm64"),
+            r"target platform 'manylinux_2_36_arm64' names the architecture 'arm64', which wheelpipe does not build for \(known: x86_64, aarch64\); arm64 is aarch64: manylinux_2_36_aarch64$",
+        ),
+        (
+            TARGET_TABLE.replace("manylinux_2_36_x86_64", "manylinux_2_36_riscv64"),
+            r"names the architecture 'riscv64', which wheelpipe does not build for \(known: x86_64, aarch64\)$",
+        ),
+        (
+            TARGET_TABLE.replace(
+                'platform = "manylinux_2_36_x86_64"', 'platforms = ["manylinux_2_36_x86_64", "manylinux_2_36_aarch64"]\nplatform = "manylinux_2_36_x86_64"'
+            ),
+            r"\[tool\.wheelpipe\.target\] has both platform and platforms: name one platform, or the list of them$",
+        ),
+        (
+            TARGET_TABLE.replace('platform = "manylinux_2_36_x86_64"', "platforms = []"),
+            r"platforms must be a non-empty list of manylinux_X_Y_ARCH tags, found \[\]$",
+        ),
+        (
+            TARGET_TABLE.replace('platform = "manylinux_2_36_x86_64"', 'platforms = "manylinux_2_36_aarch64"'),
+            r"platforms must be a non-empty list of manylinux_X_Y_ARCH tags, found 'manylinux_2_36_aarch64'$",
+        ),
+        (
+            TARGET_TABLE.replace('platform = "manylinux_2_36_x86_64"', 'platforms = ["manylinux_2_36_aarch64", "manylinux_2_41_aarch64"]'),
+            r"platforms names aarch64 more than once \(manylinux_2_36_aarch64, manylinux_2_41_aarch64\): one platform per architecture$",
+        ),
+        (
+            TARGET_TABLE.replace('platform = "manylinux_2_36_x86_64"', 'platforms = ["manylinux_2_36_x86_64", "manylinux_2_36_arm64"]'),
+            r"names the architecture 'arm64'.*arm64 is aarch64",
+        ),
     ],
-    ids=["no-table", "not-a-table", "bad-release-version", "missing-key", "not-a-string", "bad-python-version", "bad-platform"],
+    ids=[
+        "no-table",
+        "not-a-table",
+        "bad-release-version",
+        "missing-key",
+        "not-a-string",
+        "bad-python-version",
+        "bad-platform",
+        "misspelt-key",
+        "arm64-alias",
+        "unknown-architecture",
+        "platform-and-platforms",
+        "no-platforms",
+        "platforms-not-a-list",
+        "one-architecture-twice",
+        "alias-in-platforms",
+    ],
 )
 def test_missing_or_invalid_target_is_an_error_naming_the_root_pyproject(tmp_path: Path, table: str, message: str) -> None:
     root = write_root(tmp_path / "repo", table)
@@ -325,7 +389,9 @@ def test_a_matched_directory_without_pyproject_names_it_and_the_way_out(fake_roo
 def test_a_directory_matched_as_service_and_shared_is_an_error(fake_root: Path) -> None:
     with_workspace(fake_root, 'services = ["pkgs/*"]\nshared = ["pkgs/*"]\n')
     write_package(fake_root, "pkgs", "api", "api-server", service=True)
-    with pytest.raises(RepositoryError, match=r"^pkgs/api: matched as a service and as a shared package by \[tool\.wheelpipe\.workspace\] \(pkgs/\*, pkgs/\*\)$"):
+    with pytest.raises(
+        RepositoryError, match=r"^pkgs/api: matched as a service and as a shared package by \[tool\.wheelpipe\.workspace\] \(pkgs/\*, pkgs/\*\)$"
+    ):
         load_repository(fake_root)
 
 
@@ -359,7 +425,7 @@ def test_one_version_is_off_unless_the_lock_table_turns_it_on(fake_root: Path) -
 @pytest.mark.parametrize(
     ("table", "expected"),
     [
-        ('one_version = true', "pyproject.toml: [tool.wheelpipe.lock] has no key 'one_version' (known: resolver, one-version)"),
+        ("one_version = true", "pyproject.toml: [tool.wheelpipe.lock] has no key 'one_version' (known: resolver, one-version)"),
         ('one-version = "yes"', "pyproject.toml: [tool.wheelpipe.lock] one-version must be true or false, found 'yes'"),
         ("one-version = 1", "pyproject.toml: [tool.wheelpipe.lock] one-version must be true or false, found 1"),
         ("resolver = 5", 'pyproject.toml: [tool.wheelpipe.lock] resolver must be a string ("uv" or "pip-tools"), found 5'),
@@ -377,7 +443,10 @@ def test_a_misspelt_or_mistyped_lock_setting_is_one_line_naming_the_key(fake_roo
     ("line", "expected"),
     [
         ('chart-registy = "oci://r.example.com/c"', "pyproject.toml: [tool.wheelpipe.release] has no key 'chart-registy' (known: version, chart-registry)"),
-        ('chart-registry = "r.example.com/c"', "pyproject.toml: [tool.wheelpipe.release] chart-registry must be oci://<registry host>/<path> (e.g. oci://registry.example.com/team/charts), found 'r.example.com/c'"),
+        (
+            'chart-registry = "r.example.com/c"',
+            "pyproject.toml: [tool.wheelpipe.release] chart-registry must be oci://<registry host>/<path> (e.g. oci://registry.example.com/team/charts), found 'r.example.com/c'",
+        ),
     ],
 )
 def test_a_misspelt_or_malformed_release_setting_is_one_line_naming_the_key(fake_root: Path, line: str, expected: str) -> None:
@@ -391,7 +460,9 @@ def test_a_misspelt_or_malformed_release_setting_is_one_line_naming_the_key(fake
 def test_a_chart_registry_is_read_into_the_model(fake_root: Path) -> None:
     write_package(fake_root, "services", "api", "api-server")
     assert load_repository(fake_root).chart_registry is None
-    (fake_root / "pyproject.toml").write_text(TARGET_TABLE.replace('version = "1.0.0"\n', 'version = "1.0.0"\nchart-registry = "oci://registry.example.com:5000/team/charts"\n'))
+    (fake_root / "pyproject.toml").write_text(
+        TARGET_TABLE.replace('version = "1.0.0"\n', 'version = "1.0.0"\nchart-registry = "oci://registry.example.com:5000/team/charts"\n')
+    )
     assert load_repository(fake_root).chart_registry == ChartRegistry("registry.example.com:5000", "team/charts")
 
 
@@ -413,8 +484,14 @@ def test_a_service_table_at_the_root_declares_how_a_service_runs_without_editing
 @pytest.mark.parametrize(
     ("table", "says"),
     [
-        ('[tool.wheelpipe.services."services/apx"]\nport = 8000\n', "pyproject.toml: [tool.wheelpipe.services] 'services/apx' is no service directory (the workspace's: services/api)"),
-        ('[tool.wheelpipe.services]\n"services/api" = 8000\n', 'pyproject.toml: [tool.wheelpipe.services."services/api"] must be a table like [tool.wheelpipe.service], found 8000'),
+        (
+            '[tool.wheelpipe.services."services/apx"]\nport = 8000\n',
+            "pyproject.toml: [tool.wheelpipe.services] 'services/apx' is no service directory (the workspace's: services/api)",
+        ),
+        (
+            '[tool.wheelpipe.services]\n"services/api" = 8000\n',
+            'pyproject.toml: [tool.wheelpipe.services."services/api"] must be a table like [tool.wheelpipe.service], found 8000',
+        ),
         (
             '[tool.wheelpipe.services."services/api"]\ncommand = "api-server"\nport = 0\n',
             'pyproject.toml [tool.wheelpipe.services."services/api"]: [tool.wheelpipe.service] port must be the port the service listens on (1-65535) for kind "http", found 0',
@@ -435,4 +512,7 @@ def test_a_service_declared_both_at_the_root_and_in_its_package_is_one_line(fake
     (fake_root / "pyproject.toml").write_text((fake_root / "pyproject.toml").read_text() + '\n[tool.wheelpipe.services."services/api"]\nport = 8000\n')
     with pytest.raises(RepositoryError) as raised:
         load_repository(fake_root)
-    assert str(raised.value) == "pyproject.toml: [tool.wheelpipe.services.\"services/api\"] and services/api/pyproject.toml's [tool.wheelpipe.service] both declare the service; keep one"
+    assert (
+        str(raised.value)
+        == 'pyproject.toml: [tool.wheelpipe.services."services/api"] and services/api/pyproject.toml\'s [tool.wheelpipe.service] both declare the service; keep one'
+    )

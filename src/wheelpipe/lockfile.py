@@ -179,8 +179,11 @@ def canonical_lock(path: Path, label: str) -> str:
     placement of pip/setuptools or the order of notes; rewriting their output makes a lock
     depend only on the resolution, so `lock --check` can compare across resolvers.
     """
-    pins = parse_pins(path, label)
-    notes = via_notes(_read(path, label))
+    return lock_text(parse_pins(path, label), via_notes(_read(path, label)))
+
+
+def lock_text(pins: dict[str, Pin], notes: dict[str, list[str]]) -> str:
+    """The canonical lock of `pins` (each with every hash), with their `# via` notes."""
     lines = [LOCK_HEADER.rstrip("\n")]
     for name in sorted(pins):
         pin = pins[name]

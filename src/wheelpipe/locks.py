@@ -221,20 +221,22 @@ def _why_moved(
 
 
 def _sdist_only(repo: Repository, work: Path, services: list[str]) -> list[tuple[Pin, Path]]:
-    """The service pins the index publishes no wheel of for the target, each with its sdist
-    (downloaded hash-checked into `work`), so that their build requirements can be locked."""
+    """The service pins the index publishes no wheel of for a target (any of them), each with
+    its sdist (downloaded hash-checked into `work`), so that their build requirements can be locked."""
     pins: dict[tuple[str, str], Pin] = {}
     for name in services:
         label = lock_file(name)
         for pin in parse_pins(work / label, label).values():
             pins.setdefault((pin.name, pin.version), pin)
-    choices = [c for c in index.plan(list(pins.values()), repo.indexes, repo.target) if c.builds_from_sdist]
-    found = []
-    for choice in choices:
-        report.info(f"{choice.pin.requirement_line()}: the index has no wheel for {repo.target.describe()}; locking its build requirements")
-        sdist = index.download(choice.file, choice.pin.hashes, work / "sdists", f"{choice.pin.source}: {choice.pin.requirement_line()}")
-        found.append((choice.pin, sdist))
-    return found
+    found: dict[tuple[str, str], tuple[Pin, Path]] = {}
+    for target in repo.targets:
+        for choice in index.plan(list(pins.values()), repo.indexes, target):
+            key = (choice.pin.name, choice.pin.version)
+            if choice.builds_from_sdist and key not in found:
+                report.info(f"{choice.pin.requirement_line()}: the index has no wheel for {target.describe()}; locking its build requirements")
+                sdist = index.download(choice.file, choice.pin.hashes, work / "sdists", f"{choice.pin.source}: {choice.pin.requirement_line()}")
+                found[key] = (choice.pin, sdist)
+    return list(found.values())
 
 
 def _fitting_upgrades(upgrade_packages: tuple[str, ...], sdist_input: Path) -> tuple[str, ...]:
@@ -292,7 +294,7 @@ def lock(  # noqa: C901 - one pass over one temporary copy of requirements/: bui
     `resolver` overrides the repository's `[tool.wheelpipe.lock] resolver` (uv by default).
     """
     chosen = resolvers.resolver(resolver, "--resolver") if resolver else resolvers.resolver(repo.resolver, "pyproject.toml: [tool.wheelpipe.lock] resolver")
-    chosen.prepare(repo.target)
+    chosen.prepare(repo.targets)
     if service is not None:
         # An unknown --service is refused before anything is resolved, when the names are
         # known: with a stale build lock some are only known once the build lock is made below.
@@ -314,9 +316,9 @@ def lock(  # noqa: C901 - one pass over one temporary copy of requirements/: bui
             shutil.copy2(current_lock, work / REQUIREMENTS_DIR / current_lock.name)
         (work / REQUIREMENTS_DIR / dev_in.name).write_bytes(tooling_input)
 
-        options = resolvers.Options(repo.target, repo.indexes, upgrade, upgrade_packages)
+        options = resolvers.Options(repo.targets, repo.indexes, upgrade, upgrade_packages)
 
-        keeping = resolvers.Options(repo.target, repo.indexes)
+        keeping = resolvers.Options(repo.targets, repo.indexes)
 
         def compile_lock(output: str, sources: list[str], constraints: Sequence[str] = (), with_options: resolvers.Options = options) -> None:
             chosen.compile(resolvers.Job(work, output, tuple(sources), tuple(constraints)), with_options)
@@ -343,7 +345,7 @@ def lock(  # noqa: C901 - one pass over one temporary copy of requirements/: bui
         # service was asked for: the tooling lock is layered on every service's lock.
         first_locks = [n for n in everything if n not in asked and not (work / lock_file(n)).exists()]
         selected = [n for n in everything if n in asked or n in first_locks]
-        report.step(("checking" if check else "compiling") + f" locks for {', '.join(selected)} and the tooling ({chosen.name}, for {repo.target.describe()})")
+        report.step(("checking" if check else "compiling") + f" locks for {', '.join(selected)} and the tooling ({chosen.name}, for {' and '.join(t.describe() for t in repo.targets)})")
         if first_locks:
             report.info(f"{', '.join(lock_file(n) for n in first_locks)}: no lock yet; locking it too, keeping the team's pins")
         for name in everything:
@@ -399,7 +401,7 @@ def lock(  # noqa: C901 - one pass over one temporary copy of requirements/: bui
             report.info(f"{lock_file(TOOLING)}: constrained by the service locks except on {', '.join(d.name for d in divergent)}")
         # An --upgrade-package X==V moves the service locks; the tooling follows them through the
         # constraints where they agree, and elsewhere takes what its own requirements allow of X.
-        tooling_options = resolvers.Options(repo.target, repo.indexes, upgrade, tuple(upgrade_names))
+        tooling_options = resolvers.Options(repo.targets, repo.indexes, upgrade, tuple(upgrade_names))
         sources = [lock_file(TOOLING, "in"), *(lock_file(n, "in") for n in everything)]
         chosen.compile(resolvers.Job(tooling_work, lock_file(TOOLING), tuple(sources), tuple(lock_file(n) for n in everything)), tooling_options)
         if tooling_work != work:
@@ -419,7 +421,7 @@ def lock(  # noqa: C901 - one pass over one temporary copy of requirements/: bui
             if (repo.root / sdist_txt).is_file():
                 shutil.copy2(repo.root / sdist_txt, work / sdist_txt)
             upgrades = _fitting_upgrades(upgrade_packages, work / sdist_in)
-            compile_lock(sdist_txt, [sdist_in], with_options=resolvers.Options(repo.target, repo.indexes, upgrade, upgrades))
+            compile_lock(sdist_txt, [sdist_in], with_options=resolvers.Options(repo.targets, repo.indexes, upgrade, upgrades))
             needed += [sdist_in, sdist_txt]
         # Those of pins no longer built from an sdist are removed.
         produced += sorted(set(needed) | set(_existing_sdist_locks(repo.root)))

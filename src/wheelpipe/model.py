@@ -137,7 +137,9 @@ class Package:
 @dataclass
 class Repository:
     root: Path
-    target: Target
+    # [tool.wheelpipe.target]: one interpreter on each declared platform, in the declared
+    # order. Every lock is resolved and checked for each of them.
+    targets: tuple[Target, ...]
     release_version: str
     # [tool.wheelpipe.release] chart-registry: where `invoke release` pushes the chart (None: nowhere).
     chart_registry: ChartRegistry | None = None
@@ -161,6 +163,12 @@ class Repository:
     notes: list[str] = field(default_factory=list)
     # [tool.wheelpipe.deploy.<env>] of the root pyproject.toml, by name: where manifests go.
     environments: dict[str, Environment] = field(default_factory=dict)
+
+    @property
+    def target(self) -> Target:
+        """The first declared platform's target: what the wheelhouse, the images and the
+        release are built for (the others are locked, not yet built)."""
+        return self.targets[0]
 
     @property
     def packages(self) -> dict[str, Package]:
@@ -231,7 +239,8 @@ class Repository:
             msg = f"{self.relative(source)} does not match the pyproject.toml files of service {service!r}; run `invoke lock`"
             raise LockError(msg)
         pins = parse_pins(lock, label)
-        check_markers(pins, self.target.marker_environment(), self.target.describe())
+        for target in self.targets:
+            check_markers(pins, target.marker_environment(), target.describe())
         return pins
 
     def installer_pin(self) -> Pin:
@@ -242,7 +251,8 @@ class Repository:
             msg = f"{TOOLING_LOCK}: expected a hashed pin of {INSTALLER} (the image installer); run `invoke lock`"
             raise LockError(msg)
         # It goes into every image: its marker, if any, must hold there.
-        check_markers({installer.name: installer}, self.target.marker_environment(), self.target.describe())
+        for target in self.targets:
+            check_markers({installer.name: installer}, target.marker_environment(), target.describe())
         return installer
 
     def relative(self, path: Path) -> str:

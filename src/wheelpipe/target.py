@@ -12,9 +12,17 @@ from typing import Any
 from packaging.tags import Tag, compatible_tags, cpython_tags
 
 from .errors import RepositoryError, TargetError
+from .tomlvalues import refuse_unknown_keys, shown
 
 _UV_NEWEST_MANYLINUX = (2, 40)
 _MANYLINUX = re.compile(r"^manylinux_(?P<major>\d+)_(?P<minor>\d+)_(?P<arch>\w+)$")
+# The architectures wheelpipe builds and runs images for: x86_64 natively or in a builder
+# container, aarch64 in an arm64 builder container (under qemu on an x86_64 host).
+ARCHITECTURES = ("x86_64", "aarch64")
+# What other tools call them, to say which name a platform tag wants instead.
+_ARCHITECTURE_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8": "aarch64"}
+TABLE = "[tool.wheelpipe.target]"
+_KEYS = ("python-version", "implementation", "abi", "platform", "platforms")
 
 
 @dataclass(frozen=True)
@@ -35,8 +43,14 @@ class Target:
         if not re.fullmatch(r"3\.\d+", target.python_version):
             msg = f"{source}: target python-version must look like '3.11', found {target.python_version!r}"
             raise RepositoryError(msg)
-        if not _MANYLINUX.match(target.platform):
+        found = _MANYLINUX.match(target.platform)
+        if not found:
             msg = f"{source}: target platform must be a manylinux_X_Y_ARCH tag, found {target.platform!r}"
+            raise RepositoryError(msg)
+        if found["arch"] not in ARCHITECTURES:
+            alias = _ARCHITECTURE_ALIASES.get(found["arch"])
+            hint = f"; {found['arch']} is {alias}: manylinux_{found['major']}_{found['minor']}_{alias}" if alias else ""
+            msg = f"{source}: target platform {target.platform!r} names the architecture {found['arch']!r}, which wheelpipe does not build for (known: {', '.join(ARCHITECTURES)}){hint}"
             raise RepositoryError(msg)
         return target
 
@@ -128,6 +142,29 @@ class Target:
         if problems:
             msg = f"{where} does not match the target {self.describe()}: {'; '.join(problems)}"
             raise TargetError(msg)
+
+
+def targets_from_table(table: dict[str, Any], source: str) -> tuple[Target, ...]:
+    """The targets [tool.wheelpipe.target] declares: one interpreter on one `platform`, or on
+    each of `platforms` (several architectures, one lock for all of them), in that order."""
+    where = f"{source}: {TABLE}"
+    refuse_unknown_keys(table, _KEYS, where, RepositoryError)
+    if "platforms" not in table:
+        return (Target.from_table(table, source),)
+    if "platform" in table:
+        msg = f"{where} has both platform and platforms: name one platform, or the list of them"
+        raise RepositoryError(msg)
+    platforms = table["platforms"]
+    if not (isinstance(platforms, list) and platforms and all(isinstance(p, str) for p in platforms)):
+        msg = f"{where} platforms must be a non-empty list of manylinux_X_Y_ARCH tags, found {shown(platforms)}"
+        raise RepositoryError(msg)
+    targets = tuple(Target.from_table({**table, "platform": platform}, source) for platform in platforms)
+    machines = [target.machine for target in targets]
+    repeated = sorted({machine for machine in machines if machines.count(machine) > 1})
+    if repeated:
+        msg = f"{where} platforms names {', '.join(repeated)} more than once ({', '.join(platforms)}): one platform per architecture"
+        raise RepositoryError(msg)
+    return targets
 
 
 @functools.lru_cache(maxsize=4)

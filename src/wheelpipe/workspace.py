@@ -45,7 +45,7 @@ from .model import (
     Workspace,
 )
 from .requirements import BUILD_LOCK, RESERVED_SERVICE_NAMES, lock_file
-from .target import Target
+from .target import targets_from_table
 from .tomlvalues import matching, refuse_unknown_keys, shown
 from .tools import git
 
@@ -466,7 +466,7 @@ def load_repository(root: Path, build_lock: Path | None = None) -> Repository:
     resolver, one_version = _lock_settings(_tool_table(data, "pyproject.toml", "lock"))
     repository = Repository(
         root=root,
-        target=Target.from_table(table, "pyproject.toml"),
+        targets=targets_from_table(table, "pyproject.toml"),
         release_version=release,
         chart_registry=chart_registry,
         indexes=_indexes(_tool_table(data, "pyproject.toml", "index")),

@@ -1,0 +1,1 @@
+"""Nothing but a name: the fixture is about where its wheel runs."""
