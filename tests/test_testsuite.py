@@ -7,6 +7,7 @@ Probe tests placed in a copy of the fixture monorepo record which worker ran the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,13 +18,15 @@ from pathlib import Path
 import pytest
 from monorepo import ROOT, commit_all, copy_repository, error_lines, invoke
 
+from wheelpipe import testsuite
+
 # Each probe records its file, its name and its worker ("" in a run without workers).
-PROBE = '''import json, os, pathlib
+PROBE = """import json, os, pathlib
 
 def _record(name):
     with open(os.environ["PROBE_LOG"], "a") as log:
         log.write(json.dumps([pathlib.Path(__file__).name, name, os.environ.get("PYTEST_XDIST_WORKER", "")]) + "\\n")
-''' + "".join(f"\ndef test_workerprobe_{n}():\n    _record({n})\n" for n in range(4))
+""" + "".join(f"\ndef test_workerprobe_{n}():\n    _record({n})\n" for n in range(4))
 
 # Four files of four tests: sent one test at a time (--dist load), a file's tests would go to
 # both workers.
@@ -80,9 +83,20 @@ def test_a_jobs_value_that_is_not_a_count_is_one_line_before_anything_is_built(r
     result = invoke(repo_copy, "test", "--jobs", jobs, env=probe_env(log), check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert error_lines(result.stderr) == [
-        f'error: invoke test --jobs: expected a number of workers (1 runs the tests in one process) or "auto" (one per CPU), found "{jobs}"'
+        f'error: invoke test --jobs: expected a number of workers (1 runs the tests in one process) or "auto" (one per CPU, and one more), found "{jobs}"'
     ]
     assert not log.exists() and not (repo_copy / "wheelhouse").exists()
+
+
+def test_the_default_is_one_worker_per_cpu_and_one_more_unless_xdist_s_own_variable_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    command = testsuite.suite_command()
+    assert command[command.index("--numprocesses") + 1] == str(cpus + 1)
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "5")
+    command = testsuite.suite_command()
+    assert command[command.index("--numprocesses") + 1] == "5"
+    assert "--numprocesses" not in testsuite.suite_command(jobs="1")
 
 
 NO_TESTS = "no tests: pytest collected none in this repository; nothing to run"
@@ -140,7 +154,9 @@ def test_a_test_that_hangs_fails_with_its_name_after_the_configured_timeout(tmp_
     tmp_path.joinpath("pyproject.toml").write_text("[tool.pytest.ini_options]\ntimeout = 2\n")
     tmp_path.joinpath("test_hang.py").write_text("import time\n\n\ndef test_hangs():\n    time.sleep(120)\n")
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist"], cwd=tmp_path, capture_output=True, text=True, timeout=100, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist"], cwd=tmp_path, capture_output=True, text=True, timeout=100, check=False
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED test_hang.py::test_hangs - Failed: Timeout (>2.0s) from pytest-timeout." in result.stdout, result.stdout
     assert time.monotonic() - started < 60

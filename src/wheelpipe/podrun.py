@@ -150,7 +150,8 @@ def http_get(address: str, port: int, path: str) -> str | None:
     """A kubelet's httpGet from outside the container: None when it answers 2xx or 3xx."""
     if not address:
         return "the container has no address on the engine's network to GET"
-    return healthprobe.http_get(address, port, path, timeout=5)
+    failed = healthprobe.http_get(address, port, path, timeout=5)
+    return failed.said if failed else None
 
 
 def _known(spec: dict[str, Any], fields: set[str], where: str) -> None:

@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from . import manifests, podrun
+from . import healthprobe, manifests, podrun
 from .console import report
 from .deploy import DEFAULT_RESOURCES, numeric_user
 from .docker import Docker
@@ -92,6 +92,9 @@ def _wait(docker: Docker, container: str, service: str, settings: ServiceSetting
                 break
             said = (probe.stderr.strip() or probe.stdout.strip()).splitlines()
             last = said[-1] if said else f"exit {probe.returncode}"
+            if probe.returncode == healthprobe.SETTLED_EXIT and isinstance(settings, HttpService):
+                msg = f"{service}: the health check failed, and waiting will not make it pass ({last}): is health-path {settings.health_path!r} a path the app serves?{_log_tail(docker, container)}"
+                raise DockerError(msg)
         if time.monotonic() >= deadline:
             msg = f"{service}: the health check did not pass within {timeout:g} s of the start (last: {last}){_log_tail(docker, container)}"
             raise DockerError(msg)

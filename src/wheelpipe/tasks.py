@@ -210,12 +210,12 @@ def verify_wheelhouse(c: Context, install: bool = False, base_image: str | None 
     help={
         "k": "Only tests matching this pytest -k expression.",
         "fast": f"Leave out the tests that need Docker, a package index or a whole build (-m '{testsuite.FAST}').",
-        "jobs": f"Workers to run the tests in: a number (1: no workers, one process) or {testsuite.ONE_PER_CPU} (one per CPU, the default).",
+        "jobs": f"Workers to run the tests in: a number (1: no workers, one process) or {testsuite.AUTO} (one per CPU and one more, the default).",
         "verbose": "Pass -v to pytest.",
     }
 )
 @reported(interrupted=_wheelhouse_interrupted)
-def test(c: Context, k: str | None = None, fast: bool = False, jobs: str = testsuite.ONE_PER_CPU, verbose: bool = False) -> None:
+def test(c: Context, k: str | None = None, fast: bool = False, jobs: str = testsuite.AUTO, verbose: bool = False) -> None:
     """Run the whole test suite: pipeline, packages and services (pytest), in workers. The
     packages' tests import their built wheels: the wheelhouse is brought up to date first."""
     root = repository_root(c)
