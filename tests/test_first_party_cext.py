@@ -280,14 +280,29 @@ def test_builds_in_the_builder_from_clones_at_different_paths_give_byte_identica
     assert native_wheel(second).read_bytes() == native_wheel(first).read_bytes()
 
 
+
+
+# Another target's builder image missing: what the target is, the suite whose builder it
+# needs, and how `invoke base-image` is told the architecture when it is not this host's.
+MISSING_BUILDER_CASES = {
+    "trixie": (TRIXIE, "trixie", ""),
+    "aarch64": (("3.11", "cp311", "manylinux_2_36_aarch64"), "bookworm", " --arch arm64"),
+}
+
+
 @pytest.mark.docker
-def test_for_another_target_without_its_builder_image_the_build_is_one_line_and_writes_nothing(trixie_locked: Path, docker_base_image: str, tmp_path: Path) -> None:
-    repository = clone(trixie_locked, tmp_path / "monorepo")
+@pytest.mark.parametrize("case", list(MISSING_BUILDER_CASES))
+def test_for_another_target_without_its_builder_image_the_build_is_one_line_naming_the_command_and_writes_nothing(locked: Path, tmp_path: Path, case: str) -> None:
+    (python_version, abi, platform_tag), suite, arch = MISSING_BUILDER_CASES[case]
+    repository = clone(locked, tmp_path / "monorepo")
+    retarget(repository, python_version, abi, platform_tag)
+    invoke(repository, "lock")
+    commit_all(repository, f"target {case}")
     result = invoke(repository, "build-wheels", check=False, env={"INVOKE_IMAGE_BUILDER": MISSING_BUILDER, **own_temp(repository)})
     assert result.returncode == 1
     assert error_lines(result) == [
-        f"error: {NATIVE}: building it with its compiled code needs CPython 3.13 on manylinux_2_41_x86_64; this host is {this_host()} "
-        f"and the builder image {MISSING_BUILDER} does not exist: run `invoke base-image --suite trixie --builder --tag {MISSING_BUILDER}`"
+        f"error: {NATIVE}: building it with its compiled code needs CPython {python_version} on {platform_tag}; this host is {this_host()} "
+        f"and the builder image {MISSING_BUILDER} does not exist: run `invoke base-image --suite {suite} --builder{arch} --tag {MISSING_BUILDER}`"
     ], result.stderr
     assert not (repository / "wheelhouse").exists()
     assert not list((repository / ".wheelhouse").glob("*/*.whl"))

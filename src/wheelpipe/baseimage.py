@@ -19,14 +19,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import emulation
 from .console import report
 from .docker import Docker
 from .errors import DockerError, TargetError, ToolError
 from .fsutil import write_atomic
-from .target import Target
+from .target import DEBIAN_ARCHITECTURES, Target
 from .tools import pipe, run
 
 BASE_REPOSITORY = "local/python"
+# The variant an image config names for an architecture, as Docker's official images do.
+_VARIANTS = {"arm64": "v8"}
 BUILDER_REPOSITORY = "local/python-builder"
 DEFAULT_TAG = f"{BASE_REPOSITORY}:3.11-slim-bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -58,14 +61,21 @@ _PROBE = (
 )
 
 
-def base_tag(suite: str) -> str:
-    """The conventional tag of a suite's bootstrapped base image, e.g. local/python:3.13-slim-trixie."""
-    return f"{BASE_REPOSITORY}:{SUITE_PYTHON.get(suite, 'unknown')}-slim-{suite}"
+def _arch_suffix(machine: str) -> str:
+    # x86_64's tags carry no suffix, as they did before there were other architectures.
+    return "" if machine == "x86_64" else f"-{DEBIAN_ARCHITECTURES.get(machine, machine)}"
 
 
-def builder_tag(suite: str) -> str:
-    """The conventional tag of a suite's builder image, e.g. local/python-builder:3.13-slim-trixie."""
-    return f"{BUILDER_REPOSITORY}:{SUITE_PYTHON.get(suite, 'unknown')}-slim-{suite}"
+def base_tag(suite: str, machine: str = "x86_64") -> str:
+    """The conventional tag of a suite's bootstrapped base image, e.g. local/python:3.13-slim-trixie
+    (local/python:3.13-slim-trixie-arm64 for aarch64)."""
+    return f"{BASE_REPOSITORY}:{SUITE_PYTHON.get(suite, 'unknown')}-slim-{suite}{_arch_suffix(machine)}"
+
+
+def builder_tag(suite: str, machine: str = "x86_64") -> str:
+    """The conventional tag of a suite's builder image, e.g. local/python-builder:3.13-slim-trixie
+    (local/python-builder:3.13-slim-trixie-arm64 for aarch64)."""
+    return f"{BUILDER_REPOSITORY}:{SUITE_PYTHON.get(suite, 'unknown')}-slim-{suite}{_arch_suffix(machine)}"
 
 
 def suite_for(target: Target) -> str | None:
@@ -149,8 +159,9 @@ def bootstrap(docker: Docker, target: Target, tag: str | None, suite: str, force
     """Build and import the base image (default tag: base_tag(suite)); return its tag.
     Reuses an existing image unless forced."""
     _check_suite(suite, target)
-    tag = tag or base_tag(suite)
+    tag = tag or base_tag(suite, target.machine)
     docker.require_engine()
+    emulation.require_runs(target.machine, f"`invoke base-image` for {target.machine}")
     if not force and docker.image_id(tag):
         check_matches_target(docker, tag, target)
         report.info(f"{tag} already exists and matches the target (--force rebuilds it)")
@@ -163,8 +174,15 @@ def bootstrap(docker: Docker, target: Target, tag: str | None, suite: str, force
         raise DockerError(msg)
     with tempfile.TemporaryDirectory(prefix="wheelpipe-rootfs-") as tmp:
         root = Path(tmp, "rootfs")
-        report.step(f"bootstrapping Debian {suite} with python3 into a root file system (about a minute)")
-        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv", suite, root, MIRROR], what="debootstrap")
+        debootstrap = ["debootstrap", "--variant=minbase", "--include=python3,python3-venv", f"--arch={target.debian_arch}"]
+        if target.machine == emulation.host_machine():
+            report.step(f"bootstrapping Debian {suite} with python3 into a root file system (about a minute)")
+            run([*debootstrap, suite, root, MIRROR], what="debootstrap")
+        else:
+            # Unpacked here, then configured by its own (emulated) programs inside the chroot.
+            report.step(f"bootstrapping Debian {suite} for {target.debian_arch} with python3 into a root file system (under qemu: several minutes)")
+            run([*debootstrap, "--foreign", suite, root, MIRROR], what=f"debootstrap --foreign for {target.debian_arch}")
+            run(["chroot", root, "/debootstrap/debootstrap", "--second-stage"], what=f"debootstrap's second stage under qemu-{target.machine}")
         report.info("applying the suite's updates and security fixes")
         (root / "etc/apt/sources.list").write_text(
             f"deb {MIRROR} {suite} main\ndeb {MIRROR} {suite}-updates main\ndeb {SECURITY_MIRROR} {suite}-security main\n"
@@ -176,7 +194,9 @@ def bootstrap(docker: Docker, target: Target, tag: str | None, suite: str, force
         report.info("trimming it like Debian's slim images")
         _trim(root)
         report.info(f"importing it as {tag}")
-        _import(docker, root, tag)
+        _import(docker, root, tag, target.docker_platform)
+        if target.machine != emulation.host_machine():
+            docker.set_architecture(tag, target.debian_arch, _VARIANTS.get(target.debian_arch, ""), Path(tmp))
     found = check_matches_target(docker, tag, target)
     report.info(f"{tag}: Python {found['python']} at {found['executable']}, glibc {found['glibc']}")
     return tag
@@ -198,7 +218,7 @@ def bootstrap_builder(docker: Docker, target: Target, tag: str | None, suite: st
             f"glibc {target.glibc[0]}.{target.glibc[1]} (what it compiles must load there); choose a matching suite"
         )
         raise TargetError(msg)
-    tag = tag or builder_tag(suite)
+    tag = tag or builder_tag(suite, target.machine)
     base = bootstrap(docker, target, None, suite, False)
     base_id = docker.image_id(base)
     if not force and docker.image_id(tag):
@@ -219,7 +239,7 @@ def bootstrap_builder(docker: Docker, target: Target, tag: str | None, suite: st
     )
     # No build context: the Dockerfile comes on stdin and copies nothing in.
     run(
-        [docker.command, "build", "--force-rm", *(["--no-cache"] if force else []), "--tag", tag, "-"],
+        [docker.command, "build", "--force-rm", "--platform", target.docker_platform, *(["--no-cache"] if force else []), "--tag", tag, "-"],
         what=f"building the builder image {tag}",
         env=docker.env,
         stdin=dockerfile,
@@ -251,9 +271,9 @@ def _trim(root: Path) -> None:
         (root / name).unlink(missing_ok=True)
 
 
-def _import(docker: Docker, root: Path, tag: str) -> None:
+def _import(docker: Docker, root: Path, tag: str, platform: str) -> None:
     changes = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "ENV LANG=C.UTF-8", 'CMD ["python3"]']
-    argv = [docker.command, "import", *(arg for change in changes for arg in ("--change", change)), "-", tag]
+    argv = [docker.command, "import", "--platform", platform, *(arg for change in changes for arg in ("--change", change)), "-", tag]
     try:
         pipe(["tar", "--numeric-owner", "-C", root, "-c", "."], argv, what=f"docker import of {tag}", env=docker.env)
     except ToolError as error:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import DockerError, ToolError
@@ -81,6 +83,36 @@ class Docker:
         result = self.run("image", "inspect", "--format", "{{json .Config}}", image, what=f"inspecting {image}")
         return json.loads(result.stdout) or {}
 
+    def set_architecture(self, reference: str, architecture: str, variant: str, scratch: Path) -> None:
+        """Make the image `reference` say it is for `architecture` (and `variant`), its layers
+        unchanged: saved, its config rewritten, loaded again under the same tag.
+
+        `docker import --platform` is honoured only by an engine with multi-platform support
+        (before Docker 23, an experimental one); elsewhere an imported root file system is
+        recorded as the host's, and `docker run --platform linux/arm64` then finds no image.
+        """
+        old_id = self.image_id(reference)
+        saved, rewritten = scratch / "saved.tar", scratch / "rewritten.tar"
+        self.run("save", "--output", str(saved), reference, what=f"saving {reference}")
+        with tarfile.open(saved) as source, tarfile.open(rewritten, "w") as target:
+            manifest = json.loads(_member(source, "manifest.json"))
+            config = json.loads(_member(source, manifest[0]["Config"]))
+            config["architecture"], config["variant"] = architecture, variant
+            config_bytes = json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+            config_name = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
+            replaced = {"manifest.json", manifest[0]["Config"], "repositories"}
+            for member in source.getmembers():
+                if member.name not in replaced:
+                    target.addfile(member, source.extractfile(member) if member.isfile() else None)
+            manifest[0].update(Config=config_name, RepoTags=[reference])
+            for name, data in ((config_name, config_bytes), ("manifest.json", json.dumps(manifest).encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                target.addfile(info, io.BytesIO(data))
+        self.run("load", "--input", str(rewritten), what=f"loading {reference} for {architecture}")
+        if old_id and old_id != self.image_id(reference):
+            self.run("image", "rm", old_id, what=f"removing {reference}'s image as it was imported", check=False)
+
     def python(self, image: str, code: str, python: str = "python3") -> str:
         """Run Python code in a throwaway container with no network; return its output."""
         result = self.run(
@@ -136,3 +168,11 @@ class Docker:
         if broken:
             raise ToolError(f"{what} failed (exit 0): {broken}")
         return Tree(frozenset(directories), files, frozenset(links))
+
+
+def _member(archive: tarfile.TarFile, name: str) -> bytes:
+    file = archive.extractfile(name)
+    if file is None:
+        msg = f"docker save wrote no file {name!r} in its archive"
+        raise DockerError(msg)
+    return file.read()

@@ -100,7 +100,7 @@ def place_for(repo: Repository, base_image: str, docker: Docker) -> Place:
     else:
         return OnHost()
     suite = baseimage.suite_for(target)
-    candidates = list(dict.fromkeys([base_image, *([baseimage.base_tag(suite)] if suite else [])]))
+    candidates = list(dict.fromkeys([base_image, *([baseimage.base_tag(suite, target.machine)] if suite else [])]))
     tried = []
     docker.require_engine()
     for image in candidates:

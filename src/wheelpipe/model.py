@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from .deploy import ChartRegistry, Environment, Resources
-from .errors import LockError, RepositoryError, UnknownServiceError
+from .errors import LockError, RepositoryError, TargetError, UnknownServiceError
 from .includes import Include
 from .index import Indexes
 from .lockfile import Pin, check_markers, parse_pins
@@ -169,6 +169,17 @@ class Repository:
         """The first declared platform's target: what the wheelhouse, the images and the
         release are built for (the others are locked, not yet built)."""
         return self.targets[0]
+
+    def target_for(self, machine: str, where: str) -> Target:
+        """The declared target on `machine` (x86_64, aarch64); one line when none is declared."""
+        for target in self.targets:
+            if target.machine == machine:
+                return target
+        declared = ", ".join(t.platform for t in self.targets)
+        first = self.targets[0]
+        wanted = f"manylinux_{first.glibc[0]}_{first.glibc[1]}_{machine}"
+        msg = f"{where}: pyproject.toml [tool.wheelpipe.target] declares no {machine} platform ({declared}); list {wanted} in its platforms"
+        raise TargetError(msg)
 
     @property
     def packages(self) -> dict[str, Package]:

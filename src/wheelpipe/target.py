@@ -16,9 +16,11 @@ from .tomlvalues import refuse_unknown_keys, shown
 
 _UV_NEWEST_MANYLINUX = (2, 40)
 _MANYLINUX = re.compile(r"^manylinux_(?P<major>\d+)_(?P<minor>\d+)_(?P<arch>\w+)$")
-# The architectures wheelpipe builds and runs images for: x86_64 natively or in a builder
-# container, aarch64 in an arm64 builder container (under qemu on an x86_64 host).
-ARCHITECTURES = ("x86_64", "aarch64")
+# The architectures wheelpipe builds and runs images for (x86_64 natively or in a builder
+# container, aarch64 in an arm64 one, under qemu on an x86_64 host), each with the name
+# Debian and Docker give it.
+DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
+ARCHITECTURES = tuple(DEBIAN_ARCHITECTURES)
 # What other tools call them, to say which name a platform tag wants instead.
 _ARCHITECTURE_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8": "aarch64"}
 TABLE = "[tool.wheelpipe.target]"
@@ -68,6 +70,15 @@ class Target:
     @property
     def machine(self) -> str:
         return self._platform_part("arch")
+
+    @property
+    def debian_arch(self) -> str:
+        """The architecture as Debian (and Docker's platform) names it: amd64, arm64."""
+        return DEBIAN_ARCHITECTURES.get(self.machine, self.machine)
+
+    @property
+    def docker_platform(self) -> str:
+        return f"linux/{self.debian_arch}"
 
     def describe(self) -> str:
         return f"CPython {self.python_version} on {self.platform}"
@@ -165,6 +176,18 @@ def targets_from_table(table: dict[str, Any], source: str) -> tuple[Target, ...]
         msg = f"{where} platforms names {', '.join(repeated)} more than once ({', '.join(platforms)}): one platform per architecture"
         raise RepositoryError(msg)
     return targets
+
+
+def architecture(name: str, where: str) -> str:
+    """The machine name (x86_64, aarch64) of an architecture named either way (arm64 too)."""
+    by_debian = {debian: machine for machine, debian in DEBIAN_ARCHITECTURES.items()}
+    if name in DEBIAN_ARCHITECTURES:
+        return name
+    if name in by_debian:
+        return by_debian[name]
+    known = ", ".join(f"{debian} ({machine})" for machine, debian in DEBIAN_ARCHITECTURES.items())
+    msg = f"{where}: unknown architecture {name!r}: expected one of {known}"
+    raise TargetError(msg)
 
 
 @functools.lru_cache(maxsize=4)

@@ -47,6 +47,7 @@ from .docker import Docker
 from .errors import describe_os_error
 from .model import HttpService, Repository, service_settings
 from .requirements import TOOLING, lock_file
+from .target import architecture
 from .tools import run
 from .workspace import nearest_root
 
@@ -346,16 +347,18 @@ def verify_image(c: Context, service: str, prefix: str | None = None, base_image
         "suite": "Debian suite to bootstrap (its python3 must be the target's).",
         "builder": "Make the builder image instead: the suite's base image (bootstrapped first if missing) plus a compiler and python3-dev. build-wheels builds sdist-only dependencies in it when this host is not the target; never a runtime image.",
         "force": "Bootstrap again even if the tag exists (with --builder: make the builder again, reusing its base).",
+        "arch": "Architecture of the image, amd64 or arm64 (default: the first platform's); another than this host's runs under qemu-user-static (binfmt_misc), and the tags gain -arm64.",
         "verbose": "Show the underlying commands and output.",
     }
 )
 @reported
-def base_image(c: Context, tag: str | None = None, suite: str = "bookworm", builder: bool = False, force: bool = False, verbose: bool = False) -> None:
+def base_image(c: Context, tag: str | None = None, suite: str = "bookworm", builder: bool = False, force: bool = False, arch: str | None = None, verbose: bool = False) -> None:
     """Bootstrap a python:3.11-slim-bookworm equivalent from Debian packages (debootstrap + docker import); --builder: the target's builder image."""
     repo = _repository(c)
+    target = repo.target_for(architecture(arch, "--arch"), "--arch") if arch else repo.target
     settings = _image_settings(c)
     make = baseimage.bootstrap_builder if builder else baseimage.bootstrap
-    make(settings.docker, repo.target, tag, suite, force)
+    make(settings.docker, target, tag, suite, force)
 
 
 @task(

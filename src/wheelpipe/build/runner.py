@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import baseimage
+from .. import baseimage, emulation
 from ..console import report
 from ..docker import Docker
 from ..errors import DockerError, TargetError, ToolError
@@ -131,6 +131,7 @@ class InContainer:
     image_id: str
     docker: Docker
     markers: dict[str, str]
+    platform: str  # Docker's name of the target's architecture: linux/arm64 runs under qemu on x86_64
 
     @property
     def built_in(self) -> str:
@@ -170,7 +171,7 @@ class InContainer:
              env: dict[str, str] | None = None, mounts: Sequence[tuple[str | Path, str, str]] = ()) -> None:
         volumes = [(work, _WORK, "rw"), *mounts]
         self.docker.run(
-            "run", "--rm", "--network", "none", "--label", SDIST_BUILD_LABEL,
+            "run", "--rm", "--network", "none", "--label", SDIST_BUILD_LABEL, "--platform", self.platform,
             # As this user: what the build writes in the work directory stays this user's to read and remove.
             "--user", f"{os.getuid()}:{os.getgid()}", "--env", "HOME=/tmp",
             *(arg for key, value in (env or {}).items() for arg in ("--env", f"{key}={value}")),
@@ -215,7 +216,7 @@ def where_to_build(subject: str, how: str, target: Target, settings: BuilderSett
         return OnHost()
     need = f"{subject}: building it {how} needs {target.describe()}; this host is {_host_description()}"
     suite = baseimage.suite_for(target)
-    image = settings.image or (baseimage.builder_tag(suite) if suite else None)
+    image = settings.image or (baseimage.builder_tag(suite, target.machine) if suite else None)
     glibc = f"glibc {target.glibc[0]}.{target.glibc[1]}"
     if image is None:
         msg = f"{need} and no Debian suite gives a builder image for it: set {BUILDER_IMAGE_ENV} to an image with CPython {target.python_version}, {glibc} and a compiler"
@@ -224,11 +225,13 @@ def where_to_build(subject: str, how: str, target: Target, settings: BuilderSett
         settings.docker.require_engine()
     except DockerError as error:
         raise TargetError(f"{need} and the builder image {image} cannot be run: {error}") from None
+    emulation.require_runs(target.machine, f"{subject}: building it {how} in the builder image {image}")
     image_id = settings.docker.image_id(image)
     if image_id is None:
-        if suite and target.machine == platform.machine():
-            tag = "" if image == baseimage.builder_tag(suite) else f" --tag {image}"
-            make = f"run `invoke base-image --suite {suite} --builder{tag}`"
+        if suite:
+            tag = "" if image == baseimage.builder_tag(suite, target.machine) else f" --tag {image}"
+            arch = "" if target.machine == platform.machine() else f" --arch {target.debian_arch}"
+            make = f"run `invoke base-image --suite {suite} --builder{arch}{tag}`"
         else:
             make = f"make one for {target.machine} with CPython {target.python_version}, {glibc} and a compiler"
         raise TargetError(f"{need} and the builder image {image} does not exist: {make}")
@@ -239,4 +242,4 @@ def where_to_build(subject: str, how: str, target: Target, settings: BuilderSett
             raise TargetError(f"{subject}: {error}") from None
         _CHECKED_BUILDERS.add((image_id, target))
     report.info(f"building {what} in a throwaway container of the builder image {image} (this host is {_host_description()})")
-    return InContainer(image, image_id, settings.docker, target.marker_environment())
+    return InContainer(image, image_id, settings.docker, target.marker_environment(), target.docker_platform)
