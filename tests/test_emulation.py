@@ -1,4 +1,5 @@
-"""Running arm64 programs on this x86_64 host: the check before anything emulated runs.
+"""Running arm64 programs on this x86_64 host: the check before anything emulated runs, and
+what a missing base image for another architecture or suite is to be got with.
 
 The kernel's registrations are read from binfmt_misc; these tests point the check at a
 directory laid out as the kernel lays out /proc/sys/fs/binfmt_misc, since unregistering the
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 from monorepo import error_lines, invoke
 
-from wheelpipe import emulation
+from wheelpipe import baseimage, emulation
 from wheelpipe.errors import TargetError
+from wheelpipe.target import Target
 
 FOREIGN = "aarch64" if platform.machine() != "aarch64" else "x86_64"
 REGISTERED = f"""\
@@ -90,8 +92,42 @@ def test_a_registration_without_the_f_flag_is_named_since_chroots_and_containers
             "list manylinux_2_36_aarch64 in its platforms",
         ),
     ],
+    ids=["unknown", "undeclared"],
 )
 def test_base_image_for_an_architecture_the_repository_does_not_declare_is_one_line_before_docker(repo_copy: Path, arch: str, says: str) -> None:
     result = invoke(repo_copy, "base-image", "--arch", arch, check=False, env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     assert result.returncode == 1
     assert error_lines(result) == [says]
+
+
+HOST = platform.machine()
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        (
+            Target("3.11", "cp", "cp311", f"manylinux_2_36_{HOST}"),
+            "`docker pull python:3.11-slim-bookworm`, or where no registry is reachable run `invoke base-image` "
+            f"and build with --base-image local/python:3.11-slim-bookworm{'' if HOST == 'x86_64' else '-arm64'}",
+        ),
+        (
+            Target("3.11", "cp", "cp311", f"manylinux_2_36_{FOREIGN}"),
+            f"`docker pull --platform linux/{'arm64' if FOREIGN == 'aarch64' else 'amd64'} python:3.11-slim-bookworm`, or where no registry is reachable "
+            f"run `invoke base-image --arch {'arm64' if FOREIGN == 'aarch64' else 'amd64'}` "
+            f"and build with --base-image local/python:3.11-slim-bookworm{'-arm64' if FOREIGN == 'aarch64' else ''}",
+        ),
+        (
+            Target("3.13", "cp", "cp313", f"manylinux_2_41_{HOST}"),
+            "`docker pull python:3.11-slim-bookworm`, or where no registry is reachable run `invoke base-image --suite trixie` "
+            f"and build with --base-image local/python:3.13-slim-trixie{'' if HOST == 'x86_64' else '-arm64'}",
+        ),
+        (
+            Target("3.12", "cp", "cp312", f"manylinux_2_36_{HOST}"),
+            f"`docker pull python:3.11-slim-bookworm`, or build one with CPython 3.12 and glibc 2.36 for {HOST}",
+        ),
+    ],
+    ids=["this-host", "the-other-architecture", "another-suite", "no-suite"],
+)
+def test_a_missing_base_image_is_pulled_for_the_targets_platform_or_bootstrapped_for_its_suite_and_architecture(target: Target, says: str) -> None:
+    assert baseimage.how_to_get("python:3.11-slim-bookworm", target) == says

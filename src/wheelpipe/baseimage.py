@@ -78,6 +78,18 @@ def builder_tag(suite: str, machine: str = "x86_64") -> str:
     return f"{BUILDER_REPOSITORY}:{SUITE_PYTHON.get(suite, 'unknown')}-slim-{suite}{_arch_suffix(machine)}"
 
 
+def how_to_get(image: str, target: Target) -> str:
+    """How to come by a missing base image for the target: pull it (for the target's
+    platform when this host is another), or bootstrap the matching suite's and use that."""
+    foreign = target.machine != emulation.host_machine()
+    pull = f"`docker pull {f'--platform {target.docker_platform} ' if foreign else ''}{image}`"
+    suite = suite_for(target)
+    if suite is None:
+        return f"{pull}, or build one with CPython {target.python_version} and glibc {target.glibc[0]}.{target.glibc[1]} for {target.machine}"
+    options = "".join((f" --suite {suite}" if suite != "bookworm" else "", f" --arch {target.debian_arch}" if foreign else ""))
+    return f"{pull}, or where no registry is reachable run `invoke base-image{options}` and build with --base-image {base_tag(suite, target.machine)}"
+
+
 def suite_for(target: Target) -> str | None:
     """The Debian suite whose python3 and glibc are exactly the target's, if any."""
     for suite, python in SUITE_PYTHON.items():

@@ -45,10 +45,7 @@ def require_base(repo: Repository, settings: ImageSettings) -> str:
     if not base_id:
         # Only now is it worth a `docker info`: an unreachable engine is the likelier cause.
         docker.require_engine()
-        msg = (
-            f"base image {settings.base} is not present: `docker pull {settings.base}`, or where no registry "
-            f"is reachable run `invoke base-image` and build with --base-image {baseimage.DEFAULT_TAG}"
-        )
+        msg = f"base image {settings.base} is not present: {baseimage.how_to_get(settings.base, repo.target)}"
         raise DockerError(msg)
     baseimage.check_matches_target(docker, settings.base, repo.target, cache=repo.root / STORE / "base-images.json", image_id=base_id)
     return base_id
