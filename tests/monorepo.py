@@ -274,16 +274,27 @@ def network_cut_prefix() -> list[str]:
     return ["unshare", "-n"] if probe.returncode == 0 else []
 
 
+def fresh_venv(venv: Path) -> list[str]:
+    """A fresh venv, and the pip command that installs into it: the tooling's own pip (pinned
+    in requirements/dev.txt) run for the venv's interpreter (`pip --python`). The venv gets no
+    pip of its own: ensurepip costs some 4 s of CPU per venv, a minute over the suite."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    return pip_in(venv)
+
+
+def pip_in(venv: Path) -> list[str]:
+    return [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
+
+
 def install_offline(repository: Path, service: str, venv: Path) -> subprocess.CompletedProcess[str]:
     """The install command of the wheelhouse, verbatim, into a fresh venv with no network.
 
     --isolated keeps this machine's pip configuration (local mirrors, find-links) out,
     so the wheelhouse is the only source.
     """
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     command = f"pip install --no-index --find-links wheelhouse --require-hashes --only-binary :all: -r wheelhouse/install/{service}.txt"
-    argv = [*network_cut_prefix(), str(venv / "bin" / "python"), "-m", *command.split(), "--isolated"]
+    argv = [*network_cut_prefix(), *fresh_venv(venv), *command.split()[1:], "--isolated"]
     return subprocess.run(argv, cwd=repository, env=clean_env, capture_output=True, text=True, check=False)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monorepo import ROOT, commit_all, copy_repository, error_lines, free_port, invoke, serving
+from monorepo import ROOT, commit_all, copy_repository, error_lines, free_port, fresh_venv, invoke, serving
 from packaging.utils import canonicalize_name
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
@@ -133,13 +133,12 @@ def test_publish_uploads_the_first_party_wheels_and_a_service_installs_from_the_
     for name, wheel in wheels.items():
         if wheel["origin"]["kind"] != "built":
             shutil.copy2(built_repo / "wheelhouse" / name, third_party / name)
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    pip = fresh_venv(tmp_path / "venv")
     report = tmp_path / "report.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1"
     install = subprocess.run(
-        [venv / "bin" / "python", "-m", "pip", "install", "--isolated", "--disable-pip-version-check",
+        [*pip, "install", "--isolated", "--disable-pip-version-check",
          "--index-url", index.simple_url(), "--find-links", str(third_party),
          "--require-hashes", "--only-binary", ":all:", "--report", str(report),
          "-r", str(built_repo / "wheelhouse" / "install" / "order.txt")],
@@ -154,7 +153,7 @@ def test_publish_uploads_the_first_party_wheels_and_a_service_installs_from_the_
         assert url.startswith(expected), sources
     assert "user-manager" not in sources  # only what the install manifest pins
     served = subprocess.run(
-        [venv / "bin" / "python", "-c", "import order_manager.server, importlib.metadata as m; print(m.version('order-manager'))"],
+        [tmp_path / "venv" / "bin" / "python", "-c", "import order_manager.server, importlib.metadata as m; print(m.version('order-manager'))"],
         capture_output=True, text=True, check=True,
     )
     assert served.stdout.strip() == "0.1.0"

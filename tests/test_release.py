@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from monorepo import commit_all, copy_repository, git, invoke
+from monorepo import commit_all, copy_repository, fresh_venv, git, invoke, pip_in
 
 from wheelpipe import load_repository
 from wheelpipe.lockfile import parse_pins
@@ -54,15 +53,14 @@ def test_release_writes_the_archive_with_wheels_manifests_sboms_and_checksums(re
 @pytest.mark.parametrize("service", ["order", "user"])
 def test_unpacked_archive_installs_each_service_offline_with_hashes_required(released: Path, tmp_path: Path, service: str) -> None:
     root = unpack(released / ARCHIVE, tmp_path / "elsewhere")
-    subprocess.run([sys.executable, "-m", "venv", tmp_path / "venv"], check=True)
     installed = subprocess.run(
-        ["unshare", "-n", tmp_path / "venv/bin/python", "-m", "pip", "install", "--isolated", "--no-index", "--find-links", root,
+        ["unshare", "-n", *fresh_venv(tmp_path / "venv"), "install", "--isolated", "--no-index", "--find-links", root,
          "--require-hashes", "--only-binary", ":all:", "-r", root / "install" / f"{service}.txt"],
         capture_output=True, text=True, check=False,
     )
     assert installed.returncode == 0, installed.stderr
     package = load_repository(released).service(service)
-    shown = subprocess.run([tmp_path / "venv/bin/python", "-m", "pip", "show", package.name], capture_output=True, text=True, check=True)
+    shown = subprocess.run([*pip_in(tmp_path / "venv"), "show", package.name], capture_output=True, text=True, check=True)
     assert "Version: 0.1.0" in shown.stdout
 
 
