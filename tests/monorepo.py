@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,6 +374,31 @@ def add_dependency(repository: Path, service: str, requirement: str) -> None:
     text = pyproject.read_text()
     assert text.count("dependencies = [\n") == 1, f"unexpected layout of {pyproject}"
     pyproject.write_text(text.replace("dependencies = [\n", f"dependencies = [\n    {json.dumps(requirement)},\n", 1))
+
+
+def write_htpasswd(path: Path, user: str, password: str) -> None:
+    """An htpasswd file for one user, bcrypt: the one scheme docker-registry takes, and one
+    pypiserver (through passlib) takes too."""
+    with warnings.catch_warnings():
+        # passlib imports the stdlib's crypt module, deprecated since Python 3.11.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from passlib.apache import HtpasswdFile
+
+        htpasswd = HtpasswdFile(str(path), new=True, default_scheme="bcrypt")
+        htpasswd.set_password(user, password)
+        htpasswd.save()
+
+
+@contextlib.contextmanager
+def package_index(packages: Path, log: Path, htpasswd: Path | None = None) -> Iterator[int]:
+    """A real package index of the tests' own: pypiserver on a free loopback port serving
+    `packages`, never falling back to PyPI; open to all, or with `htpasswd` asked for
+    credentials on every action. Its port; stopped however the test ends."""
+    port = free_port()
+    access = ["-P", str(htpasswd), "-a", "update,download,list"] if htpasswd else ["-a", ".", "-P", "."]
+    argv = [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", *access, "--disable-fallback", str(packages)]
+    with serving(argv, log, f"http://127.0.0.1:{port}/health", "pypiserver"):
+        yield port
 
 
 def retarget(repository: Path, python_version: str, abi: str, platform: str) -> None:

@@ -31,14 +31,13 @@ from monorepo import (
     commit_all,
     copy_repository,
     error_lines,
-    free_port,
     git,
     install_offline,
     invoke,
     own_temp,
+    package_index,
     retarget,
     run_from_wheel,
-    serving,
     unavailable,
 )
 from packaging.utils import parse_wheel_filename
@@ -100,9 +99,7 @@ def cext_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     native = linking / "src/wheelpipe_fixture_cext/_native.c"
     native.write_text(native.read_text() + '\n#include <crypt.h>\nconst char *hashed(const char *phrase) { return crypt(phrase, "$1$salt$"); }\n')
     subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", root / "packages", linking], check=True, capture_output=True)
-    port = free_port()
-    argv = [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".", "--disable-fallback", str(root / "packages")]
-    with serving(argv, root / "server.log", f"http://127.0.0.1:{port}/health", "pypiserver"):
+    with package_index(root / "packages", root / "server.log") as port:
         yield f"http://127.0.0.1:{port}/simple/"
 
 

@@ -16,13 +16,12 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from monorepo import ROOT, commit_all, copy_repository, error_lines, free_port, fresh_venv, invoke, serving
+from monorepo import ROOT, commit_all, copy_repository, error_lines, fresh_venv, invoke, package_index, write_htpasswd
 from packaging.utils import canonicalize_name
 
 # Locks and wheelhouses resolved or fetched from the package index: not under `invoke test --fast`.
@@ -74,18 +73,8 @@ def running_index(root: Path) -> Iterator[Index]:
     root.mkdir(exist_ok=True)
     packages = root / "packages"
     packages.mkdir()
-    with warnings.catch_warnings():
-        # passlib imports the stdlib's crypt module, deprecated since Python 3.11.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from passlib.apache import HtpasswdFile
-
-        htpasswd = HtpasswdFile(str(root / "htpasswd"), new=True)
-        htpasswd.set_password(USER, PASSWORD)
-        htpasswd.save()
-    port = free_port()
-    argv = [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1",
-            "-P", str(root / "htpasswd"), "-a", "update,download,list", "--disable-fallback", str(packages)]
-    with serving(argv, root / "server.log", f"http://127.0.0.1:{port}/health", "pypiserver"):
+    write_htpasswd(root / "htpasswd", USER, PASSWORD)
+    with package_index(packages, root / "server.log", root / "htpasswd") as port:
         yield Index(port, packages)
 
 

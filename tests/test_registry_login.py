@@ -15,13 +15,12 @@ import base64
 import json
 import shutil
 import subprocess
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from monorepo import free_port, serving, unavailable
+from monorepo import free_port, serving, unavailable, write_htpasswd
 
 from wheelpipe.chartrelease import ChartPackage, check_chart_unreleased
 from wheelpipe.deploy import ChartRegistry
@@ -41,18 +40,6 @@ class PrivateRegistry:
     pushed: ChartPackage  # PUSHED, in the registry
     unpushed: ChartPackage  # the same chart at another version, not in it
     helm_login: Path  # the credentials file `helm registry login` wrote, as helm wrote it
-
-
-def _htpasswd(path: Path) -> None:
-    """An htpasswd file for USER, bcrypt as docker-registry requires (cheap rounds: a test)."""
-    with warnings.catch_warnings():
-        # passlib imports the stdlib's crypt module, deprecated since Python 3.11.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from passlib.apache import HtpasswdFile
-
-        htpasswd = HtpasswdFile(str(path), new=True, default_scheme="bcrypt")
-        htpasswd.set_password(USER, PASSWORD)
-        htpasswd.save()
 
 
 def _chart(root: Path, version: str, helm: Helm, registry: ChartRegistry) -> ChartPackage:
@@ -87,7 +74,7 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRegistr
         unavailable("no helm on PATH: run .ci/helm")
     helm = Helm(helm_binary)
     root = tmp_path_factory.mktemp("private-registry")
-    _htpasswd(root / "htpasswd")
+    write_htpasswd(root / "htpasswd", USER, PASSWORD)
     port, debug_port = free_port(), free_port()
     config = root / "config.yml"
     config.write_text(

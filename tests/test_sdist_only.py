@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import commit_all, copy_repository, free_port, install_offline, invoke, serving
+from monorepo import commit_all, copy_repository, install_offline, invoke, package_index
 from packaging.version import Version
 
 from wheelpipe.build.environment import environment_digest
@@ -51,9 +51,7 @@ def sdist_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         # The legacy one only with the old setuptools it names, installed by build in isolation.
         isolation = [] if fixture == "sdist_only_legacy" else ["--no-isolation"]
         subprocess.run([sys.executable, "-m", "build", "--sdist", *isolation, "--outdir", packages, source], check=True, capture_output=True)
-    port = free_port()
-    argv = [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".", "--disable-fallback", str(packages)]
-    with serving(argv, root / "server.log", f"http://127.0.0.1:{port}/health", "pypiserver"):
+    with package_index(packages, root / "server.log") as port:
         yield f"http://127.0.0.1:{port}/simple/", packages
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import ROOT, add_dependency, free_port, invoke, one_error, retarget, serving
+from monorepo import ROOT, add_dependency, invoke, one_error, package_index, retarget
 from packaging.utils import parse_wheel_filename
 
 from wheelpipe import load_repository
@@ -150,9 +150,7 @@ def x86_64_only_index(tmp_path: Path) -> Iterator[str]:
     packages.mkdir()
     for wheel in (tmp_path / "built").glob("*manylinux_2_17_x86_64.whl"):
         shutil.move(wheel, packages / wheel.name)
-    port = free_port()
-    argv = [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".", "--disable-fallback", str(packages)]
-    with serving(argv, tmp_path / "server.log", f"http://127.0.0.1:{port}/health", "pypiserver"):
+    with package_index(packages, tmp_path / "server.log") as port:
         yield f"http://127.0.0.1:{port}/simple/"
 
 
