@@ -81,7 +81,7 @@ def builder_tag(suite: str, machine: str = "x86_64") -> str:
 def how_to_get(image: str, target: Target) -> str:
     """How to come by a missing base image for the target: pull it (for the target's
     platform when this host is another), or bootstrap the matching suite's and use that."""
-    foreign = target.machine != emulation.host_machine()
+    foreign = emulation.is_foreign(target.machine)
     pull = f"`docker pull {f'--platform {target.docker_platform} ' if foreign else ''}{image}`"
     suite = suite_for(target)
     if suite is None:
@@ -187,7 +187,8 @@ def bootstrap(docker: Docker, target: Target, tag: str | None, suite: str, force
     with tempfile.TemporaryDirectory(prefix="wheelpipe-rootfs-") as tmp:
         root = Path(tmp, "rootfs")
         debootstrap = ["debootstrap", "--variant=minbase", "--include=python3,python3-venv", f"--arch={target.debian_arch}"]
-        if target.machine == emulation.host_machine():
+        foreign = emulation.is_foreign(target.machine)
+        if not foreign:
             report.step(f"bootstrapping Debian {suite} with python3 into a root file system (about a minute)")
             run([*debootstrap, suite, root, MIRROR], what="debootstrap")
         else:
@@ -207,7 +208,7 @@ def bootstrap(docker: Docker, target: Target, tag: str | None, suite: str, force
         _trim(root)
         report.info(f"importing it as {tag}")
         _import(docker, root, tag, target.docker_platform)
-        if target.machine != emulation.host_machine():
+        if foreign:
             docker.set_architecture(tag, target.debian_arch, _VARIANTS.get(target.debian_arch, ""), Path(tmp))
     found = check_matches_target(docker, tag, target)
     report.info(f"{tag}: Python {found['python']} at {found['executable']}, glibc {found['glibc']}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import registry
 from .console import report
@@ -94,7 +95,7 @@ def check_chart_unreleased(chart: ChartPackage) -> bool:
         raise ReleaseError(f"pushing the chart to {chart.registry.remote}: {error}") from None
     if stored is None:
         return True
-    layers = [layer.get("digest") for layer in stored.get("layers", []) if isinstance(layer, dict)]
+    layers = _layer_digests(stored)
     if layers == [f"sha256:{chart.sha256}"]:
         report.info(f"the chart {chart.reference} is already in the registry, this very package (sha256 {chart.sha256}): not pushed again")
         return False
@@ -108,7 +109,12 @@ def push_chart(chart: ChartPackage) -> str:
     helm = Helm.find("pyproject.toml: [tool.wheelpipe.release] chart-registry is set")
     digest = helm.push(chart.path, chart.registry.remote, plain_http=registry.is_loopback(chart.registry.host))
     stored = registry.manifest(chart.registry.host, chart.repository, digest)
-    if stored is None or [layer.get("digest") for layer in stored.get("layers", [])] != [f"sha256:{chart.sha256}"]:
+    if stored is None or _layer_digests(stored) != [f"sha256:{chart.sha256}"]:
         msg = f"{chart.registry.remote}: helm pushed {chart.name}:{chart.version} as {digest}, but the registry does not hold this release's package under it"
         raise ReleaseError(msg)
     return digest
+
+
+def _layer_digests(stored: dict[str, Any]) -> list[object]:
+    """The digests of an OCI manifest's layers: a chart's manifest has one, the package."""
+    return [layer.get("digest") for layer in stored.get("layers", []) if isinstance(layer, dict)]

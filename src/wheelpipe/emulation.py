@@ -24,12 +24,17 @@ def host_machine() -> str:
     return platform.machine()
 
 
+def is_foreign(machine: str) -> bool:
+    """Whether `machine`'s programs run here only under emulation."""
+    return machine != host_machine()
+
+
 def require_runs(machine: str, purpose: str, binfmt_misc: Path = BINFMT_MISC) -> None:
     """Fail in one line unless this host runs `machine`'s programs: natively, or through a
     qemu interpreter binfmt_misc has enabled with the F flag."""
-    host = host_machine()
-    if machine == host:
+    if not is_foreign(machine):
         return
+    host = host_machine()
     entry = binfmt_misc / f"qemu-{machine}"
     fix = f"register it as root: {REGISTER_COMMAND} qemu-{machine} (CI: .ci/builders)"
     try:

@@ -21,8 +21,9 @@ _MANYLINUX = re.compile(r"^manylinux_(?P<major>\d+)_(?P<minor>\d+)_(?P<arch>\w+)
 # Debian and Docker give it.
 DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 ARCHITECTURES = tuple(DEBIAN_ARCHITECTURES)
+_BY_DEBIAN_NAME = {debian: machine for machine, debian in DEBIAN_ARCHITECTURES.items()}
 # What other tools call them, to say which name a platform tag wants instead.
-_ARCHITECTURE_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8": "aarch64"}
+_ARCHITECTURE_ALIASES = {**_BY_DEBIAN_NAME, "x64": "x86_64", "armv8": "aarch64"}
 TABLE = "[tool.wheelpipe.target]"
 _KEYS = ("python-version", "implementation", "abi", "platform", "platforms")
 
@@ -180,11 +181,10 @@ def targets_from_table(table: dict[str, Any], source: str) -> tuple[Target, ...]
 
 def architecture(name: str, where: str) -> str:
     """The machine name (x86_64, aarch64) of an architecture named either way (arm64 too)."""
-    by_debian = {debian: machine for machine, debian in DEBIAN_ARCHITECTURES.items()}
     if name in DEBIAN_ARCHITECTURES:
         return name
-    if name in by_debian:
-        return by_debian[name]
+    if name in _BY_DEBIAN_NAME:
+        return _BY_DEBIAN_NAME[name]
     known = ", ".join(f"{debian} ({machine})" for machine, debian in DEBIAN_ARCHITECTURES.items())
     msg = f"{where}: unknown architecture {name!r}: expected one of {known}"
     raise TargetError(msg)

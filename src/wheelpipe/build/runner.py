@@ -230,7 +230,7 @@ def where_to_build(subject: str, how: str, target: Target, settings: BuilderSett
     if image_id is None:
         if suite:
             tag = "" if image == baseimage.builder_tag(suite, target.machine) else f" --tag {image}"
-            arch = "" if target.machine == platform.machine() else f" --arch {target.debian_arch}"
+            arch = f" --arch {target.debian_arch}" if emulation.is_foreign(target.machine) else ""
             make = f"run `invoke base-image --suite {suite} --builder{arch}{tag}`"
         else:
             make = f"make one for {target.machine} with CPython {target.python_version}, {glibc} and a compiler"
