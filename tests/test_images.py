@@ -389,7 +389,7 @@ def test_image_holds_no_uv_no_installer_metadata_and_only_hash_checked_bytecode(
     lines = traces.stdout.splitlines()
     assert [line for line in lines if not line.startswith(("dist-info: ", "pycs: "))] == [], traces.stderr
     # The check saw every distribution and the bytecode it looks at.
-    assert len([line for line in lines if line.startswith("dist-info: ")]) == len(parse_pins(open_wheelhouse(built_repo).install_manifest(service)))
+    assert len([line for line in lines if line.startswith("dist-info: ")]) == len(parse_pins(open_wheelhouse(built_repo).install_manifest(service, load_repository(built_repo).target)))
     (pycs,) = [int(line.removeprefix("pycs: ")) for line in lines if line.startswith("pycs: ")]
     assert pycs > 100
 

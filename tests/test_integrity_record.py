@@ -100,9 +100,9 @@ def make_consistent(repository: Path) -> None:
     """Install manifests and SHA256SUMS written from the edited manifest.json with wheelpipe's
     own code: every derived file agrees, so only the locks or a rebuild can tell."""
     directory = house(repository).resolve()
-    target, entries = _read_manifest(directory / "manifest.json")
+    targets, entries = _read_manifest(directory / "manifest.json")
     listed = list(entries.values())
-    for name, text in _render_files(target, listed, _installed(listed, _users(listed))).items():
+    for name, text in _render_files(targets, listed, _installed(targets, listed, _users(listed))).items():
         (directory / name).unlink()
         (directory / name).write_text(text)
     checked = subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"], cwd=directory, capture_output=True, text=True, check=False)

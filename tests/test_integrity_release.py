@@ -320,7 +320,7 @@ def test_an_install_manifest_damaged_after_the_build_is_derived_again_not_copied
     repo = load_repository(repository)
     house = wheelhouse.open_wheelhouse(repository)
     commit = release.commit_of(repo, allow_dirty=False)
-    _drop_pin(house.install_manifest("order"), "blinker")
+    _drop_pin(house.install_manifest("order", house.targets[0]), "blinker")
     members = {m.name: m for m in release._members(repo, house, commit, commit.source(repository), manifests.released(commit.source(repository)), None)}
     install, sbom = members["wheelhouse-0.1.0/install/order.txt"].data, members["wheelhouse-0.1.0/sbom/order.cdx.json"].data
     assert install is not None and sbom is not None  # documents made in memory, not wheels streamed from disk

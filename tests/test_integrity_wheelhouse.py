@@ -309,7 +309,16 @@ def _entry(document: dict[str, Any], file: str = ORDER_MANAGER) -> dict[str, Any
 
 SHAPES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "a-list": (lambda d: [d], "expected a JSON object, found a list [{"),
-    "no-wheels": (lambda d: {k: v for k, v in d.items() if k != "wheels"}, "expected the keys format, services, target and wheels, found format, services, target"),
+    "no-wheels": (lambda d: {k: v for k, v in d.items() if k != "wheels"}, "expected the keys format, services, target (or targets) and wheels, found format, services, target"),
+    "target-and-targets": (
+        lambda d: {**d, "targets": [d["target"], d["target"]]},
+        "expected the keys format, services, target (or targets) and wheels, found format, services, target, targets, wheels",
+    ),
+    "targets-of-one": (lambda d: {"targets": [d.pop("target")], **d}, 'expected "targets" to be a list of two or more target objects, found a list [{'),
+    "targets-of-one-architecture-twice": (
+        lambda d: {"targets": [d["target"], d.pop("target")], **d},
+        'expected "targets" to name each architecture once, found x86_64, x86_64',
+    ),
     "wheels-an-object": (lambda d: {**d, "wheels": {"a": 1}}, 'expected "wheels" to be a list of wheel entries, found an object {"a": 1}'),
     "services-a-string": (lambda d: {**d, "services": "order"}, 'expected "services" to be a list of service names, found a string "order"'),
     "target-without-abi": (

@@ -7,6 +7,7 @@ CPython 3.13 (glibc 2.41) and CPython 3.11 on aarch64.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import ROOT, add_dependency, invoke, one_error, package_index, retarget
+from monorepo import ROOT, add_dependency, commit_all, copy_repository, invoke, one_error, package_index, retarget, wheelhouse_state
 from packaging.utils import parse_wheel_filename
 
 from wheelpipe import load_repository
@@ -166,3 +167,116 @@ def test_a_pin_with_no_aarch64_wheel_and_no_sdist_is_one_line_naming_it_and_the_
     assert line.startswith("error: requirements/user.txt: cannot resolve requirements/user.in for aarch64: "), line
     assert "wheelpipe-fixture-x86-64-only" in line and "manylinux_2_36_aarch64" in line, line
     assert {p.name: p.read_bytes() for p in (repo_copy / "requirements").iterdir()} == before
+
+
+# A wheelhouse for two platforms: one generation, pure wheels once, an install manifest per platform.
+
+
+@pytest.fixture(scope="module")
+def two_platform_house(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the fixture monorepo declaring x86_64 and aarch64, locked and its wheelhouse
+    built once for this module (its packages are pure; markupsafe is compiled, a wheel each)."""
+    repository = copy_repository(tmp_path_factory.mktemp("two-platforms") / "monorepo")
+    two_platforms(repository, X86_64, AARCH64)
+    invoke(repository, "lock")
+    commit_all(repository, "two platforms")
+    invoke(repository, "build-wheels")
+    return repository
+
+
+@pytest.fixture
+def two_platform_copy(two_platform_house: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(two_platform_house, tmp_path / "monorepo", symlinks=True))
+
+
+def _runs_on(file: str, platform: str) -> bool:
+    machine = platform.rsplit("_", 1)[-1] if not platform.endswith("x86_64") else "x86_64"
+    tags = parse_wheel_filename(file)[3]
+    return any(tag.platform == "any" or tag.platform.endswith(machine) for tag in tags)
+
+
+def test_a_wheelhouse_for_x86_64_and_aarch64_holds_each_pure_wheel_once_and_an_install_manifest_per_platform(two_platform_house: Path) -> None:
+    house = two_platform_house / "wheelhouse"
+    manifest = json.loads((house / "manifest.json").read_text())
+    assert "target" not in manifest
+    assert [t["platform"] for t in manifest["targets"]] == [X86_64, AARCH64]
+    files = [w["file"] for w in manifest["wheels"]]
+    assert sorted(files) == sorted(p.name for p in house.glob("*.whl"))
+    markupsafe = sorted(w["file"] for w in manifest["wheels"] if w["name"] == "markupsafe")
+    assert len(markupsafe) == 2 and markupsafe[0].endswith("aarch64.whl") and "x86_64" in markupsafe[1], markupsafe
+    # Every other distribution is one pure wheel, shared by both platforms.
+    others = [w for w in manifest["wheels"] if w["name"] != "markupsafe" and w["name"] != "uv"]
+    assert len({w["name"] for w in others}) == len(others)
+    assert all(parse_wheel_filename(w["file"])[3] == parse_wheel_filename(w["file"])[3] and "-none-any.whl" in w["file"] for w in others), others
+    assert not list((house / "install").glob("*.txt")), "one target's layout beside the per-platform one"
+    repo = load_repository(two_platform_house)
+    for service in repo.services:
+        x86, arm = (parse_pins(house / f"install/{machine}/{service}.txt") for machine in ("x86_64", "aarch64"))
+        assert {n: p.version for n, p in x86.items()} == {n: p.version for n, p in arm.items()}
+        differ = sorted(n for n in x86 if x86[n].hashes != arm[n].hashes)
+        assert differ == (["markupsafe"] if "markupsafe" in x86 else []), (service, differ)
+        by_hash = {w["sha256"]: w["file"] for w in manifest["wheels"]}
+        for machine, pins, platform in (("x86_64", x86, X86_64), ("aarch64", arm, AARCH64)):
+            for pin in pins.values():
+                (digest,) = pin.hashes
+                assert _runs_on(by_hash[digest], platform), f"install/{machine}/{service}.txt pins {by_hash[digest]}"
+        text = (house / f"install/aarch64/{service}.txt").read_text()
+        assert f"Install manifest of the {service} service on {AARCH64}" in text and f"-r wheelhouse/install/aarch64/{service}.txt" in text
+    output = invoke(two_platform_house, "verify-wheelhouse").stderr + invoke(two_platform_house, "verify-wheelhouse").stdout
+    assert f"run on one of the targets CPython 3.11 on {X86_64} and CPython 3.11 on {AARCH64}" in output, output
+    assert "install/aarch64/order.txt" in output, output
+    assert "nothing to build, nothing to download" in invoke(two_platform_house, "build-wheels").stderr
+
+
+def test_each_platforms_install_manifest_installs_offline_from_the_wheelhouse_alone(two_platform_house: Path, tmp_path: Path) -> None:
+    """pip --isolated (no config, no mirror) with the other platform's manifest as the target
+    platform: every pinned wheel is in the wheelhouse and pip takes exactly those."""
+    house = two_platform_house / "wheelhouse"
+    for target in load_repository(two_platform_house).targets:
+        machine = target.machine
+        # pip takes only the platform tags it is given: each manylinux tag the target runs.
+        platforms = [arg for tag in target.manylinux_platforms() for arg in ("--platform", tag)]
+        command = [
+            sys.executable, "-m", "pip", "--isolated", "download", "--no-index", "--find-links", str(house), "--require-hashes", "--no-deps",
+            "--only-binary", ":all:", *platforms, "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+            "--dest", str(tmp_path / machine), "-r", str(house / f"install/{machine}/order.txt"),
+        ]
+        subprocess.run(command, check=True, capture_output=True, text=True)
+        got = sorted(p.name for p in (tmp_path / machine).iterdir())
+        assert any(name.startswith("markupsafe-") and name.endswith(f"{machine}.whl") for name in got), got
+
+
+def test_an_aarch64_install_manifest_pinning_the_x86_64_wheel_is_named_even_with_consistent_checksums(two_platform_copy: Path) -> None:
+    house = (two_platform_copy / "wheelhouse").resolve()
+    manifest = json.loads((house / "manifest.json").read_text())
+    x86, arm = (next(w["sha256"] for w in manifest["wheels"] if w["name"] == "markupsafe" and w["file"].endswith(f"{m}.whl")) for m in ("x86_64", "aarch64"))
+    target = house / "install/aarch64/order.txt"
+    text = target.read_text()
+    assert arm in text
+    target.unlink()
+    target.write_text(text.replace(arm, x86))
+    sums = house / "SHA256SUMS"
+    new = hashlib.sha256(target.read_bytes()).hexdigest()
+    sums_text = re.sub(r"^[0-9a-f]{64}  install/aarch64/order\.txt$", f"{new}  install/aarch64/order.txt", sums.read_text(), flags=re.MULTILINE)
+    sums.unlink()
+    sums.write_text(sums_text)
+    for task in ("verify-wheelhouse", "build-wheels"):
+        line = one_error(invoke(two_platform_copy, task, check=False))
+        assert line.startswith("error: wheelhouse/install/aarch64/order.txt: not what wheelhouse/manifest.json gives: markupsafe: expected =="), line
+        assert f"sha256 {arm}, found ==" in line and f"sha256 {x86}" in line, line
+
+
+def test_one_services_build_after_a_second_platform_is_declared_is_refused_naming_the_other_services(repo_copy: Path) -> None:
+    invoke(repo_copy, "build-wheels")
+    two_platforms(repo_copy, X86_64, AARCH64)
+    invoke(repo_copy, "lock")
+    before = wheelhouse_state(repo_copy)
+    line = one_error(invoke(repo_copy, "build-wheels", "--service", "order", check=False))
+    assert line == (
+        f"error: wheelhouse/manifest.json: made for the target CPython 3.11 on {X86_64}, but pyproject.toml [tool.wheelpipe.target] now declares "
+        f"the targets CPython 3.11 on {X86_64} and CPython 3.11 on {AARCH64}; run `invoke build-wheels` without --service to make the wheels of service pricing-audit, user too"
+    )
+    assert wheelhouse_state(repo_copy) == before
+    verify = one_error(invoke(repo_copy, "verify-wheelhouse", check=False))
+    assert verify.startswith("error: wheelhouse/install/aarch64/order.txt: stale: requirements/order.txt pins markupsafe=="), verify
+    assert verify.endswith(f"for CPython 3.11 on {AARCH64}; run `invoke build-wheels`"), verify

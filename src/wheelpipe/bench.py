@@ -600,7 +600,7 @@ def install_step_seconds(house: Wheelhouse, service: str, workdir: Path) -> tupl
     """The image's install step (uv taken from the wheelhouse's installer wheel, run with the
     Dockerfile's flags into a venv made --without-pip) next to a bare `uv pip install` of the
     same wheels doing the same work (bytecode compiled, no cache)."""
-    manifest = house.install_manifest(service)
+    manifest = house.install_manifest(service, house.targets[0])
     house.unpack_installer(workdir)
     run([sys.executable, "-m", "venv", "--without-pip", workdir / "image-env"], what="venv")
     ours = timed(

@@ -137,7 +137,7 @@ def _steps(repo: Repository, house: Wheelhouse, service: str, python: str, work:
     """A fresh venv of the target's interpreter, the install manifest installed into it offline,
     then the import check run by its interpreter (-I -B: nothing from the environment or the
     working directory, no bytecode written)."""
-    manifest = house.install_manifest(service).relative_to(house.path).as_posix()
+    manifest = house.install_manifest(service, repo.target).relative_to(house.path).as_posix()
     first_party = [package.name for package in repo.closure(service)]
     return [
         [python, "-m", "venv", "--without-pip", f"{work}/{service}"],

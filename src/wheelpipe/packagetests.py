@@ -126,7 +126,7 @@ def _runs(repo: Repository, house: Wheelhouse) -> dict[Path, Runs]:
     first_party = set(repo.packages)
     pins: dict[str, frozenset[tuple[str, str]]] = {}
     for service in repo.services:
-        manifest = house.install_manifest(service)
+        manifest = house.install_manifest(service, repo.target)
         if manifest.is_file():  # else verify-wheelhouse and build-wheels say why
             listed = parse_pins(manifest, f"{WHEELHOUSE}/{manifest.relative_to(house.path).as_posix()}").values()
             pins[service] = frozenset((pin.name, pin.version) for pin in listed if pin.name not in first_party)
@@ -138,7 +138,7 @@ def _runs(repo: Repository, house: Wheelhouse) -> dict[Path, Runs]:
         for service in users:
             if not tooling[service]:
                 elsewhere.setdefault(pins[service], []).append(service)
-        environments = tuple(ServiceEnvironment(tuple(services), house.install_manifest(services[0]), house.path) for services in elsewhere.values())
+        environments = tuple(ServiceEnvironment(tuple(services), house.install_manifest(services[0], repo.target), house.path) for services in elsewhere.values())
         runs[package.path] = Runs(not users or any(tooling[s] for s in users), environments)
     return runs
 

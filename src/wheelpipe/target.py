@@ -179,6 +179,13 @@ def targets_from_table(table: dict[str, Any], source: str) -> tuple[Target, ...]
     return targets
 
 
+def described(targets: tuple[Target, ...]) -> str:
+    """The targets for a message: "the target CPython 3.11 on ...", or each of several."""
+    if len(targets) == 1:
+        return f"the target {targets[0].describe()}"
+    return f"the targets {' and '.join(t.describe() for t in targets)}"
+
+
 def architecture(name: str, where: str) -> str:
     """The machine name (x86_64, aarch64) of an architecture named either way (arm64 too)."""
     if name in DEBIAN_ARCHITECTURES:

@@ -121,7 +121,7 @@ def requires_dist(wheel: Path) -> list[Requirement]:
     return found
 
 
-def check_closure(repo: Repository, service: str, pins: dict[str, Pin], wheels: dict[str, Path], built: dict[str, Path]) -> None:
+def check_closure(repo: Repository, target: Target, service: str, pins: dict[str, Pin], wheels: dict[str, Path], built: dict[str, Path]) -> None:
     """Every requirement that applies on the target, from the Requires-Dist of the service's
     built first-party wheels down through each pinned wheel's metadata (with the extras asked
     for), is met: a first-party one by the version built, any other by a version pinned.
@@ -133,7 +133,6 @@ def check_closure(repo: Repository, service: str, pins: dict[str, Pin], wheels: 
     pin block deleted, a version changed) fails here, naming the package and who requires it.
     """
     label = repo.relative(repo.lock_path(service))
-    target = repo.target
     environment = target.marker_environment()
     versions = {name: parse_wheel_filename(wheel.name)[1] for name, wheel in built.items()}
     pending: list[tuple[str, Requirement]] = [

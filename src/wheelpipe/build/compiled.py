@@ -75,7 +75,7 @@ class WheelFile:
 
 
 def for_target(
-    repo: Repository, package: Package, source: firstparty.FileSource, built: firstparty.BuiltWheel, epoch: int, workdir: Path
+    repo: Repository, target: Target, package: Package, source: firstparty.FileSource, built: firstparty.BuiltWheel, epoch: int, workdir: Path
 ) -> Path:
     """The wheel to keep of `built`, built on this host: itself when pure; else built where
     the target's interpreter is, checked against the target's manylinux policy and tagged for it."""
@@ -90,16 +90,16 @@ def for_target(
             f"but holds compiled code ({binary}); have its backend build a platform wheel, so that it is built and checked for the target"
         )
         raise WheelhouseError(msg)
-    where = runner.where_to_build(package.label, _HOW, repo.target, runner.BuilderSettings.from_environment())
+    where = runner.where_to_build(package.label, _HOW, target, runner.BuilderSettings.from_environment())
     wheel = built.path
     if isinstance(where, runner.InContainer):
         pins = parse_pins(repo.root / BUILD_LOCK, BUILD_LOCK)  # the build environment on this host checked it
-        rebuilt = firstparty.build_wheel_in(where, package, source, epoch, workdir / "in-builder", environment.BuildLock(pins, repo.indexes, repo.target))
+        rebuilt = firstparty.build_wheel_in(where, package, source, epoch, workdir / "in-builder", environment.BuildLock(pins, repo.indexes, target))
         if rebuilt.source_sha256 != built.source_sha256:
             msg = f"{package.label}: its files changed while it was being built; run the command again"
             raise ToolError(msg)
         wheel = rebuilt.path
-    return checked_for_target(wheel, repo.target, package.label, epoch)
+    return checked_for_target(wheel, target, package.label, epoch)
 
 
 def checked_for_target(wheel: Path, target: Target, subject: str, epoch: int) -> Path:

@@ -112,7 +112,7 @@ def service_image(repo: Repository, settings: ImageSettings, house: Wheelhouse, 
     runs = service_settings(package, TO_BUILD)
     first_party_names = {p.name for p in repo.closure(service)}
     manifest = f"{WHEELHOUSE}/{INSTALL_DIR}/{service}.txt"
-    pins = tuple(parse_pins(house.install_manifest(service), manifest).values())
+    pins = tuple(parse_pins(house.install_manifest(service, repo.target), manifest).values())
     third_party: list[PartPin] = []
     first_party: list[PartPin] = []
     for pin in pins:

@@ -18,6 +18,7 @@ from ..errors import ToolError, WheelhouseError
 from ..fsutil import fsync_tree, sha256_file, write_atomic
 from ..lockfile import Pin
 from ..model import Package, Repository
+from ..target import Target, described
 from .manifest import (
     _REBUILD,
     MANIFEST,
@@ -39,14 +40,23 @@ from .store import _prune, _record_trust, _remove_leftovers, _strays, _switch_or
 from .verify import Result, _load, _locked_pins, _users, check_intact, check_locked
 
 
-def _check_by_rebuild(repo: Repository, plan: Plan, selected: list[str], old: Wheelhouse, source: firstparty.FileSource) -> None:
+def _check_by_rebuild(repo: Repository, plans: list[Plan], selected: list[str], source: firstparty.FileSource) -> None:
+    """Every first-party and sdist-built wheel the plans reuse, built again for its target and
+    compared (a pure one once, for the first target that reuses it)."""
+    done: set[str] = set()
+    for plan in plans:
+        _check_target_by_rebuild(repo, plan, selected, source, done)
+
+
+def _check_target_by_rebuild(repo: Repository, plan: Plan, selected: list[str], source: firstparty.FileSource, done: set[str]) -> None:
     """Every first-party and sdist-built wheel the plan reuses, built again and compared byte
     for byte: they are reproducible, so one that differs is not what its recorded inputs build
     (manifest.json records only what the wheel was made of, and anyone who can write the
     wheelhouse can write both). Downloaded wheels need no rebuild: their locks pin their hashes."""
     first_party: list[tuple[Package, BuiltOrigin]] = []
     sdist_built: list[Pin] = []
-    kept = {e.file: e for e in plan.reuse.values()}
+    kept = {e.file: e for e in plan.reuse.values() if e.file not in done}
+    done |= set(kept)
     pins = _locked_pins(repo)
     for file, entry in sorted(kept.items()):
         if isinstance(entry.origin, BuiltOrigin):
@@ -68,8 +78,8 @@ def _check_by_rebuild(repo: Repository, plan: Plan, selected: list[str], old: Wh
     report.info(f"checking {len(first_party) + len(sdist_built)} wheel(s) the wheelhouse holds against a build of their recorded sources")
     held_by = {(e.name, e.version): e for e in kept.values()}
     with tempfile.TemporaryDirectory(prefix="wheelpipe-check-", dir=repo.root / STORE) as tmp:
-        rebuilt = [e for _, e in _build_first_party(repo, first_party, Path(tmp), source, "checking")]
-        rebuilt += [e for _, e in _fetch_third_party(repo, sdist_built, Path(tmp))]
+        rebuilt = [e for _, e in _build_first_party(repo, plan.target, first_party, Path(tmp), source, "checking")]
+        rebuilt += [e for _, e in _fetch_third_party(repo, plan.target, sdist_built, Path(tmp))]
         for made in rebuilt:
             held = held_by[(made.name, made.version)]
             if made.file != held.file or made.sha256 != held.sha256:
@@ -97,7 +107,8 @@ def build_wheels(  # noqa: C901 - the run's steps in order (load, check, plan, b
     locks = {name: repo.load_lock(name) for name in selected}
     installer = repo.installer_pin()
     store = repo.root / STORE
-    report.step(f"building the wheelhouse for {', '.join(selected)} ({repo.target.describe()})")
+    targets = repo.targets
+    report.step(f"building the wheelhouse for {', '.join(selected)} ({' and '.join(t.describe() for t in targets)})")
 
     with held(repo.root):
         _remove_leftovers(repo.root, store)
@@ -105,29 +116,30 @@ def build_wheels(  # noqa: C901 - the run's steps in order (load, check, plan, b
         if link.exists() and not link.is_symlink():
             msg = f"{WHEELHOUSE}/ is a plain directory, not a wheelhouse made by `invoke build-wheels`; move it away"
             raise WheelhouseError(msg)
-        # A wheel the target does not run, or one a lock no longer pins, is made anew below;
-        # a wheel or derived file that is not what was written, or a third-party wheel whose
-        # hash no lock pins, stops the run.
+        # A wheel no target runs, or one a lock no longer pins, is made anew below; a wheel or
+        # derived file that is not what was written, or a third-party wheel whose hash no lock
+        # pins, stops the run.
         previous = link.resolve() if link.exists() else None
         old = _load(previous) if previous and not clean else None
         if old is not None:
             check_intact(old)
             check_locked(repo, old.entries.values())
         old_entries = list(old.entries.values()) if old else []
+        _refuse_keeping_off_target(repo, old, selected)
 
-        plan = make_plan(repo, selected, locks, installer, old_entries, source)
-        installs, installer_key = plan.installs, plan.installer
-        _refuse_keeping_off_target(repo, plan, selected)
+        # One plan per target, each against the current wheelhouse; below, each target's is
+        # made again against what the targets before it made, so that a pure wheel is made once.
+        plans = [make_plan(repo, target, selected, locks, installer, old_entries, source) for target in targets]
         checked = old is not None and (check_rebuilds or not _trusted(repo.root, old))
         if old is not None and checked:
-            _check_by_rebuild(repo, plan, selected, old, source)
+            _check_by_rebuild(repo, plans, selected, source)
 
-        if old and not plan.build and not plan.fetch:
-            installs_now = _resolve_installs(installs, {})
-            entries = _compose(plan.reuse, installs_now, _file_of(installer_key, {}))
+        if old and not any(plan.build or plan.fetch for plan in plans):
+            installs_now, installers_now = _union(plans, {})
+            entries = _compose(_reused(plans), installs_now, installers_now)
             # Up to date means every file it would write is there as it would write it, and
             # nothing else is.
-            files = _render_files(repo.target, entries, _installed(entries, installs_now))
+            files = _render_files(targets, entries, _installed(targets, entries, installs_now))
             unchanged = all((old.path / name).is_file() and (old.path / name).read_bytes() == text.encode() for name, text in files.items())
             if unchanged and not _strays(old.path, set(files) | {e.file for e in entries}):
                 if checked:
@@ -141,27 +153,41 @@ def build_wheels(  # noqa: C901 - the run's steps in order (load, check, plan, b
         partial = store / f"partial-{token}"
         partial.mkdir(parents=True)
         try:
-            if old is not None:  # else nothing is reused
+            new: dict[str, Entry] = {}
+            installed: dict[str, set[str]] = {}
+            installer_files: set[str] = set()
+            built_files: list[str] = []
+            fetched_files: list[str] = []
+            for target in targets:
+                plan = make_plan(repo, target, selected, locks, installer, [*old_entries, *new.values()], source)
                 for entry in plan.reuse.values():
-                    os.link(old.path / entry.file, partial / entry.file)
-            built = _build_first_party(repo, plan.build, partial, source)
-            _refuse(partial, _off_target_build(repo, built))
-            fetched = _fetch_third_party(repo, plan.fetch, partial)
-            wheels_made: list[tuple[ToBuild | ToFetch, Entry]] = [*built, *fetched]
-            _refuse(partial, _replacing_for_others(repo, plan, selected, wheels_made))
-            new = dict(plan.reuse)
-            made: dict[ToBuild | ToFetch, str] = {}
-            for key, entry in wheels_made:
-                new[entry.file] = entry
-                made[key] = entry.file
-            installed = _resolve_installs(installs, made)
-            entries = _compose(new, installed, _file_of(installer_key, made))
-            for name in selected:
-                wheels = {e.name: partial / e.file for e in new.values() if e.name in locks[name] and e.version == locks[name][e.name].version}
-                own = {p.name for p in repo.closure(name)}
-                built_here = {e.name: partial / e.file for e in new.values() if e.name in own and isinstance(e.origin, BuiltOrigin)}
-                thirdparty.check_closure(repo, name, locks[name], wheels, built_here)
-            _write_metadata(repo, partial, entries, installed)
+                    if entry.file not in new:  # else made for an earlier target of this run
+                        os.link(old.path / entry.file, partial / entry.file)  # type: ignore[union-attr]  # reuse is empty without an old wheelhouse
+                built = _build_first_party(repo, target, plan.build, partial, source)
+                _refuse(partial, _off_target_build(repo, target, built))
+                fetched = _fetch_third_party(repo, target, plan.fetch, partial)
+                wheels_made: list[tuple[ToBuild | ToFetch, Entry]] = [*built, *fetched]
+                _refuse(partial, _replacing_for_others(repo, plan, selected, wheels_made))
+                new |= plan.reuse
+                made_files: dict[ToBuild | ToFetch, str] = {}
+                for key, entry in wheels_made:
+                    new[entry.file] = entry
+                    made_files[key] = entry.file
+                target_installs, target_installer = _union([plan], made_files)
+                for name, wheel_files in target_installs.items():
+                    installed.setdefault(name, set()).update(wheel_files)
+                installer_files |= target_installer
+                built_files += [e.file for _, e in built]
+                fetched_files += [e.file for _, e in fetched]
+                for name in selected:
+                    # Of each distribution the service installs, the wheel this target runs.
+                    chosen = {e.file: e for e in new.values() if e.file in target_installs[name]}
+                    wheels = {e.name: partial / e.file for e in chosen.values() if e.name in locks[name] and e.version == locks[name][e.name].version}
+                    own = {p.name for p in repo.closure(name)}
+                    built_here = {e.name: partial / e.file for e in chosen.values() if e.name in own and isinstance(e.origin, BuiltOrigin)}
+                    thirdparty.check_closure(repo, target, name, locks[name], wheels, built_here)
+            entries = _compose(new, installed, installer_files)
+            _write_metadata(targets, partial, entries, installed)
             fsync_tree(partial)
             generation = store / f"gen-{token}"
             partial.rename(generation)
@@ -175,14 +201,28 @@ def build_wheels(  # noqa: C901 - the run's steps in order (load, check, plan, b
         _prune(store, keep={generation.name, previous.name if previous else ""})
         # Every entry's sha256 was taken in this run from the very file now in the generation
         # (reused ones by _load above, new ones as they were written): no second read.
-        result = Result(Wheelhouse(generation, {e.file: e for e in entries}, repo.target), [e.file for _, e in built], [e.file for _, e in fetched])
+        result = Result(Wheelhouse(generation, {e.file: e for e in entries}, targets), built_files, fetched_files)
         _record_trust(repo.root, result.wheelhouse)
         report.info(f"wheelhouse ready: built {len(result.built)}, downloaded {len(result.downloaded)}, {len(entries)} wheels in {WHEELHOUSE}/")
         return result
 
 
+def _union(plans: list[Plan], made: dict[ToBuild | ToFetch, str]) -> tuple[dict[str, set[str]], set[str]]:
+    """Who installs which wheel file on any of the plans' targets, and the installer's wheel
+    for each, once every wheel still to make is made (as `made` says)."""
+    installs: dict[str, set[str]] = {}
+    for plan in plans:
+        for name, files in _resolve_installs(plan.installs, made).items():
+            installs.setdefault(name, set()).update(files)
+    return installs, {_file_of(plan.installer, made) for plan in plans}
+
+
+def _reused(plans: list[Plan]) -> dict[str, Entry]:
+    return {file: entry for plan in plans for file, entry in plan.reuse.items()}
+
+
 def _build_first_party(
-    repo: Repository, jobs: list[tuple[Package, BuiltOrigin]], partial: Path, source: firstparty.FileSource, doing: str = "building",
+    repo: Repository, target: Target, jobs: list[tuple[Package, BuiltOrigin]], partial: Path, source: firstparty.FileSource, doing: str = "building",
 ) -> list[tuple[ToBuild, Entry]]:
     def one(job: tuple[Package, BuiltOrigin]) -> tuple[ToBuild, Entry]:
         package, origin = job
@@ -196,7 +236,7 @@ def _build_first_party(
             # The fingerprint of what was staged, should a file have changed since planning.
             origin = replace(origin, source_sha256=built.source_sha256)
             # Compiled code: built for the target's interpreter, checked and tagged for its platform.
-            wheel = compiled.for_target(repo, package, source, built, origin.source_date_epoch, Path(tmp))
+            wheel = compiled.for_target(repo, target, package, source, built, origin.source_date_epoch, Path(tmp))
             name, version, _, _ = parse_wheel_filename(wheel.name)
             if name != package.name or str(version) != package.version:
                 msg = f"{package.label}: the build produced {wheel.name}, expected {package.name} {package.version}"
@@ -209,12 +249,12 @@ def _build_first_party(
     return parallel(one, jobs, 2)
 
 
-def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path) -> list[tuple[ToFetch, Entry]]:
+def _fetch_third_party(repo: Repository, target: Target, pins: list[Pin], partial: Path) -> list[tuple[ToFetch, Entry]]:
     if not pins:
         return []
     with tempfile.TemporaryDirectory(prefix="wheelpipe-fetch-", dir=partial.parent) as tmp:
         results = []
-        for item in thirdparty.fetch(pins, Path(tmp), repo.indexes, repo.target, lambda pin: sdists.sdist_lock(repo.root, pin)):
+        for item in thirdparty.fetch(pins, Path(tmp), repo.indexes, target, lambda pin: sdists.sdist_lock(repo.root, pin)):
             final = partial / item.wheel.name
             item.wheel.rename(final)
             origin: ThirdPartyOrigin = DownloadedOrigin(locked_hash=f"sha256:{sha256_file(final)}")
@@ -236,8 +276,8 @@ def _fetch_third_party(repo: Repository, pins: list[Pin], partial: Path) -> list
 
 
 
-def _write_metadata(repo: Repository, directory: Path, entries: list[Entry], installs: dict[str, set[str]]) -> None:
-    for name, text in _render_files(repo.target, entries, _installed(entries, installs)).items():
+def _write_metadata(targets: tuple[Target, ...], directory: Path, entries: list[Entry], installs: dict[str, set[str]]) -> None:
+    for name, text in _render_files(targets, entries, _installed(targets, entries, installs)).items():
         write_atomic(directory / name, text)
 
 
@@ -245,7 +285,7 @@ def _left_out(old: Wheelhouse) -> list[str]:
     """The current generation's stray files, one line each: the next generation carries none
     over. (Its derived files were checked intact before: a damaged one stops the run.)"""
     entries = list(old.entries.values())
-    files = _render_files(old.target, entries, _installed(entries, _users(entries)))
+    files = _render_files(old.targets, entries, _installed(old.targets, entries, _users(entries)))
     return [f"{WHEELHOUSE}/{stray}: not part of the wheelhouse; left out of the new generation" for stray in _strays(old.path, set(files) | set(old.entries))]
 
 
@@ -253,21 +293,30 @@ def _other_users(plan: Plan, selected: list[str], file: str) -> list[str]:
     return sorted(s for s, files in plan.installs.items() if s not in selected and Kept(file) in files)
 
 
-def _refuse_keeping_off_target(repo: Repository, plan: Plan, selected: list[str]) -> None:
-    """--service keeps the other services' wheels as they are, which a wheel the target no
-    longer runs cannot be: that takes a build of every service."""
-    for file, entry in sorted(plan.reuse.items()):
-        users = _other_users(plan, selected, file)
-        if users and not entry.runs_on(repo.target):
-            msg = f"{WHEELHOUSE}/{file}: service {', '.join(users)} installs it, but its tags {_tag_list(entry.tags)} do not run on the target {repo.target.describe()}; run `invoke build-wheels` without --service to make every service's wheels for the target"
+def _refuse_keeping_off_target(repo: Repository, old: Wheelhouse | None, selected: list[str]) -> None:
+    """--service keeps the other services' wheels as they are, which a wheel no target runs
+    any more cannot be, nor a wheelhouse made for other targets: that takes a build of every service."""
+    if old is None:
+        return
+    for file, entry in sorted(old.entries.items()):
+        users = sorted(s for s in entry.services if s in repo.services and s not in selected)
+        if users and not any(entry.runs_on(target) for target in repo.targets):
+            msg = f"{WHEELHOUSE}/{file}: service {', '.join(users)} installs it, but its tags {_tag_list(entry.tags)} do not run on {described(repo.targets)}; run `invoke build-wheels` without --service to make every service's wheels for the target"
             raise WheelhouseError(msg)
+    others = sorted(s for s in repo.services if s not in selected)
+    if others and old.targets != repo.targets:
+        msg = (
+            f"{WHEELHOUSE}/{MANIFEST}: made for {described(old.targets)}, but pyproject.toml [tool.wheelpipe.target] now declares {described(repo.targets)}; "
+            f"run `invoke build-wheels` without --service to make the wheels of service {', '.join(others)} too"
+        )
+        raise WheelhouseError(msg)
 
 
-def _off_target_build(repo: Repository, built: list[tuple[ToBuild, Entry]]) -> str | None:
+def _off_target_build(repo: Repository, target: Target, built: list[tuple[ToBuild, Entry]]) -> str | None:
     for key, entry in built:
-        if not entry.runs_on(repo.target):
+        if not entry.runs_on(target):
             package = repo.packages[key.name]
-            return f"{package.label}: the build produced {entry.file}, whose tags {_tag_list(entry.tags)} do not run on the target {repo.target.describe()} (pyproject.toml [tool.wheelpipe.target])"
+            return f"{package.label}: the build produced {entry.file}, whose tags {_tag_list(entry.tags)} do not run on the target {target.describe()} (pyproject.toml [tool.wheelpipe.target])"
     return None
 
 

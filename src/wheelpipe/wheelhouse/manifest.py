@@ -195,16 +195,25 @@ def _tag_list(tags: Iterable[Tag]) -> str:
     return ", ".join(sorted(map(str, tags)))
 
 
+def install_path(targets: tuple[Target, ...], target: Target, service: str) -> str:
+    """Where in the wheelhouse the service's install manifest for the target is:
+    install/<service>.txt when the repository has one target (as it always was), else
+    install/<machine>/<service>.txt for each of them."""
+    if len(targets) == 1:
+        return f"{INSTALL_DIR}/{service}.txt"
+    return f"{INSTALL_DIR}/{target.machine}/{service}.txt"
+
+
 @dataclass
 class Wheelhouse:
     """A complete generation of the wheelhouse, every wheel checked against manifest.json."""
 
     path: Path
     entries: dict[str, Entry]  # by file name
-    target: Target  # what manifest.json records the wheels were made for
+    targets: tuple[Target, ...]  # what manifest.json records the wheels were made for
 
-    def install_manifest(self, service: str) -> Path:
-        return self.path / INSTALL_DIR / f"{service}.txt"
+    def install_manifest(self, service: str, target: Target) -> Path:
+        return self.path / install_path(self.targets, target, service)
 
     def for_service(self, service: str) -> list[Entry]:
         return [e for e in self.entries.values() if service in e.services]
@@ -228,7 +237,7 @@ class Wheelhouse:
         return directory / "uv"
 
 
-def _read_manifest(path: Path) -> tuple[Target, dict[str, Entry]]:
+def _read_manifest(path: Path) -> tuple[tuple[Target, ...], dict[str, Entry]]:
     """manifest.json's target and entries; anything of another shape is one line, never a traceback."""
 
     def malformed(what: str) -> WheelhouseError:
@@ -244,9 +253,10 @@ def _read_manifest(path: Path) -> tuple[Target, dict[str, Entry]]:
         raise malformed(f"expected a JSON object, found {_found(data)}")
     if data.get("format") != FORMAT:
         raise malformed(f"format {data.get('format')!r}, expected {FORMAT}")
-    if not {"services", "target", "wheels"} <= set(data):
-        raise malformed(f"expected the keys format, services, target and wheels, found {', '.join(sorted(data))}")
-    target = _read_target(data["target"], malformed)
+    # One target as "target" (as it always was), several as the list "targets".
+    if not {"services", "wheels"} <= set(data) or ("target" in data) == ("targets" in data):
+        raise malformed(f"expected the keys format, services, target (or targets) and wheels, found {', '.join(sorted(data))}")
+    targets = _read_targets(data, malformed)
     services = data["services"]
     if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
         raise malformed(f'expected "services" to be a list of service names, found {_found(services)}')
@@ -259,7 +269,20 @@ def _read_manifest(path: Path) -> tuple[Target, dict[str, Entry]]:
         if entry.file in entries:
             raise malformed(f"wheels[{index}]: {entry.file} is listed twice")
         entries[entry.file] = entry
-    return target, entries
+    return targets, entries
+
+
+def _read_targets(data: dict[str, Any], malformed: Callable[[str], WheelhouseError]) -> tuple[Target, ...]:
+    if "target" in data:
+        return (_read_target(data["target"], malformed),)
+    value = data["targets"]
+    if not isinstance(value, list) or len(value) < 2:
+        raise malformed(f'expected "targets" to be a list of two or more target objects, found {_found(value)}')
+    targets = tuple(_read_target(item, malformed) for item in value)
+    machines = [t.machine for t in targets]
+    if len(set(machines)) != len(machines):
+        raise malformed(f'expected "targets" to name each architecture once, found {", ".join(machines)}')
+    return targets
 
 
 def _read_target(value: object, malformed: Callable[[str], WheelhouseError]) -> Target:
@@ -336,44 +359,57 @@ def _clip(line: str | None) -> str:
     return repr(line if len(line) <= 80 else line[:77] + "...")
 
 
-def _manifest_json(target: Target, entries: list[Entry]) -> str:
+def _manifest_json(targets: tuple[Target, ...], entries: list[Entry]) -> str:
+    recorded: dict[str, Any] = {"target": asdict(targets[0])} if len(targets) == 1 else {"targets": [asdict(t) for t in targets]}
     document = {
         "format": FORMAT,
-        "target": asdict(target),
+        **recorded,
         "services": sorted({s for e in entries for s in e.services}),
         "wheels": [e.to_json() for e in entries],
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def _install_header(service: str) -> str:
+def _install_header(service: str, path: str, target: Target, several: bool) -> str:
+    on = f" on {target.platform}" if several else ""
     return (
-        f"Install manifest of the {service} service: every distribution it needs, pinned to the\n"
+        f"Install manifest of the {service} service{on}: every distribution it needs, pinned to the\n"
         "exact wheel file in this wheelhouse. Generated by `invoke build-wheels`; do not edit.\n"
-        f"pip install --no-index --find-links wheelhouse --require-hashes --only-binary :all: -r wheelhouse/install/{service}.txt\n"
+        f"pip install --no-index --find-links wheelhouse --require-hashes --only-binary :all: -r wheelhouse/{path}\n"
     )
 
 
-def _install_text(service: str, wheels: list[Entry]) -> str:
-    return format_pins([(e.name, e.version, e.sha256) for e in wheels], _install_header(service))
+@dataclass(frozen=True)
+class Install:
+    """What one service installs on one target: the wheel of each distribution it needs."""
+
+    service: str
+    target: Target
+    path: str  # in the wheelhouse (install_path)
+    wheels: tuple[Entry, ...]
 
 
-def _render_files(target: Target, entries: list[Entry], installs: dict[str, list[Entry]]) -> dict[str, str]:
+def _install_text(install: Install, several: bool) -> str:
+    header = _install_header(install.service, install.path, install.target, several)
+    return format_pins([(e.name, e.version, e.sha256) for e in install.wheels], header)
+
+
+def _render_files(targets: tuple[Target, ...], entries: list[Entry], installs: list[Install]) -> dict[str, str]:
     """Every file of a generation but the wheels: install manifests, manifest.json, SHA256SUMS."""
-    files = {f"{INSTALL_DIR}/{service}.txt": _install_text(service, wheels) for service, wheels in installs.items()}
-    files[MANIFEST] = _manifest_json(target, entries)
+    files = {install.path: _install_text(install, len(targets) > 1) for install in installs}
+    files[MANIFEST] = _manifest_json(targets, entries)
     digests = {e.file: e.sha256 for e in entries} | {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
     files[CHECKSUMS] = render_checksums(digests)
     return files
 
 
-def _compose(entries: dict[str, Entry], installs: dict[str, set[str]], installer_file: str) -> list[Entry]:
+def _compose(entries: dict[str, Entry], installs: dict[str, set[str]], installer_files: set[str]) -> list[Entry]:
     """Final entries: who uses each wheel and which lock pinned it, derived, never stored twice."""
     composed = []
     for file, entry in sorted(entries.items()):
         services = sorted(name for name, files in installs.items() if file in files)
         locks = None if isinstance(entry.origin, BuiltOrigin) else [lock_file(name) for name in services]
-        installer = file == installer_file
+        installer = file in installer_files
         if installer:
             locks = [*(locks or []), TOOLING_LOCK]
         if services or installer:
@@ -381,5 +417,26 @@ def _compose(entries: dict[str, Entry], installs: dict[str, set[str]], installer
     return composed
 
 
-def _installed(entries: list[Entry], installs: dict[str, set[str]]) -> dict[str, list[Entry]]:
-    return {service: [e for e in entries if e.file in files] for service, files in sorted(installs.items())}
+def _installed(targets: tuple[Target, ...], entries: list[Entry], installs: dict[str, set[str]]) -> list[Install]:
+    """Each service's install manifest on each target: of the wheels it installs (on any
+    target), for each distribution the one the target's interpreter prefers (a pure wheel serves
+    every target; a compiled one only its own platform's). A wheel no target runs stays in
+    each, as it was written, for the checks of its tags to name it."""
+    result = []
+    stray = {e.file for e in entries if not any(e.runs_on(t) for t in targets)}
+    for target in targets:
+        priority = target.tag_priority()
+        for service, files in sorted(installs.items()):
+            best: dict[str, Entry] = {}
+            for entry in (e for e in entries if e.file in files and (e.runs_on(target) or e.file in stray)):
+                held = best.get(entry.name)
+                if held is None or _rank(entry, priority) < _rank(held, priority):
+                    best[entry.name] = entry
+            wheels = tuple(e for e in entries if best.get(e.name) is e)
+            result.append(Install(service, target, install_path(targets, target, service), wheels))
+    return result
+
+
+def _rank(entry: Entry, priority: Mapping[Tag, int]) -> tuple[int, str]:
+    """How much the target prefers the wheel (lower first); the file name breaks a tie."""
+    return min(priority.get(tag, len(priority)) for tag in entry.tags), entry.file

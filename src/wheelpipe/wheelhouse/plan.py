@@ -10,7 +10,7 @@ from ..build import firstparty, metadata, sdists
 from ..lockfile import Pin
 from ..model import Package, Repository
 from ..target import Target
-from .manifest import BuiltOrigin, Entry, SdistOrigin, ThirdPartyOrigin
+from .manifest import BuiltOrigin, Entry, SdistOrigin, ThirdPartyOrigin, _rank
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ Planned = Kept | ToBuild | ToFetch
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run reuses, builds and downloads, and which service installs which wheel."""
+    """What a run reuses, builds and downloads for a target, and which service installs which wheel."""
 
+    target: Target
     reuse: dict[str, Entry]  # new entries taken as they are
     build: list[tuple[Package, BuiltOrigin]]
     fetch: list[Pin]
@@ -59,8 +60,11 @@ def _file_of(key: Planned, made: dict[ToBuild | ToFetch, str]) -> str:
     return key.file if isinstance(key, Kept) else made[key]
 
 
-def make_plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, Pin]], installer: Pin, old_entries: list[Entry], source: firstparty.FileSource) -> Plan:
-    """What to reuse from the current wheelhouse, build and download, and who needs what."""
+def make_plan(
+    repo: Repository, target: Target, selected: list[str], locks: dict[str, dict[str, Pin]], installer: Pin, old_entries: list[Entry], source: firstparty.FileSource,
+) -> Plan:
+    """What to reuse of `old_entries` (the current wheelhouse's, and those made for an earlier
+    target in this run), build and download for the target, and who needs what."""
     reuse: dict[str, Entry] = {}
     build: list[tuple[Package, BuiltOrigin]] = []
     fetch: list[Pin] = []
@@ -68,7 +72,7 @@ def make_plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, 
     first_party_keys: dict[str, Planned] = {}
     for package in {p.name: p for name in selected for p in repo.closure(name)}.values():
         origin = _first_party_origin(package, metadata.backend_of(repo, package), source)
-        found = _built_wheel(old_entries, package, origin, repo.target)
+        found = _built_wheel(old_entries, package, origin, target)
         if found:
             reuse[found.file] = found
             first_party_keys[package.name] = Kept(found.file)
@@ -78,7 +82,7 @@ def make_plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, 
     pins = thirdparty.merge_pins([*(pin for lock in locks.values() for pin in lock.values()), installer])
     third_party_keys: dict[tuple[str, str], Planned] = {}
     for key, pin in pins.items():
-        found = _locked_wheel(old_entries, pin, repo.target, sdist_build_environment(repo, pin))
+        found = _locked_wheel(old_entries, pin, target, sdist_build_environment(repo, pin))
         if found:
             reuse[found.file] = found
             third_party_keys[key] = Kept(found.file)
@@ -88,13 +92,14 @@ def make_plan(repo: Repository, selected: list[str], locks: dict[str, dict[str, 
     for name in selected:
         installs[name] = {first_party_keys[p.name] for p in repo.closure(name)}
         installs[name] |= {third_party_keys[(p.name, p.version)] for p in locks[name].values()}
-    # Services not selected keep their part of the wheelhouse as it is.
-    for entry in old_entries:
+    # Services not selected keep their part of the wheelhouse as it is (on this target: the
+    # wheels it runs; the install manifests take, of each distribution, the one it prefers).
+    for entry in (e for e in old_entries if e.runs_on(target)):
         for name in entry.services:
             if name in repo.services and name not in selected:
                 installs.setdefault(name, set()).add(Kept(entry.file))
                 reuse[entry.file] = entry
-    return Plan(reuse, build, fetch, installs, third_party_keys[(installer.name, installer.version)])
+    return Plan(target, reuse, build, fetch, installs, third_party_keys[(installer.name, installer.version)])
 
 
 def _first_party_origin(package: Package, backend: str, source: firstparty.FileSource) -> BuiltOrigin:
@@ -119,14 +124,22 @@ def _third_party_matches(entry: Entry, pin: Pin) -> bool:
 
 def _built_wheel(entries: Iterable[Entry], package: Package, origin: BuiltOrigin, target: Target) -> Entry | None:
     """The wheel among `entries` that building the package now would give, if it runs on the target."""
-    return next((e for e in entries if e.name == package.name and e.version == package.version and e.origin == origin and e.runs_on(target)), None)
+    return _preferred(target, (e for e in entries if e.name == package.name and e.version == package.version and e.origin == origin))
 
 
 def _locked_wheel(entries: Iterable[Entry], pin: Pin, target: Target, build_environment: str | None) -> Entry | None:
-    """The first wheel among `entries` with one of the pin's locked hashes, if it runs on the
-    target; one built from its sdist only if built in the build environment of now (the digest
-    of the pin's own build lock, None without one), as building it now would be."""
-    return next((e for e in entries if _third_party_matches(e, pin) and e.runs_on(target) and _built_in(e, build_environment)), None)
+    """The wheel among `entries` with one of the pin's locked hashes that the target prefers,
+    if one runs there; one built from its sdist only if built in the build environment of now
+    (the digest of the pin's own build lock, None without one), as building it now would be."""
+    return _preferred(target, (e for e in entries if _third_party_matches(e, pin) and _built_in(e, build_environment)))
+
+
+def _preferred(target: Target, entries: Iterable[Entry]) -> Entry | None:
+    """Of wheels of one distribution, the one the target's interpreter prefers (as the install
+    manifests choose), None when none runs there."""
+    priority = target.tag_priority()
+    running = [e for e in entries if e.runs_on(target)]
+    return min(running, key=lambda e: _rank(e, priority)) if running else None
 
 
 def _built_in(entry: Entry, build_environment: str | None) -> bool:

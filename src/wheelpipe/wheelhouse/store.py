@@ -60,7 +60,7 @@ def _record_trust(root: Path, house: Wheelhouse) -> None:
 
 def _strays(directory: Path, allowed: set[str]) -> list[str]:
     """Every path under `directory` that is neither one of `allowed` nor a folder holding them."""
-    folders = {Path(name).parent.as_posix() for name in allowed} - {"."}
+    folders = {parent.as_posix() for name in allowed for parent in Path(name).parents} - {"."}
     found = []
     for current, dirs, files in os.walk(directory):
         relative = Path(current).relative_to(directory)

@@ -16,7 +16,7 @@ from ..fsutil import sha256_file
 from ..lockfile import Pin, parse_pins
 from ..model import Package, Repository
 from ..requirements import TOOLING_LOCK, lock_file, sdist_lock_file
-from ..target import Target
+from ..target import Target, described
 from .manifest import (
     _INSTALL_PIN,
     _REBUILD,
@@ -28,6 +28,7 @@ from .manifest import (
     BuiltOrigin,
     DownloadedOrigin,
     Entry,
+    Install,
     Wheelhouse,
     _checksum_lines,
     _clip,
@@ -36,6 +37,7 @@ from .manifest import (
     _read_manifest,
     _render_files,
     _tag_list,
+    install_path,
 )
 from .plan import _built_wheel, _first_party_origin, _locked_wheel, _third_party_matches, sdist_build_environment
 from .store import _current, _strays
@@ -53,14 +55,15 @@ class Verified:
     """What `verify_against` found true of the wheelhouse, for the command to print."""
 
     wheelhouse: Wheelhouse
-    target: Target
+    targets: tuple[Target, ...]
     services: tuple[str, ...]
 
     def lines(self) -> list[str]:
-        manifests = ", ".join(f"{INSTALL_DIR}/{s}.txt" for s in self.services)
+        manifests = ", ".join(install_path(self.targets, t, s) for t in self.targets for s in self.services)
         locks = ", ".join(lock_file(s) for s in self.services)
+        runs = f"the target {self.targets[0].describe()}" if len(self.targets) == 1 else f"one of the targets {' and '.join(t.describe() for t in self.targets)}"
         return [
-            f"{WHEELHOUSE}/: {len(self.wheelhouse.entries)} wheels match their sha256 in {MANIFEST} and run on the target {self.target.describe()}",
+            f"{WHEELHOUSE}/: {len(self.wheelhouse.entries)} wheels match their sha256 in {MANIFEST} and run on {runs}",
             f"{WHEELHOUSE}/{manifests}: exactly what {locks} and the first-party sources give",
             f"{WHEELHOUSE}/{MANIFEST}, {CHECKSUMS}: exactly what the wheels and the locks give; no other file",
         ]
@@ -72,10 +75,10 @@ def verify(directory: Path) -> Wheelhouse:
     every install manifest pinning wheels of this wheelhouse. `verify_against` checks the rest."""
     house = _load(directory)
     for entry in house.entries.values():
-        _require_runs_on(entry, house.target, f"the target {MANIFEST} records,")
+        _require_runs_on(entry, house.targets, f" {MANIFEST} records,")
     by_hash = {e.sha256: e for e in house.entries.values()}
-    for manifest in sorted((directory / INSTALL_DIR).glob("*.txt")):
-        label = f"{WHEELHOUSE}/{INSTALL_DIR}/{manifest.name}"
+    for manifest in sorted((directory / INSTALL_DIR).rglob("*.txt")):
+        label = f"{WHEELHOUSE}/{manifest.relative_to(directory).as_posix()}"
         for pin in parse_pins(manifest, label).values():
             (digest,) = pin.hashes
             if digest not in by_hash:
@@ -92,22 +95,21 @@ def verify_against(repo: Repository, source: firstparty.FileSource | None = None
     check_intact(house)
     check_locked(repo, house.entries.values())
     for entry in house.entries.values():
-        _require_runs_on(entry, repo.target, "the target")
+        _require_runs_on(entry, repo.targets, "")
     services = list(repo.services)
-    for service in services:
-        if not house.install_manifest(service).is_file():
-            msg = f"{WHEELHOUSE}/{INSTALL_DIR}/{service}.txt: missing; {_REGENERATE}"
-            raise WheelhouseError(msg)
     derived = _derive(repo, house.entries.values(), source)
-    files = derived.files(repo.target)
-    for service in derived.installs:
-        name = f"{INSTALL_DIR}/{service}.txt"
-        if house.install_manifest(service).read_bytes() != files[name].encode():
-            where = f"{repo.relative(repo.lock_path(service))}, the first-party sources and {WHEELHOUSE}/{MANIFEST}"
+    files = derived.files(repo.targets)
+    for install in derived.installs:
+        name = install.path
+        if not (house.path / name).is_file():
+            msg = f"{WHEELHOUSE}/{name}: missing; {_REGENERATE}"
+            raise WheelhouseError(msg)
+        if (house.path / name).read_bytes() != files[name].encode():
+            where = f"{repo.relative(repo.lock_path(install.service))}, the first-party sources and {WHEELHOUSE}/{MANIFEST}"
             msg = f"{WHEELHOUSE}/{name}: differs from what {where} give: {_difference(house.path, name, files[name])}; {_REGENERATE}"
             raise WheelhouseError(msg)
-    if house.target != repo.target:
-        msg = f"{WHEELHOUSE}/{MANIFEST}: records the target {house.target.describe()}, but the target is {repo.target.describe()} (pyproject.toml [tool.wheelpipe.target]); {_REGENERATE}"
+    if house.targets != repo.targets:
+        msg = f"{WHEELHOUSE}/{MANIFEST}: records {described(house.targets)}, but pyproject.toml [tool.wheelpipe.target] declares {described(repo.targets)}; {_REGENERATE}"
         raise WheelhouseError(msg)
     unused = sorted(set(house.entries) - {e.file for e in derived.entries})
     if unused:
@@ -126,12 +128,14 @@ def verify_against(repo: Repository, source: firstparty.FileSource | None = None
         listed = ", ".join(f"{WHEELHOUSE}/{s}" for s in strays)
         msg = f"{listed}: not part of the wheelhouse (it holds only the wheels {MANIFEST} lists, {MANIFEST}, {CHECKSUMS} and {INSTALL_DIR}/<service>.txt of each service); {_REGENERATE} to leave it out"
         raise WheelhouseError(msg)
-    return Verified(house, repo.target, tuple(services))
+    return Verified(house, repo.targets, tuple(services))
 
 
-def _require_runs_on(entry: Entry, target: Target, whose: str) -> None:
-    if not entry.runs_on(target):
-        msg = f"{WHEELHOUSE}/{entry.file}: its tags {_tag_list(entry.tags)} do not run on {whose} {target.describe()}; {_REGENERATE}"
+def _require_runs_on(entry: Entry, targets: tuple[Target, ...], recorded: str) -> None:
+    """A wheel of the wheelhouse runs on one of its targets; `recorded` says whose targets."""
+    if not any(entry.runs_on(target) for target in targets):
+        which = f"the target{recorded} {targets[0].describe()}" if len(targets) == 1 else f"any of the targets{recorded} {' and '.join(t.describe() for t in targets)}"
+        msg = f"{WHEELHOUSE}/{entry.file}: its tags {_tag_list(entry.tags)} do not run on {which}; {_REGENERATE}"
         raise WheelhouseError(msg)
 
 
@@ -141,7 +145,7 @@ def check_intact(house: Wheelhouse) -> None:
     was edited after build-wheels wrote it: the run stops naming the edited file, since writing
     the others anew from it would carry the edit on."""
     entries = list(house.entries.values())
-    files = _render_files(house.target, entries, _installed(entries, _users(entries)))
+    files = _render_files(house.targets, entries, _installed(house.targets, entries, _users(entries)))
     sums = house.path / CHECKSUMS
     if not sums.is_file():
         msg = f"{WHEELHOUSE}/{CHECKSUMS}: missing; {_REBUILD}"
@@ -219,16 +223,16 @@ def check_locked(repo: Repository, entries: Iterable[Entry]) -> None:
 def render_wheelhouse(repo: Repository, entries: Iterable[Entry], source: firstparty.FileSource | None = None) -> dict[str, str]:
     """Every file of the wheelhouse that is not a wheel, by its path in the wheelhouse
     (install/<service>.txt, manifest.json, SHA256SUMS), exactly as it must read."""
-    return _derive(repo, entries, source).files(repo.target)
+    return _derive(repo, entries, source).files(repo.targets)
 
 
 @dataclass(frozen=True)
 class _Derived:
     entries: list[Entry]  # as manifest.json lists them: who uses each, which locks pin it
-    installs: dict[str, list[Entry]]  # service -> every wheel it installs
+    installs: list[Install]  # what each service installs on each target
 
-    def files(self, target: Target) -> dict[str, str]:
-        return _render_files(target, self.entries, self.installs)
+    def files(self, targets: tuple[Target, ...]) -> dict[str, str]:
+        return _render_files(targets, self.entries, self.installs)
 
 
 def _origins(repo: Repository, source: firstparty.FileSource | None) -> Callable[[Package], BuiltOrigin]:
@@ -249,34 +253,41 @@ def _derive(repo: Repository, entries: Iterable[Entry], source: firstparty.FileS
     first-party sources and target, choosing among `entries` as build-wheels would."""
     pool = sorted(entries, key=lambda e: e.file)
     origin_of = _origins(repo, source)
-    chosen = {service: _service_wheels(repo, pool, service, origin_of) for service in repo.services}
     pin = repo.installer_pin()
-    installer = _locked_wheel(pool, pin, repo.target, sdist_build_environment(repo, pin))
-    if installer is None:
-        msg = f"{WHEELHOUSE}/{MANIFEST}: no wheel for {pin.requirement_line()}, the image installer {TOOLING_LOCK} pins; {_REGENERATE}"
-        raise WheelhouseError(msg)
-    used = {e.file: e for wheels in chosen.values() for e in wheels} | {installer.file: installer}
-    installs = {service: {e.file for e in wheels} for service, wheels in chosen.items()}
-    composed = _compose(used, installs, installer.file)
-    return _Derived(composed, _installed(composed, installs))
+    used: dict[str, Entry] = {}
+    installs: dict[str, set[str]] = {service: set() for service in repo.services}
+    installers: set[str] = set()
+    for target in repo.targets:
+        for service in repo.services:
+            wheels = _service_wheels(repo, target, pool, service, origin_of)
+            used |= {e.file: e for e in wheels}
+            installs[service] |= {e.file for e in wheels}
+        installer = _locked_wheel(pool, pin, target, sdist_build_environment(repo, pin))
+        if installer is None:
+            msg = f"{WHEELHOUSE}/{MANIFEST}: no wheel for {pin.requirement_line()}, the image installer {TOOLING_LOCK} pins, for {target.describe()}; {_REGENERATE}"
+            raise WheelhouseError(msg)
+        used[installer.file] = installer
+        installers.add(installer.file)
+    composed = _compose(used, installs, installers)
+    return _Derived(composed, _installed(repo.targets, composed, installs))
 
 
-def _service_wheels(repo: Repository, pool: list[Entry], service: str, origin_of: Callable[[Package], BuiltOrigin]) -> list[Entry]:
-    label = f"{WHEELHOUSE}/{INSTALL_DIR}/{service}.txt"
+def _service_wheels(repo: Repository, target: Target, pool: list[Entry], service: str, origin_of: Callable[[Package], BuiltOrigin]) -> list[Entry]:
+    label = f"{WHEELHOUSE}/{install_path(repo.targets, target, service)}"
     wheels = []
     for package in repo.closure(service):
-        found = _built_wheel(pool, package, origin_of(package), repo.target)
+        found = _built_wheel(pool, package, origin_of(package), target)
         if found is None:
             msg = f"{label}: stale: no wheel in {WHEELHOUSE}/{MANIFEST} is built from the current {package.directory} ({package.name} {package.version}): its files, version, build backend or last commit changed; {_REGENERATE}"
             raise WheelhouseError(msg)
         wheels.append(found)
     for pin in repo.load_lock(service).values():
-        found = _locked_wheel(pool, pin, repo.target, sdist_build_environment(repo, pin))
-        if found is None and any(_third_party_matches(e, pin) and e.runs_on(repo.target) for e in pool):
+        found = _locked_wheel(pool, pin, target, sdist_build_environment(repo, pin))
+        if found is None and any(_third_party_matches(e, pin) and e.runs_on(target) for e in pool):
             msg = f"{label}: stale: the wheel in {WHEELHOUSE}/{MANIFEST} of {pin.requirement_line()} was built from its sdist with another build lock than the current {sdist_lock_file(pin.name, pin.version)}; {_REGENERATE}"
             raise WheelhouseError(msg)
         if found is None:
-            msg = f"{label}: stale: {repo.relative(repo.lock_path(service))} pins {pin.requirement_line()} and no wheel in {WHEELHOUSE}/{MANIFEST} has one of its locked hashes for the target; {_REGENERATE}"
+            msg = f"{label}: stale: {repo.relative(repo.lock_path(service))} pins {pin.requirement_line()} and no wheel in {WHEELHOUSE}/{MANIFEST} has one of its locked hashes for {target.describe() if len(repo.targets) > 1 else 'the target'}; {_REGENERATE}"
             raise WheelhouseError(msg)
         wheels.append(found)
     return wheels
@@ -342,7 +353,7 @@ def open_wheelhouse(root: Path) -> Wheelhouse:
 
 def _load(directory: Path) -> Wheelhouse:
     """manifest.json, of the right shape, and every wheel it lists, with its recorded sha256."""
-    target, entries = _read_manifest(directory / MANIFEST)
+    targets, entries = _read_manifest(directory / MANIFEST)
     for entry in entries.values():
         wheel = directory / entry.file
         if not wheel.is_file():
@@ -352,4 +363,4 @@ def _load(directory: Path) -> Wheelhouse:
         if actual != entry.sha256:
             msg = f"{WHEELHOUSE}/{entry.file}: sha256 mismatch: expected {entry.sha256}, found {actual}; {_REBUILD}"
             raise WheelhouseError(msg)
-    return Wheelhouse(directory, entries, target)
+    return Wheelhouse(directory, entries, targets)
