@@ -368,6 +368,26 @@ def serving(argv: list[str], log_path: Path, ready_url: str, name: str, timeout:
                 server.wait()
 
 
+@contextlib.contextmanager
+def container_registry(root: Path) -> Iterator[int]:
+    """docker-registry (Debian's CNCF distribution registry; `.ci/registry` installs it) serving
+    on a free loopback port, its storage and config under `root`; its port."""
+    binary = shutil.which("docker-registry")
+    if not binary:
+        unavailable("no docker-registry binary: run .ci/registry (Debian: apt-get install docker-registry)")
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    with serving([binary, "serve", str(config)], root / "registry.log", f"http://127.0.0.1:{port}/v2/", "docker-registry"):
+        yield port
+
+
 def add_dependency(repository: Path, service: str, requirement: str) -> None:
     """Add `requirement` to a service's [project] dependencies in a copy."""
     pyproject = repository / "services" / service / "pyproject.toml"

@@ -405,7 +405,7 @@ def test_verify_image_passes_on_the_built_image_and_names_every_difference_again
         repo, house = load_repository(built_repo), open_wheelhouse(built_repo)
         settings = images.ImageSettings(prefix=ledger.prefix, base=docker_base_image, docker=Docker())
         # The order image checked against the user service's record: its manifest, its launch files.
-        user = images.service_image(repo, settings, house, "user", images.commit_facts(repo))
+        user = images.service_image(repo, settings, house, "user", images.commit_facts(repo), repo.target)
         images.verify_image(house, Docker(), ledger.tag("order"), user)
     message = str(raised.value)
     assert f"image {ledger.tag('order')} does not match wheelhouse/install/user.txt" in message
@@ -556,7 +556,7 @@ def test_a_tampered_or_missing_wheel_stops_invoke_image_and_the_tag_stays(built_
 def test_an_installer_wheel_changed_after_the_wheelhouse_check_stops_the_build_naming_it(built_repo: Path, built_images: dict[str, str], ledger: Ledger, docker_base_image: str, tmp_path: Path) -> None:
     repository = clone(built_repo, tmp_path / "monorepo")
     house = open_wheelhouse(repository)  # every wheel checked against manifest.json here
-    installer = house.installer()
+    installer = house.installer(house.targets[0])
     assert installer.name == "uv"
     _flip_a_byte(house.path / installer.file)  # ... and the installer changed since
     # ... and the stages it is used in must be built again (nothing recorded of them).
@@ -566,8 +566,8 @@ def test_an_installer_wheel_changed_after_the_wheelhouse_check_stops_the_build_n
     settings = images.ImageSettings(prefix=ledger.prefix + sub, base=docker_base_image, docker=Docker())
     with ledger.reporter(), pytest.raises(DockerError) as raised:
         repo = load_repository(repository)
-        order = images.service_image(repo, settings, house, "order", images.commit_facts(repo))
-        ImageBuild(settings, house, repository / ".wheelhouse", dockerfile_text(repo, settings), images.require_base(repo, settings)).build(order)
+        order = images.service_image(repo, settings, house, "order", images.commit_facts(repo), repo.target)
+        ImageBuild(settings, house, repository / ".wheelhouse", dockerfile_text(repo, settings), images.require_base(repo, settings, repo.target)).build(order)
     message = str(raised.value)
     assert message.startswith(f"building the image of order failed: installer/{installer.file} is not the wheel wheelhouse/manifest.json records"), message
     assert f"recorded {installer.sha256}" in message

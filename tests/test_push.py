@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import free_port, invoke, serving, unavailable
+from monorepo import container_registry, free_port, invoke
 
 from wheelpipe import image as images
 
@@ -73,19 +72,7 @@ class Registry:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory, docker_base_image: str) -> Iterator[Registry]:
     """docker-registry serving on a free loopback port, its storage and config in a temporary directory."""
-    binary = shutil.which("docker-registry")
-    if not binary:
-        unavailable("no docker-registry binary: run .ci/registry (Debian: apt-get install docker-registry)")
-    root = tmp_path_factory.mktemp("registry")
-    port = free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    with serving([binary, "serve", str(config)], root / "registry.log", f"http://127.0.0.1:{port}/v2/", "docker-registry"):
+    with container_registry(tmp_path_factory.mktemp("registry")) as port:
         yield Registry(port)
 
 

@@ -78,6 +78,16 @@ def builder_tag(suite: str, machine: str = "x86_64") -> str:
     return f"{BUILDER_REPOSITORY}:{SUITE_PYTHON.get(suite, 'unknown')}-slim-{suite}{_arch_suffix(machine)}"
 
 
+def base_for(base: str, target: Target, targets: tuple[Target, ...]) -> str:
+    """The base image of the target's images: `base` itself for a single target, and for
+    x86_64 among several; for another architecture among several, `base` with its Debian name
+    appended to the tag (local/python:3.11-slim-bookworm-arm64: what `invoke base-image --arch
+    arm64` makes). An engine keeps one image per name, so each architecture needs its own."""
+    if len(targets) == 1:
+        return base
+    return f"{base}{_arch_suffix(target.machine)}"
+
+
 def how_to_get(image: str, target: Target) -> str:
     """How to come by a missing base image for the target: pull it (for the target's
     platform when this host is another), or bootstrap the matching suite's and use that."""

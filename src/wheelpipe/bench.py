@@ -601,7 +601,7 @@ def install_step_seconds(house: Wheelhouse, service: str, workdir: Path) -> tupl
     Dockerfile's flags into a venv made --without-pip) next to a bare `uv pip install` of the
     same wheels doing the same work (bytecode compiled, no cache)."""
     manifest = house.install_manifest(service, house.targets[0])
-    house.unpack_installer(workdir)
+    house.unpack_installer(workdir, house.targets[0])
     run([sys.executable, "-m", "venv", "--without-pip", workdir / "image-env"], what="venv")
     ours = timed(
         lambda: run(

@@ -159,7 +159,7 @@ def check_installs(repo: Repository, house: Wheelhouse, services: list[str], pla
     checked = []
     with tempfile.TemporaryDirectory(prefix="wheelpipe-install-check-") as tmp:
         work = Path(tmp)
-        house.unpack_installer(work)
+        house.unpack_installer(work, repo.target)
         shutil.copyfile(importcheck.__file__, work / "importcheck.py")
         for service in services:
             try:

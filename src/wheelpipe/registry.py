@@ -1,8 +1,10 @@
-"""Asking a container registry whether it has a manifest (OCI distribution API, read-only).
+"""Asking a container registry for a manifest, and putting an image index (OCI distribution API).
 
 The one place the pipeline talks HTTP to a registry: `invoke manifests --check` asks, for
 every digest a committed manifest pins, HEAD /v2/<name>/manifests/<digest>; `invoke release`
-reads the manifest a chart's version tag names before it pushes that version. A registry on
+reads the manifest a chart's version tag names before it pushes that version; `invoke image
+--push` of several platforms reads each pushed image's manifest and puts the OCI image index
+naming them under the version's tag (the only write). A registry on
 loopback is spoken to in plain HTTP (as Docker allows); any other over HTTPS.
 
 A private registry is read with the credentials its users already stored: those of
@@ -65,6 +67,19 @@ def has_manifest(reference: str) -> bool:
     return _ask(found["host"], found["name"], found["digest"], "HEAD") is not None
 
 
+def manifest_bytes(host: str, name: str, reference: str) -> bytes | None:
+    """The manifest the registry holds for name:tag (or name@digest), byte for byte (its digest
+    and size are of these bytes); None when it has none."""
+    return _ask(host, name, reference, "GET")
+
+
+def put_manifest(host: str, name: str, tag: str, body: bytes, media_type: str) -> None:
+    """PUT a manifest (an image index) under name:tag; DeployError when the registry refuses."""
+    if _ask(host, name, tag, "PUT", (body, media_type)) is None:
+        msg = f"the registry {host} answered 404 to the manifest for {name}:{tag}"
+        raise DeployError(msg)
+
+
 def manifest(host: str, name: str, reference: str) -> dict[str, Any] | None:
     """The manifest the registry holds for name:tag (or name@digest); None when it has none."""
     body = _ask(host, name, reference, "GET")
@@ -80,14 +95,17 @@ def manifest(host: str, name: str, reference: str) -> dict[str, Any] | None:
     return document
 
 
-def _ask(host: str, name: str, reference: str, method: str) -> bytes | None:
-    """The body of /v2/<name>/manifests/<reference>, or None on 404."""
+def _ask(host: str, name: str, reference: str, method: str, content: tuple[bytes, str] | None = None) -> bytes | None:
+    """The body of /v2/<name>/manifests/<reference>, or None on 404; `content` (bytes and their
+    media type) is sent with a PUT."""
     shown = f"{name}{'@' if reference.startswith('sha256:') else ':'}{reference}"
     url = f"{_base(host)}/v2/{name}/manifests/{reference}"
     headers = {"Accept": ACCEPT}
+    if content is not None:
+        headers["Content-Type"] = content[1]
     login = stored_login(host)
     for attempt in range(2):
-        request = urllib.request.Request(url, headers=headers, method=method)
+        request = urllib.request.Request(url, data=content[0] if content else None, headers=headers, method=method)
         try:
             with _opener().open(request, timeout=TIMEOUT_SECONDS) as response:
                 body: bytes = response.read()
@@ -103,7 +121,7 @@ def _ask(host: str, name: str, reference: str, method: str) -> bytes | None:
             if error.code == 401 and attempt == 0 and challenge.lower().startswith("basic ") and login is not None:
                 headers["Authorization"] = f"Basic {login.encoded}"
                 continue
-            msg = f"the registry {host} answered {error.code} {error.reason} for {shown} ({_whose(host, login)})"
+            msg = f"the registry {host} answered {error.code} {error.reason} for {shown} ({_whose(host, login, 'write' if content else 'read')})"
             raise DeployError(msg) from None
         except (OSError, ValueError) as error:
             reason = getattr(error, "reason", None) or error
@@ -112,11 +130,11 @@ def _ask(host: str, name: str, reference: str, method: str) -> bytes | None:
     return None
 
 
-def _whose(host: str, login: Login | None) -> str:
+def _whose(host: str, login: Login | None, access: str = "read") -> str:
     """Which credentials a refusal was given to, for its message (never the credential)."""
     if login is None:
-        return f"read anonymously: no credentials stored for {host}; `helm registry login {host}` (or `docker login {host}`) stores them"
-    return f"with the credentials of {login.source} for user {login.user!r}: that user may not read this repository"
+        return f"{access} anonymously: no credentials stored for {host}; `helm registry login {host}` (or `docker login {host}`) stores them"
+    return f"with the credentials of {login.source} for user {login.user!r}: that user may not {access} this repository"
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from .docker import Docker
 from .errors import describe_os_error
 from .model import HttpService, Repository, service_settings
 from .requirements import TOOLING, lock_file
-from .target import architecture
+from .target import Target, architecture
 from .tools import run
 from .workspace import nearest_root
 
@@ -273,14 +273,16 @@ def _image_settings(c: Context, prefix: str | None = None, base_image: str | Non
 IMAGE_HELP = {
     "service": "The service (its directory name under services/).",
     "prefix": "Registry prefix of the tag <prefix><service>:<version> (config image.prefix).",
-    "base-image": "Base image (config image.base; default python:3.11-slim-bookworm).",
+    "base-image": "Base image (config image.base; default python:3.11-slim-bookworm); with several platforms, another architecture's is its tag with -arm64 appended.",
     "verbose": "Show the underlying docker and uv commands and output.",
 }
+ARCH_HELP = {"arch": "Only the image for this architecture (arm64 or amd64, of the declared platforms); default: each platform's."}
 
 
 @task(
     help={
         **IMAGE_HELP,
+        **ARCH_HELP,
         "all": "Build every service's image, several at once (their output lines start with the service's name).",
         "jobs": "How many images --all builds at once (default: one per core).",
         "no-cache": "Build without Docker's layer cache.",
@@ -288,20 +290,29 @@ IMAGE_HELP = {
     }
 )
 @reported
-def image(c: Context, service: str | None = None, all: bool = False, prefix: str | None = None, base_image: str | None = None, no_cache: bool = False, push: bool = False, jobs: int = 0, verbose: bool = False) -> None:  # noqa: PLR0913, A002 - the flag is --all; PLR0913: one parameter per command-line flag, as invoke reads them
-    """Build, verify and tag <prefix><service>:<version> from the wheelhouse, offline; with --push, push it."""
+def image(c: Context, service: str | None = None, all: bool = False, prefix: str | None = None, base_image: str | None = None, no_cache: bool = False, push: bool = False, jobs: int = 0, arch: str | None = None, verbose: bool = False) -> None:  # noqa: PLR0913, A002 - the flag is --all; PLR0913: one parameter per command-line flag, as invoke reads them
+    """Build, verify and tag <prefix><service>:<version> (with several platforms, :<version>-<arch> each) from the wheelhouse, offline; with --push, push it (several: and their image index)."""
     repo = _repository(c)
     if (service is not None) == bool(all):  # `--service ""` is a name to look up, not "none given"
         raise Exit(f"error: give --service NAME or --all (services: {', '.join(repo.services)})")
+    targets = _targets(repo, arch)
+    if push and arch and len(repo.targets) > 1:
+        raise Exit("error: --push pushes the image index of every declared platform: leave out --arch")
     settings = _image_settings(c, prefix, base_image)
     if push:
         images.require_registry(settings.prefix)  # before any build
-    tags = images.build_images(repo, settings, repo.select_services(service), no_cache=no_cache, jobs=jobs)
-    for tag in tags if push else ():
-        digest = images.push_image(settings, tag)
+    selected = repo.select_services(service)
+    images.build_images(repo, settings, selected, no_cache=no_cache, jobs=jobs, targets=targets)
+    for name in selected if push else ():
+        tag, digest, inspected = images.push_service(repo, settings, name)
         # What the registry said is what the manifests pin: kept in the pipeline's store.
-        deploy.record_pushed(repo.root / wheelhouse.STORE, deploy.pushed_from_inspect(tag, digest, settings.docker.inspect(tag)))
+        deploy.record_pushed(repo.root / wheelhouse.STORE, deploy.pushed_from_inspect(tag, digest, inspected))
         print(f"{images.repository_of(tag)}@{digest}")
+
+
+def _targets(repo: Repository, arch: str | None) -> tuple[Target, ...]:
+    """The targets --arch names (one of the declared platforms), or every declared one."""
+    return (repo.target_for(architecture(arch, "--arch"), "--arch"),) if arch else repo.targets
 
 
 @task(
@@ -323,22 +334,26 @@ def publish(c: Context, repository_url: str | None = None, simple_url: str | Non
     print(published.summary())
 
 
-@task(help={**IMAGE_HELP, "start-timeout": f"Seconds the started image may take until its health check passes (default {startcheck.START_TIMEOUT_SECONDS:g})."})
+@task(help={**IMAGE_HELP, **ARCH_HELP, "start-timeout": f"Seconds the started image may take until its health check passes (default {startcheck.START_TIMEOUT_SECONDS:g})."})
 @reported
-def verify_image(c: Context, service: str, prefix: str | None = None, base_image: str | None = None, start_timeout: str | None = None, verbose: bool = False) -> None:
-    """Check that an existing image holds exactly the distributions its install manifest pins, then start it until its health check passes."""
+def verify_image(c: Context, service: str, prefix: str | None = None, base_image: str | None = None, start_timeout: str | None = None, arch: str | None = None, verbose: bool = False) -> None:  # noqa: PLR0913 - one parameter per command-line flag
+    """Check that an existing image (each platform's) holds exactly the distributions its install manifest pins, then start it until its health check passes."""
     timeout = startcheck.START_TIMEOUT_SECONDS if start_timeout is None else startcheck.timeout_seconds(start_timeout)
     repo = _repository(c)
     declared = service_settings(repo.service(service), "to start its image")
+    targets = _targets(repo, arch)
     settings = _image_settings(c, prefix, base_image)
     settings.docker.require_engine()
-    tag = images.image_tag(repo, settings, service)
-    if not settings.docker.image_id(tag):
-        raise Exit(f"error: image {tag} does not exist; build it with `invoke image --service {service}`")
     house = wheelhouse.open_wheelhouse(repository_root(c))
-    images.verify_image(house, settings.docker, tag, images.service_image(repo, settings, house, service, images.commit_facts(repo)))
-    print(startcheck.check_unprivileged(settings.docker, tag, settings.base))
-    print(startcheck.check_started(settings.docker, tag, service, declared, timeout=timeout))
+    facts = images.commit_facts(repo)
+    for target in targets:
+        own = images.target_settings(repo, settings, target)
+        tag = images.image_tag(repo, settings, service, target)
+        if not settings.docker.image_id(tag):
+            raise Exit(f"error: image {tag} does not exist; build it with `invoke image --service {service}`")
+        images.verify_image(house, settings.docker, tag, images.service_image(repo, own, house, service, facts, target))
+        print(startcheck.check_unprivileged(settings.docker, tag, own.base))
+        print(startcheck.check_started(settings.docker, tag, service, declared, timeout=timeout))
 
 
 @task(
@@ -377,7 +392,7 @@ def bench(c: Context, heavy: bool = False, scaling: bool = False, with_images: b
     repo = _repository(c)
     if with_images:
         settings = _image_settings(c, base_image=base_image)
-        images.require_base(repo, settings)  # before minutes of other timing
+        images.require_base(repo, settings, repo.target)  # before minutes of other timing
     if heavy:
         benchmarks.heavy_fixture(repo)
     wheels = benchmarks.wheelhouse_figures(repo)

@@ -5,11 +5,11 @@
 - recipe.py: which Dockerfile, what it may do, where the legacy builder cuts it;
 - build.py: the offline build, verified before it is tagged;
 - verify.py: an image's venv against its install manifest, file for file;
-- push.py: the registry a tag names, and the digest it stored.
+- push.py: the registry a tag names, the digest it stored, and the image index of several platforms.
 """
 
-from .build import build_image, build_images, require_base
-from .push import push_image, registry_of, repository_of, require_registry
+from .build import build_image, build_images, require_base, target_settings
+from .push import push_image, push_index, push_service, registry_of, repository_of, require_registry
 from .record import ImageSettings, ServiceImage, commit_facts, image_tag, service_image
 from .verify import verify_image
 
@@ -21,10 +21,13 @@ __all__ = [
     "commit_facts",
     "image_tag",
     "push_image",
+    "push_index",
+    "push_service",
     "registry_of",
     "repository_of",
     "require_base",
     "require_registry",
     "service_image",
+    "target_settings",
     "verify_image",
 ]

@@ -20,16 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import baseimage
+from .. import baseimage, emulation
 from ..console import TextStream, current, in_context, parallel, report, reporting
 from ..errors import DockerError, ToolError
 from ..fsutil import write_atomic
 from ..lockfile import format_pins
 from ..model import Repository, service_settings
+from ..target import Target
 from ..wheelhouse import STORE, Wheelhouse, build_wheels
 from .context import ALL_PARTS, DOCKERFILE, FIRST_PARTY, SHARED_PARTS, THIRD_PARTY, context_directory, prepare_context
 from .recipe import SHARED_STAGE, Recipe, checked_recipe, cut_recipe
-from .record import TO_BUILD, ImageSettings, ServiceImage, commit_facts, service_image
+from .record import TO_BUILD, ImageSettings, ServiceImage, commit_facts, image_tag, service_image
 from .verify import verify_image
 
 # How a check in the Dockerfile starts the line saying why it stopped the build.
@@ -38,47 +39,70 @@ CHECK_MARKER = "image check: "
 STAGES_FILE = "image-stages.json"
 
 
-def require_base(repo: Repository, settings: ImageSettings) -> str:
+def require_base(repo: Repository, settings: ImageSettings, target: Target) -> str:
     """The base image's id, once it is known to exist and to match the target."""
     docker = settings.docker
     base_id = docker.image_id(settings.base)
     if not base_id:
         # Only now is it worth a `docker info`: an unreachable engine is the likelier cause.
         docker.require_engine()
-        msg = f"base image {settings.base} is not present: {baseimage.how_to_get(settings.base, repo.target)}"
+        msg = f"base image {settings.base} is not present: {baseimage.how_to_get(settings.base, target)}"
         raise DockerError(msg)
-    baseimage.check_matches_target(docker, settings.base, repo.target, cache=repo.root / STORE / "base-images.json", image_id=base_id)
+    if emulation.is_foreign(target.machine):
+        emulation.require_runs(target.machine, f"building the {target.machine} images from {settings.base}")
+    baseimage.check_matches_target(docker, settings.base, target, cache=repo.root / STORE / "base-images.json", image_id=base_id)
     return base_id
 
 
-def build_image(repo: Repository, settings: ImageSettings, service: str, *, no_cache: bool = False) -> str:
-    """Build, verify, then tag; return the tag. A failure anywhere leaves every tag where it was."""
-    (tag,) = build_images(repo, settings, [service], no_cache=no_cache)
-    return tag
+def target_settings(repo: Repository, settings: ImageSettings, target: Target) -> ImageSettings:
+    """The settings of the target's images: its own base image (baseimage.base_for)."""
+    return dataclasses.replace(settings, base=baseimage.base_for(settings.base, target, repo.targets))
+
+
+def build_image(repo: Repository, settings: ImageSettings, service: str, *, no_cache: bool = False, targets: tuple[Target, ...] | None = None) -> str:
+    """Build, verify, then tag; return the (last) tag. A failure anywhere leaves every tag where it was."""
+    return build_images(repo, settings, [service], no_cache=no_cache, targets=targets)[-1]
 
 
 def build_images(
-    repo: Repository, settings: ImageSettings, services: list[str], *, no_cache: bool = False, jobs: int = 0
+    repo: Repository, settings: ImageSettings, services: list[str], *, no_cache: bool = False, jobs: int = 0, targets: tuple[Target, ...] | None = None,
 ) -> list[str]:
-    """Build, verify and tag each service's image, up to `jobs` at once (0: one per core);
-    return the tags in order.
+    """Build, verify and tag each service's image for each of `targets` (default: every target
+    the repository declares), up to `jobs` at once (0: one per core); return the tags in order
+    (by target, then service).
 
-    The base and the wheelhouse are checked once for all, and each service resolved once into
-    its record (record.ServiceImage). With more than one service every output line starts with
-    the service's name. A failure names its service and leaves that service's tag where it
-    was; builds not started yet are not started.
+    Each target's base and the wheelhouse are checked once for all, and each service resolved
+    once per target into its record (record.ServiceImage). With more than one service every
+    output line starts with the service's name. A failure names its service and leaves that
+    service's tag where it was; builds not started yet are not started. With several targets
+    the plain tag <prefix><service>:<version> then names this host's architecture's image.
     """
     for service in services:
         service_settings(repo.service(service), TO_BUILD)  # before anything is checked or built
     text = checked_recipe(repo, settings)  # an override that fetches or runs as root: never built
+    chosen = targets or repo.targets
     with ThreadPoolExecutor(max_workers=1) as pool:
         # git's answers about the commit, while the wheelhouse is brought up to date.
         asked = pool.submit(in_context(commit_facts), repo)
-        base_id = require_base(repo, settings)
+        bases = {target: require_base(repo, target_settings(repo, settings, target), target) for target in chosen}
         house = build_wheels(repo, service=services[0] if len(services) == 1 else None).wheelhouse
         facts = asked.result()
-    images = [service_image(repo, settings, house, service, facts) for service in services]
-    run = ImageBuild(settings, house, repo.root / STORE, text, base_id, no_cache)
+    tags: list[str] = []
+    for target in chosen:
+        own = target_settings(repo, settings, target)
+        images = [service_image(repo, own, house, service, facts, target) for service in services]
+        tags += _build_for_target(ImageBuild(own, house, repo.root / STORE, text, bases[target], no_cache), images, jobs)
+    host = next((t for t in chosen if t.machine == emulation.host_machine()), None)
+    if len(repo.targets) > 1 and host is not None:
+        for service in services:
+            plain, own_tag = image_tag(repo, settings, service), image_tag(repo, settings, service, host)
+            settings.docker.run("tag", own_tag, plain, what=f"tagging {plain}")
+            report.info(f"tagged {plain} as {own_tag}, this host's architecture's")
+    return tags
+
+
+def _build_for_target(run: ImageBuild, images: list[ServiceImage], jobs: int) -> list[str]:
+    settings = run.settings
     workers = min(jobs if jobs > 0 else os.cpu_count() or 1, len(images))
     if workers == 1:
         return [run.build(image) for image in images]
@@ -110,7 +134,8 @@ class ImageBuild:
         """Build the service's image, verify it, then tag it; return the tag. A failure leaves
         the tag where it was."""
         docker = self.settings.docker
-        report.step(f"building {image.tag} from {self.settings.base} (network off during the build)")
+        emulated = f", {image.target.machine} emulated by qemu" if emulation.is_foreign(image.target.machine) else ""
+        report.step(f"building {image.tag} from {self.settings.base} (network off during the build{emulated})")
         recipe = None if docker.buildkit else cut_recipe(self.recipe_text)
         if recipe is None:
             image_id = self._docker_build(image, self.recipe_text, ALL_PARTS)
@@ -164,7 +189,7 @@ class ImageBuild:
         made from the same recipe, base image, installer, closure, kind and port; otherwise (or
         to `rebuild`) built now (the last stage first: the legacy builder makes the others on
         the way, so theirs come from its cache) and recorded."""
-        installer = self.house.installer()
+        installer = self.house.installer(image.target)
         made_from = json.dumps(
             [recipe.shared, self.settings.base, installer.sha256, format_pins(list(image.third_party), ""), image.shared_arguments], sort_keys=True
         )

@@ -83,7 +83,7 @@ def prepare_context(house: Wheelhouse, image: ServiceImage, context: Path, docke
         header = f"The {part} part of {image.manifest}, for the image build."
         (context / part / "requirements.txt").write_text(format_pins(list(pins), header))
     if INSTALLER_PART in parts:
-        installer = house.installer()
+        installer = house.installer(image.target)
         (context / INSTALLER_PART).mkdir()
         _link_or_copy(house.path / installer.file, context / INSTALLER_PART / installer.file)
         # The build checks the wheel against the hash the wheelhouse verified, so what runs as

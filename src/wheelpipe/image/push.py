@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from typing import Any
 
+from .. import registry
 from ..console import report
 from ..errors import DockerError, ToolError
-from .record import ImageSettings
+from ..model import Repository
+from ..target import Target
+from .record import ImageSettings, image_tag
+
+# The label saying which commit an image was built from (record.oci_labels).
+REVISION_LABEL = "org.opencontainers.image.revision"
 
 
 def registry_of(prefix: str) -> str | None:
@@ -58,3 +67,65 @@ def push_image(settings: ImageSettings, tag: str) -> str:
     digest: str = next((d for d in reversed(said) if f"{repository}@{d}" in digests), digests[0].partition("@")[2])
     report.info(f"pushed {repository}@{digest}")
     return digest
+
+
+# What an image index is, and the media types of the image manifests it may name.
+INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+_IMAGE_MEDIA_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
+
+
+def push_index(tag: str, images: list[tuple[Target, str]]) -> str:
+    """Put an OCI image index under `tag` naming each pushed image (its target, and the digest
+    its push reported), each entry the registry's own manifest of it (digest, size, media type
+    read back and checked); return the index's digest. One digest then names the service on
+    every architecture, and a node pulls its own."""
+    registry_host = require_registry(tag)
+    repository = repository_of(tag)
+    name = repository.removeprefix(f"{registry_host}/")
+    version = tag.rpartition(":")[2]
+    report.step(f"pushing the image index {tag} of {', '.join(t.docker_platform for t, _ in images)}")
+    manifests = []
+    for target, digest in images:
+        body = registry.manifest_bytes(registry_host, name, digest)
+        if body is None or f"sha256:{hashlib.sha256(body).hexdigest()}" != digest:
+            msg = f"the registry {registry_host} holds no manifest {repository}@{digest} for {target.docker_platform}, though its push reported it"
+            raise DockerError(msg)
+        media_type = json.loads(body).get("mediaType")
+        if media_type not in _IMAGE_MEDIA_TYPES:
+            msg = f"{repository}@{digest}: expected an image manifest ({' or '.join(_IMAGE_MEDIA_TYPES)}), found the media type {media_type!r}"
+            raise DockerError(msg)
+        platform = {"architecture": target.debian_arch, "os": "linux"}
+        if target.debian_arch == "arm64":
+            platform["variant"] = "v8"
+        manifests.append({"mediaType": media_type, "digest": digest, "size": len(body), "platform": platform})
+    index = json.dumps({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": manifests}, indent=2, sort_keys=True).encode()
+    registry.put_manifest(registry_host, name, version, index, INDEX_MEDIA_TYPE)
+    digest = f"sha256:{hashlib.sha256(index).hexdigest()}"
+    stored = registry.manifest_bytes(registry_host, name, version)
+    if stored != index:
+        msg = f"put the image index {tag} ({digest}), but the registry {registry_host} serves other bytes under {version}"
+        raise DockerError(msg)
+    report.info(f"pushed the image index {repository}@{digest}")
+    return digest
+
+
+def push_service(repo: Repository, settings: ImageSettings, service: str) -> tuple[str, str, dict[str, Any]]:
+    """Push the service's image, or with several targets each target's image and then the image
+    index naming them under the plain tag; return the tag deploy manifests pin, the digest the
+    registry stored for it, and `docker image inspect` of the (first) image, whose user and
+    labels every target's image shares."""
+    if len(repo.targets) == 1:
+        tag = image_tag(repo, settings, service)
+        return tag, push_image(settings, tag), settings.docker.inspect(tag)
+    pushed: list[tuple[Target, str]] = []
+    inspected: list[dict[str, Any]] = []
+    for target in repo.targets:
+        own = image_tag(repo, settings, service, target)
+        pushed.append((target, push_image(settings, own)))
+        inspected.append(settings.docker.inspect(own))
+    shared = {json.dumps([(i.get("Config") or {}).get("User"), ((i.get("Config") or {}).get("Labels") or {}).get(REVISION_LABEL)]) for i in inspected}
+    if len(shared) != 1:
+        msg = f"the images of {service} for {', '.join(t.machine for t in repo.targets)} differ in their user or revision label ({'; '.join(sorted(shared))}): build them in one run of `invoke image`"
+        raise DockerError(msg)
+    tag = image_tag(repo, settings, service)
+    return tag, push_index(tag, pushed), inspected[0]

@@ -15,8 +15,9 @@ from pathlib import Path
 from ..docker import Docker
 from ..lockfile import Pin, parse_pins
 from ..model import HttpService, Repository, ServiceSettings, service_settings
+from ..target import Target
 from ..tools import git
-from ..wheelhouse import INSTALL_DIR, WHEELHOUSE, Wheelhouse
+from ..wheelhouse import WHEELHOUSE, Wheelhouse, install_path
 
 # What image builds need to know of a service before anything is built.
 TO_BUILD = "to build an image"
@@ -30,8 +31,14 @@ class ImageSettings:
     dockerfile: Path | None = None  # default: recipe.recipe_path()
 
 
-def image_tag(repo: Repository, settings: ImageSettings, service: str) -> str:
-    return f"{settings.prefix}{service}:{repo.service(service).version}"
+def image_tag(repo: Repository, settings: ImageSettings, service: str, target: Target | None = None) -> str:
+    """<prefix><service>:<version>; with several targets, one target's image is
+    <prefix><service>:<version>-<arch> (arch as Docker names it: amd64, arm64). The plain tag
+    then names this host's architecture's image locally, and the image index once pushed."""
+    tag = f"{settings.prefix}{service}:{repo.service(service).version}"
+    if target is None or len(repo.targets) == 1:
+        return tag
+    return f"{tag}-{target.debian_arch}"
 
 
 def _git(repo: Repository, *args: str) -> str:
@@ -89,30 +96,27 @@ class ServiceImage:
 
     service: str
     version: str
+    target: Target  # the interpreter and platform the image is for
     runs: ServiceSettings  # how the image runs the service: http or worker
     tag: str
+    manifest: str  # its install manifest, as messages name it (wheelhouse/install/...)
     labels: tuple[tuple[str, str], ...]
     pins: tuple[Pin, ...]  # its install manifest, in order
     third_party: tuple[PartPin, ...]  # what the shared stages install
     first_party: tuple[PartPin, ...]  # the service's own wheels: its closure
 
     @property
-    def manifest(self) -> str:
-        """The install manifest, as messages name it."""
-        return f"{WHEELHOUSE}/{INSTALL_DIR}/{self.service}.txt"
-
-    @property
     def shared_arguments(self) -> dict[str, str]:
         return shared_arguments(self.runs)
 
 
-def service_image(repo: Repository, settings: ImageSettings, house: Wheelhouse, service: str, facts: CommitFacts) -> ServiceImage:
-    """The record of one service's image, from the model and a wheelhouse already checked."""
+def service_image(repo: Repository, settings: ImageSettings, house: Wheelhouse, service: str, facts: CommitFacts, target: Target) -> ServiceImage:
+    """The record of one service's image for the target, from the model and a wheelhouse already checked."""
     package = repo.service(service)
     runs = service_settings(package, TO_BUILD)
     first_party_names = {p.name for p in repo.closure(service)}
-    manifest = f"{WHEELHOUSE}/{INSTALL_DIR}/{service}.txt"
-    pins = tuple(parse_pins(house.install_manifest(service, repo.target), manifest).values())
+    manifest = f"{WHEELHOUSE}/{install_path(house.targets, target, service)}"
+    pins = tuple(parse_pins(house.install_manifest(service, target), manifest).values())
     third_party: list[PartPin] = []
     first_party: list[PartPin] = []
     for pin in pins:
@@ -121,8 +125,10 @@ def service_image(repo: Repository, settings: ImageSettings, house: Wheelhouse, 
     return ServiceImage(
         service=service,
         version=package.version,
+        target=target,
         runs=runs,
-        tag=f"{settings.prefix}{service}:{package.version}",
+        tag=image_tag(repo, settings, service, target),
+        manifest=manifest,
         labels=tuple(oci_labels(service, package.version, facts).items()),
         pins=pins,
         third_party=tuple(third_party),

@@ -27,7 +27,20 @@ build-wheels`).
 """
 
 from .build import build_wheels
-from .manifest import CHECKSUMS, INSTALL_DIR, MANIFEST, STORE, WHEELHOUSE, BuiltOrigin, DownloadedOrigin, Entry, SdistOrigin, Wheelhouse, render_checksums
+from .manifest import (
+    CHECKSUMS,
+    INSTALL_DIR,
+    MANIFEST,
+    STORE,
+    WHEELHOUSE,
+    BuiltOrigin,
+    DownloadedOrigin,
+    Entry,
+    SdistOrigin,
+    Wheelhouse,
+    install_path,
+    render_checksums,
+)
 from .store import held
 from .verify import Result, Verified, check_intact, check_locked, open_wheelhouse, render_wheelhouse, verify, verify_against
 
@@ -48,6 +61,7 @@ __all__ = [
     "check_intact",
     "check_locked",
     "held",
+    "install_path",
     "open_wheelhouse",
     "render_checksums",
     "render_wheelhouse",

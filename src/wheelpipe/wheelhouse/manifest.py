@@ -218,21 +218,23 @@ class Wheelhouse:
     def for_service(self, service: str) -> list[Entry]:
         return [e for e in self.entries.values() if service in e.services]
 
-    def installer(self) -> Entry:
+    def installer(self, target: Target) -> Entry:
+        """The installer (uv) wheel for the target: one per architecture, it is compiled."""
         # A wheelhouse made while another installer was the pin holds that one: not usable.
-        found = [e for e in self.entries.values() if e.installer and e.name == INSTALLER]
+        found = [e for e in self.entries.values() if e.installer and e.name == INSTALLER and e.runs_on(target)]
         if not found:
-            msg = f"{WHEELHOUSE}/{MANIFEST}: no installer ({INSTALLER}) wheel; run `invoke build-wheels`"
+            msg = f"{WHEELHOUSE}/{MANIFEST}: no installer ({INSTALLER}) wheel for {target.describe()}; run `invoke build-wheels`"
             raise WheelhouseError(msg)
-        return found[0]
+        priority = target.tag_priority()
+        return min(found, key=lambda e: _rank(e, priority))
 
-    def unpack_installer(self, directory: Path) -> Path:
-        """The uv binary of the installer wheel (checked against the manifest when the
+    def unpack_installer(self, directory: Path, target: Target) -> Path:
+        """The uv binary of the target's installer wheel (checked against the manifest when the
         wheelhouse was opened), written to directory/uv, executable; as the image build takes it."""
-        with zipfile.ZipFile(self.path / self.installer().file) as wheel:
+        with zipfile.ZipFile(self.path / self.installer(target).file) as wheel:
             (binary,) = [name for name in wheel.namelist() if name.endswith(".data/scripts/uv")]
-            with wheel.open(binary) as source, (directory / "uv").open("wb") as target:
-                shutil.copyfileobj(source, target)
+            with wheel.open(binary) as source, (directory / "uv").open("wb") as written:
+                shutil.copyfileobj(source, written)
         (directory / "uv").chmod(0o755)
         return directory / "uv"
 
