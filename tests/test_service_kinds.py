@@ -307,10 +307,10 @@ def test_the_install_check_runs_in_the_base_image_without_network_when_the_host_
     repo = load_repository(leaky_repo)
     house = open_wheelhouse(leaky_repo)
     place = installcheck.InContainer(docker_base_image, Docker())
-    checked = installcheck.check_installs(repo, house, ["order", WORKER], place)
+    checked = installcheck.check_installs(repo, house, ["order", WORKER], place, repo.target)
     assert [line.split(":")[0] for line in checked] == ["order", WORKER]
     with pytest.raises(installcheck.InstallCheckError) as raised:
-        installcheck.check_installs(repo, house, [LEAKY], place)
+        installcheck.check_installs(repo, house, [LEAKY], place, repo.target)
     assert str(raised.value) == f"{LEAKY}: {UNDECLARED}"
 
 

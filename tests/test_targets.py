@@ -13,11 +13,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import ROOT, add_dependency, commit_all, copy_repository, invoke, one_error, package_index, retarget, wheelhouse_state
+from monorepo import ROOT, add_dependency, commit_all, copy_repository, invoke, member_bytes, one_error, package_index, retarget, wheelhouse_state
 from packaging.utils import parse_wheel_filename
 
 from wheelpipe import load_repository
@@ -280,3 +281,29 @@ def test_one_services_build_after_a_second_platform_is_declared_is_refused_namin
     verify = one_error(invoke(repo_copy, "verify-wheelhouse", check=False))
     assert verify.startswith("error: wheelhouse/install/aarch64/order.txt: stale: requirements/order.txt pins markupsafe=="), verify
     assert verify.endswith(f"for CPython 3.11 on {AARCH64}; run `invoke build-wheels`"), verify
+
+
+def test_a_release_of_two_platforms_holds_each_wheel_once_an_install_manifest_and_an_sbom_per_platform_and_one_sha256sums(two_platform_copy: Path) -> None:
+    invoke(two_platform_copy, "release", "--skip-gates")
+    (archive,) = (two_platform_copy / "dist").glob("wheelhouse-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        members = {m.name.split("/", 1)[1]: member_bytes(tar, m) for m in tar.getmembers() if m.isfile()}
+    manifest = json.loads(members["manifest.json"])
+    assert [t["platform"] for t in manifest["targets"]] == [X86_64, AARCH64]
+    wheels = sorted(name for name in members if name.endswith(".whl"))
+    assert wheels == sorted(w["file"] for w in manifest["wheels"])
+    assert len([w for w in wheels if w.startswith("markupsafe-")]) == 2, wheels
+    services = load_repository(two_platform_copy).services
+    for machine, platform in (("x86_64", X86_64), ("aarch64", AARCH64)):
+        for service in services:
+            install = members[f"install/{machine}/{service}.txt"].decode()
+            assert install == (two_platform_copy / f"wheelhouse/install/{machine}/{service}.txt").read_text()
+            sbom = json.loads(members[f"sbom/{machine}/{service}.cdx.json"])
+            assert {"name": "wheelpipe:platform", "value": platform} in sbom["metadata"]["component"]["properties"]
+            files = [c["purl"].rsplit("file_name=", 1)[1] for c in sbom["components"]]
+            assert all(_runs_on(file, platform) for file in files), (machine, service, files)
+    assert not [name for name in members if re.fullmatch(r"(install|sbom)/[^/]+", name)], "one platform's layout beside the per-platform one"
+    # One SHA256SUMS over every other file of the archive.
+    sums = {name: digest for digest, name in (line.split("  ", 1) for line in members["SHA256SUMS"].decode().splitlines())}
+    assert set(sums) == set(members) - {"SHA256SUMS"}
+    assert all(hashlib.sha256(members[name]).hexdigest() == digest for name, digest in sums.items())

@@ -186,3 +186,12 @@ def test_a_push_of_both_architectures_is_one_image_index_which_the_deploy_manife
             assert "matches the model and the registry" in checked.stdout + checked.stderr
         finally:
             remove_images(registry_prefix)
+
+
+def test_verify_wheelhouse_install_installs_each_platforms_manifest_offline_the_aarch64_one_under_qemu(
+    two_architectures: Path, docker_base_image: str, arm64_base: str,
+) -> None:
+    result = invoke(two_architectures, "verify-wheelhouse", "--install", "--base-image", docker_base_image)
+    for machine in ("x86_64", "aarch64"):
+        assert f"checksum: wheelhouse/install/{machine}/checksum.txt installs offline; imported " in result.stdout, result.stdout
+    assert f"installing checksum for manylinux_2_36_aarch64 offline from the wheelhouse and importing them, in a throwaway container of {arm64_base} (no network)" in result.stderr

@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import os
+import re
 import shutil
 import ssl
 import sys
@@ -22,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import emulation
 from .console import quiet, report
 from .docker import Docker
 from .errors import PipelineError, RepositoryError, ToolError
@@ -693,3 +696,62 @@ def image_verdicts(figures: dict[str, float]) -> list[Verdict]:
         Verdict("smaller than naive", figures["added"] < figures["naive_added"], f"{figures['added'] / 1e6:.1f} MB vs {figures['naive_added'] / 1e6:.1f} MB"),
         Verdict("faster to rebuild than naive", figures["change"] < figures["naive_change"], f"{figures['change']:.2f} s vs {figures['naive_change']:.2f} s"),
     ]
+
+
+# -- two architectures: the aarch64 wheelhouse and each architecture's image -------------------
+
+BOTH_PLATFORMS = ("manylinux_2_36_x86_64", "manylinux_2_36_aarch64")
+
+
+def declare_both_platforms(repo: Repository) -> Repository:
+    """The copy's root pyproject.toml declaring x86_64 and aarch64 (same interpreter), locked for both."""
+    pyproject = repo.root / "pyproject.toml"
+    text, count = re.subn(r'^platform = "[^"]+"$', f"platforms = {json.dumps(list(BOTH_PLATFORMS))}", pyproject.read_text(), flags=re.MULTILINE)
+    if count != 1:
+        msg = f"{pyproject}: expected one `platform = ...` line under [tool.wheelpipe.target] to turn into two platforms, found {count}"
+        raise PipelineError(msg)
+    pyproject.write_text(text)
+    with quiet():
+        invoke(repo.root, "lock")
+    _commit(repo.root, "bench: x86_64 and aarch64")
+    return load_repository(repo.root)
+
+
+def architecture_rows(repo: Repository, settings: ImageSettings | None) -> list[Row]:
+    """build-wheels for x86_64 and aarch64 (cold, nothing changed) next to x86_64 alone, and,
+    with image settings, each architecture's image of one http service (cold, one-line change);
+    aarch64's image steps run emulated by qemu on an x86_64 host, and their rows say so."""
+    service = next(name for name, package in repo.services.items() if isinstance(package.service, HttpService))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="wheelpipe-bench-arch-") as tmp:
+        alone = working_copy(repo, Path(tmp, "alone"))
+        report.step("timing build-wheels for x86_64 alone and for x86_64 and aarch64 (cold: nothing built, empty caches)")
+        with quiet():
+            single = timed(lambda: invoke(alone.root, "build-wheels", env={**os.environ, **empty_cache(Path(tmp, "cache-alone"))}))
+        both = declare_both_platforms(working_copy(repo, Path(tmp, "both")))
+        with quiet():
+            cold = timed(lambda: invoke(both.root, "build-wheels", env={**os.environ, **empty_cache(Path(tmp, "cache-both"))}))
+            noop = timed(lambda: invoke(both.root, "build-wheels"))
+        rows += [
+            Row("build-wheels, x86_64 alone, cold", single, "the same repository, one platform"),
+            Row("build-wheels, x86_64 and aarch64, cold", cold, f"{cold / single:.2f}x x86_64 alone; pure wheels made once"),
+            Row("build-wheels, x86_64 and aarch64, nothing changed", noop, ""),
+        ]
+        if settings is None:
+            return rows
+        bench_settings = ImageSettings(prefix="wheelpipe-bench-arch/", base=settings.base, docker=settings.docker)
+        for target in both.targets:
+            emulated = " (emulated by qemu)" if emulation.is_foreign(target.machine) else ""
+            report.step(f"timing `invoke image --service {service} --arch {target.debian_arch}`: cold, after a one-line change{emulated}")
+            with quiet():
+                image_cold = timed(lambda: build_image(both, bench_settings, service, no_cache=True, targets=(target,)))  # noqa: B023 - called at once
+                one_line_change(both, service)
+                image_change = timed(lambda: build_image(both, bench_settings, service, targets=(target,)))  # noqa: B023 - called at once
+            rows += [
+                Row(f"image {service} {target.debian_arch}, cold{emulated}", image_cold, "wheelhouse already built"),
+                Row(f"image {service} {target.debian_arch}, one-line change{emulated}", image_change, f"{image_change / image_cold:.0%} of cold"),
+            ]
+        tags = settings.docker.run("images", "--format", "{{.Repository}}:{{.Tag}}", what="listing the benchmark's images").stdout.split()
+        for tag in (t for t in tags if t.startswith(bench_settings.prefix)):
+            settings.docker.run("rmi", tag, what=f"removing {tag}")
+    return rows

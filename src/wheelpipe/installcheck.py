@@ -11,7 +11,8 @@ top-level module of the service's first-party distributions and loads its consol
 entry points (importcheck.py, which the image build runs too).
 
 The target's interpreter is this host's when it matches the target; otherwise the target's
-base image's, in a throwaway container with no network.
+base image's, in a throwaway container with no network (another architecture's under qemu).
+With several targets, each is checked with its own install manifests and installer.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import baseimage, importcheck, launch
+from . import baseimage, emulation, importcheck, launch
 from .console import report
 from .docker import Docker
 from .errors import PipelineError, TargetError, ToolError
 from .model import Repository, WorkerService
-from .target import check_host
+from .target import Target, check_host
 from .tools import run
-from .wheelhouse import STORE, Wheelhouse
+from .wheelhouse import STORE, WHEELHOUSE, Wheelhouse, install_path
 
 # Starts the line importcheck.py prints when an import fails.
 MARKER = "install check: "
@@ -88,11 +89,11 @@ class InContainer:
 Place = OnHost | InContainer
 
 
-def place_for(repo: Repository, base_image: str, docker: Docker) -> Place:
-    """This host when it matches the target; else the first of `base_image` and the target's
-    bootstrapped base image that is present and matches the target; else one line saying what
-    is missing and how to make it."""
-    target = repo.target
+def place_for(repo: Repository, target: Target, base_image: str, docker: Docker) -> Place:
+    """This host when it matches the target; else the first of the target's base image (from
+    `base_image`, as baseimage.base_for names it) and its bootstrapped base image that is
+    present and matches the target; else one line saying what is missing and how to make it."""
+    base_image = baseimage.base_for(base_image, target, repo.targets)
     try:
         check_host(target, "check the install manifests")
     except TargetError as error:
@@ -103,6 +104,7 @@ def place_for(repo: Repository, base_image: str, docker: Docker) -> Place:
     candidates = list(dict.fromkeys([base_image, *([baseimage.base_tag(suite, target.machine)] if suite else [])]))
     tried = []
     docker.require_engine()
+    emulation.require_runs(target.machine, f"the install check for {target.describe()}")
     for image in candidates:
         if not docker.image_id(image):
             tried.append(f"{image} is not present")
@@ -113,7 +115,8 @@ def place_for(repo: Repository, base_image: str, docker: Docker) -> Place:
             tried.append(str(error))
             continue
         return InContainer(image, docker)
-    make = f"run `invoke base-image --suite {suite}`" if suite else f"set INVOKE_IMAGE_BASE to an image with CPython {target.python_version} on {target.platform}"
+    arch = f" --arch {target.debian_arch}" if emulation.is_foreign(target.machine) else ""
+    make = f"run `invoke base-image --suite {suite}{arch}`" if suite else f"set INVOKE_IMAGE_BASE to an image with CPython {target.python_version} on {target.platform}"
     msg = f"the install check needs {target.describe()}: {mismatch}, and no base image of the target can stand in ({'; '.join(tried)}): {make}"
     raise InstallCheckError(msg)
 
@@ -133,11 +136,11 @@ def _commands(repo: Repository, service: str) -> list[str]:
     ]
 
 
-def _steps(repo: Repository, house: Wheelhouse, service: str, python: str, work: str, wheels: str) -> list[list[str]]:
+def _steps(repo: Repository, house: Wheelhouse, service: str, target: Target, python: str, work: str, wheels: str) -> list[list[str]]:  # noqa: PLR0913 - where each path is seen differs by place
     """A fresh venv of the target's interpreter, the install manifest installed into it offline,
     then the import check run by its interpreter (-I -B: nothing from the environment or the
     working directory, no bytecode written)."""
-    manifest = house.install_manifest(service, repo.target).relative_to(house.path).as_posix()
+    manifest = house.install_manifest(service, target).relative_to(house.path).as_posix()
     first_party = [package.name for package in repo.closure(service)]
     return [
         [python, "-m", "venv", "--without-pip", f"{work}/{service}"],
@@ -151,30 +154,32 @@ def _steps(repo: Repository, house: Wheelhouse, service: str, python: str, work:
     ]
 
 
-def check_installs(repo: Repository, house: Wheelhouse, services: list[str], place: Place) -> list[str]:
-    """Install each service's manifest offline into a throwaway environment and import it
-    there; one line per service saying what was checked. The first failure stops the check,
-    named with its service."""
-    report.step(f"installing {', '.join(services)} offline from the wheelhouse and importing them, in {place.describe()}")
+def check_installs(repo: Repository, house: Wheelhouse, services: list[str], place: Place, target: Target) -> list[str]:
+    """Install each service's manifest for the target offline into a throwaway environment and
+    import it there; one line per service saying what was checked. The first failure stops the
+    check, named with its service."""
+    on = f" for {target.platform}" if len(repo.targets) > 1 else ""
+    report.step(f"installing {', '.join(services)}{on} offline from the wheelhouse and importing them, in {place.describe()}")
     checked = []
     with tempfile.TemporaryDirectory(prefix="wheelpipe-install-check-") as tmp:
         work = Path(tmp)
-        house.unpack_installer(work, repo.target)
+        house.unpack_installer(work, target)
         shutil.copyfile(importcheck.__file__, work / "importcheck.py")
         for service in services:
+            manifest = f"{WHEELHOUSE}/{install_path(repo.targets, target, service)}"
             try:
-                output = place.run(_steps(repo, house, service, place.python, *place.locate(work, house.path)), work, house.path, f"the install check of {service}")
+                output = place.run(_steps(repo, house, service, target, place.python, *place.locate(work, house.path)), work, house.path, f"the install check of {service}")
             except ToolError as error:
-                raise InstallCheckError(f"{service}: {_why(error, house, service)}") from None
+                raise InstallCheckError(f"{service}: {_why(error, manifest)}") from None
             summary = output.strip().splitlines()[-1] if output.strip() else "installed"
-            checked.append(f"{service}: wheelhouse/install/{service}.txt installs offline; {summary}")
+            checked.append(f"{service}: {manifest} installs offline; {summary}")
     return checked
 
 
-def _why(error: ToolError, house: Wheelhouse, service: str) -> str:
+def _why(error: ToolError, manifest: str) -> str:
     """The import check's own line; else what stopped the install (the installer's error)."""
     for line in error.output.splitlines():
         if line.startswith(MARKER):
             return line.removeprefix(MARKER)
     detail = str(error).partition("): ")[2] or str(error)
-    return f"wheelhouse/install/{service}.txt does not install offline from the wheelhouse: {detail}"
+    return f"{manifest} does not install offline from the wheelhouse: {detail}"

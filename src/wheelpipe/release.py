@@ -53,7 +53,7 @@ from .locks import lock
 from .manifests import DEPLOY_DIR
 from .model import Repository
 from .tools import git, run
-from .wheelhouse import CHECKSUMS, INSTALL_DIR, MANIFEST, WHEELHOUSE, BuiltOrigin, Wheelhouse, build_wheels
+from .wheelhouse import CHECKSUMS, MANIFEST, WHEELHOUSE, BuiltOrigin, Wheelhouse, build_wheels, install_path
 
 DIST = "dist"
 DIRTY = "-dirty"
@@ -341,10 +341,15 @@ def _members(repo: Repository, house: Wheelhouse, commit: ReleaseCommit, source:
         # the wheel is streamed into the archive.
         wheel = house.path / entry.file
         members.append(Member(f"{prefix}/{entry.file}", wheel.stat().st_size, entry.sha256, path=wheel))
-    for service in repo.services:
-        install = derived[f"{INSTALL_DIR}/{service}.txt"]
-        members.append(Member.document(f"{prefix}/{INSTALL_DIR}/{service}.txt", install))
-        members.append(Member.document(f"{prefix}/sbom/{service}.cdx.json", sbom.service_sbom(repo, house, service, install, commit.time)))
+    several = len(repo.targets) > 1
+    for target in repo.targets:
+        for service in repo.services:
+            # Each target's install manifest and its SBOM (sbom/<machine>/ with several targets).
+            path = install_path(repo.targets, target, service)
+            install = derived[path]
+            members.append(Member.document(f"{prefix}/{path}", install))
+            document = f"sbom/{target.machine}/{service}.cdx.json" if several else f"sbom/{service}.cdx.json"
+            members.append(Member.document(f"{prefix}/{document}", sbom.service_sbom(repo, house, service, install, commit.time, path, target if several else None)))
     members.sort(key=lambda m: m.name)
     sums = "".join(f"{m.sha256}  {m.name.removeprefix(prefix + '/')}\n" for m in members)
     return sorted([*members, Member.document(f"{prefix}/{CHECKSUMS}", sums)], key=lambda m: m.name)
@@ -453,20 +458,21 @@ def _release(  # noqa: C901 - the release's steps in order (gates, build, checks
         report.info(f"releasing the working tree, which differs from commit {commit.sha[:12]}: the archive is marked {DIRTY}")
     check_tags(repo, commit, tags or [])
     existing = released_before(repo, dist, commit)
-    # Where the install gate can run is known before anything is built.
-    place = installcheck.place_for(repo, base_image, docker or Docker()) if gates else None
+    # Where each target's install gate can run is known before anything is built.
+    places = [(platform, installcheck.place_for(repo, platform, base_image, docker or Docker())) for platform in repo.targets] if gates else []
     if gates:
         lock_gate(repo)
     source = commit.source(repo.root)
     # Every first-party and sdist-built wheel kept from the wheelhouse is built again from the
     # release's sources and must be byte-identical: what was there before is never taken on trust.
     house = build_wheels(repo, source=source, check_rebuilds=True).wheelhouse
-    if place is not None:  # the gates are on
+    if gates:
         test_gate(repo, commit)
-        # The release gate of what ships: each service's install manifest, installed offline
-        # from these wheels, imports (see installcheck).
-        for line in installcheck.check_installs(repo, house, list(repo.services), place):
-            report.info(line)
+        # The release gate of what ships: each service's install manifest for each target,
+        # installed offline from these wheels, imports (see installcheck).
+        for platform, place in places:
+            for line in installcheck.check_installs(repo, house, list(repo.services), place, platform):
+                report.info(line)
     report.step(f"verifying the wheelhouse for release {repo.release_version} ({commit.sha[:12]}{DIRTY if commit.dirty else ''})")
     check_shippable(house)
     deployed = manifests.released(source)

@@ -24,6 +24,7 @@ from packageurl import PackageURL
 from .errors import PipelineError
 from .lockfile import parse_pins_text
 from .model import Repository
+from .target import Target
 from .wheelhouse import Wheelhouse
 
 SCHEMA = SchemaVersion.V1_6
@@ -34,9 +35,11 @@ class SbomError(PipelineError):
     """An SBOM could not be produced or does not validate."""
 
 
-def service_sbom(repo: Repository, house: Wheelhouse, service: str, manifest: str, timestamp: int) -> str:
-    """The CycloneDX JSON document of one service's install manifest (its text, as shipped)."""
-    pins = parse_pins_text(manifest, f"wheelhouse/install/{service}.txt")
+def service_sbom(repo: Repository, house: Wheelhouse, service: str, manifest: str, timestamp: int, path: str, platform: Target | None = None) -> str:  # noqa: PLR0913 - the manifest, where it is, and for which platform
+    """The CycloneDX JSON document of one service's install manifest (its text, as shipped, at
+    `path` in the wheelhouse); with several platforms, the platform it installs on is a property
+    of the service's component."""
+    pins = parse_pins_text(manifest, f"wheelhouse/{path}")
     by_hash = {e.sha256: e for e in house.entries.values()}
     package = repo.service(service)
     components = []
@@ -55,6 +58,8 @@ def service_sbom(repo: Repository, house: Wheelhouse, service: str, manifest: st
         )
         components.append(component)
     root = next(c for c in components if c.name == package.name)
+    if platform is not None:
+        root.properties.add(Property(name="wheelpipe:platform", value=platform.platform))
     bom = Bom(
         components=[c for c in components if c is not root],
         serial_number=uuid.uuid5(_NAMESPACE, f"{service}:{hashlib.sha256(manifest.encode()).hexdigest()}"),

@@ -187,7 +187,7 @@ def build_wheels(c: Context, service: str | None = None, clean: bool = False, ve
 
 @task(
     help={
-        "install": "Also install each service's manifest offline into a throwaway environment of the target's interpreter (this host's, else the base image's in a container without network) and import its first-party modules and console scripts' entry points.",
+        "install": "Also install each service's manifest offline into a throwaway environment of each target's interpreter (this host's, else the base image's in a container without network, another architecture's under qemu) and import its first-party modules and console scripts' entry points.",
         "base-image": "With --install on a host that is not the target: the image whose interpreter stands in (config image.base).",
         "verbose": "Show the underlying commands and output.",
     }
@@ -197,13 +197,13 @@ def verify_wheelhouse(c: Context, install: bool = False, base_image: str | None 
     """Check wheelhouse/ is exactly what the locks, sources and target give: wheels, install manifests, manifest.json, SHA256SUMS (--install: each service installs offline and imports)."""
     repo = _repository(c)
     settings = _image_settings(c, base_image=base_image)
-    # Where the install check can run is known before anything is read.
-    place = installcheck.place_for(repo, settings.base, settings.docker) if install else None
+    # Where each target's install check can run is known before anything is read.
+    places = [(target, installcheck.place_for(repo, target, settings.base, settings.docker)) for target in repo.targets] if install else []
     verified = wheelhouse.verify_against(repo)
     for line in verified.lines():
         print(line)
-    if place is not None:
-        for line in installcheck.check_installs(repo, verified.wheelhouse, list(repo.services), place):
+    for target, place in places:
+        for line in installcheck.check_installs(repo, verified.wheelhouse, list(repo.services), place, target):
             print(line)
 
 
@@ -381,14 +381,15 @@ def base_image(c: Context, tag: str | None = None, suite: str = "bookworm", buil
         "heavy": "Also lock a copy with tests/packages/heavy_service as services/heavy, uv against pip-tools (pip-tools takes minutes).",
         "scaling": "Also time lock, build-wheels (cold, no-op) and affected on generated monorepos of 3, 10 and 30 services.",
         "with-images": "Also time the images against a naive single-stage Dockerfile (needs Docker).",
+        "architectures": "Also time build-wheels for x86_64 and aarch64 against x86_64 alone, and with --with-images each architecture's image (aarch64's emulated by qemu; needs the -arm64 base).",
         "base-image": IMAGE_HELP["base-image"],
         "verbose": "Show every command the benchmark runs.",
     },
     auto_shortflags=False,  # -h would be --heavy, not help
 )
 @reported
-def bench(c: Context, heavy: bool = False, scaling: bool = False, with_images: bool = False, base_image: str | None = None, verbose: bool = False) -> None:
-    """Time build-wheels and the naive way, lock with uv and pip-tools (and --heavy, --scaling, --with-images); print tables and targets."""
+def bench(c: Context, heavy: bool = False, scaling: bool = False, with_images: bool = False, architectures: bool = False, base_image: str | None = None, verbose: bool = False) -> None:  # noqa: PLR0913 - one parameter per command-line flag
+    """Time build-wheels and the naive way, lock with uv and pip-tools (and --heavy, --scaling, --with-images, --architectures); print tables and targets."""
     repo = _repository(c)
     if with_images:
         settings = _image_settings(c, base_image=base_image)
@@ -411,6 +412,8 @@ def bench(c: Context, heavy: bool = False, scaling: bool = False, with_images: b
         image_rows, figures = benchmarks.image_rows(repo, settings)
         rows += image_rows
         verdicts += benchmarks.image_verdicts(figures)
+    if architectures:
+        rows += benchmarks.architecture_rows(repo, settings if with_images else None)
     print(benchmarks.table(rows))
     print()
     print(benchmarks.side_by_side(lock_rows))
