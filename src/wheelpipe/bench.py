@@ -701,6 +701,18 @@ def image_verdicts(figures: dict[str, float]) -> list[Verdict]:
 # -- two architectures: the aarch64 wheelhouse and each architecture's image -------------------
 
 BOTH_PLATFORMS = ("manylinux_2_36_x86_64", "manylinux_2_36_aarch64")
+# A monorepo whose shared package compiles a C extension: its aarch64 wheel is built in the
+# arm64 builder under qemu, the emulated part of a two-platform wheelhouse.
+COMPILED_FIXTURE = "tests/packages/cext_first_party"
+
+
+def compiled_fixture(repo: Repository) -> Path:
+    """The compiled fixture's directory; checked before anything is timed, not minutes later."""
+    fixture = repo.root / COMPILED_FIXTURE
+    if not (fixture / "pyproject.toml").is_file():
+        msg = f"{COMPILED_FIXTURE}/pyproject.toml: missing (the monorepo `invoke bench --architectures` builds a compiled wheel of for aarch64)"
+        raise RepositoryError(msg)
+    return fixture
 
 
 def declare_both_platforms(repo: Repository) -> Repository:
@@ -736,6 +748,18 @@ def architecture_rows(repo: Repository, settings: ImageSettings | None) -> list[
             Row("build-wheels, x86_64 alone, cold", single, "the same repository, one platform"),
             Row("build-wheels, x86_64 and aarch64, cold", cold, f"{cold / single:.2f}x x86_64 alone; pure wheels made once"),
             Row("build-wheels, x86_64 and aarch64, nothing changed", noop, ""),
+        ]
+        report.step(f"timing build-wheels of {COMPILED_FIXTURE} for x86_64 and aarch64: its C extension compiled for aarch64 under qemu")
+        compiled_source = compiled_fixture(repo)
+        _copy_files(compiled_source, Path(tmp, "compiled"), _project_files(compiled_source))
+        _commit(Path(tmp, "compiled"), "bench: the compiled fixture", init=True)
+        compiled = declare_both_platforms(load_repository(Path(tmp, "compiled")))
+        with quiet():
+            compiled_cold = timed(lambda: invoke(compiled.root, "build-wheels", env={**os.environ, **empty_cache(Path(tmp, "cache-compiled"))}))
+            compiled_noop = timed(lambda: invoke(compiled.root, "build-wheels"))
+        rows += [
+            Row("build-wheels, compiled fixture, x86_64 and aarch64, cold (aarch64 emulated by qemu)", compiled_cold, "its C extension built in each builder"),
+            Row("build-wheels, compiled fixture, nothing changed", compiled_noop, ""),
         ]
         if settings is None:
             return rows

@@ -26,6 +26,7 @@ from . import (
     baseimage,
     compose,
     deploy,
+    emulation,
     installcheck,
     load_repository,
     locks,
@@ -487,7 +488,9 @@ def up(c: Context, prefix: str | None = None, base_image: str | None = None, ver
     """Build every image, write compose.yaml and start all services; wait until healthy (a worker without a health check: running)."""
     repo = _repository(c)
     settings = _image_settings(c, prefix, base_image)
-    images.build_images(repo, settings, list(repo.services))
+    # Compose runs this host's architecture's images: only those are built (when declared).
+    here = tuple(t for t in repo.targets if t.machine == emulation.host_machine()) or repo.targets
+    images.build_images(repo, settings, list(repo.services), targets=here)
     tool = " ".join(compose.compose_command(settings.docker))
     for name, package in repo.services.items():
         if isinstance(package.service, HttpService):
