@@ -307,3 +307,10 @@ def test_a_release_of_two_platforms_holds_each_wheel_once_an_install_manifest_an
     sums = {name: digest for digest, name in (line.split("  ", 1) for line in members["SHA256SUMS"].decode().splitlines())}
     assert set(sums) == set(members) - {"SHA256SUMS"}
     assert all(hashlib.sha256(members[name]).hexdigest() == digest for name, digest in sums.items())
+
+
+def test_a_push_of_one_architecture_of_two_is_refused_before_anything_is_built(repo_copy: Path) -> None:
+    two_platforms(repo_copy, X86_64, AARCH64)
+    result = invoke(repo_copy, "image", "--service", "order", "--push", "--arch", "arm64", "--prefix", "127.0.0.1:5000/team/", check=False)
+    assert one_error(result) == "error: --push pushes the image index of every declared platform: leave out --arch"
+    assert not (repo_copy / "wheelhouse").exists()
