@@ -9,19 +9,24 @@ nothing else in the engine is touched.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from monorepo import container_registry, free_port, invoke
 
 from wheelpipe import image as images
+from wheelpipe.errors import DockerError
+from wheelpipe.target import Target
 
 VERSION = "0.1.0"
 NAMESPACE = "wheelpipe-test"
@@ -175,3 +180,67 @@ def test_a_push_that_fails_is_one_line_naming_the_tag_and_the_registry(built_rep
         assert tag in lines[0] and f"registry 127.0.0.1:{closed}" in lines[0]
     finally:
         docker("rmi", tag, check=False)
+
+
+class _LyingRegistry(BaseHTTPRequestHandler):
+    """A registry that answers each GET from `served` (path -> body) and takes every PUT, keeping
+    nothing: as a compromised or broken registry (or a proxy in front of one) might."""
+
+    served: dict[str, bytes] = {}
+    put: list[str] = []
+
+    def do_GET(self) -> None:
+        body = self.served.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.put.append(self.path)
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def lying_registry() -> Iterator[tuple[str, type[_LyingRegistry]]]:
+    handler = type("Handler", (_LyingRegistry,), {"served": {}, "put": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+AARCH64 = Target(python_version="3.11", implementation="cp", abi="cp311", platform="manylinux_2_36_aarch64")
+IMAGE_MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "layers": []}).encode()
+
+
+def test_an_image_index_is_not_put_over_a_member_the_registry_serves_other_bytes_for(lying_registry: tuple[str, type[_LyingRegistry]]) -> None:
+    host, handler = lying_registry
+    claimed = f"sha256:{hashlib.sha256(IMAGE_MANIFEST).hexdigest()}"
+    handler.served[f"/v2/team/svc/manifests/{claimed}"] = IMAGE_MANIFEST.replace(b"[]", b'[{"x": 1}]')
+    with pytest.raises(DockerError) as raised:
+        images.push_index(f"{host}/team/svc:1.0", [(AARCH64, claimed)])
+    assert str(raised.value) == f"the registry {host} holds no manifest {host}/team/svc@{claimed} for linux/arm64, though its push reported it"
+    assert handler.put == []
+
+
+def test_an_image_index_the_registry_does_not_serve_back_as_put_is_an_error(lying_registry: tuple[str, type[_LyingRegistry]]) -> None:
+    host, handler = lying_registry
+    digest = f"sha256:{hashlib.sha256(IMAGE_MANIFEST).hexdigest()}"
+    handler.served[f"/v2/team/svc/manifests/{digest}"] = IMAGE_MANIFEST
+    handler.served["/v2/team/svc/manifests/1.0"] = b'{"schemaVersion": 2, "manifests": []}'  # not what was put
+    with pytest.raises(DockerError) as raised:
+        images.push_index(f"{host}/team/svc:1.0", [(AARCH64, digest)])
+    message = str(raised.value)
+    assert message.startswith(f"put the image index {host}/team/svc:1.0 (sha256:") and message.endswith(f"but the registry {host} serves other bytes under 1.0"), message
+    assert handler.put == ["/v2/team/svc/manifests/1.0"]
