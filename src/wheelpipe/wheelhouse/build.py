@@ -6,7 +6,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -153,41 +153,13 @@ def build_wheels(  # noqa: C901 - the run's steps in order (load, check, plan, b
         partial = store / f"partial-{token}"
         partial.mkdir(parents=True)
         try:
-            new: dict[str, Entry] = {}
-            installed: dict[str, set[str]] = {}
-            installer_files: set[str] = set()
-            built_files: list[str] = []
-            fetched_files: list[str] = []
+            made = _Made(partial)
             for target in targets:
-                plan = make_plan(repo, target, selected, locks, installer, [*old_entries, *new.values()], source)
-                for entry in plan.reuse.values():
-                    if entry.file not in new:  # else made for an earlier target of this run
-                        os.link(old.path / entry.file, partial / entry.file)  # type: ignore[union-attr]  # reuse is empty without an old wheelhouse
-                built = _build_first_party(repo, target, plan.build, partial, source)
-                _refuse(partial, _off_target_build(repo, target, built))
-                fetched = _fetch_third_party(repo, target, plan.fetch, partial)
-                wheels_made: list[tuple[ToBuild | ToFetch, Entry]] = [*built, *fetched]
-                _refuse(partial, _replacing_for_others(repo, plan, selected, wheels_made))
-                new |= plan.reuse
-                made_files: dict[ToBuild | ToFetch, str] = {}
-                for key, entry in wheels_made:
-                    new[entry.file] = entry
-                    made_files[key] = entry.file
-                target_installs, target_installer = _union([plan], made_files)
-                for name, wheel_files in target_installs.items():
-                    installed.setdefault(name, set()).update(wheel_files)
-                installer_files |= target_installer
-                built_files += [e.file for _, e in built]
-                fetched_files += [e.file for _, e in fetched]
-                for name in selected:
-                    # Of each distribution the service installs, the wheel this target runs.
-                    chosen = {e.file: e for e in new.values() if e.file in target_installs[name]}
-                    wheels = {e.name: partial / e.file for e in chosen.values() if e.name in locks[name] and e.version == locks[name][e.name].version}
-                    own = {p.name for p in repo.closure(name)}
-                    built_here = {e.name: partial / e.file for e in chosen.values() if e.name in own and isinstance(e.origin, BuiltOrigin)}
-                    thirdparty.check_closure(repo, target, name, locks[name], wheels, built_here)
-            entries = _compose(new, installed, installer_files)
-            _write_metadata(targets, partial, entries, installed)
+                # Against what the current wheelhouse holds and what earlier targets made now.
+                plan = make_plan(repo, target, selected, locks, installer, [*old_entries, *made.entries.values()], source)
+                _make_for_target(repo, plan, made, old.path if old else None, selected, locks, source)
+            entries = _compose(made.entries, made.installs, made.installers)
+            _write_metadata(targets, partial, entries, made.installs)
             fsync_tree(partial)
             generation = store / f"gen-{token}"
             partial.rename(generation)
@@ -201,10 +173,57 @@ def build_wheels(  # noqa: C901 - the run's steps in order (load, check, plan, b
         _prune(store, keep={generation.name, previous.name if previous else ""})
         # Every entry's sha256 was taken in this run from the very file now in the generation
         # (reused ones by _load above, new ones as they were written): no second read.
-        result = Result(Wheelhouse(generation, {e.file: e for e in entries}, targets), built_files, fetched_files)
+        result = Result(Wheelhouse(generation, {e.file: e for e in entries}, targets), made.built, made.fetched)
         _record_trust(repo.root, result.wheelhouse)
         report.info(f"wheelhouse ready: built {len(result.built)}, downloaded {len(result.downloaded)}, {len(entries)} wheels in {WHEELHOUSE}/")
         return result
+
+
+@dataclass
+class _Made:
+    """The next generation as a run makes it, target after target, in its partial directory."""
+
+    partial: Path
+    entries: dict[str, Entry] = field(default_factory=dict)  # by file: reused or made
+    installs: dict[str, set[str]] = field(default_factory=dict)  # service -> its wheel files, on any target
+    installers: set[str] = field(default_factory=set)  # the installer's wheel file of each target
+    built: list[str] = field(default_factory=list)
+    fetched: list[str] = field(default_factory=list)
+
+
+def _make_for_target(  # noqa: PLR0913 - the plan, where it goes, and what it is checked against
+    repo: Repository, plan: Plan, made: _Made, old_path: Path | None, selected: list[str], locks: dict[str, dict[str, Pin]], source: firstparty.FileSource,
+) -> None:
+    """Carry out one target's plan into the partial generation: link what it reuses from the
+    current wheelhouse (what an earlier target made is there already), build and fetch the
+    rest, and check each selected service's closure on the target from the very wheels."""
+    target, partial = plan.target, made.partial
+    for entry in plan.reuse.values():
+        if old_path is not None and entry.file not in made.entries:
+            os.link(old_path / entry.file, partial / entry.file)
+    built = _build_first_party(repo, target, plan.build, partial, source)
+    _refuse(partial, _off_target_build(repo, target, built))
+    fetched = _fetch_third_party(repo, target, plan.fetch, partial)
+    wheels_made: list[tuple[ToBuild | ToFetch, Entry]] = [*built, *fetched]
+    _refuse(partial, _replacing_for_others(repo, plan, selected, wheels_made))
+    made.entries |= plan.reuse
+    files: dict[ToBuild | ToFetch, str] = {}
+    for key, entry in wheels_made:
+        made.entries[entry.file] = entry
+        files[key] = entry.file
+    installs, installer = _union([plan], files)
+    for name, wheel_files in installs.items():
+        made.installs.setdefault(name, set()).update(wheel_files)
+    made.installers |= installer
+    made.built += [e.file for _, e in built]
+    made.fetched += [e.file for _, e in fetched]
+    for name in selected:
+        # Of each distribution the service installs, the wheel this target runs.
+        chosen = [e for e in made.entries.values() if e.file in installs[name]]
+        wheels = {e.name: partial / e.file for e in chosen if e.name in locks[name] and e.version == locks[name][e.name].version}
+        own = {p.name for p in repo.closure(name)}
+        built_here = {e.name: partial / e.file for e in chosen if e.name in own and isinstance(e.origin, BuiltOrigin)}
+        thirdparty.check_closure(repo, target, name, locks[name], wheels, built_here)
 
 
 def _union(plans: list[Plan], made: dict[ToBuild | ToFetch, str]) -> tuple[dict[str, set[str]], set[str]]:
