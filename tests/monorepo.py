@@ -431,6 +431,14 @@ def retarget(repository: Path, python_version: str, abi: str, platform: str) -> 
     pyproject.write_text(text)
 
 
+def two_platforms(repository: Path, *platforms: str) -> None:
+    """Declare `platforms` (same interpreter) in a copy's root pyproject.toml."""
+    pyproject = repository / "pyproject.toml"
+    text, count = re.subn(r'^platform = "[^"]+"$', f"platforms = {json.dumps(list(platforms))}", pyproject.read_text(), flags=re.MULTILINE)
+    assert count == 1, f"unexpected layout of {pyproject}"
+    pyproject.write_text(text)
+
+
 def own_temp(repository: Path) -> dict[str, str]:
     """TMPDIR for a command on `repository`: a directory beside it. The work directories of
     its builds, which their containers mount, then lie there (see build_step_containers)."""

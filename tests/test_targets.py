@@ -18,7 +18,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import ROOT, add_dependency, commit_all, copy_repository, invoke, member_bytes, one_error, package_index, retarget, wheelhouse_state
+from monorepo import (
+    ROOT,
+    add_dependency,
+    commit_all,
+    copy_repository,
+    invoke,
+    member_bytes,
+    one_error,
+    package_index,
+    retarget,
+    two_platforms,
+    wheelhouse_state,
+)
 from packaging.utils import parse_wheel_filename
 
 from wheelpipe import load_repository
@@ -55,14 +67,6 @@ def test_a_target_this_host_is_not_gets_a_lock_and_a_wheelhouse_for_it(repo_copy
         installed = parse_pins(repo_copy / f"wheelhouse/install/{service}.txt")
         assert set(pins) <= set(installed)
     invoke(repo_copy, "verify-wheelhouse")
-
-
-def two_platforms(repository: Path, *platforms: str) -> None:
-    """Declare `platforms` (same interpreter) in a copy's root pyproject.toml."""
-    pyproject = repository / "pyproject.toml"
-    text, count = re.subn(r'^platform = "[^"]+"$', f"platforms = {json.dumps(list(platforms))}", pyproject.read_text(), flags=re.MULTILINE)
-    assert count == 1, f"unexpected layout of {pyproject}"
-    pyproject.write_text(text)
 
 
 X86_64, AARCH64 = "manylinux_2_36_x86_64", "manylinux_2_36_aarch64"

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monorepo import commit_all, container_registry, copy_repository, git, invoke, unavailable
+from monorepo import commit_all, container_registry, copy_repository, git, invoke, two_platforms, unavailable
 
 from wheelpipe import baseimage
 from wheelpipe.target import Target
@@ -56,18 +56,11 @@ def arm64_base(docker_base_image: str) -> str:
     return arm64
 
 
-def declare_both(repository: Path) -> None:
-    pyproject = repository / "pyproject.toml"
-    text, count = re.subn(r'^platform = "[^"]+"$', f"platforms = {json.dumps(PLATFORMS)}", pyproject.read_text(), flags=re.MULTILINE)
-    assert count == 1
-    pyproject.write_text(text)
-
-
 @pytest.fixture(scope="module")
 def two_architectures(tmp_path_factory: pytest.TempPathFactory, arm64_base: str) -> Path:
     """A copy of the fixture declaring x86_64 and aarch64, locked, committed, its wheelhouse built."""
     repository = copy_repository(tmp_path_factory.mktemp("two-architectures") / "repo", FIXTURE)
-    declare_both(repository)
+    two_platforms(repository, *PLATFORMS)
     invoke(repository, "lock")
     commit_all(repository, "x86_64 and aarch64")
     invoke(repository, "build-wheels")

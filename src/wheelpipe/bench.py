@@ -289,9 +289,14 @@ def repository_lock_comparison(repo: Repository) -> LockComparison:
 
 def heavy_fixture(repo: Repository) -> Path:
     """The heavy fixture's directory; checked before anything is timed, not minutes later."""
-    fixture = repo.root / HEAVY_FIXTURE
+    return _fixture(repo, HEAVY_FIXTURE, "the service `invoke bench --heavy` adds and locks")
+
+
+def _fixture(repo: Repository, relative: str, what: str) -> Path:
+    """A fixture's directory in the repository, which a flag of the benchmark needs (`what`)."""
+    fixture = repo.root / relative
     if not (fixture / "pyproject.toml").is_file():
-        msg = f"{HEAVY_FIXTURE}/pyproject.toml: missing (the service `invoke bench --heavy` adds and locks)"
+        msg = f"{relative}/pyproject.toml: missing ({what})"
         raise RepositoryError(msg)
     return fixture
 
@@ -707,12 +712,8 @@ COMPILED_FIXTURE = "tests/packages/cext_first_party"
 
 
 def compiled_fixture(repo: Repository) -> Path:
-    """The compiled fixture's directory; checked before anything is timed, not minutes later."""
-    fixture = repo.root / COMPILED_FIXTURE
-    if not (fixture / "pyproject.toml").is_file():
-        msg = f"{COMPILED_FIXTURE}/pyproject.toml: missing (the monorepo `invoke bench --architectures` builds a compiled wheel of for aarch64)"
-        raise RepositoryError(msg)
-    return fixture
+    """The compiled fixture's directory."""
+    return _fixture(repo, COMPILED_FIXTURE, "the monorepo whose compiled wheel `invoke bench --architectures` builds for aarch64")
 
 
 def declare_both_platforms(repo: Repository) -> Repository:

@@ -305,10 +305,10 @@ def image(c: Context, service: str | None = None, all: bool = False, prefix: str
     selected = repo.select_services(service)
     images.build_images(repo, settings, selected, no_cache=no_cache, jobs=jobs, targets=targets)
     for name in selected if push else ():
-        tag, digest, inspected = images.push_service(repo, settings, name)
+        pushed = images.push_service(repo, settings, name)
         # What the registry said is what the manifests pin: kept in the pipeline's store.
-        deploy.record_pushed(repo.root / wheelhouse.STORE, deploy.pushed_from_inspect(tag, digest, inspected))
-        print(f"{images.repository_of(tag)}@{digest}")
+        deploy.record_pushed(repo.root / wheelhouse.STORE, pushed)
+        print(pushed.reference)
 
 
 def _targets(repo: Repository, arch: str | None) -> tuple[Target, ...]:

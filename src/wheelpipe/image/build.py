@@ -80,16 +80,15 @@ def build_images(
     for service in services:
         service_settings(repo.service(service), TO_BUILD)  # before anything is checked or built
     text = checked_recipe(repo, settings)  # an override that fetches or runs as root: never built
-    chosen = targets or repo.targets
+    chosen = {target: target_settings(repo, settings, target) for target in targets or repo.targets}
     with ThreadPoolExecutor(max_workers=1) as pool:
         # git's answers about the commit, while the wheelhouse is brought up to date.
         asked = pool.submit(in_context(commit_facts), repo)
-        bases = {target: require_base(repo, target_settings(repo, settings, target), target) for target in chosen}
+        bases = {target: require_base(repo, own, target) for target, own in chosen.items()}
         house = build_wheels(repo, service=services[0] if len(services) == 1 else None).wheelhouse
         facts = asked.result()
     tags: list[str] = []
-    for target in chosen:
-        own = target_settings(repo, settings, target)
+    for target, own in chosen.items():
         images = [service_image(repo, own, house, service, facts, target) for service in services]
         tags += _build_for_target(ImageBuild(own, house, repo.root / STORE, text, bases[target], no_cache), images, jobs)
     host = next((t for t in chosen if t.machine == emulation.host_machine()), None)

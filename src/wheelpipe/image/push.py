@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
-from typing import Any
 
 from .. import registry
 from ..console import report
+from ..deploy import Pushed, pushed_from_inspect
 from ..errors import DockerError, ToolError
 from ..model import Repository
 from ..target import Target
 from .record import ImageSettings, image_tag
-
-# The label saying which commit an image was built from (record.oci_labels).
-REVISION_LABEL = "org.opencontainers.image.revision"
 
 
 def registry_of(prefix: str) -> str | None:
@@ -109,23 +107,21 @@ def push_index(tag: str, images: list[tuple[Target, str]]) -> str:
     return digest
 
 
-def push_service(repo: Repository, settings: ImageSettings, service: str) -> tuple[str, str, dict[str, Any]]:
+def push_service(repo: Repository, settings: ImageSettings, service: str) -> Pushed:
     """Push the service's image, or with several targets each target's image and then the image
-    index naming them under the plain tag; return the tag deploy manifests pin, the digest the
-    registry stored for it, and `docker image inspect` of the (first) image, whose user and
-    labels every target's image shares."""
+    index naming them under the plain tag; return the record of what deploy manifests pin: that
+    tag, the digest the registry stored for it, and the user and revision every image shares."""
+    tag = image_tag(repo, settings, service)
     if len(repo.targets) == 1:
-        tag = image_tag(repo, settings, service)
-        return tag, push_image(settings, tag), settings.docker.inspect(tag)
-    pushed: list[tuple[Target, str]] = []
-    inspected: list[dict[str, Any]] = []
+        return pushed_from_inspect(tag, push_image(settings, tag), settings.docker.inspect(tag))
+    pushed = []
     for target in repo.targets:
         own = image_tag(repo, settings, service, target)
-        pushed.append((target, push_image(settings, own)))
-        inspected.append(settings.docker.inspect(own))
-    shared = {json.dumps([(i.get("Config") or {}).get("User"), ((i.get("Config") or {}).get("Labels") or {}).get(REVISION_LABEL)]) for i in inspected}
+        pushed.append((target, pushed_from_inspect(own, push_image(settings, own), settings.docker.inspect(own))))
+    shared = {(p.user, p.revision) for _, p in pushed}
     if len(shared) != 1:
-        msg = f"the images of {service} for {', '.join(t.machine for t in repo.targets)} differ in their user or revision label ({'; '.join(sorted(shared))}): build them in one run of `invoke image`"
+        found = "; ".join(f"{target.machine}: user {p.user!r}, revision {p.revision!r}" for target, p in pushed)
+        msg = f"the images of {service} differ in their user or revision label ({found}): build them in one run of `invoke image`"
         raise DockerError(msg)
-    tag = image_tag(repo, settings, service)
-    return tag, push_index(tag, pushed), inspected[0]
+    index = push_index(tag, [(target, p.digest) for target, p in pushed])
+    return dataclasses.replace(pushed[0][1], tag=tag, digest=index)

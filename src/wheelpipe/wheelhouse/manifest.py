@@ -225,8 +225,9 @@ class Wheelhouse:
         if not found:
             msg = f"{WHEELHOUSE}/{MANIFEST}: no installer ({INSTALLER}) wheel for {target.describe()}; run `invoke build-wheels`"
             raise WheelhouseError(msg)
-        priority = target.tag_priority()
-        return min(found, key=lambda e: _rank(e, priority))
+        chosen = preferred(target, found)
+        assert chosen is not None  # every one of `found` runs on the target
+        return chosen
 
     def unpack_installer(self, directory: Path, target: Target) -> Path:
         """The uv binary of the target's installer wheel (checked against the manifest when the
@@ -427,18 +428,20 @@ def _installed(targets: tuple[Target, ...], entries: list[Entry], installs: dict
     result = []
     stray = {e.file for e in entries if not any(e.runs_on(t) for t in targets)}
     for target in targets:
-        priority = target.tag_priority()
         for service, files in sorted(installs.items()):
-            best: dict[str, Entry] = {}
-            for entry in (e for e in entries if e.file in files and (e.runs_on(target) or e.file in stray)):
-                held = best.get(entry.name)
-                if held is None or _rank(entry, priority) < _rank(held, priority):
-                    best[entry.name] = entry
-            wheels = tuple(e for e in entries if best.get(e.name) is e)
+            by_name: dict[str, list[Entry]] = {}
+            for entry in (e for e in entries if e.file in files):
+                by_name.setdefault(entry.name, []).append(entry)
+            picked = (preferred(target, group) or next((e for e in group if e.file in stray), None) for group in by_name.values())
+            chosen = {entry.file for entry in picked if entry is not None}
+            wheels = tuple(e for e in entries if e.file in chosen)
             result.append(Install(service, target, install_path(targets, target, service), wheels))
     return result
 
 
-def _rank(entry: Entry, priority: Mapping[Tag, int]) -> tuple[int, str]:
-    """How much the target prefers the wheel (lower first); the file name breaks a tie."""
-    return min(priority.get(tag, len(priority)) for tag in entry.tags), entry.file
+def preferred(target: Target, entries: Iterable[Entry]) -> Entry | None:
+    """Of wheels of one distribution, the one the target's interpreter prefers (its most specific
+    tag; the file name breaks a tie), None when none runs there."""
+    priority = target.tag_priority()
+    running = [e for e in entries if e.runs_on(target)]
+    return min(running, key=lambda e: (min(priority.get(tag, len(priority)) for tag in e.tags), e.file)) if running else None

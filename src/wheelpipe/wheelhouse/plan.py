@@ -10,7 +10,7 @@ from ..build import firstparty, metadata, sdists
 from ..lockfile import Pin
 from ..model import Package, Repository
 from ..target import Target
-from .manifest import BuiltOrigin, Entry, SdistOrigin, ThirdPartyOrigin, _rank
+from .manifest import BuiltOrigin, Entry, SdistOrigin, ThirdPartyOrigin, preferred
 
 
 @dataclass(frozen=True)
@@ -124,22 +124,14 @@ def _third_party_matches(entry: Entry, pin: Pin) -> bool:
 
 def _built_wheel(entries: Iterable[Entry], package: Package, origin: BuiltOrigin, target: Target) -> Entry | None:
     """The wheel among `entries` that building the package now would give, if it runs on the target."""
-    return _preferred(target, (e for e in entries if e.name == package.name and e.version == package.version and e.origin == origin))
+    return preferred(target, (e for e in entries if e.name == package.name and e.version == package.version and e.origin == origin))
 
 
 def _locked_wheel(entries: Iterable[Entry], pin: Pin, target: Target, build_environment: str | None) -> Entry | None:
     """The wheel among `entries` with one of the pin's locked hashes that the target prefers,
     if one runs there; one built from its sdist only if built in the build environment of now
     (the digest of the pin's own build lock, None without one), as building it now would be."""
-    return _preferred(target, (e for e in entries if _third_party_matches(e, pin) and _built_in(e, build_environment)))
-
-
-def _preferred(target: Target, entries: Iterable[Entry]) -> Entry | None:
-    """Of wheels of one distribution, the one the target's interpreter prefers (as the install
-    manifests choose), None when none runs there."""
-    priority = target.tag_priority()
-    running = [e for e in entries if e.runs_on(target)]
-    return min(running, key=lambda e: _rank(e, priority)) if running else None
+    return preferred(target, (e for e in entries if _third_party_matches(e, pin) and _built_in(e, build_environment)))
 
 
 def _built_in(entry: Entry, build_environment: str | None) -> bool:
