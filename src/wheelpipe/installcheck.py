@@ -121,6 +121,16 @@ def place_for(repo: Repository, target: Target, base_image: str, docker: Docker)
     raise InstallCheckError(msg)
 
 
+def places_for(repo: Repository, base_image: str, docker: Docker) -> list[tuple[Target, Place]]:
+    """Where each target's install check runs (place_for), known before anything is read or built."""
+    return [(target, place_for(repo, target, base_image, docker)) for target in repo.targets]
+
+
+def check_every_target(repo: Repository, house: Wheelhouse, places: list[tuple[Target, Place]]) -> list[str]:
+    """check_installs of every service on each target, in its place; the lines it printed."""
+    return [line for target, place in places for line in check_installs(repo, house, list(repo.services), place, target)]
+
+
 def _commands(repo: Repository, service: str) -> list[str]:
     """The import check's arguments for what the service's image would run: its command and a
     worker's health command (their console scripts' entry points, or python -m's module) and

@@ -53,7 +53,7 @@ from .locks import lock
 from .manifests import DEPLOY_DIR
 from .model import Repository
 from .tools import git, run
-from .wheelhouse import CHECKSUMS, MANIFEST, WHEELHOUSE, BuiltOrigin, Wheelhouse, build_wheels, install_path
+from .wheelhouse import CHECKSUMS, MANIFEST, WHEELHOUSE, BuiltOrigin, Wheelhouse, build_wheels, install_path, per_target_path
 
 DIST = "dist"
 DIRTY = "-dirty"
@@ -348,7 +348,7 @@ def _members(repo: Repository, house: Wheelhouse, commit: ReleaseCommit, source:
             path = install_path(repo.targets, target, service)
             install = derived[path]
             members.append(Member.document(f"{prefix}/{path}", install))
-            document = f"sbom/{target.machine}/{service}.cdx.json" if several else f"sbom/{service}.cdx.json"
+            document = per_target_path(repo.targets, target, "sbom", f"{service}.cdx.json")
             members.append(Member.document(f"{prefix}/{document}", sbom.service_sbom(repo, house, service, install, commit.time, path, target if several else None)))
     members.sort(key=lambda m: m.name)
     sums = "".join(f"{m.sha256}  {m.name.removeprefix(prefix + '/')}\n" for m in members)
@@ -459,7 +459,7 @@ def _release(  # noqa: C901 - the release's steps in order (gates, build, checks
     check_tags(repo, commit, tags or [])
     existing = released_before(repo, dist, commit)
     # Where each target's install gate can run is known before anything is built.
-    places = [(platform, installcheck.place_for(repo, platform, base_image, docker or Docker())) for platform in repo.targets] if gates else []
+    places = installcheck.places_for(repo, base_image, docker or Docker()) if gates else []
     if gates:
         lock_gate(repo)
     source = commit.source(repo.root)
@@ -470,9 +470,8 @@ def _release(  # noqa: C901 - the release's steps in order (gates, build, checks
         test_gate(repo, commit)
         # The release gate of what ships: each service's install manifest for each target,
         # installed offline from these wheels, imports (see installcheck).
-        for platform, place in places:
-            for line in installcheck.check_installs(repo, house, list(repo.services), place, platform):
-                report.info(line)
+        for line in installcheck.check_every_target(repo, house, places):
+            report.info(line)
     report.step(f"verifying the wheelhouse for release {repo.release_version} ({commit.sha[:12]}{DIRTY if commit.dirty else ''})")
     check_shippable(house)
     deployed = manifests.released(source)

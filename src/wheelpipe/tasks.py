@@ -199,13 +199,12 @@ def verify_wheelhouse(c: Context, install: bool = False, base_image: str | None 
     repo = _repository(c)
     settings = _image_settings(c, base_image=base_image)
     # Where each target's install check can run is known before anything is read.
-    places = [(target, installcheck.place_for(repo, target, settings.base, settings.docker)) for target in repo.targets] if install else []
+    places = installcheck.places_for(repo, settings.base, settings.docker) if install else []
     verified = wheelhouse.verify_against(repo)
     for line in verified.lines():
         print(line)
-    for target, place in places:
-        for line in installcheck.check_installs(repo, verified.wheelhouse, list(repo.services), place, target):
-            print(line)
+    for line in installcheck.check_every_target(repo, verified.wheelhouse, places):
+        print(line)
 
 
 @task(

@@ -39,6 +39,7 @@ from .manifest import (
     SdistOrigin,
     Wheelhouse,
     install_path,
+    per_target_path,
     render_checksums,
 )
 from .store import held
@@ -63,6 +64,7 @@ __all__ = [
     "held",
     "install_path",
     "open_wheelhouse",
+    "per_target_path",
     "render_checksums",
     "render_wheelhouse",
     "verify",

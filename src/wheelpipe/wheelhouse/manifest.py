@@ -195,13 +195,15 @@ def _tag_list(tags: Iterable[Tag]) -> str:
     return ", ".join(sorted(map(str, tags)))
 
 
+def per_target_path(targets: tuple[Target, ...], target: Target, directory: str, name: str) -> str:
+    """<directory>/<name> when the repository has one target (as it always was), else
+    <directory>/<machine>/<name> for each of them."""
+    return f"{directory}/{name}" if len(targets) == 1 else f"{directory}/{target.machine}/{name}"
+
+
 def install_path(targets: tuple[Target, ...], target: Target, service: str) -> str:
-    """Where in the wheelhouse the service's install manifest for the target is:
-    install/<service>.txt when the repository has one target (as it always was), else
-    install/<machine>/<service>.txt for each of them."""
-    if len(targets) == 1:
-        return f"{INSTALL_DIR}/{service}.txt"
-    return f"{INSTALL_DIR}/{target.machine}/{service}.txt"
+    """Where in the wheelhouse (and a release) the service's install manifest for the target is."""
+    return per_target_path(targets, target, INSTALL_DIR, f"{service}.txt")
 
 
 @dataclass
